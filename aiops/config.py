@@ -1,0 +1,255 @@
+"""Settings: one pydantic-settings model, ``AIOPS_`` environment variables, optional config file.
+
+Precedence, highest first: keyword arguments, environment variables (``AIOPS_*``), the config
+file (``AIOPS_CONFIG_FILE``, YAML or TOML), defaults. A bad value stops start-up with a
+:class:`~aiops.errors.ConfigError` naming the setting (``AIOPS_TIMEOUT_SECONDS: ...``).
+
+The config file can hold everything the environment can, plus named extra datasources::
+
+    prometheus_url: [http://prom-a:9090, http://prom-b:9090]
+    datasources:
+      staging:
+        type: prometheus
+        urls: [http://prom-staging:9090]
+      logs-eu:
+        type: loki
+        urls: [http://loki-eu:3100]
+        tenant: team-a
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from aiops.errors import ConfigError
+
+__all__ = ["DatasourceConfig", "Settings", "load_settings"]
+
+DatasourceType = Literal["prometheus", "loki"]
+_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+
+
+def _split_urls(value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        parts = [p.strip() for p in value.split(",")]
+        return [p for p in parts if p]
+    return value
+
+
+def _check_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{url!r} is not an http(s) URL with a host")
+    if parts.query or parts.fragment:
+        raise ValueError(f"{url!r} must not carry a query string or fragment")
+    return url.rstrip("/")
+
+
+class DatasourceConfig(BaseModel):
+    """One datasource: a name the API and detectors refer to, and its URLs in failover order."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=_NAME_PATTERN)
+    type: DatasourceType
+    urls: tuple[str, ...] = Field(min_length=1)
+    tenant: str | None = None  # Loki X-Scope-OrgID
+    timeout_seconds: float | None = Field(default=None, gt=0, le=3600)
+    headers: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("urls", mode="before")
+    @classmethod
+    def _urls(cls, value: Any) -> Any:
+        return _split_urls(value)
+
+    @field_validator("urls")
+    @classmethod
+    def _valid_urls(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(_check_url(u) for u in value)
+
+
+class _FileSource(PydanticBaseSettingsSource):
+    """Values from the YAML/TOML config file, below the environment in precedence."""
+
+    def __init__(self, settings_cls: type[BaseSettings], data: dict[str, Any]) -> None:
+        super().__init__(settings_cls)
+        self._data = data
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return {k: v for k, v in self._data.items() if k in self.settings_cls.model_fields}
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Parse a YAML or TOML config file into a dict; any problem is a ConfigError."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read config file {path}: {exc.strerror}", setting="AIOPS_CONFIG_FILE"
+        ) from None
+    try:
+        data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(
+            f"config file {path} is not valid {'TOML' if path.suffix == '.toml' else 'YAML'}: {exc}",
+            setting="AIOPS_CONFIG_FILE",
+        ) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping", setting="AIOPS_CONFIG_FILE")
+    return data
+
+
+class Settings(BaseSettings):
+    """Every knob of the service. Environment variables are ``AIOPS_`` + the upper-case name."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="AIOPS_", extra="forbid", validate_default=True, frozen=True
+    )
+
+    # datasources
+    prometheus_url: Annotated[tuple[str, ...], NoDecode] = ("http://127.0.0.1:9090",)
+    loki_url: Annotated[tuple[str, ...], NoDecode] = ()
+    loki_tenant: str | None = None
+    datasources: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    # request behaviour (one policy shared by every datasource client)
+    timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
+    connect_timeout_seconds: float = Field(default=5.0, gt=0, le=600)
+    cache_ttl_seconds: float = Field(default=30.0, ge=0, le=86400)
+    cache_max_entries: int = Field(default=1024, ge=0, le=1_000_000)
+    retry_attempts: int = Field(default=3, ge=1, le=20)
+    retry_initial_seconds: float = Field(default=0.2, ge=0, le=60)
+    retry_max_seconds: float = Field(default=30.0, gt=0, le=3600)
+    max_concurrency: int = Field(default=8, ge=1, le=256)
+    buffer_size: int = Field(default=10_000, ge=1, le=100_000_000)
+
+    # storage
+    data_dir: Path = Path(".aiops")
+    database_url: str | None = None
+    detectors_file: Path | None = None
+
+    # API
+    api_token: SecretStr | None = None
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=1, le=65535)
+
+    # logging
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
+
+    config_file: Path | None = None
+
+    @field_validator("prometheus_url", "loki_url", mode="before")
+    @classmethod
+    def _urls(cls, value: Any) -> Any:
+        return _split_urls(value)
+
+    @field_validator("prometheus_url", "loki_url")
+    @classmethod
+    def _valid_urls(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(_check_url(u) for u in value)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("api_token")
+    @classmethod
+    def _token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters")
+        return value
+
+    @model_validator(mode="after")
+    def _check_datasources(self) -> Settings:
+        self.datasource_configs()  # raises on a bad named datasource
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        path = os.environ.get("AIOPS_CONFIG_FILE")
+        data = read_config_file(Path(path)) if path else {}
+        return (init_settings, env_settings, _FileSource(settings_cls, data))
+
+    # derived values -------------------------------------------------------------------------
+
+    def datasource_configs(self) -> dict[str, DatasourceConfig]:
+        """Every configured datasource by name: ``prometheus``, ``loki`` and the named extras."""
+        out: dict[str, DatasourceConfig] = {}
+        if self.prometheus_url:
+            out["prometheus"] = DatasourceConfig(
+                name="prometheus", type="prometheus", urls=self.prometheus_url
+            )
+        if self.loki_url:
+            out["loki"] = DatasourceConfig(
+                name="loki", type="loki", urls=self.loki_url, tenant=self.loki_tenant
+            )
+        for name, raw in self.datasources.items():
+            if name in out:
+                raise ValueError(f"datasource {name!r} is defined twice")
+            if not isinstance(raw, dict):
+                raise ValueError(f"datasource {name!r} must be a mapping")
+            try:
+                out[name] = DatasourceConfig(name=name, **raw)
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                loc = ".".join(str(p) for p in first["loc"])
+                raise ValueError(f"datasource {name!r}: {loc}: {first['msg']}") from None
+        return out
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'aiops.db').resolve()}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings or raise one :class:`ConfigError` naming every bad setting."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        first_setting = None
+        for err in exc.errors():
+            field = str(err["loc"][0]) if err["loc"] else "settings"
+            setting = f"AIOPS_{field.upper()}"
+            first_setting = first_setting or setting
+            msg = err["msg"].removeprefix("Value error, ")
+            problems.append(f"{setting}: {msg}")
+        raise ConfigError("invalid configuration: " + "; ".join(problems), setting=first_setting) from None

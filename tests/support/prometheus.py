@@ -1,0 +1,220 @@
+"""A real Prometheus for tests and benchmarks: Debian's ``prometheus`` on 127.0.0.1.
+
+History is written as OpenMetrics text, turned into TSDB blocks by
+``promtool tsdb create-blocks-from openmetrics`` and loaded by a fresh server on a free port.
+Every value is computed from the sample index, so tests can assert exact numbers.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+STEP = 15  # seconds between samples
+HOURS = 6
+
+# Label values a builder must escape; loaded as series so matchers can be checked exactly.
+HOSTILE_VALUES = [
+    'plain',
+    'a"b',
+    'back\\slash',
+    'trailing\\',
+    '"}) or vector(1) #',
+    '{evil="x"}',
+    "new\nline",
+    "tab\tand\rcr",
+    "unicode ünïcödé ✓ 日本",
+    "$1 ${name} $$",
+    "'single' `back`",
+    "a\\\"b",
+    "=~!~",
+    "",  # empty: matches series *without* the label; loaded series always carry it, so skip
+]
+LOADED_HOSTILE = [v for v in HOSTILE_VALUES if v]
+
+
+def _om_escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+@dataclass
+class SeriesSpec:
+    metric: str
+    labels: dict[str, str]
+    value: Callable[[int], float]  # sample index -> value
+    type: str = "gauge"
+
+
+@dataclass
+class History:
+    """What was loaded: the series and the exact timestamps of samples."""
+
+    start: int  # first sample, Unix seconds (aligned to STEP)
+    end: int  # last sample
+    step: int
+    series: list[SeriesSpec] = field(default_factory=list)
+
+    @property
+    def points(self) -> int:
+        return (self.end - self.start) // self.step + 1
+
+    def timestamp(self, i: int) -> int:
+        return self.start + i * self.step
+
+    def index(self, ts: float) -> int:
+        return int((ts - self.start) // self.step)
+
+
+def default_series() -> list[SeriesSpec]:
+    """Series with values derived from the sample index i (one sample every STEP seconds)."""
+    out = [
+        # A counter rising by 30 per sample: rate() is exactly 2/s.
+        SeriesSpec("aiops_test_requests_total", {"instance": "a", "job": "test", "status": "200"},
+                   lambda i: 30.0 * i, "counter"),
+        SeriesSpec("aiops_test_requests_total", {"instance": "b", "job": "test", "status": "200"},
+                   lambda i: 15.0 * i, "counter"),
+        SeriesSpec("aiops_test_requests_total", {"instance": "a", "job": "test", "status": "500"},
+                   lambda i: 3.0 * i, "counter"),
+        # Gauges equal to their index (and twice it): exact values at known times.
+        SeriesSpec("aiops_test_gauge", {"instance": "a"}, lambda i: float(i)),
+        SeriesSpec("aiops_test_gauge", {"instance": "b"}, lambda i: 2.0 * i),
+        # A smooth daily-ish wave with one spike: a known anomaly for detectors.
+        SeriesSpec("aiops_test_latency_seconds", {"instance": "a", "job": "test"}, _latency_a),
+        SeriesSpec("aiops_test_latency_seconds", {"instance": "b", "job": "test"}, _latency_b),
+    ]
+    out += [SeriesSpec("aiops_hostile", {"v": v}, lambda i, k=k: float(k)) for k, v in enumerate(LOADED_HOSTILE)]
+    return out
+
+
+SPIKE_INDEX = 1000  # sample index of the injected latency spike on instance "a"
+
+
+def _latency_a(i: int) -> float:
+    base = 0.2 + 0.05 * math.sin(2 * math.pi * i / 240) + 0.01 * ((i * 7919) % 13) / 13
+    return base + (3.0 if i == SPIKE_INDEX else 0.0)
+
+
+def _latency_b(i: int) -> float:
+    return 0.3 + 0.02 * math.cos(2 * math.pi * i / 240) + 0.01 * ((i * 104729) % 11) / 11
+
+
+def build_history(
+    end: float | None = None, hours: float = HOURS, step: int = STEP, series: list[SeriesSpec] | None = None
+) -> History:
+    now = time.time() if end is None else end
+    last = int(now // step) * step - step  # the newest sample is at least one step in the past
+    start = last - int(hours * 3600 // step) * step
+    return History(start=start, end=last, step=step, series=series or default_series())
+
+
+def write_openmetrics(history: History, path: Path) -> None:
+    by_metric: dict[str, list[SeriesSpec]] = {}
+    for s in history.series:
+        by_metric.setdefault(s.metric, []).append(s)
+    with path.open("w", encoding="utf-8") as f:
+        for metric, specs in by_metric.items():
+            family = metric.removesuffix("_total") if specs[0].type == "counter" else metric
+            f.write(f"# TYPE {family} {specs[0].type}\n")
+            for spec in specs:
+                labels = ",".join(f'{k}="{_om_escape(v)}"' for k, v in sorted(spec.labels.items()))
+                prefix = f"{metric}{{{labels}}}" if labels else metric
+                lines = [
+                    f"{prefix} {spec.value(i)!r} {history.timestamp(i)}\n" for i in range(history.points)
+                ]
+                f.writelines(lines)
+        f.write("# EOF\n")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def binaries() -> tuple[str, str]:
+    prom, tool = shutil.which("prometheus"), shutil.which("promtool")
+    if not prom or not tool:
+        raise RuntimeError(
+            "prometheus/promtool not found: run `make test` (it installs Debian's prometheus package)"
+        )
+    return prom, tool
+
+
+@dataclass
+class RunningPrometheus:
+    url: str
+    history: History
+    process: subprocess.Popen
+    data_dir: Path
+
+
+@contextmanager
+def run_prometheus(workdir: Path, history: History, *, ready_timeout: float = 60.0) -> Iterator[RunningPrometheus]:
+    """Load ``history`` into a fresh TSDB and serve it on 127.0.0.1 until the block exits."""
+    prom, tool = binaries()
+    workdir.mkdir(parents=True, exist_ok=True)
+    om = workdir / "history.om"
+    data = workdir / "data"
+    write_openmetrics(history, om)
+    subprocess.run(
+        [tool, "tsdb", "create-blocks-from", "openmetrics", str(om), str(data)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    config = workdir / "prometheus.yml"
+    config.write_text("global:\n  scrape_interval: 15s\nscrape_configs: []\n")
+    port = free_port()
+    log = (workdir / "prometheus.log").open("w")
+    proc = subprocess.Popen(
+        [
+            prom,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={data}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--storage.tsdb.retention.time=3650d",
+            "--query.lookback-delta=5m",
+            "--log.level=warn",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(proc, url, ready_timeout, workdir / "prometheus.log")
+        yield RunningPrometheus(url=url, history=history, process=proc, data_dir=data)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+        log.close()
+
+
+def _wait_ready(proc: subprocess.Popen, url: str, timeout: float, logfile: Path) -> None:
+    deadline = time.monotonic() + timeout
+    with httpx.Client(timeout=2.0) as client:
+        while time.monotonic() < deadline:
+            try:
+                if client.get(url + "/-/ready").status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            try:
+                # Waiting on the process is the pause between polls; it also notices a crash.
+                code = proc.wait(timeout=0.1)
+            except subprocess.TimeoutExpired:
+                continue
+            raise RuntimeError(f"prometheus exited with {code}: {logfile.read_text()[-2000:]}")
+    raise RuntimeError(f"prometheus at {url} not ready after {timeout}s: {logfile.read_text()[-2000:]}")
