@@ -19,6 +19,8 @@ The config file can hold everything the environment can, plus named extra dataso
 
 from __future__ import annotations
 
+import difflib
+import logging
 import os
 import tomllib
 from pathlib import Path
@@ -47,6 +49,7 @@ from aiops.errors import ConfigError
 __all__ = ["DatasourceConfig", "Settings", "load_settings"]
 
 DatasourceType = Literal["prometheus", "loki"]
+log = logging.getLogger(__name__)
 _NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 
 
@@ -239,8 +242,21 @@ class Settings(BaseSettings):
         return f"sqlite:///{(self.data_dir / 'aiops.db').resolve()}"
 
 
+def unknown_environment_settings() -> list[str]:
+    """``AIOPS_*`` variables that name no setting (typos), each with a suggestion."""
+    known = {f"AIOPS_{name.upper()}" for name in Settings.model_fields}
+    out = []
+    for key in sorted(os.environ):
+        if key.startswith("AIOPS_") and key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            out.append(f"{key} (did you mean {close[0]}?)" if close else key)
+    return out
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Build the settings or raise one :class:`ConfigError` naming every bad setting."""
+    for unknown in unknown_environment_settings():
+        log.warning("ignoring unknown environment variable %s", unknown)
     try:
         return Settings(**overrides)
     except ValidationError as exc:

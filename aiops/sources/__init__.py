@@ -1,0 +1,40 @@
+"""Datasource clients built from settings: one shared request path, one client per datasource."""
+
+from __future__ import annotations
+
+import httpx
+
+from aiops.config import DatasourceConfig, Settings
+from aiops.sources.http import RetryPolicy
+
+__all__ = ["retry_policy", "http_timeout", "build_prometheus"]
+
+
+def retry_policy(settings: Settings) -> RetryPolicy:
+    return RetryPolicy(
+        attempts=settings.retry_attempts,
+        initial_seconds=settings.retry_initial_seconds,
+        max_seconds=settings.retry_max_seconds,
+    )
+
+
+def http_timeout(settings: Settings, config: DatasourceConfig | None = None) -> httpx.Timeout:
+    total = (config.timeout_seconds if config and config.timeout_seconds else None) or settings.timeout_seconds
+    return httpx.Timeout(total, connect=min(settings.connect_timeout_seconds, total))
+
+
+def build_prometheus(config: DatasourceConfig, settings: Settings, client: httpx.AsyncClient):
+    """A :class:`~aiops.sources.prometheus.PrometheusClient` for one configured datasource."""
+    from aiops.sources.prometheus import PrometheusClient
+
+    return PrometheusClient(
+        client,
+        list(config.urls),
+        name=config.name,
+        retry=retry_policy(settings),
+        cache_ttl=settings.cache_ttl_seconds,
+        cache_max_entries=settings.cache_max_entries,
+        timeout=http_timeout(settings, config),
+        max_concurrency=settings.max_concurrency,
+        headers=dict(config.headers),
+    )

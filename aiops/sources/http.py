@@ -78,7 +78,7 @@ class RetryPolicy:
         return AsyncRetrying(
             stop=stop_after_attempt(self.attempts) | stop_after_delay(self.max_seconds),
             wait=wait_exponential_jitter(
-                initial=self.initial_seconds, max=self.max_wait_seconds, jitter=self.jitter_seconds
+                multiplier=self.initial_seconds, max=self.max_wait_seconds, jitter=self.jitter_seconds
             ),
             retry=retry_if_exception_type(_Transient),
             before_sleep=on_retry,

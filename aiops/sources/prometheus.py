@@ -53,7 +53,7 @@ class Series:
         return tuple(sorted(self.labels.items()))
 
     def to_series(self) -> pd.Series:
-        index = pd.DatetimeIndex(pd.to_datetime(self.timestamps, unit="s", utc=True), name="timestamp")
+        index = pd.DatetimeIndex(seconds_to_datetimes(self.timestamps), name="timestamp")
         return pd.Series(self.values, index=index, name="value", dtype="float64")
 
 
@@ -88,7 +88,7 @@ class QueryResult:
         if self.result_type == "scalar" and self.scalar is not None:
             return _frame(np.array([self.scalar[0]]), np.array([self.scalar[1]]), {})
         if self.result_type == "string" and self.string is not None:
-            ts = pd.to_datetime(np.array([self.string[0]]), unit="s", utc=True)
+            ts = seconds_to_datetimes(np.array([self.string[0]]))
             return pd.DataFrame({"timestamp": ts, "value": [self.string[1]]})
         if not self.series:
             return _frame(np.empty(0), np.empty(0), {})
@@ -141,9 +141,15 @@ def _point(ts: float, value: float) -> list[Any]:
     return [float(ts), v if math.isfinite(v) else ("NaN" if math.isnan(v) else ("+Inf" if v > 0 else "-Inf"))]
 
 
+def seconds_to_datetimes(seconds: np.ndarray) -> pd.DatetimeIndex:
+    """Unix seconds (millisecond precision, as Prometheus gives them) to UTC nanosecond times."""
+    ms = np.round(np.asarray(seconds, dtype=np.float64) * 1000.0).astype(np.int64)
+    return pd.DatetimeIndex((ms * 1_000_000).view("datetime64[ns]"), tz="UTC")
+
+
 def _frame(ts: np.ndarray, values: np.ndarray, labels: dict[str, Any]) -> pd.DataFrame:
     data: dict[str, Any] = {
-        "timestamp": pd.to_datetime(ts, unit="s", utc=True),
+        "timestamp": seconds_to_datetimes(ts),
         "value": values.astype(np.float64, copy=False),
     }
     data.update(labels)
@@ -372,7 +378,10 @@ class PrometheusClient:
         self, path: str, params: list[tuple[str, str]], *, query: str | None = None, cache_key: Any = None
     ) -> Fetched:
         if query is not None and len(query) > _POST_OVER_CHARS:
-            return await self.http.request("POST", path, data=params, query=query, cache_key=cache_key)
+            form: dict[str, list[str]] = {}
+            for k, v in params:
+                form.setdefault(k, []).append(v)
+            return await self.http.request("POST", path, data=form, query=query, cache_key=cache_key)
         return await self.http.request("GET", path, params=params, query=query, cache_key=cache_key)
 
     async def _data(self, path: str, params: list[tuple[str, str]], *, query: str | None = None) -> Any:

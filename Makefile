@@ -1,0 +1,40 @@
+# The two commands of the quick start:
+#   make up    set up, then run the service on its embedded defaults
+#   make test  set up, then run the whole test suite (installs Debian's prometheus if missing)
+VENV    ?= .venv
+PYTHON  ?= python3
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+PYTEST_ARGS ?=
+
+.PHONY: up test install system-deps bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	rm -f $(VENV)/.installed-*
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Debian's prometheus package brings both prometheus and promtool for the real-server tests.
+system-deps:
+	@if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then \
+		echo "installing Debian's prometheus package"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends prometheus; \
+	fi
+
+up: $(STAMP)
+	$(VENV)/bin/aiops up
+
+test: $(STAMP) system-deps
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP) system-deps
+	$(PY) benchmarks/prometheus_fetch.py
+
+clean:
+	rm -rf $(VENV) .aiops build *.egg-info

@@ -1,0 +1,167 @@
+"""The ``aiops`` command line.
+
+Every command prints a table for people or JSON for scripts (``--json``); errors print one
+line naming what was wrong and exit non-zero (2 for bad input or configuration, 1 for a
+datasource failure), never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from aiops.errors import AiopsError, ConfigError, DatasourceError
+
+__all__ = ["main"]
+
+
+def _settings():
+    from aiops.config import load_settings
+    from aiops.logsetup import configure_logging
+
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    return settings
+
+
+# ---------------------------------------------------------------------------------- query
+
+
+def _auto_step(start: float, end: float) -> float:
+    """About 250 points per series, at least one second."""
+    return max(1.0, math.ceil((end - start) / 250))
+
+
+async def _run_query(args: argparse.Namespace) -> int:
+    import httpx
+
+    from aiops.sources import build_prometheus
+    from aiops.timeutil import parse_duration, parse_time
+
+    settings = _settings()
+    configs = settings.datasource_configs()
+    config = configs.get(args.datasource)
+    if config is None or config.type != "prometheus":
+        names = sorted(n for n, c in configs.items() if c.type == "prometheus")
+        raise ConfigError(
+            f"no Prometheus datasource named {args.datasource!r} (configured: {', '.join(names) or 'none'})",
+            setting="datasource",
+        )
+    async with httpx.AsyncClient() as http:
+        client = build_prometheus(config, settings, http)
+        now = time.time()
+        if args.start is not None:
+            start = parse_time(args.start, field="--start", now=now)
+            end = parse_time(args.end or "now", field="--end", now=now)
+            step = parse_duration(args.step, field="--step") if args.step else _auto_step(start, end)
+            result = await client.query_range(args.query, start, end, step)
+        else:
+            if args.end or args.step:
+                raise AiopsError("--end and --step need --start (a range query)")
+            at = parse_time(args.time, field="--time", now=now) if args.time else None
+            result = await client.query(args.query, at)
+    if args.json:
+        print(json.dumps(result.to_dict(), ensure_ascii=False))
+    else:
+        _print_result(result, args.limit)
+    return 0
+
+
+def _print_result(result: Any, limit: int) -> None:
+    import pandas as pd
+
+    if result.result_type in ("scalar", "string"):
+        ts, value = result.scalar or result.string
+        print(f"{result.result_type}: {value} @ {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(ts))}")
+        return
+    frame = result.to_frame()
+    if frame.empty:
+        print("(no data)")
+        return
+    label_cols = [c for c in frame.columns if c not in ("timestamp", "value")]
+    shown = frame.head(limit)
+    rows = [
+        [ts.strftime("%Y-%m-%dT%H:%M:%SZ"), f"{value:g}", *("" if pd.isna(v) else str(v) for v in labels)]
+        for ts, value, *labels in zip(
+            shown["timestamp"], shown["value"], *(shown[c] for c in label_cols), strict=True
+        )
+    ]
+    _print_table(["timestamp", "value", *label_cols], rows)
+    extra = len(frame) - len(rows)
+    tail = f"{len(result.series)} series, {len(frame)} samples"
+    if extra > 0:
+        tail += f" ({extra} more rows not shown; use --limit or --json)"
+    if result.cached:
+        tail += f", from cache ({result.age_seconds:.1f}s old)"
+    print(tail)
+    for w in result.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+
+
+def _print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    widths = [max(len(str(h)), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
+    for r in rows:
+        print("  ".join(c.replace("\n", "\\n").ljust(w) for c, w in zip(r, widths)))
+
+
+# ---------------------------------------------------------------------------------- main
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="aiops", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    q = sub.add_parser("query", help="run a PromQL query (instant, or range with --start)")
+    q.add_argument("query", help="PromQL expression")
+    q.add_argument("--start", help="range start: RFC 3339, Unix seconds, 'now-1h' or '-1h'")
+    q.add_argument("--end", help="range end (default now)")
+    q.add_argument("--step", help="range step, e.g. 15s, 1m (default: about 250 points)")
+    q.add_argument("--time", help="evaluation time of an instant query (default now)")
+    q.add_argument("--datasource", default="prometheus", help="configured datasource name")
+    q.add_argument("--json", action="store_true", help="print JSON for scripts")
+    q.add_argument("--limit", type=int, default=50, help="rows shown in the table (default 50)")
+    q.set_defaults(handler=lambda a: asyncio.run(_run_query(a)))
+
+    c = sub.add_parser("config", help="print the effective configuration (secrets hidden)")
+    c.set_defaults(handler=_show_config)
+    return parser
+
+
+def _show_config(args: argparse.Namespace) -> int:
+    settings = _settings()
+    data = settings.model_dump(mode="json")
+    data["datasources"] = {n: c.model_dump(mode="json") for n, c in settings.datasource_configs().items()}
+    data["database_url"] = settings.resolved_database_url()
+    print(json.dumps(data, indent=2))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args) or 0
+    except ConfigError as exc:
+        print(f"aiops: configuration error: {exc.message}", file=sys.stderr)
+        return 2
+    except DatasourceError as exc:
+        where = f" [{exc.datasource} {exc.url}]" if exc.url else ""
+        print(f"aiops: {exc.message}{where}", file=sys.stderr)
+        return 1
+    except AiopsError as exc:
+        print(f"aiops: {exc.message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
