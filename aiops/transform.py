@@ -1,0 +1,198 @@
+"""Transformers: pure functions from sample frames to sample frames.
+
+A *sample frame* has one row per sample: ``timestamp`` (UTC), ``value`` (float) and one
+column per series label (what :meth:`aiops.sources.prometheus.QueryResult.to_frame` gives).
+Nothing here does I/O or keeps state; every function returns a new frame.
+
+Standard transformers (:func:`standardize`): sort, drop duplicate samples, align to the step,
+drop NaN, undo counter resets when asked, mark gaps. Aggregation transformers: group by
+labels (:func:`aggregate`), resample to a coarser step (:func:`resample`), rolling windows
+(:func:`rolling`). :func:`split_series` hands detectors one float series per label set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from aiops.errors import InvalidInput
+from aiops.timeutil import parse_duration
+
+__all__ = [
+    "label_columns",
+    "series_key",
+    "standardize",
+    "aggregate",
+    "resample",
+    "rolling",
+    "split_series",
+    "AGGREGATIONS",
+]
+
+AGGREGATIONS = ("sum", "avg", "min", "max", "count", "median")
+Aggregation = Literal["sum", "avg", "min", "max", "count", "median"]
+_PANDAS_AGG = {"avg": "mean"}
+
+
+def label_columns(frame: pd.DataFrame) -> list[str]:
+    return [c for c in frame.columns if c not in ("timestamp", "value", "gap_before")]
+
+
+def series_key(labels: Mapping[str, Any]) -> str:
+    """Canonical text of a label set, e.g. ``{instance="a",job="x"}`` (sorted, NA dropped)."""
+    from aiops.querylang import quote
+
+    items = sorted((k, str(v)) for k, v in labels.items() if v is not None and not _isna(v))
+    return "{" + ",".join(f"{k}={quote(v)}" for k, v in items) + "}"
+
+
+def _isna(v: Any) -> bool:
+    try:
+        return bool(pd.isna(v))
+    except (TypeError, ValueError):
+        return False
+
+
+def _check(frame: pd.DataFrame) -> None:
+    missing = {"timestamp", "value"} - set(frame.columns)
+    if missing:
+        raise InvalidInput(f"sample frame lacks column(s) {sorted(missing)}", field="frame")
+
+
+def _group_keys(frame: pd.DataFrame) -> list[str]:
+    return label_columns(frame)
+
+
+def standardize(
+    frame: pd.DataFrame,
+    *,
+    step: Any = None,
+    drop_nan: bool = True,
+    counter: bool = False,
+    gap: Any = None,
+) -> pd.DataFrame:
+    """Sort by series and time, drop duplicate samples (the last wins), align to ``step``,
+    drop NaN/stale samples, undo counter resets (``counter=True``), and add ``gap_before``:
+    True where the distance to the previous sample of the series exceeds ``gap``
+    (default 2 x step when a step is given)."""
+    _check(frame)
+    labels = _group_keys(frame)
+    out = frame.copy()
+    if step is not None:
+        step_ns = int(parse_duration(step, field="step") * 1e9)
+        ns = out["timestamp"].dt.tz_convert(None).to_numpy(dtype="datetime64[ns]").view(np.int64)
+        out["timestamp"] = pd.DatetimeIndex(((ns // step_ns) * step_ns).view("datetime64[ns]"), tz="UTC")
+    if drop_nan:
+        out = out[np.isfinite(out["value"].to_numpy(dtype=np.float64, na_value=np.nan))]
+    sort_cols = [*labels, "timestamp"]
+    out = out.sort_values(sort_cols, kind="stable")
+    out = out.drop_duplicates(subset=sort_cols, keep="last")
+    if counter and len(out):
+        out = out.assign(value=_undo_counter_resets(out, labels))
+    gap_seconds = parse_duration(gap, field="gap") if gap is not None else (
+        2 * parse_duration(step, field="step") if step is not None else None
+    )
+    if gap_seconds is not None:
+        delta = _per_series_diff(out["timestamp"], out, labels)
+        out = out.assign(gap_before=(delta.dt.total_seconds() > gap_seconds).to_numpy())
+    return out.reset_index(drop=True)
+
+
+def _per_series_diff(column: pd.Series, frame: pd.DataFrame, labels: list[str]) -> pd.Series:
+    if not labels:
+        return column.diff()
+    return column.groupby([frame[c] for c in labels], observed=True, dropna=False, sort=False).diff()
+
+
+def _undo_counter_resets(frame: pd.DataFrame, labels: list[str]) -> np.ndarray:
+    """Add back what a counter lost at each reset (a drop in value), per series."""
+    values = frame["value"]
+    prev = values.shift(1) if not labels else values.groupby(
+        [frame[c] for c in labels], observed=True, dropna=False, sort=False
+    ).shift(1)
+    dropped = np.where(values.to_numpy() < prev.to_numpy(), prev.to_numpy(), 0.0)
+    dropped = np.nan_to_num(dropped, nan=0.0)
+    offsets = pd.Series(dropped, index=frame.index)
+    if labels:
+        offsets = offsets.groupby([frame[c] for c in labels], observed=True, dropna=False, sort=False).cumsum()
+    else:
+        offsets = offsets.cumsum()
+    return values.to_numpy() + offsets.to_numpy()
+
+
+def aggregate(frame: pd.DataFrame, how: Aggregation = "sum", by: Sequence[str] = ()) -> pd.DataFrame:
+    """Combine series sample-by-sample (same timestamp), keeping only the ``by`` labels."""
+    _check(frame)
+    if how not in AGGREGATIONS:
+        raise InvalidInput(f"aggregation {how!r} is not one of {', '.join(AGGREGATIONS)}", field="how")
+    missing = [b for b in by if b not in frame.columns]
+    if missing:
+        raise InvalidInput(f"cannot group by {missing}: the frame has labels {label_columns(frame)}", field="by")
+    keys = [*by, "timestamp"]
+    grouped = frame.groupby(keys, observed=True, dropna=False, sort=True)["value"]
+    out = grouped.agg(_PANDAS_AGG.get(how, how)).reset_index()
+    return out[["timestamp", "value", *by]]
+
+
+def resample(frame: pd.DataFrame, step: Any, how: Aggregation = "avg") -> pd.DataFrame:
+    """Per series, bucket samples into ``step`` (floor) and combine each bucket with ``how``."""
+    _check(frame)
+    if how not in AGGREGATIONS:
+        raise InvalidInput(f"aggregation {how!r} is not one of {', '.join(AGGREGATIONS)}", field="how")
+    labels = label_columns(frame)
+    step_ns = int(parse_duration(step, field="step") * 1e9)
+    ns = frame["timestamp"].dt.tz_convert(None).to_numpy(dtype="datetime64[ns]").view(np.int64)
+    bucket = pd.DatetimeIndex(((ns // step_ns) * step_ns).view("datetime64[ns]"), tz="UTC")
+    work = frame[["value", *labels]].assign(timestamp=bucket)
+    out = (
+        work.groupby([*labels, "timestamp"], observed=True, dropna=False, sort=True)["value"]
+        .agg(_PANDAS_AGG.get(how, how))
+        .reset_index()
+    )
+    return out[["timestamp", "value", *labels]]
+
+
+def rolling(frame: pd.DataFrame, window: Any, how: Aggregation = "avg") -> pd.DataFrame:
+    """Per series, replace each value by ``how`` over the trailing time ``window`` (causal)."""
+    _check(frame)
+    if how not in AGGREGATIONS:
+        raise InvalidInput(f"aggregation {how!r} is not one of {', '.join(AGGREGATIONS)}", field="how")
+    seconds = parse_duration(window, field="window")
+    labels = label_columns(frame)
+    ordered = frame.sort_values([*labels, "timestamp"], kind="stable")
+    values = ordered.set_index("timestamp")["value"]
+    func = _PANDAS_AGG.get(how, how)
+    if labels:
+        rolled = values.groupby([ordered[c].to_numpy() for c in labels], sort=False, dropna=False).rolling(
+            pd.Timedelta(seconds=seconds)
+        ).agg(func)
+        rolled = rolled.to_numpy()
+    else:
+        rolled = values.rolling(pd.Timedelta(seconds=seconds)).agg(func).to_numpy()
+    return ordered.assign(value=rolled).reset_index(drop=True)
+
+
+def split_series(frame: pd.DataFrame) -> Iterator[tuple[str, dict[str, str], pd.Series]]:
+    """Yield ``(series_key, labels, series)`` per label set: a float series on a UTC index,
+    sorted and without duplicate timestamps (what detectors take)."""
+    _check(frame)
+    labels = label_columns(frame)
+    if frame.empty:
+        return
+    if not labels:
+        groups: Any = [((), frame)]
+    else:
+        groups = frame.groupby(labels, observed=True, dropna=False, sort=True)
+    for values, part in groups:
+        values = values if isinstance(values, tuple) else (values,)
+        label_set = {k: str(v) for k, v in zip(labels, values, strict=True) if not _isna(v)}
+        s = pd.Series(
+            part["value"].to_numpy(dtype=np.float64),
+            index=pd.DatetimeIndex(part["timestamp"]),
+            name="value",
+        )
+        s = s[~s.index.duplicated(keep="last")].sort_index()
+        yield series_key(label_set), label_set, s
