@@ -7,7 +7,7 @@ import httpx
 from aiops.config import DatasourceConfig, Settings
 from aiops.sources.http import RetryPolicy
 
-__all__ = ["retry_policy", "http_timeout", "build_prometheus"]
+__all__ = ["retry_policy", "http_timeout", "build_prometheus", "build_loki", "build_client"]
 
 
 def retry_policy(settings: Settings) -> RetryPolicy:
@@ -38,3 +38,25 @@ def build_prometheus(config: DatasourceConfig, settings: Settings, client: httpx
         max_concurrency=settings.max_concurrency,
         headers=dict(config.headers),
     )
+
+
+def build_loki(config: DatasourceConfig, settings: Settings, client: httpx.AsyncClient):
+    """A :class:`~aiops.sources.loki.LokiClient` for one configured datasource."""
+    from aiops.sources.loki import LokiClient
+
+    return LokiClient(
+        client,
+        list(config.urls),
+        name=config.name,
+        tenant=config.tenant,
+        retry=retry_policy(settings),
+        cache_ttl=settings.cache_ttl_seconds,
+        cache_max_entries=settings.cache_max_entries,
+        timeout=http_timeout(settings, config),
+        headers=dict(config.headers),
+    )
+
+
+def build_client(config: DatasourceConfig, settings: Settings, client: httpx.AsyncClient):
+    """The client for a configured datasource, whatever its type."""
+    return build_prometheus(config, settings, client) if config.type == "prometheus" else build_loki(config, settings, client)
