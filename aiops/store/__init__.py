@@ -1,0 +1,66 @@
+"""The persistent store: detectors, model state, checkpoints, events, reports.
+
+::
+
+    from aiops.store import Store
+
+    store = Store.open(Store.default_url("data"))   # runs migrations to head
+    store.create_detector({"id": "api-errors", "kind": "zscore", "datasource": {...}})
+
+Everything SQL lives in :mod:`aiops.store.repo`; models returned are in
+:mod:`aiops.store.models`; the detectors file is read by :mod:`aiops.store.detectors_file`.
+"""
+
+from aiops.store.detectors_file import apply_detectors_file, load_detectors_file
+from aiops.store.models import (
+    EVENT_ANOMALY,
+    EVENT_LOG_NEW_TEMPLATE,
+    BackfillProgress,
+    BackfillWindow,
+    CollectorStatus,
+    DatasourceSpec,
+    Detector,
+    DetectorDatasource,
+    DetectorSpec,
+    DueDetectors,
+    Event,
+    EventIn,
+    LogReport,
+    ModelStateInfo,
+    SeriesState,
+    SeverityPolicy,
+    UpsertResult,
+    parse_duration,
+    series_key,
+    spec_hash,
+)
+from aiops.store.repo import KindValidator, Store, accept_any_kind, default_kind_validator
+
+__all__ = [
+    "Store",
+    "KindValidator",
+    "default_kind_validator",
+    "accept_any_kind",
+    "load_detectors_file",
+    "apply_detectors_file",
+    "EVENT_ANOMALY",
+    "EVENT_LOG_NEW_TEMPLATE",
+    "BackfillProgress",
+    "BackfillWindow",
+    "CollectorStatus",
+    "DatasourceSpec",
+    "Detector",
+    "DetectorDatasource",
+    "DetectorSpec",
+    "DueDetectors",
+    "Event",
+    "EventIn",
+    "LogReport",
+    "ModelStateInfo",
+    "SeriesState",
+    "SeverityPolicy",
+    "UpsertResult",
+    "parse_duration",
+    "series_key",
+    "spec_hash",
+]

@@ -1,0 +1,509 @@
+"""Values the store takes and returns: pydantic models shared by the API, flows and CLI.
+
+Nothing here touches the database. Inputs (``DetectorSpec``, ``DatasourceSpec``, ``EventIn``)
+validate what callers send; outputs (``Detector``, ``Event``, ...) are frozen snapshots of
+rows, so no SQLAlchemy session ever leaks out of :mod:`aiops.store.repo`.
+
+Conventions:
+
+- Every datetime is timezone-aware UTC. Inputs must be aware (or epoch seconds / ISO strings
+  with an offset); naive datetimes are rejected rather than guessed.
+- Durations are whole seconds; inputs also accept ``"30s"``, ``"5m"``, ``"1h30m"``, ``"1d"``.
+- A series is identified by :func:`series_key` of its label set.
+- A model is identified by :func:`spec_hash` of its kind and params.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal, NamedTuple, TypedDict
+
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from aiops.errors import InvalidInput
+
+__all__ = [
+    "DETECTOR_ID_PATTERN",
+    "KIND_PATTERN",
+    "DETECTOR_STATUSES",
+    "SEVERITIES",
+    "COLLECTOR_STATES",
+    "WINDOW_STATUSES",
+    "EVENT_ANOMALY",
+    "EVENT_LOG_NEW_TEMPLATE",
+    "DetectorStatus",
+    "Severity",
+    "DatasourceSpec",
+    "DetectorSpec",
+    "DetectorDatasource",
+    "Detector",
+    "SeverityPolicy",
+    "EventIn",
+    "Event",
+    "CollectorStatus",
+    "LogReport",
+    "BackfillWindow",
+    "BackfillProgress",
+    "ModelStateInfo",
+    "SeriesState",
+    "DueDetectors",
+    "UpsertResult",
+    "parse_duration",
+    "series_key",
+    "spec_hash",
+    "check_transition",
+    "utc",
+    "invalid_input_from",
+    "error_message",
+]
+
+DETECTOR_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+KIND_PATTERN = r"^[a-z_]+$"
+EVENT_TYPE_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
+DATASOURCE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
+
+DetectorStatus = Literal["training", "running", "paused"]
+Severity = Literal["info", "warning", "critical"]
+CollectorState = Literal["ok", "failed", "never_run", "skipped"]
+WindowStatus = Literal["pending", "running", "done", "failed"]
+
+DETECTOR_STATUSES: tuple[str, ...] = ("training", "running", "paused")
+SEVERITIES: tuple[str, ...] = ("info", "warning", "critical")
+COLLECTOR_STATES: tuple[str, ...] = ("ok", "failed", "never_run", "skipped")
+WINDOW_STATUSES: tuple[str, ...] = ("pending", "running", "done", "failed")
+
+EVENT_ANOMALY = "anomaly"
+EVENT_LOG_NEW_TEMPLATE = "log.new_template"
+
+# Allowed lifecycle moves (staying put is always allowed).
+_TRANSITIONS: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("training", "paused"),
+        ("running", "paused"),
+        ("paused", "training"),
+        ("paused", "running"),
+        ("training", "running"),
+    }
+)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _to_utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+UTCDateTime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
+_utc_adapter: TypeAdapter[datetime] = TypeAdapter(UTCDateTime)
+
+_DURATION_RE = re.compile(r"(\d+)(ms|s|m|h|d|w)")
+_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
+
+
+def parse_duration(value: Any) -> int:
+    """Whole seconds from ``90``, ``"90"``, ``"90s"``, ``"5m"``, ``"1h30m"``, ``"1d"``, ``"1w"``.
+
+    Raises ``ValueError`` (an :class:`InvalidInput`) for anything else, including
+    negative values and fractions of a second.
+    """
+    if isinstance(value, bool):
+        raise InvalidInput(f"not a duration: {value!r}")
+    if isinstance(value, int):
+        seconds = value
+    elif isinstance(value, float):
+        if not math.isfinite(value) or value != int(value):
+            raise InvalidInput(f"duration must be a whole number of seconds, got {value!r}")
+        seconds = int(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        if text.isdigit():
+            seconds = int(text)
+        else:
+            pos, total_ms = 0, 0
+            for match in _DURATION_RE.finditer(text):
+                if match.start() != pos:
+                    break
+                total_ms += int(match.group(1)) * _UNIT_MS[match.group(2)]
+                pos = match.end()
+            if pos != len(text) or not text:
+                raise InvalidInput(
+                    f"not a duration: {value!r} (use seconds or e.g. '30s', '5m', '1h30m', '1d')"
+                )
+            if total_ms % 1000:
+                raise InvalidInput(f"duration must be a whole number of seconds, got {value!r}")
+            seconds = total_ms // 1000
+    else:
+        raise InvalidInput(f"not a duration: {value!r}")
+    if seconds < 0:
+        raise InvalidInput(f"duration must not be negative, got {value!r}")
+    return seconds
+
+
+Duration = Annotated[int, BeforeValidator(parse_duration), Field(gt=0)]
+
+
+def _escape_label_value(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def series_key(labels: Mapping[str, Any]) -> str:
+    """The canonical string of a label set: ``a="1",b="x"`` (sorted by name, values escaped
+    as in the Prometheus exposition format). The empty label set gives ``""``."""
+    return ",".join(f'{name}="{_escape_label_value(str(labels[name]))}"' for name in sorted(labels))
+
+
+def spec_hash(kind: str, params: Mapping[str, Any]) -> str:
+    """A stable hash of a model's kind and params (key order does not matter)."""
+    canonical = json.dumps(
+        {"kind": kind, "params": params}, sort_keys=True, separators=(",", ":"), allow_nan=False
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def check_transition(current: str, new: str) -> bool:
+    """Whether a detector may move from ``current`` to ``new`` status."""
+    return current == new or (current, new) in _TRANSITIONS
+
+
+def utc(value: Any, field: str = "timestamp") -> datetime:
+    """Validate one timestamp argument: aware datetime, ISO string or epoch seconds -> UTC."""
+    try:
+        return _utc_adapter.validate_python(value)
+    except ValidationError as exc:
+        raise InvalidInput(
+            f"{field}: {error_message(exc.errors()[0])} (got {value!r})", field=field
+        ) from None
+
+
+def error_message(error: Mapping[str, Any]) -> str:
+    """The human part of one pydantic error (without pydantic's "Value error, " prefix)."""
+    return str(error["msg"]).removeprefix("Value error, ")
+
+
+def invalid_input_from(exc: ValidationError, prefix: str = "") -> InvalidInput:
+    """Turn a pydantic ``ValidationError`` into one :class:`InvalidInput` naming the field."""
+    errors = exc.errors(include_url=False, include_context=False, include_input=False)
+    first = errors[0]
+    field = ".".join(str(part) for part in first["loc"]) or None
+    where = f"{prefix}{field}" if field else prefix.rstrip(".") or "input"
+    return InvalidInput(
+        f"{where}: {error_message(first)}",
+        field=f"{prefix}{field}" if field else None,
+        errors=[
+            {"field": ".".join(map(str, e["loc"])), "message": error_message(e)} for e in errors
+        ],
+    )
+
+
+def _json_value(value: Any) -> Any:
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"must be JSON-serialisable without NaN/Infinity ({exc})") from None
+    return value
+
+
+JSONDict = Annotated[dict[str, Any], AfterValidator(_json_value)]
+Labels = Annotated[dict[str, str], AfterValidator(_json_value)]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class _Row(BaseModel):
+    model_config = ConfigDict(frozen=True, from_attributes=True)
+
+
+# --------------------------------------------------------------------------- detectors
+
+
+class DatasourceSpec(_Frozen):
+    """Which datasource and query feed a detector."""
+
+    name: Annotated[str, StringConstraints(pattern=DATASOURCE_NAME_PATTERN)] = "prometheus"
+    query: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+    step_seconds: Duration = Field(60, validation_alias=AliasChoices("step_seconds", "step"))
+    lookback_seconds: Duration = Field(
+        3600, validation_alias=AliasChoices("lookback_seconds", "lookback")
+    )
+
+
+class DetectorSpec(_Frozen):
+    """What a user declares about a detector (API body or one entry of the detectors file).
+
+    ``status`` may be left out: a new detector then starts in ``training`` and an existing one
+    keeps its lifecycle status (so a restart never demotes a promoted detector).
+    """
+
+    id: Annotated[str, StringConstraints(pattern=DETECTOR_ID_PATTERN)]
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+    kind: Annotated[str, StringConstraints(pattern=KIND_PATTERN, max_length=64)]
+    params: JSONDict = Field(default_factory=dict)
+    status: DetectorStatus | None = None
+    threshold: float = Field(1.0, gt=0, allow_inf_nan=False)
+    interval_seconds: Duration = Field(
+        60, validation_alias=AliasChoices("interval_seconds", "interval")
+    )
+    training_window_seconds: Duration | None = Field(
+        None, validation_alias=AliasChoices("training_window_seconds", "training_window")
+    )
+    datasource: DatasourceSpec | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _name_defaults_to_id(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and data.get("name") is None and "id" in data:
+            data = {**data, "name": data["id"]}
+        return data
+
+    @property
+    def spec_hash(self) -> str:
+        return spec_hash(self.kind, self.params)
+
+
+class DetectorDatasource(_Row):
+    detector_id: str
+    name: str
+    query: str
+    step_seconds: int
+    lookback_seconds: int
+    created_at: datetime
+    updated_at: datetime
+
+    def spec(self) -> DatasourceSpec:
+        return DatasourceSpec(
+            name=self.name,
+            query=self.query,
+            step_seconds=self.step_seconds,
+            lookback_seconds=self.lookback_seconds,
+        )
+
+
+class Detector(_Row):
+    id: str
+    name: str
+    kind: str
+    params: dict[str, Any]
+    status: DetectorStatus
+    threshold: float
+    interval_seconds: int
+    training_window_seconds: int | None
+    spec_hash: str
+    status_changed_at: datetime
+    created_at: datetime
+    updated_at: datetime
+    datasources: list[DetectorDatasource] = Field(default_factory=list)
+
+    @property
+    def datasource(self) -> DetectorDatasource | None:
+        """The detector's datasource (one per detector for now), or ``None``."""
+        return self.datasources[0] if self.datasources else None
+
+    def spec(self) -> DetectorSpec:
+        ds = self.datasource
+        return DetectorSpec(
+            id=self.id,
+            name=self.name,
+            kind=self.kind,
+            params=self.params,
+            status=self.status,
+            threshold=self.threshold,
+            interval_seconds=self.interval_seconds,
+            training_window_seconds=self.training_window_seconds,
+            datasource=ds.spec() if ds else None,
+        )
+
+
+class DueDetectors(NamedTuple):
+    """``due``: detectors to collect now; ``not_due``: every other detector id -> why not."""
+
+    due: list[Detector]
+    not_due: dict[str, str]
+
+
+class UpsertResult(TypedDict):
+    created: list[str]
+    updated: list[str]
+    unchanged: list[str]
+    reset: list[str]
+    """ids whose model (kind/params) changed, so their model state was dropped"""
+
+
+# --------------------------------------------------------------------------- events
+
+
+class SeverityPolicy(_Frozen):
+    """Score -> severity: ``score > warning`` is a warning, ``score >= critical`` critical."""
+
+    warning: float = Field(1.0, ge=0, allow_inf_nan=False)
+    critical: float = Field(3.0, ge=0, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SeverityPolicy:
+        if self.critical < self.warning:
+            raise ValueError("critical must be >= warning")
+        return self
+
+    def severity(self, score: float | None) -> Severity:
+        if score is None or math.isnan(score):
+            return "info"
+        if score >= self.critical:
+            return "critical"
+        if score > self.warning:
+            return "warning"
+        return "info"
+
+
+def _finite_or_none(value: float | None) -> float | None:
+    return None if value is None or math.isnan(value) else value
+
+
+OptFloat = Annotated[float | None, AfterValidator(_finite_or_none)]
+
+
+class EventIn(_Frozen):
+    """An event to persist. ``series_key`` defaults to :func:`series_key` of ``labels``;
+    ``severity`` defaults to the store's :class:`SeverityPolicy` applied to ``score``.
+    NaN floats are stored as null."""
+
+    type: Annotated[str, StringConstraints(pattern=EVENT_TYPE_PATTERN)] = EVENT_ANOMALY
+    detector_id: Annotated[str, StringConstraints(pattern=DETECTOR_ID_PATTERN)] | None = None
+    series_key: str | None = None
+    labels: Labels = Field(default_factory=dict)
+    ts: UTCDateTime
+    value: OptFloat = None
+    score: OptFloat = None
+    expected: OptFloat = None
+    lower: OptFloat = None
+    upper: OptFloat = None
+    severity: Severity | None = None
+    payload: JSONDict = Field(default_factory=dict)
+    model_kind: Annotated[str, StringConstraints(max_length=64)] | None = None
+    params_hash: Annotated[str, StringConstraints(max_length=64)] | None = None
+    trained_at: UTCDateTime | None = None
+    flow_run_id: Annotated[str, StringConstraints(max_length=64)] | None = None
+
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _labels_as_str(cls, value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return {str(k): str(v) for k, v in value.items()}
+        return value
+
+    @field_validator("flow_run_id", mode="before")
+    @classmethod
+    def _uuid_as_str(cls, value: Any) -> Any:
+        return None if value is None else str(value)
+
+
+class Event(_Row):
+    id: int
+    type: str
+    detector_id: str | None
+    series_key: str
+    labels: dict[str, str]
+    ts: datetime
+    value: float | None
+    score: float | None
+    expected: float | None
+    lower: float | None
+    upper: float | None
+    severity: Severity
+    payload: dict[str, Any]
+    model_kind: str | None
+    params_hash: str | None
+    trained_at: datetime | None
+    flow_run_id: str | None
+    created_at: datetime
+
+    @field_validator("detector_id", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return value or None
+
+
+# --------------------------------------------------------------------------- bookkeeping
+
+
+class CollectorStatus(_Row):
+    detector_id: str
+    state: CollectorState = "never_run"
+    last_run_at: datetime | None = None
+    last_success_at: datetime | None = None
+    last_error: str | None = None
+    last_error_at: datetime | None = None
+    consecutive_failures: int = 0
+    samples: int = 0
+    series: int = 0
+    buffered: int = 0
+    dropped: int = 0
+    skip_reason: str | None = None
+    skipped_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+class LogReport(_Row):
+    id: int
+    source: str
+    window_start: datetime
+    window_end: datetime
+    summary: dict[str, Any]
+    templates: list[Any] | dict[str, Any]
+    flow_run_id: str | None
+    created_at: datetime
+
+
+class ModelStateInfo(_Row):
+    """Metadata of one series' model state (without the state itself)."""
+
+    detector_id: str
+    series_key: str
+    labels: dict[str, str]
+    version: int
+    trained_at: datetime | None
+    updated_at: datetime
+
+
+class SeriesState(NamedTuple):
+    labels: dict[str, str]
+    state: dict[str, Any]
+    trained_at: datetime | None
+
+
+class BackfillWindow(_Row):
+    backfill_id: str
+    detector_id: str
+    window_start: datetime
+    window_end: datetime
+    status: WindowStatus
+    attempts: int
+    error: str | None
+    updated_at: datetime
+
+
+class BackfillProgress(_Frozen):
+    total: int
+    done: int
+    failed: int
+    pending: int
+    running: int
