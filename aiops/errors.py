@@ -8,6 +8,7 @@
     │   └── UnsupportedPattern      a regex the safe engine cannot run (RE2 syntax)
     ├── NotFound                    a detector / run / report that does not exist (-> 404)
     ├── Conflict                    a write that clashes with stored data (-> 409)
+    ├── StoreUnavailable            the database cannot be reached or is locked too long (-> 503)
     └── DatasourceError             anything that went wrong talking to Prometheus or Loki;
         │                           carries datasource, url, query and the upstream message
         ├── BadQuery                the datasource rejected the query (400 bad_data, parse error);
@@ -31,6 +32,7 @@ __all__ = [
     "UnsupportedPattern",
     "NotFound",
     "Conflict",
+    "StoreUnavailable",
     "DatasourceError",
     "BadQuery",
     "DatasourceUnavailable",
@@ -91,6 +93,12 @@ class NotFound(AiopsError):
 
 class Conflict(AiopsError):
     status_code = 409
+
+
+class StoreUnavailable(AiopsError):
+    """The store's database could not be reached or stayed locked past the busy timeout."""
+
+    status_code = 503
 
 
 class DatasourceError(AiopsError):

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from aiops.errors import InvalidInput
+from aiops.labels import series_key
 from aiops.timeutil import parse_duration
 
 __all__ = [
@@ -41,12 +42,8 @@ def label_columns(frame: pd.DataFrame) -> list[str]:
     return [c for c in frame.columns if c not in ("timestamp", "value", "gap_before")]
 
 
-def series_key(labels: Mapping[str, Any]) -> str:
-    """Canonical text of a label set, e.g. ``{instance="a",job="x"}`` (sorted, NA dropped)."""
-    from aiops.querylang import quote
-
-    items = sorted((k, str(v)) for k, v in labels.items() if v is not None and not _isna(v))
-    return "{" + ",".join(f"{k}={quote(v)}" for k, v in items) + "}"
+def _labels_of(values: Mapping[str, Any]) -> dict[str, str]:
+    return {k: str(v) for k, v in values.items() if v is not None and not _isna(v)}
 
 
 def _isna(v: Any) -> bool:
@@ -188,7 +185,7 @@ def split_series(frame: pd.DataFrame) -> Iterator[tuple[str, dict[str, str], pd.
         groups = frame.groupby(labels, observed=True, dropna=False, sort=True)
     for values, part in groups:
         values = values if isinstance(values, tuple) else (values,)
-        label_set = {k: str(v) for k, v in zip(labels, values, strict=True) if not _isna(v)}
+        label_set = _labels_of(dict(zip(labels, values, strict=True)))
         s = pd.Series(
             part["value"].to_numpy(dtype=np.float64),
             index=pd.DatetimeIndex(part["timestamp"]),

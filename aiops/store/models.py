@@ -38,6 +38,7 @@ from pydantic import (
     model_validator,
 )
 
+from aiops.labels import series_key
 from aiops.errors import InvalidInput
 
 __all__ = [
@@ -159,16 +160,6 @@ def parse_duration(value: Any) -> int:
 
 
 Duration = Annotated[int, BeforeValidator(parse_duration), Field(gt=0)]
-
-
-def _escape_label_value(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def series_key(labels: Mapping[str, Any]) -> str:
-    """The canonical string of a label set: ``a="1",b="x"`` (sorted by name, values escaped
-    as in the Prometheus exposition format). The empty label set gives ``""``."""
-    return ",".join(f'{name}="{_escape_label_value(str(labels[name]))}"' for name in sorted(labels))
 
 
 def spec_hash(kind: str, params: Mapping[str, Any]) -> str:

@@ -71,14 +71,14 @@ def test_rolling_window_is_causal_per_series():
 def test_split_series_gives_one_float_series_per_label_set():
     f = frame([(15, 2, "a"), (0, 1, "a"), (0, 3, "b")])
     parts = list(transform.split_series(f))
-    assert [(k, labels) for k, labels, _ in parts] == [('{instance="a"}', {"instance": "a"}), ('{instance="b"}', {"instance": "b"})]
+    assert [(k, labels) for k, labels, _ in parts] == [('instance="a"', {"instance": "a"}), ('instance="b"', {"instance": "b"})]
     s = parts[0][2]
     assert s.tolist() == [1.0, 2.0] and s.index.is_monotonic_increasing and str(s.index.tz) == "UTC"
 
 
 def test_series_key_escapes_values_and_ignores_order():
-    assert transform.series_key({"b": 'x"y', "a": "1"}) == '{a="1",b="x\\"y"}'
-    assert transform.series_key({}) == "{}"
+    assert transform.series_key({"b": 'x"y', "a": "1"}) == 'a="1",b="x\\"y"'
+    assert transform.series_key({}) == ""
 
 
 def test_frames_without_the_sample_columns_are_refused():
