@@ -623,6 +623,20 @@ class Store:
     ) -> int:
         """Upsert the JSON state of several series; ``version`` goes up by one per save.
         ``trained_at=None`` keeps each series' previous ``trained_at``. Returns the count."""
+        params = self._state_params(detector_id, states, trained_at)
+        if not params:
+            return 0
+        with self._tx(write=True) as s:
+            self._require_id(s, detector_id)
+            self._write_states(s, params)
+        return len(params)
+
+    def _state_params(
+        self,
+        detector_id: str,
+        states: Mapping[str, tuple[Mapping[str, str], Mapping[str, Any]]],
+        trained_at: datetime | None,
+    ) -> list[dict[str, Any]]:
         trained = None if trained_at is None else utc(trained_at, "trained_at")
         now = _now()
         params: list[dict[str, Any]] = []
@@ -654,8 +668,9 @@ class Store:
                     "updated_at": now,
                 }
             )
-        if not params:
-            return 0
+        return params
+
+    def _write_states(self, s: Session, params: list[dict[str, Any]]) -> None:
         table = ModelStateRow.__table__
         ins = self._insert(table)
         stmt = ins.on_conflict_do_update(
@@ -668,10 +683,7 @@ class Store:
                 "updated_at": ins.excluded.updated_at,
             },
         )
-        with self._tx(write=True) as s:
-            self._require_id(s, detector_id)
-            s.execute(stmt, params)
-        return len(params)
+        s.execute(stmt, params)
 
     def reset_states(self, detector_id: str) -> int:
         """Drop all model state of a detector; returns how many series were dropped."""
@@ -706,6 +718,11 @@ class Store:
     def advance_checkpoint(self, detector_id: str, ts: datetime) -> datetime:
         """Move the checkpoint to ``ts`` unless it is already later; returns the checkpoint."""
         ts = utc(ts, "ts")
+        with self._tx(write=True) as s:
+            self._require_id(s, detector_id)
+            return self._advance_checkpoint_in(s, detector_id, ts)
+
+    def _advance_checkpoint_in(self, s: Session, detector_id: str, ts: datetime) -> datetime:
         table = CheckpointRow.__table__
         ins = self._insert(table).values(detector_id=detector_id, ts=ts, updated_at=_now())
         stmt = ins.on_conflict_do_update(
@@ -713,14 +730,10 @@ class Store:
             set_={"ts": ins.excluded.ts, "updated_at": ins.excluded.updated_at},
             where=table.c.ts < ins.excluded.ts,
         )
-        with self._tx(write=True) as s:
-            self._require_id(s, detector_id)
-            s.execute(stmt)
-            current = s.scalar(
-                select(CheckpointRow.ts).where(CheckpointRow.detector_id == detector_id)
-            )
-            assert current is not None
-            return current
+        s.execute(stmt)
+        current = s.scalar(select(CheckpointRow.ts).where(CheckpointRow.detector_id == detector_id))
+        assert current is not None
+        return current
 
     def reset_checkpoint(self, detector_id: str) -> None:
         """Forget the checkpoint (the next run starts from the datasource lookback)."""
@@ -733,6 +746,13 @@ class Store:
     def insert_events(self, rows: Iterable[EventIn | Mapping[str, Any]]) -> list[Event]:
         """Insert events, skipping any whose (type, detector, series, ts) is already stored.
         Returns the rows actually inserted, ascending by id."""
+        values = self._event_values(rows)
+        if not values:
+            return []
+        with self._tx(write=True) as s:
+            return self._insert_events_in(s, values)
+
+    def _event_values(self, rows: Iterable[EventIn | Mapping[str, Any]]) -> list[dict[str, Any]]:
         now = _now()
         values: list[dict[str, Any]] = []
         for index, row in enumerate(rows):
@@ -745,20 +765,46 @@ class Store:
             data["severity"] = item.severity or self.severity.severity(item.score)
             data["created_at"] = now
             values.append(data)
-        if not values:
-            return []
+        return values
+
+    def _insert_events_in(self, s: Session, values: list[dict[str, Any]]) -> list[Event]:
         table = EventRow.__table__
         inserted: list[Event] = []
-        with self._tx(write=True) as s:
-            if self._dialect == "postgresql":
-                s.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_EVENT_LOCK})
-            for start in range(0, len(values), _EVENT_CHUNK):
-                chunk = values[start : start + _EVENT_CHUNK]
-                stmt = (
-                    self._insert(table).values(chunk).on_conflict_do_nothing().returning(*table.c)
-                )
-                inserted.extend(Event.model_validate(dict(m)) for m in s.execute(stmt).mappings())
+        if self._dialect == "postgresql":
+            s.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_EVENT_LOCK})
+        for start in range(0, len(values), _EVENT_CHUNK):
+            chunk = values[start : start + _EVENT_CHUNK]
+            stmt = self._insert(table).values(chunk).on_conflict_do_nothing().returning(*table.c)
+            inserted.extend(Event.model_validate(dict(m)) for m in s.execute(stmt).mappings())
         inserted.sort(key=lambda e: e.id)
+        return inserted
+
+    def commit_detection(
+        self,
+        detector_id: str,
+        *,
+        events: Iterable[EventIn | Mapping[str, Any]] = (),
+        states: Mapping[str, tuple[Mapping[str, str], Mapping[str, Any]]] | None = None,
+        trained_at: datetime | None = None,
+        checkpoint: datetime | None = None,
+        collection: Mapping[str, Any] | None = None,
+    ) -> list[Event]:
+        """Everything one detection run writes, in ONE transaction: new events (idempotent),
+        model states, the checkpoint and the collector status. A crash leaves either all of
+        it or none, so a retried run neither skips nor double-learns a window.
+        Returns the events actually inserted (ascending id)."""
+        values = self._event_values(events)
+        params = self._state_params(detector_id, states or {}, trained_at)
+        ts = None if checkpoint is None else utc(checkpoint, "checkpoint")
+        with self._tx(write=True) as s:
+            self._require_id(s, detector_id)
+            inserted = self._insert_events_in(s, values) if values else []
+            if params:
+                self._write_states(s, params)
+            if ts is not None:
+                self._advance_checkpoint_in(s, detector_id, ts)
+            if collection is not None:
+                self._record_collection_in(s, detector_id, ok=True, **collection)
         return inserted
 
     def get_event(self, event_id: int) -> Event:
@@ -875,6 +921,25 @@ class Store:
         at: datetime | None = None,
     ) -> CollectorStatus:
         """Record one collection run of a detector (success or failure)."""
+        with self._tx(write=True) as s:
+            return self._record_collection_in(
+                s, detector_id, ok=ok, samples=samples, series=series, buffered=buffered,
+                dropped=dropped, error=error, at=at,
+            )
+
+    def _record_collection_in(
+        self,
+        s: Session,
+        detector_id: str,
+        *,
+        ok: bool,
+        samples: int = 0,
+        series: int = 0,
+        buffered: int = 0,
+        dropped: int = 0,
+        error: str | None = None,
+        at: datetime | None = None,
+    ) -> CollectorStatus:
         at = _now() if at is None else utc(at, "at")
         counts = {"samples": samples, "series": series, "buffered": buffered, "dropped": dropped}
         for field, value in counts.items():
@@ -882,22 +947,21 @@ class Store:
                 raise InvalidInput(
                     f"{field} must be a non-negative integer, got {value!r}", field=field
                 )
-        with self._tx(write=True) as s:
-            row = self._status_row(s, detector_id, at)
-            row.last_run_at = at
-            for field, value in counts.items():
-                setattr(row, field, value)
-            if ok:
-                row.state, row.last_success_at, row.consecutive_failures = "ok", at, 0
-            else:
-                row.state = "failed"
-                row.last_error = error or "unknown error"
-                row.last_error_at = at
-                row.consecutive_failures += 1
-            row.skip_reason = None
-            row.updated_at = at
-            s.flush()
-            return CollectorStatus.model_validate(row)
+        row = self._status_row(s, detector_id, at)
+        row.last_run_at = at
+        for field, value in counts.items():
+            setattr(row, field, value)
+        if ok:
+            row.state, row.last_success_at, row.consecutive_failures = "ok", at, 0
+        else:
+            row.state = "failed"
+            row.last_error = error or "unknown error"
+            row.last_error_at = at
+            row.consecutive_failures += 1
+        row.skip_reason = None
+        row.updated_at = at
+        s.flush()
+        return CollectorStatus.model_validate(row)
 
     def record_skip(
         self, detector_id: str, reason: str, at: datetime | None = None

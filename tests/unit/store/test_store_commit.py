@@ -1,0 +1,53 @@
+"""commit_detection writes a run's events, states, checkpoint and status together or not at all."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from aiops.errors import InvalidInput
+from aiops.store import series_key
+
+T = datetime(2024, 1, 1, tzinfo=UTC)
+LABELS = {"instance": "a"}
+
+
+def event(minute: int, score: float = 2.0) -> dict:
+    return {"detector_id": "api-errors", "labels": LABELS, "ts": T + timedelta(minutes=minute), "value": 1.0, "score": score}
+
+
+def test_a_run_commits_events_states_checkpoint_and_status_together(store, make_spec):
+    store.create_detector(make_spec())
+    key = series_key(LABELS)
+    inserted = store.commit_detection(
+        "api-errors",
+        events=[event(1), event(2)],
+        states={key: (LABELS, {"mean": 1.5})},
+        trained_at=T,
+        checkpoint=T + timedelta(minutes=5),
+        collection={"samples": 5, "series": 1},
+    )
+    assert [e.ts for e in inserted] == [T + timedelta(minutes=1), T + timedelta(minutes=2)]
+    assert store.load_states("api-errors")[key].state == {"mean": 1.5}
+    assert store.get_checkpoint("api-errors") == T + timedelta(minutes=5)
+    status = store.collector_status("api-errors")
+    assert status.state == "ok" and status.samples == 5
+    # the same run again adds nothing
+    assert store.commit_detection("api-errors", events=[event(1), event(2)], checkpoint=T + timedelta(minutes=5)) == []
+
+
+def test_a_failure_inside_the_run_leaves_nothing_behind(store, make_spec):
+    store.create_detector(make_spec())
+    key = series_key(LABELS)
+    with pytest.raises(InvalidInput):
+        store.commit_detection(
+            "api-errors",
+            events=[event(1)],
+            states={key: (LABELS, {"mean": 1.5})},
+            checkpoint=T + timedelta(minutes=5),
+            collection={"samples": -1},  # refused after the events were written in the transaction
+        )
+    assert store.list_anomalies(detector="api-errors") == []
+    assert store.load_states("api-errors") == {}
+    assert store.get_checkpoint("api-errors") is None
