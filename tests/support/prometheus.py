@@ -91,11 +91,20 @@ def default_series() -> list[SeriesSpec]:
         SeriesSpec("aiops_test_latency_seconds", {"instance": "a", "job": "test"}, _latency_a),
         SeriesSpec("aiops_test_latency_seconds", {"instance": "b", "job": "test"}, _latency_b),
     ]
+    # Flat with deterministic jitter; instance "a" jumps by +5 at SPIKE_INDEX and nowhere else.
+    out += [
+        SeriesSpec("aiops_test_anomaly", {"instance": "a"}, lambda i: _flat(i) + (5.0 if i == SPIKE_INDEX else 0.0)),
+        SeriesSpec("aiops_test_anomaly", {"instance": "b"}, lambda i: _flat(i + 3)),
+    ]
     out += [SeriesSpec("aiops_hostile", {"v": v}, lambda i, k=k: float(k)) for k, v in enumerate(LOADED_HOSTILE)]
     return out
 
 
 SPIKE_INDEX = 1000  # sample index of the injected latency spike on instance "a"
+
+
+def _flat(i: int) -> float:
+    return 10.0 + 0.1 * ((i * 7919) % 13) / 13
 
 
 def _latency_a(i: int) -> float:
