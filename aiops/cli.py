@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import json
 import math
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -111,6 +112,96 @@ def _print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
         print("  ".join(c.replace("\n", "\\n").ljust(w) for c, w in zip(r, widths)))
 
 
+# ---------------------------------------------------------------------------------- run
+
+
+def _serve(args: argparse.Namespace) -> int:
+    """Serve the deployments from this process (blocks)."""
+    from deployments.serve import main as serve_main
+
+    _settings()
+    return serve_main()
+
+
+def _api(args: argparse.Namespace) -> int:
+    from aiops.api.server import run_api
+
+    settings = _settings()
+    run_api(settings, host=args.host, port=args.port)
+    return 0
+
+
+def _wait_http(url: str, proc: subprocess.Popen, timeout: float, what: str) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AiopsError(f"{what} exited with code {proc.returncode} before it was ready")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    raise AiopsError(f"{what} was not ready at {url} after {timeout:.0f}s")
+
+
+def _up(args: argparse.Namespace) -> int:
+    """Everything on the embedded defaults: a local Prefect server on SQLite (unless
+    PREFECT_API_URL points at one), the deployments served, and the API."""
+    import os
+    import signal
+
+    from deployments.serve import prepare_store
+
+    settings = _settings()
+    env = dict(os.environ)
+    children: list[tuple[str, subprocess.Popen]] = []
+
+    def stop(*_: Any) -> None:
+        for _, proc in reversed(children):
+            if proc.poll() is None:
+                proc.terminate()
+        for _, proc in reversed(children):
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+    signal.signal(signal.SIGTERM, lambda *_: (stop(), sys.exit(0)))
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        prepare_store(settings).close()
+        if not env.get("PREFECT_API_URL"):
+            home = (settings.data_dir / "prefect").resolve()
+            home.mkdir(parents=True, exist_ok=True)
+            env["PREFECT_HOME"] = str(home)
+            port = settings.prefect_port
+            server = subprocess.Popen(
+                [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                env=env,
+            )
+            children.append(("prefect server", server))
+            _wait_http(f"http://127.0.0.1:{port}/api/health", server, 180, "the Prefect server")
+            env["PREFECT_API_URL"] = f"http://127.0.0.1:{port}/api"
+        print(f"aiops: Prefect UI at {env['PREFECT_API_URL'].removesuffix('/api')}", file=sys.stderr)
+        children.append(("deployments", subprocess.Popen([sys.executable, "-m", "deployments.serve"], env=env)))
+        if args.api:
+            cmd = [sys.executable, "-m", "aiops.cli", "api"]
+            children.append(("api", subprocess.Popen(cmd, env=env)))
+            print(f"aiops: API at http://{settings.api_host}:{settings.api_port}", file=sys.stderr)
+        while True:
+            for name, proc in children:
+                if proc.poll() is not None:
+                    raise AiopsError(f"{name} exited with code {proc.returncode}")
+            time.sleep(1)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        stop()
+
+
 # ---------------------------------------------------------------------------------- main
 
 
@@ -128,6 +219,18 @@ def _build_parser() -> argparse.ArgumentParser:
     q.add_argument("--json", action="store_true", help="print JSON for scripts")
     q.add_argument("--limit", type=int, default=50, help="rows shown in the table (default 50)")
     q.set_defaults(handler=lambda a: asyncio.run(_run_query(a)))
+
+    sv = sub.add_parser("serve", help="serve the Prefect deployments from this process")
+    sv.set_defaults(handler=_serve)
+
+    a = sub.add_parser("api", help="run the HTTP API alone")
+    a.add_argument("--host", default=None, help="listen address (default AIOPS_API_HOST)")
+    a.add_argument("--port", type=int, default=None, help="listen port (default AIOPS_API_PORT)")
+    a.set_defaults(handler=_api)
+
+    u = sub.add_parser("up", help="run everything: local Prefect server, deployments and API")
+    u.add_argument("--no-api", dest="api", action="store_false", help="do not start the API")
+    u.set_defaults(handler=_up)
 
     c = sub.add_parser("config", help="print the effective configuration (secrets hidden)")
     c.set_defaults(handler=_show_config)

@@ -46,7 +46,7 @@ from pydantic_settings import (
 
 from aiops.errors import ConfigError
 
-__all__ = ["DatasourceConfig", "Settings", "load_settings"]
+__all__ = ["DatasourceConfig", "LogJob", "Settings", "load_settings"]
 
 DatasourceType = Literal["prometheus", "loki"]
 log = logging.getLogger(__name__)
@@ -92,6 +92,43 @@ class DatasourceConfig(BaseModel):
     @classmethod
     def _valid_urls(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(_check_url(u) for u in value)
+
+
+class LogJob(BaseModel):
+    """A scheduled log analysis: a Loki selector (or a local file) every ``interval``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=_NAME_PATTERN)
+    selector: str | None = None
+    path: str | None = None
+    datasource: str = "loki"
+    interval_seconds: int = Field(default=3600, ge=60, le=7 * 86400)
+    since_seconds: int | None = Field(default=None, ge=1, le=30 * 86400)
+    bucket: str = "1h"
+    patterns: dict[str, str] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _durations(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            from aiops.timeutil import parse_duration
+
+            data = dict(data)
+            for short, long in (("every", "interval_seconds"), ("interval", "interval_seconds"), ("since", "since_seconds")):
+                if short in data:
+                    data[long] = int(parse_duration(data.pop(short), field=short))
+        return data
+
+    @model_validator(mode="after")
+    def _one_source(self) -> LogJob:
+        if (self.selector is None) == (self.path is None):
+            raise ValueError(f"log job {self.name!r} needs exactly one of selector or path")
+        return self
+
+    @property
+    def window_seconds(self) -> int:
+        return self.since_seconds or self.interval_seconds
 
 
 class _FileSource(PydanticBaseSettingsSource):
@@ -142,6 +179,7 @@ class Settings(BaseSettings):
     loki_url: Annotated[tuple[str, ...], NoDecode] = ()
     loki_tenant: str | None = None
     datasources: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    log_jobs: list[LogJob] = Field(default_factory=list)
 
     # request behaviour (one policy shared by every datasource client)
     timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
@@ -163,6 +201,10 @@ class Settings(BaseSettings):
     api_token: SecretStr | None = None
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)
+
+    # scheduling and the local Prefect server of `aiops up`
+    tick_seconds: int = Field(default=30, ge=5, le=86400)
+    prefect_port: int = Field(default=4200, ge=1, le=65535)
 
     # logging
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

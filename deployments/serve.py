@@ -1,0 +1,85 @@
+"""Serve every deployment from one process (the local default; ``aiops serve``).
+
+The same set is declared in ``prefect.yaml`` for ``prefect deploy`` with a process work pool.
+``serve`` pauses its deployments on shutdown unless told not to; we keep them active so a
+restart does not silently stop scheduled detection.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from prefect import serve
+from prefect.deployments.runner import RunnerDeployment
+
+from aiops.config import Settings, load_settings
+from aiops.errors import ConfigError
+from aiops.store import Store, apply_detectors_file
+
+log = logging.getLogger(__name__)
+
+DEPLOYMENT = "default"
+
+
+def build_deployments(settings: Settings) -> list[RunnerDeployment]:
+    """The deployments and their schedules. The ``default`` ones match prefect.yaml; each
+    configured log job adds a scheduled ``analyze-logs/job-<name>``."""
+    from flows.logs import analyze_logs
+    from flows.metrics import detect_metrics
+
+    deployments = [
+        detect_metrics.to_deployment(
+            DEPLOYMENT,
+            interval=settings.tick_seconds,
+            description="Run the detectors that are due: collect, transform, detect, publish.",
+            tags=["aiops", "metrics"],
+            concurrency_limit=1,
+        ),
+    ]
+    deployments.append(
+        analyze_logs.to_deployment(
+            DEPLOYMENT,
+            description="Batch log analysis over a Loki selector, a file or posted lines (on demand).",
+            tags=["aiops", "logs"],
+        )
+    )
+    for job in settings.log_jobs:
+        deployments.append(
+            analyze_logs.to_deployment(
+                f"job-{job.name}",
+                interval=job.interval_seconds,
+                parameters={"job": job.name},
+                description=f"Scheduled log analysis job {job.name!r} from the config file.",
+                tags=["aiops", "logs", "job"],
+                concurrency_limit=1,
+            )
+        )
+    return deployments
+
+
+def prepare_store(settings: Settings) -> Store:
+    """Open (and migrate) the store, and upsert the detectors file when one is configured."""
+    url = settings.resolved_database_url()
+    if url.startswith("sqlite:///"):
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    store = Store.open(url)
+    if settings.detectors_file:
+        result = apply_detectors_file(store, settings.detectors_file)
+        log.info("detectors file %s: %s", settings.detectors_file, {k: len(v) for k, v in result.items()})
+    return store
+
+
+def main() -> int:
+    try:
+        settings = load_settings()
+        prepare_store(settings).close()
+    except ConfigError as exc:
+        print(f"aiops serve: configuration error: {exc.message}", file=sys.stderr)
+        return 2
+    serve(*build_deployments(settings), pause_on_shutdown=False, limit=settings.max_concurrency)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,131 @@
+"""Flow ``analyze-logs``: batch analysis of a window of logs from Loki, a file or posted lines.
+
+Scheduled per configured log job (``log_jobs`` in the config file; ``deployments/serve.py``
+makes one deployment each) and run on demand (the API, the Prefect UI). The template miner's
+state persists per source between runs, so template ids are stable and the report can say
+what is new since the previous window. The report is stored and left as Prefect artifacts.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from anyio import to_thread
+from prefect import flow, get_run_logger
+from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
+from prefect.runtime import flow_run
+
+from aiops.errors import ConfigError, InvalidInput
+from aiops.logs import from_lines
+from aiops.timeutil import parse_duration
+from tasks._runtime import settings, store
+from tasks.logs import analyze_window, load_file_lines, load_loki_lines, store_log_report
+
+__all__ = ["analyze_logs", "source_name"]
+
+
+def source_name(*, job: str | None, selector: str | None, path: str | None, datasource: str) -> str:
+    """The key a source's reports and miner state are stored under."""
+    if job:
+        return f"job:{job}"
+    if selector:
+        return f"loki:{datasource}:{selector}"
+    if path:
+        return f"file:{path}"
+    return "lines"
+
+
+@flow(name="analyze-logs")
+async def analyze_logs(
+    selector: str | None = None,
+    path: str | None = None,
+    lines: list[str] | None = None,
+    job: str | None = None,
+    datasource: str = "loki",
+    since: str = "1h",
+    start: datetime | None = None,
+    end: datetime | None = None,
+    bucket: str = "1h",
+    patterns: dict[str, str] | None = None,
+    max_entries: int | None = 1_000_000,
+) -> dict[str, Any]:
+    """Analyse one window. Give exactly one of ``selector`` (LogQL stream selector, read from
+    ``datasource``), ``path`` (a local file), ``lines`` (posted lines) or ``job`` (a
+    configured log job, which names its own source)."""
+    log = get_run_logger()
+    if job is not None:
+        jobs = {j.name: j for j in settings().log_jobs}
+        if job not in jobs:
+            raise ConfigError(f"no log job named {job!r} (configured: {', '.join(jobs) or 'none'})", setting="log_jobs")
+        spec = jobs[job]
+        selector, path, datasource, bucket = spec.selector, spec.path, spec.datasource, spec.bucket
+        patterns = spec.patterns if patterns is None else patterns
+        since = f"{spec.window_seconds}s"
+    if sum(x is not None for x in (selector, path, lines)) != 1:
+        raise InvalidInput("give exactly one of selector, path, lines or job", field="source")
+    source = source_name(job=job, selector=selector, path=path, datasource=datasource)
+    end = end or datetime.now(UTC)
+    start = start or end - timedelta(seconds=parse_duration(since, field="since"))
+    if end <= start:
+        raise InvalidInput("end must be after start", field="end")
+
+    if selector is not None:
+        loaded = await load_loki_lines(datasource, selector, start, end, max_entries)
+    elif path is not None:
+        loaded = load_file_lines(path)
+    else:
+        loaded = {"frame": from_lines(lines, default_time=end), "truncated": False, "reason": None}
+    frame = loaded["frame"]
+    if path is not None and len(frame):
+        start, end = frame["timestamp"].min().to_pydatetime(), frame["timestamp"].max().to_pydatetime()
+
+    db = store()
+    miner_state = await to_thread.run_sync(db.load_miner_state, source)
+    previous_reports = await to_thread.run_sync(lambda: db.list_log_reports(source=source, limit=1))
+    previous = previous_reports[0].summary if previous_reports else None
+    analysed = analyze_window(
+        frame,
+        patterns=patterns,
+        bucket=bucket,
+        miner_state=miner_state,
+        previous=previous,
+        selector=selector,
+        window=(start, end),
+    )
+    report = analysed["report"]
+    report["source"] = {"name": source, "truncated": loaded["truncated"], "reason": loaded["reason"]}
+    run_id = str(flow_run.id) if flow_run.id else None
+    stored = await store_log_report(source, (start, end), report, analysed["miner_state"], run_id)
+    await _artifacts(source, report)
+    log.info(
+        "%s: %d lines, %d errors, %d anomalies, %d templates, %d changes",
+        source, report["total_logs"], report["error_count"], report["anomaly_count"],
+        len(report["templates"]), len(report.get("changes") or []),
+    )
+    return {"report_id": stored["report_id"], "events": stored["events"], "source": source, "report": report}
+
+
+async def _artifacts(source: str, report: dict[str, Any]) -> None:
+    errors = sorted(report["error_types"].items(), key=lambda kv: -kv[1])[:10]
+    md = [
+        f"# Log analysis: `{source}`",
+        "",
+        f"- lines: **{report['total_logs']}**, errors: **{report['error_count']}** "
+        f"({report['error_rate']:.2%}), anomalies: **{report['anomaly_count']}** ({report['anomaly_rate']:.2%})",
+        f"- templates: {len(report['templates'])}; error categories: "
+        + (", ".join(f"{k} {v}" for k, v in report["error_categories"].items()) or "none"),
+        "",
+        "## What changed since the previous window",
+    ]
+    changes = report.get("changes") or []
+    md += [f"- `{c['type']}` {c.get('template') or c.get('error_type') or ''} ({c.get('count')})" for c in changes[:20]]
+    if not changes:
+        md.append("- nothing new")
+    md += ["", "## Top error types"] + [f"- `{k}`: {v}" for k, v in errors]
+    await acreate_markdown_artifact(key="analyze-logs-summary", markdown="\n".join(md), description=f"log analysis of {source}")
+    rows = [
+        {"template_id": t["template_id"], "count": t["count"], "template": t["template"][:200]}
+        for t in report["templates"][:25]
+    ] or [{"template_id": "-", "count": 0, "template": "no lines"}]
+    await acreate_table_artifact(key="analyze-logs-templates", table=rows, description=f"top templates of {source}")

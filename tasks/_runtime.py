@@ -1,0 +1,46 @@
+"""What tasks share inside one process: the settings, the store, transient-error policy."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from aiops.config import Settings, load_settings
+from aiops.errors import DatasourceTimeout, DatasourceUnavailable, StoreUnavailable
+from aiops.store import Store
+
+_lock = threading.Lock()
+_stores: dict[str, Store] = {}
+
+#: Failures worth another Prefect attempt. Bad queries, bad input and bugs fail at once.
+TRANSIENT = (DatasourceUnavailable, DatasourceTimeout, StoreUnavailable)
+
+
+def settings() -> Settings:
+    return load_settings()
+
+
+def store(config: Settings | None = None) -> Store:
+    """One open store per database URL and process (flow runs are subprocesses)."""
+    url = (config or settings()).resolved_database_url()
+    with _lock:
+        if url not in _stores:
+            if url.startswith("sqlite:///"):
+                from pathlib import Path
+
+                Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            _stores[url] = Store.open(url)
+        return _stores[url]
+
+
+def close_stores() -> None:
+    with _lock:
+        for s in _stores.values():
+            s.close()
+        _stores.clear()
+
+
+def transient_only(task: Any, task_run: Any, state: Any) -> bool:
+    """Prefect ``retry_condition_fn``: retry only datasource outages and timeouts."""
+    exc = getattr(state, "data", None)
+    return isinstance(exc, TRANSIENT)

@@ -1,0 +1,117 @@
+"""Log analysis tasks: load lines (Loki or file), analyse a window, store and publish."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+import pandas as pd
+from anyio import to_thread
+from prefect import get_run_logger, task
+from prefect.cache_policies import INPUTS, TASK_SOURCE
+from prefect.events import emit_event
+from prefect.tasks import exponential_backoff
+
+from aiops.errors import ConfigError
+from aiops.logs import LogAnalyzer, TemplateMiner
+from aiops.sources import build_loki, http_timeout
+from aiops.sources.files import read_log_file
+from aiops.sources.http import RetryPolicy
+from tasks._runtime import settings, store, transient_only
+
+__all__ = ["load_loki_lines", "load_file_lines", "analyze_window", "store_log_report"]
+
+
+@task(
+    name="load-loki-lines",
+    retries=2,
+    retry_delay_seconds=exponential_backoff(backoff_factor=1),
+    retry_jitter_factor=0.5,
+    retry_condition_fn=transient_only,
+    cache_policy=INPUTS + TASK_SOURCE,
+    cache_expiration=timedelta(seconds=30),
+    task_run_name="loki {selector}",
+)
+async def load_loki_lines(
+    datasource: str, selector: str, start: datetime, end: datetime, max_entries: int | None = None
+) -> dict[str, Any]:
+    """Every line of ``selector`` in ``[start, end)`` (paged; says when a limit cut it)."""
+    log = get_run_logger()
+    config = settings()
+    ds = config.datasource_configs().get(datasource)
+    if ds is None or ds.type != "loki":
+        raise ConfigError(
+            f"no Loki datasource named {datasource!r}: set AIOPS_LOKI_URL or add it to the config file",
+            setting="AIOPS_LOKI_URL",
+        )
+    async with httpx.AsyncClient(timeout=http_timeout(config, ds)) as http:
+        client = build_loki(ds, config, http)
+        client.http.retry = RetryPolicy(attempts=1)  # Prefect's retries are the backoff
+        result = await client.logs(selector, start.timestamp(), end.timestamp(), max_entries=max_entries)
+    if result.truncated:
+        log.warning("log query %s was cut: %s", selector, result.reason)
+    log.info("loaded %d lines of %d streams in %d pages", len(result), result.streams, result.pages)
+    return {"frame": result.frame, "truncated": result.truncated, "reason": result.reason}
+
+
+@task(name="load-file-lines", task_run_name="file {path}")
+def load_file_lines(path: str) -> dict[str, Any]:
+    frame = read_log_file(path)
+    return {"frame": frame, "truncated": False, "reason": None}
+
+
+@task(name="analyze-window", cache_policy=INPUTS + TASK_SOURCE, cache_expiration=timedelta(hours=1))
+def analyze_window(
+    frame: pd.DataFrame,
+    *,
+    patterns: dict[str, str] | None,
+    bucket: str,
+    miner_state: dict[str, Any] | None,
+    previous: dict[str, Any] | None,
+    selector: str | None,
+    window: tuple[datetime, datetime] | None,
+) -> dict[str, Any]:
+    """The report of one window (pure): ``{"report": {...}, "miner_state": {...}}``."""
+    miner = TemplateMiner.from_state(miner_state) if miner_state else TemplateMiner()
+    analyzer = LogAnalyzer(patterns=patterns, bucket=bucket, miner=miner, selector=selector)
+    report = analyzer.update(frame).report(previous=previous, window=window)
+    return {"report": report.to_dict(), "miner_state": miner.state()}
+
+
+@task(name="store-log-report")
+async def store_log_report(
+    source: str,
+    window: tuple[datetime, datetime],
+    report: dict[str, Any],
+    miner_state: dict[str, Any],
+    flow_run_id: str | None,
+) -> dict[str, Any]:
+    """Persist the report, the miner state and the change events; then emit the events."""
+    log = get_run_logger()
+    db = store()
+
+    def write() -> tuple[Any, list[Any]]:
+        saved = db.save_log_report(source, window[0], window[1], report, report.get("templates"), flow_run_id)
+        db.save_miner_state(source, miner_state)
+        rows = [
+            {
+                "type": change["type"],
+                "series_key": f"{source}|{change.get('template_id') or change.get('error_type') or ''}",
+                "labels": {"source": source},
+                "ts": window[1],
+                "value": float(change.get("count") or 0),
+                "severity": change.get("severity") or "info",
+                "payload": {**change, "report_id": saved.id},
+                "flow_run_id": flow_run_id,
+            }
+            for change in report.get("changes") or []
+        ]
+        return saved, db.insert_events(rows)
+
+    saved, inserted = await to_thread.run_sync(write)
+    resource = {"prefect.resource.id": f"aiops.logs.{source}", "prefect.resource.name": source}
+    for event in inserted[:100]:
+        emit_event(event=f"aiops.{event.type}", resource=resource, payload={"id": event.id, **event.payload})
+    log.info("log report %d stored for %s: %d change events", saved.id, source, len(inserted))
+    return {"report_id": saved.id, "events": len(inserted)}

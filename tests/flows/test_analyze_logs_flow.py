@@ -1,0 +1,72 @@
+"""The analyze-logs flow under the Prefect harness: on files and on the Loki stand-in."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from aiops.errors import BadQuery
+from aiops.logs import analyze
+from aiops.sources.files import read_log_file
+from flows.logs import analyze_logs
+from tasks._runtime import store
+
+pytestmark = pytest.mark.prefect
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "logs"
+T0 = datetime(2024, 3, 4, 10, 0, tzinfo=UTC)
+NS = 10**9
+
+
+async def test_a_file_is_analysed_stored_and_compared_with_its_previous_run(aiops_env):
+    path = str(FIXTURES / "java_service.log")
+    expected = analyze(read_log_file(path)).to_dict()
+
+    first = await analyze_logs(path=path)
+
+    report = first["report"]
+    for key in ("total_logs", "error_count", "anomaly_count", "error_types", "error_categories", "pattern_counts"):
+        assert report[key] == expected[key], key
+    assert report["total_logs"] == 33
+    db = store()
+    saved = db.get_log_report(first["report_id"])
+    assert saved.source == f"file:{path}" and saved.summary["total_logs"] == 33 and saved.flow_run_id
+    assert db.load_miner_state(f"file:{path}")["clusters"]
+    # every template was new in the first window: that is the baseline, not a change to report
+    second = await analyze_logs(path=path)
+    assert [c for c in second["report"]["changes"] if c["type"] == "log.new_template"] == []
+    assert [t["template_id"] for t in second["report"]["templates"]] == [t["template_id"] for t in report["templates"]]
+
+
+async def test_a_loki_window_is_paged_analysed_and_new_templates_become_events(fake_loki, prefect_events):
+    for i in range(120):
+        fake_loki.add({"app": "api", "level": "info"}, (int(T0.timestamp()) + i) * NS, f"GET /orders/{1000 + i} completed in {20 + i % 7}ms")
+    first = await analyze_logs(selector='{app="api"}', start=T0, end=T0 + timedelta(hours=1), max_entries=None)
+    assert first["report"]["total_logs"] == 120 and first["report"]["error_count"] == 0
+
+    later = T0 + timedelta(hours=1)
+    for i in range(30):
+        fake_loki.add({"app": "api", "level": "error"}, (int(later.timestamp()) + i) * NS,
+                      f"ERROR java.net.ConnectException: Connection refused to db-{i % 3}:5432")
+    for i in range(60):
+        fake_loki.add({"app": "api", "level": "info"}, (int(later.timestamp()) + 100 + i) * NS, f"GET /orders/{2000 + i} completed in 30ms")
+    second = await analyze_logs(selector='{app="api"}', start=later, end=later + timedelta(hours=1), max_entries=None)
+
+    report = second["report"]
+    assert report["total_logs"] == 90 and report["error_count"] == 30
+    kinds = {c["type"] for c in report["changes"]}
+    assert {"log.new_template", "log.new_error_type"} <= kinds
+    stored = store().events_after(0, limit=100, types=["log.new_template", "log.new_error_type"])
+    assert len(stored) == second["events"] > 0
+    emitted = {e.event for e in prefect_events()}
+    assert {"aiops.log.new_template", "aiops.log.new_error_type"} <= emitted
+    # the LogQL of a template is ready to chart
+    assert report["templates"][0]["logql"]["metric_query"].startswith("sum(count_over_time({app=\"api\"} |> ")
+
+
+async def test_a_bad_selector_fails_the_run_with_lokis_message(fake_loki):
+    with pytest.raises(BadQuery) as err:
+        await analyze_logs(selector="app=api", start=T0, end=T0 + timedelta(minutes=5))
+    assert "parse error" in err.value.message

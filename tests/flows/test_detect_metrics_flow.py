@@ -1,0 +1,139 @@
+"""The detect-metrics flow end to end: real Prefect server, real Prometheus, real store."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from flows.metrics import detect_metrics
+from tasks._runtime import store
+from tests.support.prometheus import SPIKE_INDEX, free_port
+
+pytestmark = [pytest.mark.prefect, pytest.mark.prometheus]
+
+A_LABELS = {"__name__": "aiops_test_anomaly", "instance": "a"}
+
+
+def at(ts: int) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
+def make_detector(db, id="latency", *, status="running", query="aiops_test_anomaly", name="prometheus", lookback=6 * 3600):
+    return db.create_detector(
+        {
+            "id": id,
+            "name": f"{id} detector",
+            "kind": "zscore",
+            "params": {"window": 40},
+            "status": status,
+            "interval_seconds": 60,
+            "datasource": {"name": name, "query": query, "step": 15, "lookback": lookback},
+        }
+    )
+
+
+async def test_tick_stores_the_known_anomaly_with_provenance_then_emits_it(aiops_env, prometheus, prefect_events):
+    h = prometheus.history
+    db = store()
+    make_detector(db)
+    now = at(h.end + h.step)  # the window ends exactly at the last loaded sample
+
+    summary = await detect_metrics(now=now)
+
+    assert summary["ok"] == 1 and summary["failed"] == 0
+    anomalies = db.list_anomalies(detector="latency")
+    assert [(a.ts, a.labels) for a in anomalies] == [(at(h.timestamp(SPIKE_INDEX)), A_LABELS)]
+    a = anomalies[0]
+    assert a.value == pytest.approx(15.0 + 0.1 * ((SPIKE_INDEX * 7919) % 13) / 13)
+    assert a.score > 1 and a.lower <= a.expected <= a.upper < a.value
+    assert a.model_kind == "zscore" and a.params_hash == db.get_detector("latency").spec_hash
+    assert a.flow_run_id and a.severity in ("warning", "critical")
+    assert db.get_checkpoint("latency") == at(h.end)
+    status = db.collector_status("latency")
+    assert status.state == "ok" and status.series == 2 and status.dropped == 0
+    assert sorted(db.load_states("latency")) == ['__name__="aiops_test_anomaly",instance="a"', '__name__="aiops_test_anomaly",instance="b"']
+
+    events = [e for e in prefect_events() if e.event == "aiops.anomaly.detected"]
+    assert len(events) == 1
+    assert events[0].resource.id == "aiops.detector.latency"
+    assert events[0].payload["id"] == a.id and events[0].payload["labels"] == A_LABELS
+
+
+async def test_a_second_tick_over_the_same_window_adds_nothing(aiops_env, prometheus):
+    h = prometheus.history
+    db = store()
+    make_detector(db)
+    now = at(h.end + h.step)
+    await detect_metrics(now=now)
+    before = db.max_event_id()
+    again = await detect_metrics(now=now + timedelta(seconds=61))
+    assert db.max_event_id() == before
+    row = again["detectors"][0] if again["detectors"] else None
+    assert row is None or row["anomalies"] == 0
+
+
+async def test_downtime_is_caught_up_from_the_checkpoint_without_a_gap(aiops_env, prometheus):
+    h = prometheus.history
+    db = store()
+    make_detector(db, lookback=3600)
+    # first tick: only the hour before index 900 (the spike at 1000 is still in the future)
+    first_now = at(h.timestamp(900) + h.step)
+    await detect_metrics(now=first_now)
+    assert db.list_anomalies(detector="latency") == []
+    assert db.get_checkpoint("latency") == at(h.timestamp(900))
+    # "downtime", then a tick at the end of history: everything since the checkpoint is scored
+    await detect_metrics(now=at(h.end + h.step))
+    assert [a.ts for a in db.list_anomalies(detector="latency")] == [at(h.timestamp(SPIKE_INDEX))]
+    assert db.get_checkpoint("latency") == at(h.end)
+
+
+async def test_training_detectors_fit_and_emit_nothing(aiops_env, prometheus):
+    h = prometheus.history
+    db = store()
+    make_detector(db, status="training")
+    summary = await detect_metrics(now=at(h.end + h.step))
+    assert summary["ok"] == 1 and summary["anomalies"] == 0
+    assert db.list_anomalies(detector="latency") == []
+    states = db.load_states("latency")
+    assert len(states) == 2 and all(s.trained_at is not None for s in states.values())
+
+
+async def test_a_dead_datasource_fails_its_detector_only_and_the_next_tick_recovers(aiops_env, prometheus, monkeypatch, tmp_path):
+    h = prometheus.history
+    dead = f"http://127.0.0.1:{free_port()}"
+    config = tmp_path / "aiops.yaml"
+    config.write_text(f"datasources:\n  flaky:\n    type: prometheus\n    urls: [{dead}]\n")
+    monkeypatch.setenv("AIOPS_CONFIG_FILE", str(config))
+    monkeypatch.setenv("AIOPS_RETRY_ATTEMPTS", "2")
+    db = store()
+    make_detector(db, "healthy")
+    make_detector(db, "broken", name="flaky")
+    make_detector(db, "bad-query", query="sum(aiops_test_anomaly")
+    now = at(h.end + h.step)
+
+    summary = await detect_metrics(now=now)
+
+    by_id = {r["detector"]: r for r in summary["detectors"]}
+    assert by_id["healthy"]["status"] == "ok" and by_id["healthy"]["anomalies"] == 1
+    assert by_id["broken"]["status"] == "failed" and dead in by_id["broken"]["error"]
+    assert by_id["bad-query"]["status"] == "failed" and "parse error" in by_id["bad-query"]["error"]
+    broken = db.collector_status("broken")
+    assert broken.state == "failed" and broken.consecutive_failures == 1 and dead in broken.last_error
+    assert db.get_checkpoint("broken") is None
+
+    # the datasource comes back (now pointing at the real server): the next tick recovers
+    config.write_text(f"datasources:\n  flaky:\n    type: prometheus\n    urls: [{prometheus.url}]\n")
+    await detect_metrics(detector_ids=["broken"], now=now + timedelta(seconds=61))
+    recovered = db.collector_status("broken")
+    assert recovered.state == "ok" and recovered.consecutive_failures == 0
+    assert [a.ts for a in db.list_anomalies(detector="broken")] == [at(h.timestamp(SPIKE_INDEX))]
+
+
+async def test_detectors_whose_datasource_is_unknown_are_skipped_with_the_reason(aiops_env, prometheus):
+    db = store()
+    make_detector(db, "orphan", name="nowhere")
+    summary = await detect_metrics(now=at(prometheus.history.end + 15))
+    assert summary["skipped"] == 1
+    status = db.collector_status("orphan")
+    assert status.state == "skipped" and "'nowhere' is not configured" in status.skip_reason
