@@ -112,6 +112,76 @@ def _print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
         print("  ".join(c.replace("\n", "\\n").ljust(w) for c, w in zip(r, widths)))
 
 
+# ---------------------------------------------------------------------------------- logs
+
+
+async def _analyze_logs(args: argparse.Namespace) -> int:
+    from aiops.logs import analyze
+    from aiops.timeutil import parse_time
+
+    settings = _settings()
+    if (args.file is None) == (args.selector is None):
+        raise AiopsError("give a FILE or --selector (one of them)")
+    if args.file is not None:
+        from aiops.sources.files import read_log_file
+
+        frame = read_log_file(args.file)
+        selector = None
+    else:
+        import httpx
+
+        from aiops.sources import build_loki
+
+        config = settings.datasource_configs().get(args.datasource)
+        if config is None or config.type != "loki":
+            raise ConfigError(
+                f"no Loki datasource named {args.datasource!r}: set AIOPS_LOKI_URL or add it to the config file",
+                setting="AIOPS_LOKI_URL",
+            )
+        now = time.time()
+        start = parse_time(f"now-{args.since}", field="--since", now=now)
+        async with httpx.AsyncClient() as http:
+            result = await build_loki(config, settings, http).logs(args.selector, start, now, max_entries=args.max_lines)
+        if result.truncated:
+            print(f"warning: {result.reason}", file=sys.stderr)
+        frame, selector = result.frame, args.selector
+    report = analyze(frame, bucket=args.bucket, selector=selector).to_dict()
+    if args.json:
+        print(json.dumps(report, ensure_ascii=False, default=str))
+    else:
+        _print_report(report, args.top)
+    return 0
+
+
+def _print_report(report: dict[str, Any], top: int) -> None:
+    print(
+        f"{report['total_logs']} lines, {report['error_count']} errors ({report['error_rate']:.2%}), "
+        f"{report['anomaly_count']} anomalies ({report['anomaly_rate']:.2%})"
+    )
+    for title, mapping in (
+        ("levels", report.get("levels") or {}),
+        ("anomaly patterns", report["pattern_counts"]),
+        ("error types", report["error_types"]),
+        ("error categories", report["error_categories"]),
+    ):
+        items = sorted(((k, v) for k, v in mapping.items() if v), key=lambda kv: -kv[1])[:top]
+        if items:
+            print(f"\n{title}:")
+            _print_table(["name", "count"], [[k, str(v)] for k, v in items])
+    if report["templates"]:
+        print("\ntop templates:")
+        _print_table(
+            ["id", "count", "template"],
+            [[t["template_id"], str(t["count"]), t["template"][:100]] for t in report["templates"][:top]],
+        )
+    durations = (report.get("performance") or {}).get("duration_ms") or {}
+    if durations.get("count"):
+        print(
+            f"\ndurations: n={durations['count']} p50={durations.get('p50')}ms p95={durations.get('p95')}ms "
+            f"p99={durations.get('p99')}ms max={durations.get('max')}ms"
+        )
+
+
 # ---------------------------------------------------------------------------------- run
 
 
@@ -219,6 +289,17 @@ def _build_parser() -> argparse.ArgumentParser:
     q.add_argument("--json", action="store_true", help="print JSON for scripts")
     q.add_argument("--limit", type=int, default=50, help="rows shown in the table (default 50)")
     q.set_defaults(handler=lambda a: asyncio.run(_run_query(a)))
+
+    lg = sub.add_parser("analyze-logs", help="analyse a log file or a Loki selector's recent lines")
+    lg.add_argument("file", nargs="?", help="a local log file (plain or gzip; text, JSON lines, logfmt)")
+    lg.add_argument("--selector", help='a LogQL stream selector, e.g. {app="api"}')
+    lg.add_argument("--since", default="1h", help="how far back from now to read from Loki (default 1h)")
+    lg.add_argument("--datasource", default="loki", help="configured Loki datasource name")
+    lg.add_argument("--bucket", default="1h", help="time distribution bucket (default 1h)")
+    lg.add_argument("--max-lines", type=int, default=1_000_000, help="cap on lines read from Loki")
+    lg.add_argument("--top", type=int, default=10, help="rows per table (default 10)")
+    lg.add_argument("--json", action="store_true", help="print the whole report as JSON")
+    lg.set_defaults(handler=lambda a: asyncio.run(_analyze_logs(a)))
 
     sv = sub.add_parser("serve", help="serve the Prefect deployments from this process")
     sv.set_defaults(handler=_serve)

@@ -1,0 +1,36 @@
+"""`aiops analyze-logs` on files: a summary for people, the whole report as JSON for scripts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from aiops.cli import main
+
+FIXTURE = str(Path(__file__).resolve().parents[1] / "fixtures" / "logs" / "java_service.log")
+
+
+def test_people_get_a_summary_and_tables(capsys):
+    assert main(["analyze-logs", FIXTURE]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].startswith("33 lines, 8 errors")
+    assert "java.net.ConnectException" in out and "top templates:" in out
+
+
+def test_scripts_get_the_report_keys(capsys):
+    assert main(["analyze-logs", FIXTURE, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    for key in ("total_logs", "error_count", "anomaly_count", "error_rate", "anomaly_rate", "pattern_counts",
+                "error_types", "error_categories", "performance", "templates", "time_distribution"):
+        assert key in report
+    assert report["total_logs"] == 33
+
+
+def test_bad_invocations_name_the_problem(capsys, monkeypatch, tmp_path):
+    monkeypatch.delenv("AIOPS_LOKI_URL", raising=False)
+    assert main(["analyze-logs"]) == 2
+    assert "FILE or --selector" in capsys.readouterr().err
+    assert main(["analyze-logs", "--selector", '{app="x"}']) == 2
+    assert "AIOPS_LOKI_URL" in capsys.readouterr().err
+    assert main(["analyze-logs", str(tmp_path / "missing.log")]) == 2
+    assert "missing.log" in capsys.readouterr().err
