@@ -1,0 +1,492 @@
+"""What every detector shares: parameters, input checks, the score, JSON state.
+
+A detector is a small stateful object over ONE series (a float ``pandas.Series`` on a
+``DatetimeIndex``). Its life is a stream: every call to :meth:`Detector.fit` or
+:meth:`Detector.score` continues from where the previous call stopped.
+
+* ``fit(series)`` learns from the points (anomalies are clipped first, exactly as ``score``
+  would do) and emits nothing. ``fit(a)`` then ``score(b)`` gives the same scores for ``b``
+  as ``score(a + b)``.
+* ``score(series)`` scores every point against the state learned from the points *before* it,
+  then learns from it: a point scored > 1 is clipped to the band before it is learned, so an
+  anomaly never widens the band it broke. Scoring is causal, so scoring a series in one call or
+  in consecutive pieces gives the same frame (to float rounding).
+* ``state()`` is a JSON-able dict (no NaN: missing floats are ``None``);
+  :func:`aiops.detectors.from_state` rebuilds an equivalent detector.
+
+The score: 0 is normal, > 1 is anomalous, for every kind. Each row also carries ``expected``,
+``lower`` and ``upper``; ``score <= 1`` exactly when ``lower <= value <= upper``. A point with
+too little history (warm-up) or no value (NaN, +-inf: treated as missing and not learned)
+scores a neutral 0 with ``expected``/``lower``/``upper`` NaN.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import pandas as pd
+
+from aiops.errors import InvalidInput
+
+__all__ = [
+    "COLUMNS",
+    "MAX_SCORE",
+    "Checked",
+    "Detector",
+    "Param",
+    "band_score",
+    "check_series",
+    "scale_floor",
+]
+
+logger = logging.getLogger(__name__)
+
+COLUMNS = ("score", "expected", "lower", "upper")
+MAX_SCORE = 1e12
+"""Scores are capped here, so a band of zero width (a constant window) gives a finite score."""
+REL_SCALE_FLOOR = 1e-9
+"""A scale is never below this fraction of ``|expected|`` (float noise on a constant series)."""
+_JUST_ABOVE_ONE = float(np.nextafter(1.0, 2.0))
+_CHUNK = 1 << 16
+
+
+# --------------------------------------------------------------------------- parameters
+
+
+@dataclass(frozen=True)
+class Param:
+    """One hyper-parameter: its type, default, the rule it must satisfy, in words."""
+
+    name: str
+    type: type
+    default: Any
+    allowed: str
+    check: Callable[[Any], bool] | None = None
+    optional: bool = False
+
+    def coerce(self, kind: str, value: Any) -> Any:
+        if value is None:
+            if self.optional:
+                return None
+            raise self._error(kind, value)
+        if self.type is int:
+            ok = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+            if not ok and isinstance(value, (float, np.floating)) and float(value).is_integer():
+                ok = True  # 60.0 from a JSON/YAML round trip
+            if not ok:
+                raise self._error(kind, value)
+            value = int(value)
+        elif self.type is float:
+            if isinstance(value, (bool, np.bool_)) or not isinstance(
+                value, (int, float, np.integer, np.floating)
+            ):
+                raise self._error(kind, value)
+            value = float(value)
+            if not math.isfinite(value):
+                raise self._error(kind, value)
+        elif self.type is str and not isinstance(value, str):
+            raise self._error(kind, value)
+        if self.check is not None and not self.check(value):
+            raise self._error(kind, value)
+        return value
+
+    def _error(self, kind: str, value: Any) -> InvalidInput:
+        return InvalidInput(
+            f"{kind} detector: parameter {self.name!r} must be {self.allowed}, got {value!r}",
+            field=f"params.{self.name}",
+            allowed=self.allowed,
+        )
+
+
+def _param_error(kind: str, name: str, message: str, allowed: str) -> InvalidInput:
+    return InvalidInput(f"{kind} detector: {message}", field=f"params.{name}", allowed=allowed)
+
+
+# --------------------------------------------------------------------------- scoring
+
+
+def scale_floor(scale: np.ndarray, expected: np.ndarray, min_scale: float) -> np.ndarray:
+    """``max(scale, min_scale, 1e-9 * |expected|)`` (NaN stays NaN), in place on ``scale``."""
+    np.fmax(scale, min_scale, out=scale, where=~np.isnan(scale))
+    np.fmax(scale, REL_SCALE_FLOOR * np.abs(expected), out=scale, where=~np.isnan(scale))
+    return scale
+
+
+def band_score(
+    x: np.ndarray, lower: np.ndarray, expected: np.ndarray, upper: np.ndarray
+) -> np.ndarray:
+    """Distance from ``expected`` in units of the half-band on that side.
+
+    ``(x - expected) / (upper - expected)`` above, ``(expected - x) / (expected - lower)``
+    below; then forced to ``<= 1`` inside ``[lower, upper]`` and ``> 1`` outside, so float
+    rounding can never disagree with the band. NaN band (warm-up) scores 0; capped at
+    :data:`MAX_SCORE`. Works in cache-sized chunks (it is on every detector's hot path).
+    """
+    out = np.empty(len(x))
+    for a in range(0, len(x), _CHUNK):
+        b = a + _CHUNK
+        out[a:b] = _band_score(x[a:b], lower[a:b], expected[a:b], upper[a:b])
+    return out
+
+
+def _band_score(
+    x: np.ndarray, lower: np.ndarray, expected: np.ndarray, upper: np.ndarray
+) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        dev = x - expected
+        score = np.subtract(upper, expected)
+        below = dev < 0
+        np.subtract(expected, lower, out=score, where=below)
+        np.abs(dev, out=dev)
+        np.divide(dev, score, out=score)
+    outside = x < lower
+    outside |= x > upper
+    np.maximum(score, _JUST_ABOVE_ONE, out=score, where=outside)
+    np.minimum(score, 1.0, out=score, where=~outside)  # NaN stays NaN
+    np.minimum(score, MAX_SCORE, out=score)
+    score[np.isnan(score)] = 0.0  # warm-up (NaN band) and 0/0 (x == expected on a zero band)
+    return score
+
+
+# --------------------------------------------------------------------------- JSON helpers
+
+
+def encode(value: Any) -> Any:
+    """numpy / NaN -> plain JSON (NaN and +-inf become ``None``)."""
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind == "f":
+            return [None if not math.isfinite(v) else v for v in value.tolist()]
+        return value.tolist()
+    if isinstance(value, Mapping):
+        return {str(k): encode(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [encode(v) for v in value]
+    if isinstance(value, (np.floating, float)):
+        value = float(value)
+        return value if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def float_array(value: Any, name: str, max_len: int | None = None) -> np.ndarray:
+    """A JSON list of numbers / ``None`` -> float64 array (``None`` -> NaN)."""
+    if not isinstance(value, list):
+        raise InvalidInput(f"detector state: {name} must be a list", field=f"state.{name}")
+    if max_len is not None and len(value) > max_len:
+        raise InvalidInput(
+            f"detector state: {name} has {len(value)} entries, at most {max_len} allowed",
+            field=f"state.{name}",
+        )
+    try:
+        return np.array([np.nan if v is None else float(v) for v in value], dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InvalidInput(
+            f"detector state: {name} must hold numbers", field=f"state.{name}"
+        ) from None
+
+
+def float_value(value: Any, name: str) -> float:
+    if value is None:
+        return math.nan
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidInput(
+            f"detector state: {name} must be a number or null", field=f"state.{name}"
+        )
+    return float(value)
+
+
+# --------------------------------------------------------------------------- input checks
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A validated series: its index, a read-only float64 view of the values and the times."""
+
+    index: pd.DatetimeIndex
+    values: np.ndarray
+
+    @property
+    def first_ns(self) -> int:
+        return _utc_ns(self.index[0])
+
+    @property
+    def last_ns(self) -> int:
+        return _utc_ns(self.index[-1])
+
+    def ticks(self) -> tuple[np.ndarray, int]:
+        """(int64 UTC times in the index's own unit, nanoseconds per tick): no conversion copy."""
+        index = (
+            self.index.tz_convert("UTC").tz_localize(None)
+            if self.index.tz is not None
+            else self.index
+        )
+        unit = index.unit
+        return index.asi8, {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}[unit]
+
+
+def _utc_ns(stamp: pd.Timestamp) -> int:
+    return int(stamp.as_unit("ns").value)  # .value is UTC-based for tz-aware stamps
+
+
+def check_series(series: Any) -> Checked:
+    """Validate the input of fit/score. Raises InvalidInput with a clear message."""
+    if not isinstance(series, pd.Series):
+        raise InvalidInput(
+            "series must be a pandas Series of floats on a DatetimeIndex, "
+            f"got {type(series).__name__}",
+            field="series",
+        )
+    index = series.index
+    if not isinstance(index, pd.DatetimeIndex):
+        raise InvalidInput(
+            f"series index must be a DatetimeIndex, got {type(index).__name__}",
+            field="series.index",
+        )
+    if index.hasnans:
+        raise InvalidInput("series index contains NaT", field="series.index")
+    if not index.is_monotonic_increasing:
+        at = int(np.flatnonzero(np.diff(index.asi8) < 0)[0]) + 1
+        raise InvalidInput(
+            f"series index is not sorted ascending: {index[at]} (position {at}) "
+            f"comes after {index[at - 1]}",
+            field="series.index",
+        )
+    if not index.is_unique:
+        first = index[index.duplicated()][0]
+        raise InvalidInput(
+            f"series index has duplicate timestamps (first: {first})", field="series.index"
+        )
+    if not (
+        pd.api.types.is_numeric_dtype(series.dtype) or pd.api.types.is_bool_dtype(series.dtype)
+    ):
+        raise InvalidInput(
+            f"series values must be numeric, got dtype {series.dtype}", field="series"
+        )
+    values = np.asarray(series.to_numpy(dtype=np.float64, na_value=np.nan), dtype=np.float64)
+    values = values.view()
+    values.flags.writeable = False  # never written: the caller's data stays as it was
+    return Checked(index, values)
+
+
+# --------------------------------------------------------------------------- the base class
+
+
+class Detector(ABC):
+    """Base of every detector kind. See the module docstring for the contract."""
+
+    kind: ClassVar[str]
+    version: ClassVar[int] = 1
+    PARAMS: ClassVar[tuple[Param, ...]] = ()
+
+    def __init__(self, **params: Any) -> None:
+        self.params: dict[str, Any] = self._validate(params)
+        self._last_ns: int | None = None
+        self._n_seen = 0
+        self._reset()
+
+    # ---- parameters
+
+    @classmethod
+    def _validate(cls, params: Mapping[str, Any]) -> dict[str, Any]:
+        known = {p.name: p for p in cls.PARAMS}
+        for name in params:
+            if name not in known:
+                allowed = ", ".join(known) or "none"
+                raise InvalidInput(
+                    f"{cls.kind} detector: unknown parameter {name!r}; allowed: {allowed}",
+                    field=f"params.{name}",
+                    allowed=sorted(known),
+                )
+        out = {name: p.coerce(cls.kind, params.get(name, p.default)) for name, p in known.items()}
+        cls._resolve(out)
+        return out
+
+    @classmethod  # noqa: B027 (an optional hook)
+    def _resolve(cls, params: dict[str, Any]) -> None:
+        """Fill derived defaults and check rules between parameters (in place)."""
+
+    @classmethod
+    def _error(cls, name: str, message: str, allowed: str) -> InvalidInput:
+        return _param_error(cls.kind, name, message, allowed)
+
+    def params_hash(self) -> str:
+        """sha256 (hex) of kind + resolved params: equal for detectors that behave alike."""
+        text = json.dumps(
+            {"kind": self.kind, "params": self.params}, sort_keys=True, separators=(",", ":")
+        )
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    # ---- the stream
+
+    @property
+    def last_timestamp(self) -> pd.Timestamp | None:
+        """The last timestamp learned (UTC); the next call must start strictly after it."""
+        return None if self._last_ns is None else pd.Timestamp(self._last_ns, unit="ns", tz="UTC")
+
+    @property
+    def n_seen(self) -> int:
+        """How many points (missing ones included) this detector has been fed."""
+        return self._n_seen
+
+    def fit(self, series: pd.Series) -> Self:
+        """Learn from ``series`` (continuing the stream) without producing scores.
+
+        Exactly the state change of :meth:`score`: anomalous points are clipped before they
+        are learned, so a training window with a few incidents in it does not poison the model.
+        """
+        self._process(series, want_scores=False)
+        return self
+
+    def score(self, series: pd.Series) -> pd.DataFrame:
+        """Score every point of ``series`` causally, then learn from it (continuing the stream).
+
+        Returns a frame with the index of ``series`` and float columns ``score``, ``expected``,
+        ``lower``, ``upper``. The input is not modified.
+        """
+        frame = self._process(series, want_scores=True)
+        assert frame is not None
+        return frame
+
+    uses_time: ClassVar[bool] = False
+    """Whether ``_run`` needs the timestamps (only ``seasonal``); others skip converting them."""
+
+    def _process(self, series: pd.Series, *, want_scores: bool) -> pd.DataFrame | None:
+        checked = check_series(series)
+        index, values = checked.index, checked.values
+        n = len(values)
+        if n and self._last_ns is not None and checked.first_ns <= self._last_ns:
+            raise InvalidInput(
+                f"series starts at {index[0]}, not after the last point this {self.kind} "
+                f"detector has learned ({self.last_timestamp}); pass only newer points, e.g. "
+                "series[series.index > detector.last_timestamp]",
+                field="series.index",
+            )
+        with np.errstate(invalid="ignore", over="ignore"):
+            dense = bool(np.isfinite(values.sum())) or bool(np.isfinite(values).all())
+        finite = None if dense else np.isfinite(values)
+        x = values if finite is None else values[finite]
+        ticks, tick_ns = checked.ticks() if self.uses_time else (None, 1)
+        if ticks is not None and finite is not None:
+            ticks = ticks[finite]
+        if len(x):
+            lower, expected, upper = self._run(x, ticks, tick_ns)
+        else:
+            lower = expected = upper = np.empty(0)
+        if n:
+            self._last_ns = checked.last_ns
+            self._n_seen += n
+        logger.debug("%s detector: %d points (%d missing)", self.kind, n, n - len(x))
+        if not want_scores:
+            return None
+        score = self._score(x, lower, expected, upper)
+        if finite is not None:
+            cols = []
+            for arr, fill in ((score, 0.0), (expected, np.nan), (lower, np.nan), (upper, np.nan)):
+                full = np.full(n, fill)
+                full[finite] = arr
+                cols.append(full)
+            score, expected, lower, upper = cols
+        return pd.DataFrame(
+            {"score": score, "expected": expected, "lower": lower, "upper": upper},
+            index=index,
+            copy=False,
+        )
+
+    def _score(
+        self, x: np.ndarray, lower: np.ndarray, expected: np.ndarray, upper: np.ndarray
+    ) -> np.ndarray:
+        return band_score(x, lower, expected, upper)
+
+    # ---- state
+
+    def state(self) -> dict[str, Any]:
+        """JSON-able dict: kind, version, params, stream position and the learned state."""
+        return {
+            "kind": self.kind,
+            "version": self.version,
+            "params": dict(self.params),
+            "last_timestamp": None if self._last_ns is None else self.last_timestamp.isoformat(),
+            "n_seen": self._n_seen,
+            "learned": encode(self._learned()),
+        }
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> Self:
+        """Rebuild a detector of this kind from :meth:`state` (after a JSON round trip)."""
+        if not isinstance(state, Mapping):
+            raise InvalidInput("detector state must be a dict", field="state")
+        if state.get("kind") != cls.kind:
+            raise InvalidInput(
+                f"detector state is for kind {state.get('kind')!r}, not {cls.kind!r}",
+                field="state.kind",
+            )
+        if state.get("version") != cls.version:
+            raise InvalidInput(
+                f"{cls.kind} detector state version {state.get('version')!r} is not supported "
+                f"(this code reads version {cls.version})",
+                field="state.version",
+            )
+        params = state.get("params")
+        if not isinstance(params, Mapping):
+            raise InvalidInput("detector state: params must be a dict", field="state.params")
+        detector = cls(**params)
+        last = state.get("last_timestamp")
+        if last is not None:
+            try:
+                stamp = pd.Timestamp(last)
+            except (TypeError, ValueError):
+                raise InvalidInput(
+                    "detector state: last_timestamp must be an ISO timestamp",
+                    field="state.last_timestamp",
+                ) from None
+            stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+            detector._last_ns = int(stamp.as_unit("ns").value)
+        n_seen = state.get("n_seen", 0)
+        if isinstance(n_seen, bool) or not isinstance(n_seen, int) or n_seen < 0:
+            raise InvalidInput("detector state: n_seen must be a count", field="state.n_seen")
+        detector._n_seen = n_seen
+        learned = state.get("learned")
+        if not isinstance(learned, Mapping):
+            raise InvalidInput("detector state: learned must be a dict", field="state.learned")
+        detector._restore(learned)
+        return detector
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
+        return f"{type(self).__name__}({args})"
+
+    # ---- what a kind implements
+
+    @abstractmethod
+    def _reset(self) -> None:
+        """Empty learned state."""
+
+    @abstractmethod
+    def _run(
+        self, x: np.ndarray, ticks: np.ndarray | None, tick_ns: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Score-and-learn over finite values ``x`` (read-only), in order.
+
+        ``ticks``: int64 UTC times in units of ``tick_ns`` nanoseconds, only for kinds with
+        ``uses_time`` (else None).
+
+        Returns ``(lower, expected, upper)`` per point, each computed from the state before
+        that point (NaN during warm-up), and leaves the state after the last point.
+        """
+
+    @abstractmethod
+    def _learned(self) -> dict[str, Any]:
+        """The learned state (numpy allowed; encoded to JSON by :meth:`state`)."""
+
+    @abstractmethod
+    def _restore(self, learned: Mapping[str, Any]) -> None:
+        """Load :meth:`_learned` output after a JSON round trip; raise InvalidInput if malformed."""

@@ -1,0 +1,188 @@
+"""One contract, every kind: the same checks run over ``aiops.detectors.KINDS``."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from aiops import detectors
+from aiops.detectors import COLUMNS, MAX_SCORE
+from tests.unit.detectors.detectors_support import CONTRACT_PARAMS, WARM_UP, contract_series
+
+SERIES = contract_series()
+
+
+def make(kind: str) -> detectors.Detector:
+    return detectors.create(kind, **CONTRACT_PARAMS[kind])
+
+
+@pytest.fixture(scope="module")
+def one_shot() -> dict[str, pd.DataFrame]:
+    return {kind: make(kind).score(SERIES) for kind in detectors.KINDS}
+
+
+def assert_same_frames(got: pd.DataFrame, want: pd.DataFrame) -> None:
+    assert got.index.equals(want.index)
+    assert list(got.columns) == list(want.columns)
+    np.testing.assert_allclose(
+        got.to_numpy(), want.to_numpy(), rtol=1e-9, atol=1e-9, equal_nan=True
+    )
+
+
+def json_round_trip(state: dict) -> dict:
+    return json.loads(json.dumps(state, allow_nan=False))
+
+
+def test_every_kind_is_covered_by_the_contract_settings():
+    assert set(CONTRACT_PARAMS) == set(detectors.KINDS) == set(WARM_UP)
+    assert isinstance(detectors.KINDS, tuple) and all(isinstance(k, str) for k in detectors.KINDS)
+
+
+@pytest.mark.parametrize("kind", detectors.KINDS)
+def test_score_returns_the_four_columns_on_the_input_index(kind, one_shot):
+    frame = one_shot[kind]
+    assert frame.index.equals(SERIES.index)
+    assert tuple(frame.columns) == COLUMNS
+    assert all(dtype == np.float64 for dtype in frame.dtypes)
+    det = make(kind)
+    assert det.kind == kind
+
+
+@pytest.mark.parametrize("kind", detectors.KINDS)
+def test_input_is_not_mutated(kind):
+    series = SERIES.copy()
+    values = series.to_numpy().copy()
+    det = make(kind)
+    det.fit(series.iloc[:3000])
+    det.score(series.iloc[3000:])
+    np.testing.assert_array_equal(series.to_numpy(), values)
+    assert series.index.equals(SERIES.index)
+
+
+@pytest.mark.parametrize("kind", detectors.KINDS)
+def test_scores_are_finite_and_non_negative(kind, one_shot):
+    score = one_shot[kind]["score"].to_numpy()
+    assert np.isfinite(score).all()
+    assert (score >= 0).all() and (score <= MAX_SCORE).all()
+
+
+@pytest.mark.parametrize("kind", detectors.KINDS)
+def test_same_input_same_result(kind, one_shot):
+    pd.testing.assert_frame_equal(make(kind).score(SERIES), one_shot[kind], check_exact=True)
+
+
+@pytest.mark.parametrize("kind", detectors.KINDS)
+def test_warm_up_is_neutral(kind, one_shot):
+    frame = one_shot[kind]
+    warm = WARM_UP[kind]
+    assert (frame["score"].iloc[:warm] == 0).all()
+    assert frame[["expected", "lower", "upper"]].iloc[:warm].isna().all().all()
+    assert frame["expected"].iloc[warm:].notna().mean() > 0.9  # and then it scores
+
+
+@pytest.mark.parametrize("kind", detectors.KINDS)
+def test_score_is_at_most_one_exactly_inside_the_band(kind, one_shot):
+    frame = one_shot[kind]
+    x = SERIES.to_numpy()
+    score = frame["score"].to_numpy()
+    lower, upper = frame["lower"].to_numpy(), frame["upper"].to_numpy()
+    banded = np.isfinite(x) & ~np.isnan(lower) & ~np.isnan(upper)
+    inside = (x >= lower) & (x <= upper)
+    np.testing.assert_array_equal((score <= 1)[banded], inside[banded])
+    assert (score[~banded] == 0).all()  # missing value or warm-up: neutral
+    expected = frame["expected"].to_numpy()
+    assert ((lower <= expected) & (expected <= upper))[banded].all()
+    assert (score > 1).sum() >= 10  # the spikes are found
+
+
+@pytest.mark.parametrize("kind", detectors.KINDS)
+def test_missing_values_score_zero_and_are_skipped(kind, one_shot):
+    frame = one_shot[kind]
+    missing = ~np.isfinite(SERIES.to_numpy())
+    assert missing.sum() == 31
+    assert (frame["score"][missing] == 0).all()
+    assert frame[["expected", "lower", "upper"]][missing].isna().all().all()
+    # the same stream without those points scores every other point the same
+    assert_same_frames(make(kind).score(SERIES[~missing]), frame[~missing])
+
+
+@pytest.mark.parametrize("kind", detectors.KINDS)
+@pytest.mark.parametrize("cuts", [(1,), (17, 18, 19), (1440, 2880), (500, 4000, 5759)])
+def test_scoring_in_pieces_equals_scoring_at_once(kind, cuts, one_shot):
+    det = make(kind)
+    bounds = [0, *cuts, len(SERIES)]
+    pieces = [det.score(SERIES.iloc[a:b]) for a, b in itertools.pairwise(bounds)]
+    assert_same_frames(pd.concat(pieces), one_shot[kind])
+
+
+@pytest.mark.parametrize("kind", detectors.KINDS)
+def test_fit_then_score_equals_scoring_everything(kind, one_shot):
+    det = make(kind).fit(SERIES.iloc[:3500])
+    assert_same_frames(det.score(SERIES.iloc[3500:]), one_shot[kind].iloc[3500:])
+
+
+@pytest.mark.parametrize("kind", detectors.KINDS)
+@settings(
+    max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.data())
+def test_any_split_scores_like_one_call(kind, one_shot, data):
+    cuts = sorted(data.draw(st.sets(st.integers(1, len(SERIES) - 1), min_size=1, max_size=6)))
+    det = make(kind)
+    bounds = [0, *cuts, len(SERIES)]
+    frames = []
+    for a, b in itertools.pairwise(bounds):
+        det = detectors.from_state(json_round_trip(det.state()))  # a new process per piece
+        frames.append(det.score(SERIES.iloc[a:b]))
+    assert_same_frames(pd.concat(frames), one_shot[kind])
+
+
+@pytest.mark.parametrize("kind", detectors.KINDS)
+@pytest.mark.parametrize("at", [0, 5, 2000, 5000])
+def test_state_round_trips_through_json(kind, at, one_shot):
+    det = make(kind)
+    det.fit(SERIES.iloc[:at])
+    state = det.state()
+    text = json.dumps(state, allow_nan=False)  # strict JSON: no NaN / Infinity
+    restored = detectors.from_state(json.loads(text))
+    assert restored.state() == json.loads(text)
+    assert (restored.kind, restored.params, restored.params_hash()) == (
+        kind,
+        det.params,
+        det.params_hash(),
+    )
+    assert {"kind", "version", "params", "learned"} <= set(state)
+    assert_same_frames(restored.score(SERIES.iloc[at:]), det.score(SERIES.iloc[at:]))
+    assert_same_frames(det.score(SERIES.iloc[:0]), one_shot[kind].iloc[:0])
+
+
+@pytest.mark.parametrize("kind", detectors.KINDS)
+def test_a_huge_spike_does_not_poison_later_bands(kind):
+    clean = SERIES.iloc[3000:3600].copy()
+    spiked = clean.copy()
+    spiked.iloc[200] = 1e9
+    det_clean, det_spiked = make(kind).fit(SERIES.iloc[:3000]), make(kind).fit(SERIES.iloc[:3000])
+    want, got = det_clean.score(clean), det_spiked.score(spiked)
+    assert got["score"].iloc[200] > 1e6
+    width = (want["upper"] - want["lower"]).iloc[201:].dropna()  # (missing values: no band)
+    drift = (got[["lower", "upper"]] - want[["lower", "upper"]]).abs().max(axis=1).iloc[201:]
+    assert len(width) > 350
+    assert (drift[width.index] <= 0.5 * width).all()
+    assert ((got["score"] > 1) == (want["score"] > 1)).iloc[201:].mean() > 0.99
+
+
+@pytest.mark.parametrize("kind", detectors.KINDS)
+def test_params_hash_is_stable_and_names_the_behaviour(kind):
+    a, b = make(kind), detectors.create(kind, **CONTRACT_PARAMS[kind])
+    assert a.params_hash() == b.params_hash()
+    assert len(a.params_hash()) == 64 and int(a.params_hash(), 16) >= 0
+    spelled_out = detectors.create(kind, **a.params)  # defaults written out: same behaviour
+    assert spelled_out.params_hash() == a.params_hash()
+    others = {k: detectors.create(k, **CONTRACT_PARAMS[k]).params_hash() for k in detectors.KINDS}
+    assert len(set(others.values())) == len(others)
