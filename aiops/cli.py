@@ -227,6 +227,8 @@ def _up(args: argparse.Namespace) -> int:
 
     settings = _settings()
     env = dict(os.environ)
+    # Core modules log through the standard `aiops.*` loggers; ship them to the Prefect UI too.
+    env.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "aiops")
     children: list[tuple[str, subprocess.Popen]] = []
 
     def stop(*_: Any) -> None:
