@@ -11,8 +11,8 @@ tries to become a write transaction; read transactions use a plain ``BEGIN`` and
 in WAL mode.
 
 Errors: bad arguments raise :class:`InvalidInput`, missing rows :class:`NotFound`, clashes
-with stored rows :class:`Conflict`. Database outages surface as SQLAlchemy's
-``OperationalError``.
+with stored rows :class:`Conflict`. Database outages (unreachable, locked past the busy
+timeout, disk full) become :class:`StoreUnavailable`; nothing above the store sees SQLAlchemy.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session, defer, sessionmaker
 from sqlalchemy.pool import StaticPool
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
-from aiops.errors import ConfigError, Conflict, InvalidInput, NotFound
+from aiops.errors import ConfigError, Conflict, InvalidInput, NotFound, StoreUnavailable
 from aiops.store import migrations
 from aiops.store.migrations import SQLITE_BEGIN_OPTION
 from aiops.store.models import (
@@ -267,7 +267,10 @@ class Store:
         migrate: bool = True,
     ) -> Store:
         """Connect and upgrade the schema to head (safe when several processes start at once)."""
-        engine = create_store_engine(url, busy_timeout=busy_timeout)
+        try:
+            engine = create_store_engine(url, busy_timeout=busy_timeout)
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot create the store's database at {url}: {exc}") from exc
         try:
             if migrate:
                 for attempt in Retrying(
@@ -278,6 +281,9 @@ class Store:
                 ):
                     with attempt:
                         migrations.upgrade(engine)
+        except OperationalError as exc:
+            engine.dispose()
+            raise StoreUnavailable(f"cannot open the store's database: {exc.orig}") from exc
         except BaseException:
             engine.dispose()
             raise
@@ -318,6 +324,8 @@ class Store:
                 yield session
         except IntegrityError as exc:
             raise Conflict(f"write clashes with stored data: {exc.orig}") from exc
+        except OperationalError as exc:
+            raise StoreUnavailable(f"the store's database is unavailable: {exc.orig}") from exc
 
     def _insert(self, table: Table) -> Any:
         if self._dialect == "postgresql":

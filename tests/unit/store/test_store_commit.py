@@ -51,3 +51,13 @@ def test_a_failure_inside_the_run_leaves_nothing_behind(store, make_spec):
     assert store.list_anomalies(detector="api-errors") == []
     assert store.load_states("api-errors") == {}
     assert store.get_checkpoint("api-errors") is None
+
+
+def test_an_unreachable_database_is_store_unavailable(tmp_path):
+    from aiops.errors import StoreUnavailable
+    from aiops.store import Store
+
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the database directory should be")
+    with pytest.raises(StoreUnavailable):
+        Store.open(f"sqlite:///{blocker}/aiops.db")
