@@ -1,0 +1,801 @@
+"""Drain-style log template miner, masking, and LogQL for templates.
+
+How a line becomes a template
+-----------------------------
+1. **Masking** (:func:`mask_line`) replaces variable parts with typed placeholders:
+   ``<URL> <EMAIL> <PATH> <UUID> <TS> <IP> <HEX> <NUM>``. Every run of digits ends up inside a
+   placeholder (``log4j`` becomes ``log<NUM>j``), which is what makes step 2 exact.
+2. **Shapes** (batch path only). :func:`shape_keys` computes, with a handful of vectorised numpy
+   passes over the whole batch, a *shape key* per line: runs of 8+ hex-ish characters
+   (``[0-9a-fA-F-]``) collapse to one marker byte and every digit run collapses to ``0``.
+   Lines with the same key differ only in numbers and ids, so they mask to the same text; each
+   shape is masked and classified once (from its first line) and every other line of the shape
+   costs a dictionary lookup. This is what makes ``add_many`` fast.
+3. **Drain**: the masked text is split on whitespace and routed through a fixed-depth prefix
+   tree (token count, then the first ``depth - 2`` tokens) to a leaf holding candidate
+   clusters. The most similar template (share of equal tokens, ``<*>`` positions excluded)
+   wins if its similarity is at least ``sim_threshold``; differing tokens become ``<*>``.
+   Otherwise a new cluster is created.
+
+Template ids
+------------
+A cluster's id is ``"t" + blake2b(masked text of its first line, 6 bytes).hex()``, fixed at
+creation and kept when the template later generalises (tokens turning into ``<*>``). The id is
+therefore identical across runs and processes for the same first line, and identical across
+miners fed the same lines in any order whenever the lines of a template differ only in masked
+values (numbers, ids, IPs, timestamps, paths...). When a template generalises over words, the
+id depends on which line came first; persist the miner (:meth:`TemplateMiner.state` /
+:meth:`TemplateMiner.from_state`) to keep ids across windows. If a new cluster's id is already
+taken by a live cluster, ``-2``, ``-3``, ... is appended.
+
+Memory is bounded: at most ``max_clusters`` clusters (least recently used evicted after each
+``add``/``add_many`` call), ``max_examples`` examples per cluster, and shape/masked-text caches
+that are cleared when they exceed ``cache_size`` entries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from aiops.errors import InvalidInput
+
+__all__ = [
+    "AddResult",
+    "ShapeScan",
+    "shape_scan",
+    "TemplateMiner",
+    "mask_line",
+    "shape_keys",
+    "template_logql",
+    "template_to_pattern",
+    "MASKS",
+    "MAX_LINE_CHARS",
+    "WILDCARD",
+]
+
+logger = logging.getLogger(__name__)
+
+WILDCARD = "<*>"
+MASKS = ("<URL>", "<EMAIL>", "<PATH>", "<UUID>", "<TS>", "<IP>", "<HEX>", "<NUM>")
+
+_STATE_VERSION = 1
+
+# --------------------------------------------------------------------------------------------
+# Masking (slow path: once per shape, or per line in ``add``)
+# --------------------------------------------------------------------------------------------
+_MONTHS = "Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec"
+_HEXRUN_UUID = re.compile(
+    r"-*[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}-*"
+)
+
+# (trigger, regex, replacement): a rule runs only when its trigger substring is present
+_MASK_RULES: list[tuple[str, re.Pattern[str], Any]] = [
+    ("://", re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]{0,30}://[^\s\"'<>]+"), "<URL>"),
+    (
+        "@",
+        re.compile(r"(?<![\w.+-])[\w.+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})+\b"),
+        "<EMAIL>",
+    ),
+    ("/", re.compile(r"(?<![\w.:/\\])(?:~|\.{1,2})?(?:/[\w.@%+~,=-]+){2,}/?"), "<PATH>"),
+    (":\\", re.compile(r"\b[A-Za-z]:\\(?:[^\\\s\"']+\\)*[^\\\s\"']*"), "<PATH>"),
+    # glog header keeps its level letter: E0115 10:00:00.123456 -> E<TS>
+    (":", re.compile(r"\b([IWEF])\d{4} \d{1,2}:\d{2}:\d{2}(?:\.\d+)?"), r"\1<TS>"),
+    (
+        "-",
+        re.compile(
+            r"\d{4}-\d{1,2}-\d{1,2}(?:[T ]\d{1,2}:\d{2}(?::\d{2})?(?:[.,]\d+)?"
+            r"(?:\s?(?:Z|UTC|[+-]\d{2}:?\d{2})\b|Z)?)?"
+        ),
+        "<TS>",
+    ),
+    ("/", re.compile(r"\d{4}/\d{1,2}/\d{1,2}(?: \d{1,2}:\d{2}:\d{2}(?:[.,]\d+)?)?"), "<TS>"),
+    (
+        "/",
+        re.compile(r"\d{1,2}/(?:" + _MONTHS + r")/\d{4}(?::\d{2}:\d{2}:\d{2}(?: [+-]\d{4})?)?"),
+        "<TS>",
+    ),
+    (":", re.compile(r"\b(?:" + _MONTHS + r") {1,2}\d{1,2} \d{1,2}:\d{2}:\d{2}\b"), "<TS>"),
+    (":", re.compile(r"(?<![\w:])\d{1,2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z\b)?"), "<TS>"),
+    (
+        ":",
+        re.compile(
+            r"(?<![\w:.])(?:[0-9a-fA-F]{0,4}:){2,7}(?:\d+\.\d+\.\d+\.\d+|[0-9a-fA-F]{0,4})(?![\w:.])"
+        ),
+        "ipv6",
+    ),
+    (".", re.compile(r"(?<![\w.])\d+\.\d+\.\d+\.\d+(?::\d+)?(?![\w.])"), "<IP>"),
+    ("0", re.compile(r"\b0[xX][0-9a-fA-F]+\b"), "<HEX>"),
+    # hex-ish runs, the same definition the shape keys use (8+ chars of [0-9a-fA-F-])
+    ("", re.compile(r"(?<![0-9a-fA-F-])[0-9a-fA-F-]{8,}(?![0-9a-fA-F-])"), None),
+    ("", re.compile(r"\d+(?:\.\d+)?"), "<NUM>"),
+]
+
+MAX_LINE_CHARS = 4096
+"""Lines are masked and classified on their first ``MAX_LINE_CHARS`` characters."""
+
+
+def _ipv6(m: re.Match[str]) -> str:
+    text = m.group(0)
+    colons = text.count(":")
+    if text.count("::") > 1 or not (("::" in text and colons >= 2) or colons == 7):
+        return text
+    if not any(c.isdigit() for c in text) and "::" not in text:
+        return text
+    return "<IP>"
+
+
+def _hexrun(m: re.Match[str]) -> str:
+    run = m.group(0)
+    if not any(c.isdigit() for c in run):
+        return run
+    core = run.strip("-")
+    lead = run[: len(run) - len(run.lstrip("-"))]
+    tail = run[len(run.rstrip("-")) :]
+    if _HEXRUN_UUID.fullmatch(run):
+        return lead + "<UUID>" + tail
+    if any(c.isalpha() for c in core):
+        return lead + "<HEX>" + tail
+    return lead + re.sub(r"\d+", "<NUM>", core) + tail
+
+
+_WS = re.compile(r"\s+")
+
+
+def mask_line(line: str) -> str:
+    """Replace the variable parts of ``line`` by placeholders; whitespace becomes one space.
+
+    Lines longer than :data:`MAX_LINE_CHARS` are masked on that prefix followed by ``<*>``.
+
+    >>> mask_line("2024-01-15T10:00:00Z took 250ms from 10.0.0.1:8080 id=3f2a9c8d7e6b5a41")
+    '<TS> took <NUM>ms from <IP> id=<HEX>'
+    """
+    text = line if len(line) <= MAX_LINE_CHARS else line[:MAX_LINE_CHARS]
+    if any(c.isdigit() for c in text) or "/" in text or "@" in text or "\\" in text:
+        for trigger, rx, repl in _MASK_RULES:
+            if trigger and trigger not in text:
+                continue
+            if repl is None:
+                text = rx.sub(_hexrun, text)
+            elif repl == "ipv6":
+                text = rx.sub(_ipv6, text)
+            else:
+                text = rx.sub(repl, text)
+    masked = " ".join(text.split())
+    return masked + " <*>" if len(line) > MAX_LINE_CHARS else masked
+
+
+# --------------------------------------------------------------------------------------------
+# Shape keys (fast path: vectorised over a whole batch)
+# --------------------------------------------------------------------------------------------
+_U1, _U6, _U10 = np.uint8(1), np.uint8(6), np.uint8(10)
+_U32, _U45, _U48, _U97 = np.uint8(32), np.uint8(45), np.uint8(48), np.uint8(97)
+_SHAPE_CHUNK_BYTES = 1 << 20  # numpy passes stay in cache
+
+
+def _windows8(x: np.ndarray, op: Any) -> np.ndarray:
+    """``op``-reduce of every 8-byte window: result[i] covers x[i .. i+7] (length n-7)."""
+    w = op(x[:-1], x[1:])
+    w = op(w[:-2], w[2:])
+    return op(w[:-4], w[4:])
+
+
+def _scan_part(a: np.ndarray, runs: bool) -> tuple[bytes, np.ndarray | None, np.ndarray | None]:
+    """Shape keys of one newline-aligned part; optionally the digit runs' [start, end)."""
+    n = a.size
+    dg = (a - _U48) < _U10
+    cov = np.zeros(n, bool)
+    if n >= 8:
+        hl = ((a | _U32) - _U97) < _U6
+        h = dg | hl | (a == _U45)
+        w = _windows8(h, np.bitwise_and)
+        w &= _windows8(hl, np.bitwise_or)
+        w &= _windows8(dg, np.bitwise_or)  # 8 hex-ish bytes with a letter and a digit
+        cov[: n - 7] = w
+        cov[1:] |= cov[:-1].copy()
+        cov[2:] |= cov[:-2].copy()
+        cov[4:] |= cov[:-4].copy()
+    dgo = dg & ~cov  # digits outside hex ids: each run becomes one "0"
+    prev = np.zeros(n, bool)
+    prev[1:] = dgo[:-1]
+    drop = dgo & prev
+    drop[1:] |= cov[1:] & cov[:-1]
+    out = np.where(dg, _U48, a)
+    start = cov.copy()
+    start[1:] &= ~cov[:-1]
+    np.copyto(out, _U1, where=start)
+    key = out[~drop].tobytes()
+    if not runs:
+        return key, None, None
+    rs = np.flatnonzero(dgo & ~prev)
+    nxt = np.zeros(n, bool)
+    nxt[:-1] = dgo[1:]
+    re_ = np.flatnonzero(dgo & ~nxt) + 1
+    return key, rs, re_
+
+
+@dataclass(slots=True)
+class ShapeScan:
+    """Shape keys of a batch, plus (when asked) its digit runs outside hex ids.
+
+    ``run_starts``/``run_ends``: byte offsets of every digit run; ``line_first_run[i]``: index
+    of line ``i``'s first run (``line_first_run[-1]`` is the run count). The k-th digit run of
+    a line is the k-th ``0`` of its shape key, so lines of one shape have the same runs.
+    """
+
+    keys: list[bytes]
+    run_starts: np.ndarray | None = None
+    run_ends: np.ndarray | None = None
+    line_first_run: np.ndarray | None = None
+
+
+def shape_scan(blob: bytes, nlines: int, runs: bool = False) -> ShapeScan:
+    a = np.frombuffer(blob, np.uint8)
+    parts: list[bytes] = []
+    rs_all: list[np.ndarray] = []
+    re_all: list[np.ndarray] = []
+    first_all: list[np.ndarray] = []
+    pos, n, total = 0, a.size, 0
+    while pos < n or (pos == 0 and n == 0):
+        end = min(pos + _SHAPE_CHUNK_BYTES, n)
+        if end < n:
+            nl = blob.rfind(b"\n", pos, end)
+            if nl < pos:
+                nl = blob.find(b"\n", end)
+            end = n if nl < 0 else nl + 1
+        part = a[pos:end]
+        key, rs, re_ = _scan_part(part, runs)
+        parts.append(key)
+        if runs:
+            assert rs is not None and re_ is not None
+            nl_pos = np.flatnonzero(part == _U10) + 1
+            line_starts = np.concatenate(([0], nl_pos[nl_pos < part.size]))
+            first_all.append(np.searchsorted(rs, line_starts) + total)
+            rs_all.append(rs + pos)
+            re_all.append(re_ + pos)
+            total += rs.size
+        pos = end
+        if n == 0:
+            break
+    keys = b"".join(parts).split(b"\n")
+    if len(keys) != nlines:  # pragma: no cover - guarded by _encode_lines
+        raise AssertionError("shape keys out of step with lines")
+    if not runs:
+        return ShapeScan(keys)
+    first = np.concatenate([*first_all, np.array([total])]).astype(np.int64)
+    return ShapeScan(
+        keys,
+        np.concatenate(rs_all).astype(np.int64) if rs_all else np.zeros(0, np.int64),
+        np.concatenate(re_all).astype(np.int64) if re_all else np.zeros(0, np.int64),
+        first,
+    )
+
+
+def _flat(line: str) -> str:
+    return line.replace("\r\n", " ").replace("\n", " ") if "\n" in line else line
+
+
+def _line_bytes(line: str) -> bytes:
+    """One line as the batch path sees it: UTF-8, inner newlines as spaces."""
+    return _flat(line).encode("utf-8", "replace")
+
+
+def _encode_lines(lines: Sequence[str]) -> bytes:
+    """Join lines with ``\\n`` as UTF-8; newlines inside a line become spaces."""
+    text = "\n".join(lines)
+    if text.count("\n") != max(len(lines) - 1, 0):
+        text = "\n".join(_flat(line) for line in lines)
+    return text.encode("utf-8", "replace")
+
+
+def shape_keys(lines: Sequence[str], blob: bytes | None = None) -> list[bytes]:
+    """The shape key of each line (see the module docstring)."""
+    if not lines:
+        return []
+    if blob is None:
+        blob = _encode_lines(lines)
+    return shape_scan(blob, len(lines)).keys
+
+
+# --------------------------------------------------------------------------------------------
+# The miner
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class AddResult:
+    """What :meth:`TemplateMiner.add` tells about one line."""
+
+    template_id: str
+    template: str
+    is_new: bool
+    count: int
+
+
+class _Cluster:
+    __slots__ = (
+        "id",
+        "tokens",
+        "path",
+        "count",
+        "first_seen",
+        "last_seen",
+        "examples",
+        "last_used",
+        "evicted",
+        "slot",
+    )
+
+    def __init__(self, cid: str, tokens: list[str], path: tuple[Any, ...], slot: int) -> None:
+        self.id = cid
+        self.tokens = tokens
+        self.path = path
+        self.count = 0
+        self.first_seen: int | None = None
+        self.last_seen: int | None = None
+        self.examples: list[str] = []
+        self.last_used = 0
+        self.evicted = False
+        self.slot = slot
+
+    @property
+    def template(self) -> str:
+        return " ".join(self.tokens)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "template_id": self.id,
+            "template": self.template,
+            "count": self.count,
+            "first_seen_ns": self.first_seen,
+            "last_seen_ns": self.last_seen,
+            "examples": list(self.examples),
+        }
+
+
+class _Shape:
+    """All lines with one shape key: their masked text, cluster, and cached features."""
+
+    __slots__ = ("masked", "cluster", "line", "features")
+
+    def __init__(self, masked: str, cluster: _Cluster, line: str) -> None:
+        self.masked = masked
+        self.cluster = cluster
+        self.line = line
+        self.features: Any = None
+
+
+@dataclass(slots=True)
+class _Batch:
+    line_shape: np.ndarray  # int32, per line: index into shapes
+    shapes: list[_Shape]
+    line_slot: np.ndarray  # int32, per line: cluster slot
+    slots: list[_Cluster | None]  # slot -> cluster, as of this batch
+    order: np.ndarray | None = None  # line indices grouped by shape
+    bounds: np.ndarray | None = None  # shape u's lines: order[bounds[u]:bounds[u+1]]
+    shape_slot: np.ndarray | None = None  # int32, per shape: cluster slot
+    shape_lo: np.ndarray | None = None  # per shape: first timestamp (when given)
+    shape_hi: np.ndarray | None = None  # per shape: last timestamp
+
+
+class TemplateMiner:
+    """Drain-style template miner with stable ids, bounded memory and JSON state.
+
+    ``sim_threshold``: minimum share of equal tokens to join a cluster (0..1).
+    ``depth``: prefix-tree depth (>= 3; the first ``depth - 2`` tokens route a line).
+    ``max_children``: children per tree node before tokens fall into a ``<*>`` branch.
+    ``max_clusters``: live clusters kept; least recently used are evicted beyond it.
+    ``max_examples``: example lines kept per cluster.
+    ``cache_size``: entries in the shape and masked-text caches before they are cleared.
+    """
+
+    def __init__(
+        self,
+        *,
+        sim_threshold: float = 0.5,
+        depth: int = 4,
+        max_children: int = 100,
+        max_clusters: int = 10_000,
+        max_examples: int = 3,
+        cache_size: int = 200_000,
+    ) -> None:
+        if not 0.0 <= sim_threshold <= 1.0:
+            raise InvalidInput("sim_threshold must be within [0, 1]", field="sim_threshold")
+        if depth < 3:
+            raise InvalidInput("depth must be at least 3", field="depth")
+        if max_children < 2:
+            raise InvalidInput("max_children must be at least 2", field="max_children")
+        if max_clusters < 1:
+            raise InvalidInput("max_clusters must be at least 1", field="max_clusters")
+        if max_examples < 0:
+            raise InvalidInput("max_examples must not be negative", field="max_examples")
+        self.sim_threshold = float(sim_threshold)
+        self.depth = int(depth)
+        self.max_children = int(max_children)
+        self.max_clusters = int(max_clusters)
+        self.max_examples = int(max_examples)
+        self.cache_size = int(cache_size)
+        self._root: dict[Any, Any] = {}
+        self._by_id: dict[str, _Cluster] = {}
+        self._slots: list[_Cluster | None] = []
+        self._free: list[int] = []
+        self._tick = 0
+        self._shapes: dict[bytes, _Shape] = {}
+        self._masked: dict[str, _Cluster] = {}
+
+    # -- config / state ----------------------------------------------------------------------
+    def config(self) -> dict[str, Any]:
+        return {
+            "sim_threshold": self.sim_threshold,
+            "depth": self.depth,
+            "max_children": self.max_children,
+            "max_clusters": self.max_clusters,
+            "max_examples": self.max_examples,
+            "cache_size": self.cache_size,
+        }
+
+    def state(self) -> dict[str, Any]:
+        """JSON-serialisable state: config and clusters (with their tree paths)."""
+        clusters = sorted(self._by_id.values(), key=lambda c: c.slot)
+        return {
+            "version": _STATE_VERSION,
+            "config": self.config(),
+            "tick": self._tick,
+            "clusters": [
+                {
+                    "id": c.id,
+                    "tokens": list(c.tokens),
+                    "path": list(c.path),
+                    "count": c.count,
+                    "first_seen": c.first_seen,
+                    "last_seen": c.last_seen,
+                    "examples": list(c.examples),
+                    "last_used": c.last_used,
+                }
+                for c in clusters
+            ],
+        }
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any], **overrides: Any) -> TemplateMiner:
+        """Rebuild a miner from :meth:`state`. ``overrides`` replace config values."""
+        if not isinstance(state, Mapping) or "clusters" not in state:
+            raise InvalidInput("not a template miner state", field="state")
+        version = state.get("version")
+        if version != _STATE_VERSION:
+            raise InvalidInput(
+                f"unsupported template miner state version {version!r}", field="state"
+            )
+        config = {**dict(state.get("config") or {}), **overrides}
+        miner = cls(**config)
+        miner._tick = int(state.get("tick") or 0)
+        try:
+            for raw in state["clusters"]:
+                tokens = [str(t) for t in raw["tokens"]]
+                path = tuple(raw["path"])
+                cluster = miner._new_cluster_obj(str(raw["id"]), tokens, path)
+                cluster.count = int(raw.get("count") or 0)
+                cluster.first_seen = raw.get("first_seen")
+                cluster.last_seen = raw.get("last_seen")
+                cluster.examples = [str(e) for e in raw.get("examples") or []][: miner.max_examples]
+                cluster.last_used = int(raw.get("last_used") or 0)
+                miner._leaf(path, create=True).append(cluster)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidInput(f"corrupt template miner state: {exc}", field="state") from exc
+        return miner
+
+    # -- inspection ----------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def get(self, template_id: str) -> dict[str, Any] | None:
+        cluster = self._by_id.get(template_id)
+        return None if cluster is None else cluster.to_dict()
+
+    def templates(self) -> list[dict[str, Any]]:
+        """All live templates, most frequent first."""
+        return [c.to_dict() for c in sorted(self._by_id.values(), key=lambda c: (-c.count, c.id))]
+
+    # -- adding ----------------------------------------------------------------------------------
+    def add(self, line: str, timestamp: int | None = None) -> AddResult:
+        """Add one line (``timestamp`` in Unix nanoseconds, optional)."""
+        self._tick += 1
+        masked = mask_line(line)
+        cluster, created = self._resolve(masked, line)
+        cluster.count += 1
+        cluster.last_used = self._tick
+        if timestamp is not None:
+            ts = int(timestamp)
+            cluster.first_seen = ts if cluster.first_seen is None else min(cluster.first_seen, ts)
+            cluster.last_seen = ts if cluster.last_seen is None else max(cluster.last_seen, ts)
+        result = AddResult(cluster.id, cluster.template, created, cluster.count)
+        self._evict()
+        return result
+
+    def add_many(self, lines: Sequence[str], timestamps: Any = None) -> list[str]:
+        """Add many lines at once; returns the template id of each line.
+
+        ``timestamps``: optional Unix nanoseconds per line (sequence or int64 array).
+        Lines differing only in numbers and ids cost one dictionary lookup each.
+        """
+        lines = list(lines) if not isinstance(lines, list) else lines
+        batch = self._add_batch(lines, timestamps)
+        ids = np.array([c.id if c is not None else "" for c in batch.slots], dtype=object)
+        return ids[batch.line_slot].tolist() if len(lines) else []
+
+    def match(self, line: str) -> str | None:
+        """The id of the template ``line`` would join, without adding it."""
+        masked = mask_line(line)
+        cluster = self._masked.get(masked)
+        if cluster is not None and not cluster.evicted:
+            return cluster.id
+        cluster, _ = self._search(masked.split(" ") if masked else [])
+        return None if cluster is None else cluster.id
+
+    # -- internals -------------------------------------------------------------------------------
+    def _add_batch(
+        self, lines: Sequence[str], timestamps: Any = None, keys: list[bytes] | None = None
+    ) -> _Batch:
+        n = len(lines)
+        self._tick += 1
+        if n == 0:
+            return _Batch(np.zeros(0, np.int32), [], np.zeros(0, np.int32), list(self._slots))
+        if len(self._shapes) > self.cache_size:
+            self._shapes.clear()
+        if len(self._masked) > self.cache_size:
+            self._masked.clear()
+        if keys is None:
+            keys = shape_keys(lines)
+        codes, uniques = pd.factorize(np.array(keys, dtype=object))
+        codes = codes.astype(np.int32, copy=False)
+        nshapes = len(uniques)
+        # lines grouped by shape (stable: line order within a shape)
+        order = np.argsort(codes, kind="stable")
+        shape_counts = np.bincount(codes, minlength=nshapes)
+        bounds = np.zeros(nshapes + 1, np.int64)
+        np.cumsum(shape_counts, out=bounds[1:])
+        first = order[bounds[:-1]]
+        shapes: list[_Shape] = []
+        get_shape = self._shapes.get
+        for u, key in enumerate(uniques):
+            shape = get_shape(key)
+            if shape is None or shape.cluster.evicted:
+                line = lines[int(first[u])]
+                masked = mask_line(line)
+                cluster, _ = self._resolve(masked, line)
+                shape = _Shape(masked, cluster, line)
+                self._shapes[key] = shape
+            shapes.append(shape)
+        shape_lo = shape_hi = None
+        if timestamps is not None:
+            ts = np.asarray(timestamps, dtype=np.int64)
+            if ts.shape != (n,):
+                raise InvalidInput("timestamps must have one value per line", field="timestamps")
+            ts_sorted = ts[order]
+            shape_lo = np.minimum.reduceat(ts_sorted, bounds[:-1])
+            shape_hi = np.maximum.reduceat(ts_sorted, bounds[:-1])
+        need: dict[int, list[int]] = {}
+        for u, shape in enumerate(shapes):
+            cluster = shape.cluster
+            cluster.count += int(shape_counts[u])
+            cluster.last_used = self._tick
+            if shape_lo is not None and shape_hi is not None:
+                a, b = int(shape_lo[u]), int(shape_hi[u])
+                cluster.first_seen = a if cluster.first_seen is None else min(cluster.first_seen, a)
+                cluster.last_seen = b if cluster.last_seen is None else max(cluster.last_seen, b)
+            if len(cluster.examples) < self.max_examples:
+                need.setdefault(cluster.slot, []).append(u)
+        for slot, us in need.items():
+            cluster = self._slots[slot]
+            assert cluster is not None
+            for u in us:
+                lo = int(bounds[u])
+                for i in order[lo : min(lo + 4 * self.max_examples, int(bounds[u + 1]))].tolist():
+                    if len(cluster.examples) >= self.max_examples:
+                        break
+                    if lines[i] not in cluster.examples:
+                        cluster.examples.append(lines[i])
+        shape_slot = np.fromiter((s.cluster.slot for s in shapes), np.int32, nshapes)
+        batch = _Batch(
+            codes,
+            shapes,
+            shape_slot[codes],
+            list(self._slots),
+            order,
+            bounds,
+            shape_slot,
+            shape_lo,
+            shape_hi,
+        )
+        self._evict()
+        return batch
+
+    def _resolve(self, masked: str, line: str) -> tuple[_Cluster, bool]:
+        cluster = self._masked.get(masked)
+        created = False
+        if cluster is None or cluster.evicted:
+            tokens = masked.split(" ") if masked else []
+            cluster, _sim = self._search(tokens)
+            if cluster is None:
+                cluster = self._create(tokens, masked)
+                created = True
+            else:
+                merged = [t if t == tok else WILDCARD for t, tok in zip(cluster.tokens, tokens)]
+                if merged != cluster.tokens:
+                    cluster.tokens = merged
+            self._masked[masked] = cluster
+            if len(cluster.examples) < self.max_examples and line not in cluster.examples:
+                cluster.examples.append(line)
+        return cluster, created
+
+    def _leaf(self, path: tuple[Any, ...], create: bool) -> list[_Cluster]:
+        node: dict[Any, Any] | None = self._root
+        for key in path:
+            nxt = node.get(key)
+            if nxt is None:
+                if not create:
+                    return []
+                nxt = node[key] = {}
+            node = nxt
+        leaf = node.get(None)
+        if leaf is None:
+            leaf = []
+            if create:
+                node[None] = leaf
+        return leaf
+
+    def _search(self, tokens: list[str]) -> tuple[_Cluster | None, float]:
+        node: Any = self._root.get(len(tokens))
+        if node is None:
+            return None, 0.0
+        for tok in tokens[: self.depth - 2]:
+            nxt = node.get(tok)
+            if nxt is None:
+                nxt = node.get(WILDCARD)
+                if nxt is None:
+                    return None, 0.0
+            node = nxt
+        best, best_sim, best_params = None, -1.0, -1
+        n = len(tokens)
+        for cluster in node.get(None, ()):
+            equal = params = 0
+            for t, tok in zip(cluster.tokens, tokens):
+                if t == WILDCARD:
+                    params += 1
+                elif t == tok:
+                    equal += 1
+            sim = equal / n if n else 1.0
+            if sim > best_sim or (sim == best_sim and params > best_params):
+                best, best_sim, best_params = cluster, sim, params
+        if best is not None and best_sim >= self.sim_threshold:
+            return best, best_sim
+        return None, best_sim
+
+    def _route(self, tokens: list[str]) -> tuple[Any, ...]:
+        """Tree path for a new cluster (a token falls into ``<*>`` once its node is full)."""
+        path: list[Any] = [len(tokens)]
+        node = self._root.setdefault(len(tokens), {})
+        for tok in tokens[: self.depth - 2]:
+            if tok not in node:
+                children = sum(1 for k in node if k is not None)
+                if children >= self.max_children:
+                    tok = WILDCARD
+            path.append(tok)
+            node = node.setdefault(tok, {})
+        return tuple(path)
+
+    def _create(self, tokens: list[str], masked: str) -> _Cluster:
+        base = "t" + hashlib.blake2b(masked.encode("utf-8"), digest_size=6).hexdigest()
+        cid, n = base, 1
+        while cid in self._by_id:
+            n += 1
+            cid = f"{base}-{n}"
+        path = self._route(tokens)
+        cluster = self._new_cluster_obj(cid, list(tokens), path)
+        self._leaf(path, create=True).append(cluster)
+        return cluster
+
+    def _new_cluster_obj(self, cid: str, tokens: list[str], path: tuple[Any, ...]) -> _Cluster:
+        if self._free:
+            slot = self._free.pop()
+        else:
+            slot = len(self._slots)
+            self._slots.append(None)
+        cluster = _Cluster(cid, tokens, path, slot)
+        cluster.last_used = self._tick
+        self._slots[slot] = cluster
+        self._by_id[cid] = cluster
+        return cluster
+
+    def _evict(self) -> None:
+        extra = len(self._by_id) - self.max_clusters
+        if extra <= 0:
+            return
+        victims = sorted(self._by_id.values(), key=lambda c: (c.last_used, c.count, c.id))[:extra]
+        for cluster in victims:
+            cluster.evicted = True
+            del self._by_id[cluster.id]
+            self._slots[cluster.slot] = None
+            self._free.append(cluster.slot)
+            leaf = self._leaf(cluster.path, create=False)
+            if cluster in leaf:
+                leaf.remove(cluster)
+        logger.debug("evicted %d template clusters (max_clusters=%d)", extra, self.max_clusters)
+
+
+# --------------------------------------------------------------------------------------------
+# LogQL
+# --------------------------------------------------------------------------------------------
+_PLACEHOLDER = re.compile(r"<\*>|<(?:URL|EMAIL|PATH|UUID|TS|IP|HEX|NUM)>")
+_LOKI_CAPTURE = re.compile(r"<[A-Za-z_][A-Za-z0-9_]*>")
+_DURATION = re.compile(r"^(?:\d+(?:ms|us|µs|ns|s|m|h|d|w|y))+$")
+
+
+def template_to_pattern(template: str) -> str:
+    """A Loki ``|>`` pattern for a template: every placeholder becomes ``<_>``.
+
+    Loki's pattern lexer reads any ``<identifier>`` as a capture, and line filters allow only
+    ``<_>``, so literal text of that form is matched by ``<_>`` too; consecutive captures (not
+    allowed by Loki) are merged.
+    """
+    pieces: list[str] = []
+    pos = 0
+    for m in _PLACEHOLDER.finditer(template):
+        pieces.append(_LOKI_CAPTURE.sub("<_>", template[pos : m.start()]))
+        pieces.append("<_>")
+        pos = m.end()
+    pieces.append(_LOKI_CAPTURE.sub("<_>", template[pos:]))
+    pattern = "".join(pieces)
+    while "<_><_>" in pattern:
+        pattern = pattern.replace("<_><_>", "<_>")
+    return pattern
+
+
+def _go_quote(text: str) -> str:
+    """A Go double-quoted string literal (what LogQL parses)."""
+    out = ['"']
+    for ch in text:
+        if ch == "\\":
+            out.append("\\\\")
+        elif ch == '"':
+            out.append('\\"')
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\t":
+            out.append("\\t")
+        elif ch == "\r":
+            out.append("\\r")
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\x{ord(ch):02x}")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+def template_logql(template: str, selector: str, range: str = "5m") -> dict[str, str]:
+    """Ready-to-run LogQL for one template.
+
+    >>> q = template_logql("<TS> ERROR failed after <NUM>ms", '{app="api"}')
+    >>> q["pattern_filter"]
+    '{app="api"} |> "<_> ERROR failed after <_>ms"'
+    >>> q["metric_query"]
+    'sum(count_over_time({app="api"} |> "<_> ERROR failed after <_>ms" [5m]))'
+    """
+    selector = (selector or "").strip()
+    if not (selector.startswith("{") and selector.endswith("}")):
+        raise InvalidInput(
+            'selector must be a LogQL stream selector like {app="x"}', field="selector"
+        )
+    if not _DURATION.match(range or ""):
+        raise InvalidInput(f"invalid LogQL range {range!r}", field="range")
+    pattern_filter = f"{selector} |> {_go_quote(template_to_pattern(template))}"
+    return {
+        "pattern_filter": pattern_filter,
+        "metric_query": f"sum(count_over_time({pattern_filter} [{range}]))",
+    }
