@@ -733,7 +733,6 @@ class TemplateMiner:
 # --------------------------------------------------------------------------------------------
 _PLACEHOLDER = re.compile(r"<\*>|<(?:URL|EMAIL|PATH|UUID|TS|IP|HEX|NUM)>")
 _LOKI_CAPTURE = re.compile(r"<[A-Za-z_][A-Za-z0-9_]*>")
-_DURATION = re.compile(r"^(?:\d+(?:ms|us|µs|ns|s|m|h|d|w|y))+$")
 
 
 def template_to_pattern(template: str) -> str:
@@ -756,28 +755,6 @@ def template_to_pattern(template: str) -> str:
     return pattern
 
 
-def _go_quote(text: str) -> str:
-    """A Go double-quoted string literal (what LogQL parses)."""
-    out = ['"']
-    for ch in text:
-        if ch == "\\":
-            out.append("\\\\")
-        elif ch == '"':
-            out.append('\\"')
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ch == "\r":
-            out.append("\\r")
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append(f"\\x{ord(ch):02x}")
-        else:
-            out.append(ch)
-    out.append('"')
-    return "".join(out)
-
-
 def template_logql(template: str, selector: str, range: str = "5m") -> dict[str, str]:
     """Ready-to-run LogQL for one template.
 
@@ -787,15 +764,11 @@ def template_logql(template: str, selector: str, range: str = "5m") -> dict[str,
     >>> q["metric_query"]
     'sum(count_over_time({app="api"} |> "<_> ERROR failed after <_>ms" [5m]))'
     """
-    selector = (selector or "").strip()
-    if not (selector.startswith("{") and selector.endswith("}")):
-        raise InvalidInput(
-            'selector must be a LogQL stream selector like {app="x"}', field="selector"
-        )
-    if not _DURATION.match(range or ""):
-        raise InvalidInput(f"invalid LogQL range {range!r}", field="range")
-    pattern_filter = f"{selector} |> {_go_quote(template_to_pattern(template))}"
+    from aiops.logql import LogQLBuilder
+
+    base = LogQLBuilder((selector or "").strip()).pattern_filter(template_to_pattern(template))
+    pattern_filter = str(base)
     return {
         "pattern_filter": pattern_filter,
-        "metric_query": f"sum(count_over_time({pattern_filter} [{range}]))",
+        "metric_query": str(base.count_over_time(range).aggregate("sum")),
     }
