@@ -25,6 +25,7 @@ DEPLOYMENT = "default"
 def build_deployments(settings: Settings) -> list[RunnerDeployment]:
     """The deployments and their schedules. The ``default`` ones match prefect.yaml; each
     configured log job adds a scheduled ``analyze-logs/job-<name>``."""
+    from flows.backfill import backfill
     from flows.logs import analyze_logs
     from flows.metrics import detect_metrics
 
@@ -42,6 +43,13 @@ def build_deployments(settings: Settings) -> list[RunnerDeployment]:
             DEPLOYMENT,
             description="Batch log analysis over a Loki selector, a file or posted lines (on demand).",
             tags=["aiops", "logs"],
+        )
+    )
+    deployments.append(
+        backfill.to_deployment(
+            DEPLOYMENT,
+            description="Run detectors over a historical range, idempotently and resumably.",
+            tags=["aiops", "backfill"],
         )
     )
     for job in settings.log_jobs:

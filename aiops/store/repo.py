@@ -63,6 +63,7 @@ from aiops.store.models import (
     utc,
 )
 from aiops.store.schema import (
+    BackfillStateRow,
     BackfillWindowRow,
     CheckpointRow,
     CollectorStatusRow,
@@ -1188,6 +1189,57 @@ class Store:
             row.updated_at = _now()
             s.flush()
             return BackfillWindow.model_validate(row)
+
+    def load_backfill_states(self, backfill_id: str, detector_id: str) -> dict[str, dict[str, Any]]:
+        """The models a backfill has built so far for a detector: ``{series_key: {"labels",
+        "state"}}`` (empty before its first window)."""
+        with self._tx() as s:
+            row = s.get(BackfillStateRow, (backfill_id, detector_id))
+            return dict(row.states) if row is not None else {}
+
+    def complete_backfill_window(
+        self,
+        backfill_id: str,
+        detector_id: str,
+        window_start: datetime,
+        *,
+        events: Iterable[EventIn | Mapping[str, Any]] = (),
+        states: Mapping[str, tuple[Mapping[str, str], Mapping[str, Any]]] | None = None,
+    ) -> list[Event]:
+        """One transaction: the window's events (idempotent), the backfill's model states and
+        the window marked ``done``. Returns the events actually inserted."""
+        values = self._event_values(events)
+        start = utc(window_start, "window_start")
+        now = _now()
+        with self._tx(write=True) as s:
+            window = s.scalar(
+                select(BackfillWindowRow).where(
+                    BackfillWindowRow.backfill_id == backfill_id,
+                    BackfillWindowRow.detector_id == detector_id,
+                    BackfillWindowRow.window_start == start,
+                )
+            )
+            if window is None:
+                raise NotFound(
+                    f"backfill {backfill_id!r} has no window for {detector_id!r} at {start}",
+                    backfill=backfill_id,
+                    detector=detector_id,
+                )
+            inserted = self._insert_events_in(s, values) if values else []
+            if states:
+                row = s.get(BackfillStateRow, (backfill_id, detector_id))
+                merged = dict(row.states) if row is not None else {}
+                for key, (labels, state) in states.items():
+                    merged[key] = {
+                        "labels": {str(k): str(v) for k, v in labels.items()},
+                        "state": _check_json(dict(state), f"states[{key!r}]"),
+                    }
+                if row is None:
+                    s.add(BackfillStateRow(backfill_id=backfill_id, detector_id=detector_id, states=merged, updated_at=now))
+                else:
+                    row.states, row.updated_at = merged, now
+            window.status, window.error, window.updated_at = "done", None, now
+        return inserted
 
     def backfill_progress(self, backfill_id: str) -> BackfillProgress:
         stmt = (

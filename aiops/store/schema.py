@@ -276,3 +276,16 @@ class BackfillWindowRow(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime]
+
+
+class BackfillStateRow(Base):
+    """Per backfill and detector: the models' JSON states, ``{series_key: {labels, state}}``."""
+
+    __tablename__ = "backfill_state"
+
+    backfill_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    detector_id: Mapped[str] = mapped_column(
+        ForeignKey("detector.id", ondelete="CASCADE"), primary_key=True
+    )
+    states: Mapped[dict[str, Any]]
+    updated_at: Mapped[datetime]

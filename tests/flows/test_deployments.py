@@ -28,7 +28,7 @@ def yaml_deployments() -> dict[str, dict]:
 
 def test_prefect_yaml_and_serve_declare_the_same_deployments():
     served = {f"{d.flow_name}/{d.name}": d for d in build_deployments(load_settings())}
-    assert set(served) == set(yaml_deployments()) == {"detect-metrics/default", "analyze-logs/default"}
+    assert set(served) == set(yaml_deployments()) == {"detect-metrics/default", "analyze-logs/default", "backfill/default"}
 
 
 def test_each_configured_log_job_becomes_a_scheduled_deployment(tmp_path, monkeypatch):

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from aiops.errors import InvalidInput
+from aiops.errors import InvalidInput, NotFound
 from aiops.store import series_key
 
 T = datetime(2024, 1, 1, tzinfo=UTC)
@@ -61,3 +61,19 @@ def test_an_unreachable_database_is_store_unavailable(tmp_path):
     blocker.write_text("a file where the database directory should be")
     with pytest.raises(StoreUnavailable):
         Store.open(f"sqlite:///{blocker}/aiops.db")
+
+
+def test_a_backfill_window_completes_with_its_events_and_its_own_model_states(store, make_spec):
+    store.create_detector(make_spec())
+    key = series_key(LABELS)
+    store.plan_backfill("bf-1", ["api-errors"], [(T, T + timedelta(hours=1)), (T + timedelta(hours=1), T + timedelta(hours=2))])
+    assert store.load_backfill_states("bf-1", "api-errors") == {}
+    inserted = store.complete_backfill_window("bf-1", "api-errors", T, events=[event(1)], states={key: (LABELS, {"n": 1})})
+    assert len(inserted) == 1
+    assert store.load_backfill_states("bf-1", "api-errors") == {key: {"labels": LABELS, "state": {"n": 1}}}
+    assert store.load_states("api-errors") == {}  # the live model is untouched
+    assert store.backfill_progress("bf-1").done == 1
+    # the same window again (a resumed run) adds no event
+    assert store.complete_backfill_window("bf-1", "api-errors", T, events=[event(1)]) == []
+    with pytest.raises(NotFound):
+        store.complete_backfill_window("bf-1", "api-errors", T + timedelta(hours=5))

@@ -137,12 +137,13 @@ def test_processes_opening_a_new_database_at_once_all_succeed(tmp_path: Path):
         assert len(s.events_after(0, types=["test"])) == 3
 
 
-REVISION_0002 = """
+# A future revision on top of the current head.
+REVISION_NEXT = f"""
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002"
-down_revision = "0001"
+revision = "9999"
+down_revision = "{migrations.head_revision()}"
 
 
 def upgrade():
@@ -165,11 +166,11 @@ def test_an_upgrade_that_rebuilds_a_parent_table_keeps_all_data(
     shutil.copytree(
         migrations.SCRIPT_LOCATION, scripts, ignore=shutil.ignore_patterns("__pycache__")
     )
-    (scripts / "versions" / "0002_test.py").write_text(REVISION_0002)
+    (scripts / "versions" / "9999_test.py").write_text(REVISION_NEXT)
     monkeypatch.setattr(migrations, "SCRIPT_LOCATION", scripts)
 
     with Store.open(db_url, kind_validator=accept_any_kind) as upgraded:
-        assert migrations.current_revision(upgraded.engine) == "0002"
+        assert migrations.current_revision(upgraded.engine) == "9999"
         assert "note" in {c["name"] for c in inspect(upgraded.engine).get_columns("detector")}
         # children survive: foreign keys were off while the parent was rebuilt
         assert upgraded.get_detector("api-errors").datasource is not None
