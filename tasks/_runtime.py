@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from prefect.tasks import exponential_backoff
+
 from aiops.config import Settings, load_settings
 from aiops.errors import DatasourceTimeout, DatasourceUnavailable, StoreUnavailable
 from aiops.store import Store
@@ -44,3 +46,15 @@ def transient_only(task: Any, task_run: Any, state: Any) -> bool:
     """Prefect ``retry_condition_fn``: retry only datasource outages and timeouts."""
     exc = getattr(state, "data", None)
     return isinstance(exc, TRANSIENT)
+
+
+#: The retry policy of every task that talks to a datasource: exponential backoff with
+#: jitter, transient failures only. Flows set the attempts from AIOPS_RETRY_ATTEMPTS with
+#: ``task.with_options(retries=...)``; one attempt walks every URL (failover), so the
+#: clients inside tasks do not retry themselves.
+TRANSIENT_RETRIES: dict[str, Any] = {
+    "retries": 2,
+    "retry_delay_seconds": exponential_backoff(backoff_factor=1),
+    "retry_jitter_factor": 0.5,
+    "retry_condition_fn": transient_only,
+}

@@ -8,9 +8,10 @@ import pandas as pd
 from anyio import to_thread
 from prefect import get_run_logger, task
 
-from aiops.pipeline import DetectionRun, run_detection
+from aiops.pipeline import DetectionRun
 from aiops.store import Detector
 from tasks._runtime import store
+from tasks.detect import run_detector
 
 __all__ = ["score_backfill_window", "commit_backfill_window"]
 
@@ -22,21 +23,8 @@ async def score_backfill_window(
     """Score a window as live operation would have, continuing the backfill's own models
     (never the live ones: those have learned later data)."""
     stored = await to_thread.run_sync(store().load_backfill_states, backfill_id, detector.id)
-    ds = detector.datasources[0]
-    run = await to_thread.run_sync(
-        lambda: run_detection(
-            detector_id=detector.id,
-            kind=detector.kind,
-            params=detector.params,
-            threshold=detector.threshold,
-            mode="running",
-            frame=frame,
-            states={k: v["state"] for k, v in stored.items()},
-            params_hash=detector.spec_hash,
-            flow_run_id=flow_run_id,
-            payload={"datasource": ds.name, "query": ds.query, "backfill": backfill_id},
-        )
-    )
+    states = {key: item["state"] for key, item in stored.items()}
+    run = await run_detector(detector, frame, states, mode="running", flow_run_id=flow_run_id, backfill=backfill_id)
     get_run_logger().info("backfill %s, detector %s: %s", backfill_id, detector.id, run.summary())
     return run
 

@@ -8,23 +8,19 @@ from typing import Any
 import httpx
 from prefect import get_run_logger, task
 from prefect.cache_policies import INPUTS, TASK_SOURCE
-from prefect.tasks import exponential_backoff
 
 from aiops.errors import ConfigError
 from aiops.sources import build_client, http_timeout
 from aiops.sources.buffer import SampleBuffer
 from aiops.sources.http import RetryPolicy
-from tasks._runtime import settings, transient_only
+from tasks._runtime import settings, TRANSIENT_RETRIES
 
 __all__ = ["collect_metrics"]
 
 
 @task(
     name="collect-metrics",
-    retries=2,
-    retry_delay_seconds=exponential_backoff(backoff_factor=1),
-    retry_jitter_factor=0.5,
-    retry_condition_fn=transient_only,
+    **TRANSIENT_RETRIES,
     # Identical requests (explicit, closed windows) inside the cache window hit the cache.
     cache_policy=INPUTS + TASK_SOURCE,
     cache_expiration=timedelta(seconds=30),

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
 import pandas as pd
 from anyio import to_thread
 from prefect import get_run_logger, task
@@ -10,29 +14,50 @@ from aiops.pipeline import DetectionRun, run_detection
 from aiops.store import Detector
 from tasks._runtime import store
 
-__all__ = ["detect_anomalies"]
+__all__ = ["detect_anomalies", "run_detector"]
 
 
-@task(name="detect-anomalies", task_run_name="detect {detector.id}")
-async def detect_anomalies(detector: Detector, frame: pd.DataFrame, flow_run_id: str | None = None) -> DetectionRun:
-    """``training`` detectors fit (no events); ``running`` detectors score and return anomalies."""
-    log = get_run_logger()
-    states = await to_thread.run_sync(store().load_states, detector.id)
+async def run_detector(
+    detector: Detector,
+    frame: pd.DataFrame,
+    states: Mapping[str, Any],
+    *,
+    mode: str,
+    flow_run_id: str | None,
+    trained_at: datetime | None = None,
+    **payload: Any,
+) -> DetectionRun:
+    """The core detection run for a stored detector, off the event loop."""
     ds = detector.datasources[0]
-    run = await to_thread.run_sync(
+    return await to_thread.run_sync(
         lambda: run_detection(
             detector_id=detector.id,
             kind=detector.kind,
             params=detector.params,
             threshold=detector.threshold,
-            mode="training" if detector.status == "training" else "running",
+            mode=mode,
             frame=frame,
             states=states,
             params_hash=detector.spec_hash,
-            trained_at=detector.status_changed_at if detector.status == "running" else None,
+            trained_at=trained_at,
             flow_run_id=flow_run_id,
-            payload={"datasource": ds.name, "query": ds.query},
+            payload={"datasource": ds.name, "query": ds.query, **payload},
         )
     )
-    log.info("detector %s (%s): %s", detector.id, run.mode, run.summary())
+
+
+@task(name="detect-anomalies", task_run_name="detect {detector.id}")
+async def detect_anomalies(detector: Detector, frame: pd.DataFrame, flow_run_id: str | None = None) -> DetectionRun:
+    """``training`` detectors fit (no events); ``running`` detectors score and return anomalies."""
+    states = await to_thread.run_sync(store().load_states, detector.id)
+    running = detector.status == "running"
+    run = await run_detector(
+        detector,
+        frame,
+        states,
+        mode="running" if running else "training",
+        flow_run_id=flow_run_id,
+        trained_at=detector.status_changed_at if running else None,
+    )
+    get_run_logger().info("detector %s (%s): %s", detector.id, run.mode, run.summary())
     return run

@@ -11,24 +11,20 @@ from anyio import to_thread
 from prefect import get_run_logger, task
 from prefect.cache_policies import INPUTS, TASK_SOURCE
 from prefect.events import emit_event
-from prefect.tasks import exponential_backoff
 
 from aiops.errors import ConfigError
 from aiops.logs import LogAnalyzer, TemplateMiner
 from aiops.sources import build_loki, http_timeout
 from aiops.sources.files import read_log_file
 from aiops.sources.http import RetryPolicy
-from tasks._runtime import settings, store, transient_only
+from tasks._runtime import settings, store, TRANSIENT_RETRIES
 
 __all__ = ["load_loki_lines", "load_file_lines", "analyze_window", "store_log_report"]
 
 
 @task(
     name="load-loki-lines",
-    retries=2,
-    retry_delay_seconds=exponential_backoff(backoff_factor=1),
-    retry_jitter_factor=0.5,
-    retry_condition_fn=transient_only,
+    **TRANSIENT_RETRIES,
     cache_policy=INPUTS + TASK_SOURCE,
     cache_expiration=timedelta(seconds=30),
     task_run_name="loki {selector}",

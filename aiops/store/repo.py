@@ -1150,6 +1150,23 @@ class Store:
         with self._tx() as s:
             return [BackfillWindow.model_validate(r) for r in s.scalars(stmt.limit(_limit(limit)))]
 
+    @staticmethod
+    def _window_row(s: Session, backfill_id: str, detector_id: str, start: datetime) -> BackfillWindowRow:
+        row = s.scalar(
+            select(BackfillWindowRow).where(
+                BackfillWindowRow.backfill_id == backfill_id,
+                BackfillWindowRow.detector_id == detector_id,
+                BackfillWindowRow.window_start == start,
+            )
+        )
+        if row is None:
+            raise NotFound(
+                f"backfill {backfill_id!r} has no window for {detector_id!r} at {start}",
+                backfill=backfill_id,
+                detector=detector_id,
+            )
+        return row
+
     def mark_window(
         self,
         backfill_id: str,
@@ -1166,19 +1183,7 @@ class Store:
             )
         start = utc(window_start, "window_start")
         with self._tx(write=True) as s:
-            row = s.scalar(
-                select(BackfillWindowRow).where(
-                    BackfillWindowRow.backfill_id == backfill_id,
-                    BackfillWindowRow.detector_id == detector_id,
-                    BackfillWindowRow.window_start == start,
-                )
-            )
-            if row is None:
-                raise NotFound(
-                    f"backfill {backfill_id!r} has no window for {detector_id!r} at {start}",
-                    backfill=backfill_id,
-                    detector=detector_id,
-                )
+            row = self._window_row(s, backfill_id, detector_id, start)
             row.status = status
             if status == "running":
                 row.attempts += 1
@@ -1212,19 +1217,7 @@ class Store:
         start = utc(window_start, "window_start")
         now = _now()
         with self._tx(write=True) as s:
-            window = s.scalar(
-                select(BackfillWindowRow).where(
-                    BackfillWindowRow.backfill_id == backfill_id,
-                    BackfillWindowRow.detector_id == detector_id,
-                    BackfillWindowRow.window_start == start,
-                )
-            )
-            if window is None:
-                raise NotFound(
-                    f"backfill {backfill_id!r} has no window for {detector_id!r} at {start}",
-                    backfill=backfill_id,
-                    detector=detector_id,
-                )
+            window = self._window_row(s, backfill_id, detector_id, start)
             inserted = self._insert_events_in(s, values) if values else []
             if states:
                 row = s.get(BackfillStateRow, (backfill_id, detector_id))
