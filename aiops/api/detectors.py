@@ -1,0 +1,142 @@
+"""``/api/detectors``: create, list, read, change (params, promote, pause) and delete.
+
+``kind`` and ``params`` are checked by building the model (``aiops.detectors.create``): an
+unknown kind or a bad parameter is a 400 naming the field. A datasource is referenced by its
+configured name only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiops.api.models import (
+    DetectorCreateRequest,
+    DetectorList,
+    DetectorListQuery,
+    DetectorPatchRequest,
+    DetectorPath,
+)
+from aiops.api.openapi import Call, Operation
+from aiops.errors import InvalidInput
+from aiops.store.models import Detector
+
+__all__ = ["OPERATIONS", "check_model"]
+
+
+def check_model(kind: str, params: dict[str, Any]) -> None:
+    """Raise :class:`InvalidInput` unless ``aiops.detectors`` can build ``kind(**params)``."""
+    from aiops import detectors
+
+    try:
+        detectors.create(kind, **params)
+    except InvalidInput:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"invalid params for detector kind {kind!r}: {exc}", field="params") from None
+
+
+def _out(detector: Detector) -> dict[str, Any]:
+    return detector.model_dump(mode="json")
+
+
+async def list_detectors(call: Call) -> Any:
+    query: DetectorListQuery = call.query
+    items = await call.state.db(call.state.store.list_detectors, query.status)
+    return {"detectors": [_out(d) for d in items]}
+
+
+async def create_detector(call: Call) -> Any:
+    state = call.state
+    body: DetectorCreateRequest = call.body
+    check_model(body.kind, body.params)
+    spec = body.model_dump(exclude_none=True)
+    if body.datasource is not None:
+        state.datasource_config(body.datasource.name)
+    created = await state.db(state.store.create_detector, spec)
+    return 201, _out(created)
+
+
+async def get_detector(call: Call) -> Any:
+    path: DetectorPath = call.path
+    return _out(await call.state.db(call.state.store.get_detector, path.id))
+
+
+async def update_detector(call: Call) -> Any:
+    state = call.state
+    path: DetectorPath = call.path
+    body: DetectorPatchRequest = call.body
+    changes = body.changes()
+    if "kind" in changes or "params" in changes:
+        current = await state.db(state.store.get_detector, path.id)
+        kind = changes.get("kind", current.kind)
+        params = changes.get("params", current.params if "kind" not in changes else {})
+        check_model(kind, params)
+        changes.setdefault("params", params)
+    return _out(await state.db(state.store.update_detector, path.id, **changes))
+
+
+async def delete_detector(call: Call) -> Any:
+    from starlette.responses import Response
+
+    path: DetectorPath = call.path
+    await call.state.db(call.state.store.delete_detector, path.id)
+    return Response(status_code=204)
+
+
+OPERATIONS = [
+    Operation(
+        "GET",
+        "/api/detectors",
+        list_detectors,
+        "List detectors",
+        "detectors",
+        query=DetectorListQuery,
+        responses={200: DetectorList},
+        errors=(422,),
+    ),
+    Operation(
+        "POST",
+        "/api/detectors",
+        create_detector,
+        "Create a detector",
+        "detectors",
+        body=DetectorCreateRequest,
+        responses={201: Detector},
+        errors=(400, 409, 422),
+        description="A new detector starts in `training` unless `status` says otherwise. An "
+        "existing id is a 409.",
+    ),
+    Operation(
+        "GET",
+        "/api/detectors/{id}",
+        get_detector,
+        "Read a detector",
+        "detectors",
+        path_params=DetectorPath,
+        responses={200: Detector},
+        errors=(404, 422),
+    ),
+    Operation(
+        "PATCH",
+        "/api/detectors/{id}",
+        update_detector,
+        "Change a detector: params, threshold, interval; promote or pause",
+        "detectors",
+        path_params=DetectorPath,
+        body=DetectorPatchRequest,
+        responses={200: Detector},
+        errors=(400, 404, 409, 422),
+        description="Status moves: training -> running (promote), any -> paused, paused -> "
+        "training/running; others are a 409. Changing kind or params drops the learned state.",
+    ),
+    Operation(
+        "DELETE",
+        "/api/detectors/{id}",
+        delete_detector,
+        "Delete a detector (its events stay)",
+        "detectors",
+        path_params=DetectorPath,
+        responses={204: None},
+        errors=(404, 422),
+    ),
+]

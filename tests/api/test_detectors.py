@@ -1,0 +1,135 @@
+"""``/api/detectors`` and ``/api/datasources/detectors/{id}/datasources``."""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.prometheus
+
+DS = "/api/datasources/detectors/{}/datasources"
+
+
+async def test_create_read_list_and_delete_a_detector(api):
+    body = {
+        "id": "api-latency",
+        "kind": "mad",
+        "params": {"window": 120},
+        "interval": "2m",
+        "datasource": {"name": "prometheus", "query": "rate(x[5m])", "step": "30s", "lookback": "2h"},
+    }
+    r = await api.client.post("/api/detectors", json=body)
+    assert r.status_code == 201, r.text
+    created = r.json()
+    assert created["id"] == "api-latency" and created["name"] == "api-latency"
+    assert created["status"] == "training" and created["interval_seconds"] == 120
+    assert created["datasources"][0] | {"created_at": None, "updated_at": None} == {
+        "detector_id": "api-latency", "name": "prometheus", "query": "rate(x[5m])",
+        "step_seconds": 30, "lookback_seconds": 7200, "created_at": None, "updated_at": None,
+    }
+    assert (await api.client.get("/api/detectors/api-latency")).json() == created
+    listed = (await api.client.get("/api/detectors")).json()["detectors"]
+    assert [d["id"] for d in listed] == ["api-latency"]
+    assert (await api.client.get("/api/detectors", params={"status": "running"})).json()["detectors"] == []
+    r = await api.client.delete("/api/detectors/api-latency")
+    assert r.status_code == 204 and r.content == b""
+    r = await api.client.get("/api/detectors/api-latency")
+    assert r.status_code == 404 and r.json()["error"] == "detector 'api-latency' not found"
+
+
+async def test_a_duplicate_id_is_a_409(api):
+    assert (await api.client.post("/api/detectors", json={"id": "d1", "kind": "zscore"})).status_code == 201
+    r = await api.client.post("/api/detectors", json={"id": "d1", "kind": "zscore"})
+    assert r.status_code == 409 and "already exists" in r.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "words"),
+    [
+        ({"id": "d1", "kind": "prophet"}, 400, "unknown detector kind 'prophet'"),
+        ({"id": "d1", "kind": "zscore", "params": {"windw": 10}}, 400, "windw"),
+        ({"id": "d1", "kind": "zscore", "params": {"window": -3}}, 400, "window"),
+        ({"id": "Bad Id", "kind": "zscore"}, 422, "id"),
+        ({"id": "d1", "kind": "zscore", "threshold": 0}, 422, "threshold"),
+        ({"id": "d1", "kind": "zscore", "interval": "soon"}, 422, "interval"),
+        ({"id": "d1", "kind": "zscore", "colour": "red"}, 422, "unknown field"),
+        ({"id": "d1", "kind": "zscore", "datasource": {"name": "nowhere", "query": "up"}}, 400, "unknown datasource 'nowhere'"),
+        ({"id": "d1", "kind": "zscore", "datasource": {"url": "http://evil:9090", "query": "up"}}, 422, "unknown field"),
+    ],
+)
+async def test_bad_detectors_are_refused_with_the_reason(api, body, status, words):
+    r = await api.client.post("/api/detectors", json=body)
+    assert r.status_code == status, r.text
+    assert words in r.json()["error"] or words in str(r.json()["detail"])
+    assert api.store.list_detectors() == []
+
+
+async def test_patch_changes_params_and_promotes_then_pauses(api):
+    await api.client.post("/api/detectors", json={"id": "d1", "kind": "zscore", "params": {"window": 30}})
+    r = await api.client.patch("/api/detectors/d1", json={"params": {"window": 60}, "threshold": 2.5})
+    assert r.status_code == 200, r.text
+    assert r.json()["params"] == {"window": 60} and r.json()["threshold"] == 2.5
+    assert (await api.client.patch("/api/detectors/d1", json={"status": "running"})).json()["status"] == "running"
+    assert (await api.client.patch("/api/detectors/d1", json={"status": "paused"})).json()["status"] == "paused"
+
+
+async def test_patch_refuses_bad_changes(api):
+    await api.client.post("/api/detectors", json={"id": "d1", "kind": "zscore", "status": "running"})
+    r = await api.client.patch("/api/detectors/d1", json={"status": "training"})
+    assert r.status_code == 409 and "cannot go from running to training" in r.json()["error"]
+    r = await api.client.patch("/api/detectors/d1", json={"params": {"nope": 1}})
+    assert r.status_code == 400
+    r = await api.client.patch("/api/detectors/d1", json={"kind": "nope"})
+    assert r.status_code == 400 and "unknown detector kind" in r.json()["error"]
+    r = await api.client.patch("/api/detectors/d1", json={})
+    assert r.status_code == 422 and "nothing to change" in r.json()["error"]
+    r = await api.client.patch("/api/detectors/d1", json={"threshold": None})
+    assert r.status_code == 422
+    r = await api.client.patch("/api/detectors/d1", json={"datasource": {"query": "up"}})
+    assert r.status_code == 422
+    r = await api.client.patch("/api/detectors/nope", json={"threshold": 2})
+    assert r.status_code == 404
+
+
+async def test_changing_the_kind_starts_from_that_kinds_defaults(api):
+    await api.client.post("/api/detectors", json={"id": "d1", "kind": "zscore", "params": {"window": 30}})
+    r = await api.client.patch("/api/detectors/d1", json={"kind": "mad"})
+    assert r.status_code == 200, r.text
+    assert r.json()["kind"] == "mad" and r.json()["params"] == {}
+
+
+async def test_attach_replace_and_remove_the_datasource_of_a_detector(api):
+    await api.client.post("/api/detectors", json={"id": "d1", "kind": "zscore"})
+    r = await api.client.post(DS.format("d1"), json={"name": "prometheus", "query": "up", "step": 15})
+    assert r.status_code == 200, r.text
+    assert r.json()["datasource"]["query"] == "up" and r.json()["datasource"]["step_seconds"] == 15
+    r = await api.client.post(DS.format("d1"), json={"name": "loki", "query": 'sum(count_over_time({app="a"}[1m]))'})
+    assert r.status_code == 200
+    assert [d.name for d in api.store.get_detector("d1").datasources] == ["loki"]
+    r = await api.client.delete(DS.format("d1"))
+    assert r.status_code == 200 and r.json() == {"detector": "d1", "removed": 1}
+    assert api.store.get_detector("d1").datasources == []
+    r = await api.client.delete(DS.format("d1"))
+    assert r.status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "words"),
+    [
+        ({"name": "prometheus", "query": "up", "url": "http://evil:9090"}, 422, "unknown field"),
+        ({"url": "http://evil:9090", "query": "up"}, 422, "unknown field"),
+        ({"name": "elsewhere", "query": "up"}, 400, "unknown datasource"),
+        ({"name": "prometheus", "query": ""}, 422, "query"),
+        ({"name": "prometheus", "query": "up", "step": "0s"}, 422, "step"),
+    ],
+)
+async def test_a_detector_datasource_is_a_configured_name_never_a_url(api, body, status, words):
+    await api.client.post("/api/detectors", json={"id": "d1", "kind": "zscore"})
+    r = await api.client.post(DS.format("d1"), json=body)
+    assert r.status_code == status, r.text
+    assert words in r.json()["error"]
+    assert api.store.get_detector("d1").datasources == []
+
+
+async def test_datasource_of_an_unknown_detector_is_a_404(api):
+    r = await api.client.post(DS.format("ghost"), json={"name": "prometheus", "query": "up"})
+    assert r.status_code == 404 and "ghost" in r.json()["error"]
