@@ -57,6 +57,7 @@ async def publish_detection(
             trained_at=trained_at,
             checkpoint=checkpoint,
             collection=collection,
+            latest=run.latest,
         )
     )
     resource = {"prefect.resource.id": f"aiops.detector.{detector.id}", "prefect.resource.name": detector.name}

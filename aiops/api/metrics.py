@@ -4,8 +4,9 @@
 * WebSocket clients, events sent, slow consumers closed, events tailed,
 * datasource client counters (requests, cache hits/misses, retries, failovers, errors) and
   per-URL health, read at scrape time from each client's ``DatasourceStats``,
-* ``aiops_anomaly_score{detector=..., <series labels>}``: the latest anomaly score per
-  detector and series, from ``store.latest_scores()`` at scrape time. Series labels are
+* ``aiops_anomaly_score{detector=..., <series labels>}``: the latest score of every
+  detector's series (normal ones too, so alerts can use ``> 1``), from
+  ``store.latest_scores()`` at scrape time. Series labels are
   sanitised: ``__name__`` becomes ``metric``, invalid characters become ``_``, and a series
   label that clashes with ``detector`` becomes ``exported_detector``.
 """

@@ -475,6 +475,18 @@ class ModelStateInfo(_Row):
     updated_at: datetime
 
 
+class SeriesScore(_Row):
+    """The latest score of one series of a detector (what ``/metrics`` exports)."""
+
+    detector_id: str
+    series_key: str
+    labels: dict[str, str]
+    ts: datetime
+    value: float | None
+    score: float | None
+    updated_at: datetime
+
+
 class SeriesState(NamedTuple):
     labels: dict[str, str]
     state: dict[str, Any]

@@ -18,6 +18,7 @@ timeout, disk full) become :class:`StoreUnavailable`; nothing above the store se
 from __future__ import annotations
 
 import json
+import math
 import logging
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -54,6 +55,7 @@ from aiops.store.models import (
     EventIn,
     LogReport,
     ModelStateInfo,
+    SeriesScore,
     SeriesState,
     SeverityPolicy,
     UpsertResult,
@@ -64,6 +66,7 @@ from aiops.store.models import (
 )
 from aiops.store.schema import (
     BackfillStateRow,
+    SeriesScoreRow,
     BackfillWindowRow,
     CheckpointRow,
     CollectorStatusRow,
@@ -129,6 +132,13 @@ def _now() -> datetime:
 def _json_dumps(value: Any) -> str:
     # strict: PostgreSQL rejects NaN/Infinity in JSON, so SQLite must too
     return json.dumps(value, allow_nan=False, separators=(",", ":"))
+
+
+def _finite_or_none(value: Any) -> float | None:
+    if value is None:
+        return None
+    v = float(value)
+    return v if math.isfinite(v) else None
 
 
 def _is_locked(exc: BaseException) -> bool:
@@ -797,9 +807,11 @@ class Store:
         trained_at: datetime | None = None,
         checkpoint: datetime | None = None,
         collection: Mapping[str, Any] | None = None,
+        latest: Iterable[Mapping[str, Any]] = (),
     ) -> list[Event]:
         """Everything one detection run writes, in ONE transaction: new events (idempotent),
-        model states, the checkpoint and the collector status. A crash leaves either all of
+        model states, the checkpoint, the collector status and each series' latest score
+        (``latest``: dicts with series_key, labels, ts, value, score). A crash leaves either all of
         it or none, so a retried run neither skips nor double-learns a window.
         Returns the events actually inserted (ascending id)."""
         values = self._event_values(events)
@@ -814,6 +826,7 @@ class Store:
                 self._advance_checkpoint_in(s, detector_id, ts)
             if collection is not None:
                 self._record_collection_in(s, detector_id, ok=True, **collection)
+            self._write_scores(s, detector_id, latest)
         return inserted
 
     def get_event(self, event_id: int) -> Event:
@@ -876,16 +889,38 @@ class Store:
         with self._tx() as s:
             return [Event.model_validate(r) for r in s.scalars(stmt)]
 
-    def latest_scores(self) -> list[Event]:
-        """The latest anomaly event per (detector, series), for ``/metrics``."""
-        latest = (
-            select(func.max(EventRow.id))
-            .where(EventRow.type == EVENT_ANOMALY)
-            .group_by(EventRow.detector_id, EventRow.series_key)
-        )
-        stmt = select(EventRow).where(EventRow.id.in_(latest)).order_by(EventRow.id)
+    def latest_scores(self) -> list[SeriesScore]:
+        """The latest score of every detector's series (normal ones too), for ``/metrics``."""
+        stmt = select(SeriesScoreRow).order_by(SeriesScoreRow.detector_id, SeriesScoreRow.series_key)
         with self._tx() as s:
-            return [Event.model_validate(r) for r in s.scalars(stmt)]
+            return [SeriesScore.model_validate(r) for r in s.scalars(stmt)]
+
+    def _write_scores(self, s: Session, detector_id: str, latest: Iterable[Mapping[str, Any]]) -> None:
+        now = _now()
+        rows = [
+            {
+                "detector_id": detector_id,
+                "series_key": item["series_key"],
+                "labels": {str(k): str(v) for k, v in item["labels"].items()},
+                "ts": utc(item["ts"], "latest.ts"),
+                "value": _finite_or_none(item.get("value")),
+                "score": _finite_or_none(item.get("score")),
+                "updated_at": now,
+            }
+            for item in latest
+        ]
+        if not rows:
+            return
+        table = SeriesScoreRow.__table__
+        ins = self._insert(table)
+        s.execute(
+            ins.on_conflict_do_update(
+                index_elements=["detector_id", "series_key"],
+                set_={k: ins.excluded[k] for k in ("labels", "ts", "value", "score", "updated_at")},
+                where=table.c.ts <= ins.excluded.ts,
+            ),
+            rows,
+        )
 
     def max_event_id(self) -> int:
         with self._tx() as s:

@@ -289,3 +289,19 @@ class BackfillStateRow(Base):
     )
     states: Mapped[dict[str, Any]]
     updated_at: Mapped[datetime]
+
+
+class SeriesScoreRow(Base):
+    """The latest score of each detector's series (written by every detection run)."""
+
+    __tablename__ = "series_score"
+
+    detector_id: Mapped[str] = mapped_column(
+        ForeignKey("detector.id", ondelete="CASCADE"), primary_key=True
+    )
+    series_key: Mapped[str] = mapped_column(Text, primary_key=True)
+    labels: Mapped[dict[str, Any]]
+    ts: Mapped[datetime]
+    value: Mapped[float | None] = mapped_column(Double)
+    score: Mapped[float | None] = mapped_column(Double)
+    updated_at: Mapped[datetime]

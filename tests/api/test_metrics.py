@@ -6,7 +6,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from aiops.api.metrics import sanitize_labels
-from tests.api.support import event, make_detector
+from tests.api.support import make_detector
 
 pytestmark = pytest.mark.prometheus
 
@@ -44,21 +44,27 @@ async def test_metrics_expose_requests_latency_and_datasource_counters(api, prom
     assert "aiops_api_websocket_events_sent_total" in samples
 
 
-async def test_metrics_carry_the_latest_anomaly_score_per_detector_and_series(api):
+async def test_metrics_carry_the_latest_score_per_detector_and_series(api):
+    from datetime import UTC, datetime, timedelta
+
+    from aiops.store import series_key
+
     make_detector(api.store, "det-a")
-    api.store.insert_events([
-        event("det-a", ts=0, score=5.0, labels={"__name__": "http_latency", "instance": "a", "detector": "x", "bad-name": "v"}),
-        event("det-a", ts=60, score=3.5, labels={"__name__": "http_latency", "instance": "a", "detector": "x", "bad-name": "v"}),
-        event("det-a", ts=0, score=1.5, labels={"instance": "b"}),
-        event("det-a", ts=0, score=9.0, type="log.new_template", labels={"instance": "c"}),
-    ])
+    t0 = datetime(2024, 1, 1, tzinfo=UTC)
+
+    def latest(labels, minute, score):
+        return {"series_key": series_key(labels), "labels": labels, "ts": t0 + timedelta(minutes=minute), "value": 1.0, "score": score}
+
+    hostile = {"__name__": "http_latency", "instance": "a", "detector": "x", "bad-name": "v"}
+    api.store.commit_detection("det-a", latest=[latest(hostile, 0, 5.0), latest({"instance": "b"}, 0, 0.25)])
+    api.store.commit_detection("det-a", latest=[latest(hostile, 1, 3.5)])
     text = (await api.client.get("/metrics")).text
     scores = {tuple(sorted(s.labels.items())): s.value for s in _samples(text)["aiops_anomaly_score"]}
     assert scores == {
         (("bad_name", "v"), ("detector", "det-a"), ("exported_detector", "x"), ("instance", "a"), ("metric", "http_latency")): 3.5,
-        (("detector", "det-a"), ("instance", "b")): 1.5,
+        (("detector", "det-a"), ("instance", "b")): 0.25,  # a normal series is exported too
     }
-    assert 'aiops_anomaly_score{detector="det-a",instance="b"} 1.5' in text
+    assert 'aiops_anomaly_score{detector="det-a",instance="b"} 0.25' in text
 
 
 def test_label_names_are_sanitised():

@@ -52,6 +52,8 @@ async def test_tick_stores_the_known_anomaly_with_provenance_then_emits_it(aiops
     assert db.get_checkpoint("latency") == at(h.end)
     status = db.collector_status("latency")
     assert status.state == "ok" and status.series == 2 and status.dropped == 0
+    latest = {s.labels["instance"]: s for s in db.latest_scores()}
+    assert set(latest) == {"a", "b"} and all(s.ts == at(h.end) for s in latest.values())
     assert sorted(db.load_states("latency")) == ['__name__="aiops_test_anomaly",instance="a"', '__name__="aiops_test_anomaly",instance="b"']
 
     events = [e for e in prefect_events() if e.event == "aiops.anomaly.detected"]

@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import text
 
 from aiops.errors import InvalidInput
-from aiops.store import SeverityPolicy, Store, accept_any_kind
+from aiops.store import SeverityPolicy, Store, accept_any_kind, series_key
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -133,15 +133,21 @@ def test_list_anomalies_filters_by_detector_and_time_and_pages_by_id(store):
         store.list_anomalies(since=T0 + timedelta(hours=1), until=T0)
 
 
-def test_latest_scores_has_the_newest_anomaly_per_detector_and_series(store):
-    store.insert_events(
-        [anomaly(0, score=2), anomaly(1, score=5), anomaly(0, detector="db", score=3)]
-    )
-    latest = {(e.detector_id, e.series_key): e.score for e in store.latest_scores()}
-    assert latest == {
-        ("api", 'instance="a:9090",job="api"'): 5,
-        ("db", 'instance="a:9090",job="api"'): 3,
-    }
+def test_latest_scores_hold_the_newest_score_of_every_series_normal_or_not(store):
+    for det in ("api", "db"):
+        store.create_detector({"id": det, "kind": "zscore", "datasource": {"query": "up"}})
+    a, b = {"instance": "a"}, {"instance": "b"}
+
+    def score(labels, minute, value):
+        return {"series_key": series_key(labels), "labels": labels, "ts": T0 + timedelta(minutes=minute),
+                "value": 1.0, "score": value}
+
+    store.commit_detection("api", latest=[score(a, 1, 0.2), score(b, 1, 3.0)])
+    store.commit_detection("api", latest=[score(a, 2, 0.4)])
+    store.commit_detection("api", latest=[score(b, 0, 9.0)])  # older than what is stored: ignored
+    store.commit_detection("db", latest=[score(a, 1, float("nan"))])
+    latest = {(s.detector_id, s.series_key): s.score for s in store.latest_scores()}
+    assert latest == {("api", 'instance="a"'): 0.4, ("api", 'instance="b"'): 3.0, ("db", 'instance="a"'): None}
 
 
 def test_several_threads_writing_and_reading_never_see_database_is_locked(db_url):
