@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import sys
-import types
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -235,17 +233,19 @@ def test_kind_validator_is_pluggable(db_url, make_spec):
         assert info.value.field == "kind"
 
 
-def test_default_kind_validator_checks_aiops_detectors_kinds_when_present(monkeypatch):
-    fake = types.ModuleType("aiops.detectors")
-    fake.KINDS = {"zscore": object}  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "aiops.detectors", fake)
-    monkeypatch.setattr("aiops.detectors", fake, raising=False)
-    default_kind_validator("zscore", {})
-    with pytest.raises(InvalidInput, match="known kinds: zscore"):
+def test_default_kind_validator_builds_the_model_so_bad_kinds_and_params_are_refused():
+    default_kind_validator("zscore", {"window": 60})
+    with pytest.raises(InvalidInput) as info:
         default_kind_validator("prophet", {})
+    assert info.value.field == "kind"
+    with pytest.raises(InvalidInput) as info:
+        default_kind_validator("seasonal", {"period": "1d"})
+    assert info.value.field == "params.period"
 
 
-def test_default_kind_validator_accepts_any_kind_without_a_kinds_registry(monkeypatch):
-    monkeypatch.setitem(sys.modules, "aiops.detectors", types.ModuleType("aiops.detectors"))
-    monkeypatch.setattr("aiops.detectors", sys.modules["aiops.detectors"], raising=False)
-    default_kind_validator("anything_goes", {})
+def test_the_example_detectors_file_is_valid_for_the_real_models():
+    from tests.unit.store.test_store_detectors_file import EXAMPLE
+
+    from aiops.store import load_detectors_file
+
+    assert len(load_detectors_file(EXAMPLE, kind_validator=default_kind_validator)) == 3
