@@ -229,6 +229,7 @@ def _up(args: argparse.Namespace) -> int:
     env = dict(os.environ)
     # Core modules log through the standard `aiops.*` loggers; ship them to the Prefect UI too.
     env.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "aiops")
+    env.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no phoning home from a local server
     children: list[tuple[str, subprocess.Popen]] = []
 
     def stop(*_: Any) -> None:

@@ -22,7 +22,7 @@ from prefect.runtime import flow_run
 from aiops.errors import AiopsError
 from aiops.pipeline import Window, collection_window
 from aiops.store import Detector
-from tasks._runtime import settings, store
+from tasks._runtime import prune_result_storage, settings, store
 from tasks.collect import collect_metrics
 from tasks.detect import detect_anomalies
 from tasks.publish import publish_detection
@@ -50,6 +50,9 @@ async def detect_metrics(detector_ids: list[str] | None = None, now: datetime | 
     config = settings()
     db = store(config)
     now = now or datetime.now(UTC)
+    pruned = await to_thread.run_sync(prune_result_storage)
+    if pruned:
+        log.info("pruned %d expired cached task results", pruned)
     promoted = await to_thread.run_sync(db.promote_trained, now)
     for det in promoted:
         log.info("detector %s finished its training window: now running", det.id)

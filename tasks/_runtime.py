@@ -58,3 +58,30 @@ TRANSIENT_RETRIES: dict[str, Any] = {
     "retry_jitter_factor": 0.5,
     "retry_condition_fn": transient_only,
 }
+
+
+def prune_result_storage(max_age_seconds: float = 3600.0) -> int:
+    """Delete cached task results older than ``max_age_seconds`` from Prefect's local result
+    storage. Our caches expire within minutes, and Prefect never deletes the files, so a
+    service that ticks every 30 s would otherwise grow the directory without bound.
+    Returns how many files were removed."""
+    import os
+    import time
+
+    from prefect.settings import get_current_settings
+
+    root = get_current_settings().results.local_storage_path
+    cutoff = time.time() - max_age_seconds
+    removed = 0
+    try:
+        entries = list(os.scandir(root))
+    except FileNotFoundError:
+        return 0
+    for entry in entries:
+        try:
+            if entry.is_file(follow_symlinks=False) and entry.stat().st_mtime < cutoff:
+                os.unlink(entry.path)
+                removed += 1
+        except FileNotFoundError:  # another process pruned it first
+            continue
+    return removed

@@ -53,3 +53,21 @@ def test_detect_metrics_ticks_on_the_same_interval_in_both():
     tick = served["detect-metrics/default"].schedules[0].schedule.interval.total_seconds()
     (declared,) = yaml_deployments()["detect-metrics/default"]["schedules"]
     assert tick == declared["interval"] == settings.tick_seconds
+
+
+def test_expired_cached_results_are_pruned_and_fresh_ones_kept(tmp_path):
+    import os
+    import time
+
+    from prefect.settings import PREFECT_RESULTS_LOCAL_STORAGE_PATH, temporary_settings
+
+    from tasks._runtime import prune_result_storage
+
+    old, fresh = tmp_path / "old-key", tmp_path / "fresh-key"
+    old.write_text("{}")
+    fresh.write_text("{}")
+    two_hours_ago = time.time() - 7200
+    os.utime(old, (two_hours_ago, two_hours_ago))
+    with temporary_settings({PREFECT_RESULTS_LOCAL_STORAGE_PATH: tmp_path}):
+        assert prune_result_storage(3600) == 1
+    assert not old.exists() and fresh.exists()
