@@ -66,3 +66,10 @@ async def test_no_prefect_api_url_is_a_503_naming_the_setting(make_api):
         with temporary_settings(restore_defaults={PREFECT_API_URL}):
             r = await api.client.post("/api/runs", json={"flow": "backfill"})
     assert r.status_code == 503 and "PREFECT_API_URL" in r.json()["error"]
+
+
+async def test_parameters_the_flow_cannot_take_are_a_4xx_naming_them(make_api, deployed):
+    async with make_api(runs=PrefectRunTrigger()) as api:
+        r = await api.client.post("/api/runs", json={"flow": "backfill", "parameters": {"days": "many"}})
+        assert 400 <= r.status_code < 500, r.text
+        assert "days" in r.text
