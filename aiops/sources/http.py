@@ -233,6 +233,7 @@ ErrorParser = Callable[[httpx.Response], str]
 
 
 def _default_error_message(response: httpx.Response) -> str:
+    """The body as text (Loki's errors are plain text), or the status when it is empty."""
     text = response.text.strip()
     return text[:2000] if text else f"HTTP {response.status_code}"
 
@@ -246,7 +247,7 @@ class HttpDatasource:
     def __init__(
         self,
         name: str,
-        urls: Sequence[str],
+        urls: Sequence[str] | str,
         client: httpx.AsyncClient,
         *,
         type: str,
@@ -257,6 +258,8 @@ class HttpDatasource:
         error_message: ErrorParser = _default_error_message,
         ready_path: str = "/-/ready",
     ) -> None:
+        if isinstance(urls, str):
+            urls = [u.strip() for u in urls.split(",") if u.strip()]
         if not urls:
             raise ValueError(f"datasource {name!r} has no URL")
         self.name = name

@@ -100,12 +100,6 @@ def empty_log_frame() -> pd.DataFrame:
     )
 
 
-def _error_message(response: httpx.Response) -> str:
-    """Loki's errors are plain text; keep its own words."""
-    text = response.text.strip()
-    return text[:2000] if text else f"HTTP {response.status_code}"
-
-
 def _ns(seconds: float) -> int:
     return int(round(seconds * 1e9))
 
@@ -132,8 +126,6 @@ class LokiClient:
         page_limit: int = DEFAULT_PAGE_LIMIT,
         slice_seconds: float = DEFAULT_SLICE_SECONDS,
     ) -> None:
-        if isinstance(urls, str):
-            urls = [u.strip() for u in urls.split(",") if u.strip()]
         all_headers = dict(headers or {})
         if tenant:
             all_headers["X-Scope-OrgID"] = tenant
@@ -146,7 +138,6 @@ class LokiClient:
             cache=TTLCache(cache_ttl, cache_max_entries),
             timeout=timeout,
             headers=all_headers,
-            error_message=_error_message,
             ready_path="/ready",
         )
         self.name = name

@@ -176,8 +176,6 @@ class PrometheusClient:
         max_concurrency: int = 8,
         headers: dict[str, str] | None = None,
     ) -> None:
-        if isinstance(urls, str):
-            urls = [u.strip() for u in urls.split(",") if u.strip()]
         self.http = HttpDatasource(
             name,
             urls,
