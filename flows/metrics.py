@@ -31,15 +31,13 @@ from tasks.transform import transform_metrics
 __all__ = ["detect_metrics"]
 
 
-def split_window(window: Window, max_points: int) -> list[Window]:
-    """Cut a window into consecutive pieces of at most ``max_points`` evaluation steps."""
-    step = timedelta(seconds=window.step)
-    pieces, start = [], window.start
-    while start <= window.end:
-        end = min(window.end, start + step * (max_points - 1))
-        pieces.append(Window(start, end, window.step))
-        start = end + step
-    return pieces
+def next_piece(window: Window, start: datetime, known_series: int, capacity: int) -> Window:
+    """The next piece of ``window`` from ``start``: as many steps as fit ``capacity`` samples
+    for the series seen so far. With none seen yet, a short probe piece (10 steps) tells
+    how many series the query returns before a long piece could overflow the buffer."""
+    points = 10 if known_series == 0 else max(10, capacity // known_series)
+    end = min(window.end, start + timedelta(seconds=window.step) * (points - 1))
+    return Window(start, end, window.step)
 
 
 @flow(name="detect-metrics", log_prints=False)
@@ -94,7 +92,7 @@ async def _process(det: Detector, now: datetime, run_id: str | None, config: Any
     log = get_run_logger()
     db = store(config)
     row: dict[str, Any] = {"detector": det.id, "mode": det.status, "status": "ok", "window": "", "series": 0,
-                           "samples": 0, "anomalies": 0, "error": ""}
+                           "samples": 0, "dropped": 0, "anomalies": 0, "error": ""}
     ds = det.datasources[0]
     context = f"detector={det.id} datasource={ds.name} query={ds.query!r}"
     if ds.name not in config.datasource_configs():
@@ -113,22 +111,26 @@ async def _process(det: Detector, now: datetime, run_id: str | None, config: Any
             return {**row, "status": "skipped", "error": reason}
         row["window"] = f"{window.start:%Y-%m-%d %H:%M:%S} .. {window.end:%H:%M:%S}"
         known_series = len(await to_thread.run_sync(db.state_info, det.id))
-        piece_points = max(10, config.buffer_size // max(1, known_series))
-        for piece in split_window(window, piece_points):
+        cursor = window.start
+        while cursor <= window.end:
+            piece = next_piece(window, cursor, known_series, config.buffer_size)
+            cursor = piece.end + timedelta(seconds=window.step)
             collected = await collect_metrics.with_options(retries=config.retry_attempts - 1)(
                 ds.name, ds.query, piece.start, piece.end, ds.step_seconds, config.buffer_size
             )
             frame = transform_metrics(collected["frame"], ds.step_seconds)
             run = await detect_anomalies(det, frame, run_id)
+            known_series = max(known_series, collected["series"])
+            row["series"] = max(row["series"], run.series)
+            row["samples"] += collected["samples"]
+            row["dropped"] += collected["dropped"]
             row["anomalies"] += await publish_detection(
                 det,
                 run,
                 piece.end,
-                {"samples": collected["samples"], "series": collected["series"], "dropped": collected["dropped"],
+                {"samples": row["samples"], "series": known_series, "dropped": row["dropped"],
                  "buffered": len(collected["frame"]), "at": now},
             )
-            row["series"] = max(row["series"], run.series)
-            row["samples"] += collected["samples"]
         return row
     except Exception as exc:  # one detector's failure must not stop the others
         message = exc.message if isinstance(exc, AiopsError) else f"{type(exc).__name__}: {exc}"

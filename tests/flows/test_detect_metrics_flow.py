@@ -139,3 +139,17 @@ async def test_detectors_whose_datasource_is_unknown_are_skipped_with_the_reason
     assert summary["skipped"] == 1
     status = db.collector_status("orphan")
     assert status.state == "skipped" and "'nowhere' is not configured" in status.skip_reason
+
+
+async def test_a_long_first_window_is_collected_in_pieces_that_fit_the_buffer(aiops_env, prometheus, monkeypatch):
+    h = prometheus.history
+    monkeypatch.setenv("AIOPS_BUFFER_SIZE", "400")  # 2 series x 1,441 points would not fit
+    db = store()
+    make_detector(db)
+    summary = await detect_metrics(now=at(h.end + h.step))
+    (row,) = summary["detectors"]
+    assert row["status"] == "ok" and row["dropped"] == 0 and row["samples"] == 2 * h.points
+    status = db.collector_status("latency")
+    assert status.dropped == 0 and status.samples == 2 * h.points and status.series == 2
+    assert [a.ts for a in db.list_anomalies(detector="latency")] == [at(h.timestamp(SPIKE_INDEX))]
+    assert db.get_checkpoint("latency") == at(h.end)
