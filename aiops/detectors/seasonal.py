@@ -16,18 +16,22 @@ period is a table lookup, fully vectorised; the loop is per period (a few hundre
 The open period's partial sums are part of the state, so pieces and one call agree.
 
 Warm-up is per bucket: a bucket scores 0 until it has ``min_periods`` learned visits (the first
-visit sets ``L``, the second ``S``). Times are UTC: a daily pattern that follows a local clock
-moves by an hour at DST changes (see docs/detectors.md).
+visit sets ``L``, the second ``S``). Periods and buckets follow the wall clock of ``timezone``
+(default UTC): traffic that follows office hours in Europe/Paris keeps its profile across DST
+changes. On the night the clocks go back, the repeated hour folds into the bucket where the
+first pass ended; on the night they go forward, the skipped hour has no points.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+import zoneinfo
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from aiops.detectors.base import Detector, Param, float_array, scale_floor
 from aiops.errors import InvalidInput
@@ -39,9 +43,27 @@ _DAY_NS = 86_400 * 10**9
 _PERIODS = {"day": (_DAY_NS, 0), "week": (7 * _DAY_NS, 4 * _DAY_NS)}  # 1970-01-05 was a Monday
 
 
+def _is_timezone(name: str) -> bool:
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+def _wall_clock(ticks: np.ndarray, tick_ns: int, tz: str) -> np.ndarray:
+    """UTC ticks as ticks of ``tz``'s wall clock, kept non-decreasing (the hour repeated when
+    clocks go back folds into the bucket where the first pass ended)."""
+    if tz == "UTC":
+        return ticks
+    utc = pd.DatetimeIndex((ticks * tick_ns).view("datetime64[ns]"), tz="UTC")
+    wall = utc.tz_convert(tz).tz_localize(None).asi8 // tick_ns
+    return np.maximum.accumulate(wall)
+
+
 class SeasonalDetector(Detector):
     """Seasonal profile. Params: period="day", bucket_minutes=15, alpha=0.2, min_periods=3,
-    pool=1, k=4.0, min_scale=0.0."""
+    pool=1, k=4.0, min_scale=0.0, timezone="UTC"."""
 
     kind = "seasonal"
     version = 1
@@ -77,6 +99,7 @@ class SeasonalDetector(Detector):
         ),
         Param("k", float, 4.0, "a number > 0 (standard deviations)", lambda v: v > 0),
         Param("min_scale", float, 0.0, "a number >= 0", lambda v: v >= 0),
+        Param("timezone", str, "UTC", "an IANA time zone name such as 'Europe/Paris'", _is_timezone),
     )
 
     @property
@@ -139,6 +162,7 @@ class SeasonalDetector(Detector):
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         assert ticks is not None
         p = self.params
+        ticks = _wall_clock(ticks, tick_ns, p["timezone"])
         period_ns, offset_ns = _PERIODS[p["period"]]
         # in the index's own unit (s/ms/us/ns all divide a minute): no conversion of the array
         period, offset = period_ns // tick_ns, offset_ns // tick_ns
