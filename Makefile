@@ -19,12 +19,16 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# Debian's prometheus package brings both prometheus and promtool for the real-server tests.
+# Real servers for the tests: Debian's prometheus (with promtool) and postgresql (the store's
+# scale-out backend; the tests start their own throw-away cluster).
 system-deps:
-	@if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then \
-		echo "installing Debian's prometheus package"; \
+	@missing=""; \
+	if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then missing="prometheus"; fi; \
+	if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then missing="$$missing postgresql"; fi; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
 		$(SUDO) apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends prometheus; \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
 up: $(STAMP)

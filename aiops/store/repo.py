@@ -1146,14 +1146,15 @@ class Store:
         ]
         if not params:
             return 0
-        stmt = self._insert(BackfillWindowRow.__table__).on_conflict_do_nothing()
+        table = BackfillWindowRow.__table__
+        stmt = self._insert(table).on_conflict_do_nothing().returning(table.c.id)
         planned = 0
         with self._tx(write=True) as s:
             for d in ids:
                 self._require_id(s, d)
             for start in range(0, len(params), _EVENT_CHUNK):
-                result = s.execute(stmt.values(params[start : start + _EVENT_CHUNK]))
-                planned += max(result.rowcount, 0)
+                # count RETURNING rows: rowcount of a multi-row insert is not reliable everywhere
+                planned += len(s.execute(stmt.values(params[start : start + _EVENT_CHUNK])).all())
         return planned
 
     def next_pending_windows(

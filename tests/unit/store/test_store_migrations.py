@@ -65,18 +65,18 @@ def test_upgrade_is_idempotent_after_stamp(store, make_spec):
     assert [d.id for d in store.list_detectors()] == ["api-errors"]
 
 
-def test_sqlite_runs_in_wal_mode_with_foreign_keys_and_busy_timeout(store):
-    with store.engine.connect() as conn:
+def test_sqlite_runs_in_wal_mode_with_foreign_keys_and_busy_timeout(sqlite_store):
+    with sqlite_store.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30_000
 
 
-def test_a_database_from_a_newer_version_is_refused_with_a_config_error(store, db_url):
+def test_a_database_from_a_newer_version_is_refused_with_a_config_error(store, backend_url):
     with store.engine.begin() as conn:
         conn.execute(text(f"UPDATE {migrations.VERSION_TABLE} SET version_num = 'f00d'"))
     with pytest.raises(ConfigError, match="newer aiops"):
-        Store.open(db_url)
+        Store.open(backend_url)
 
 
 @pytest.mark.parametrize(
@@ -155,8 +155,9 @@ def upgrade():
 
 
 def test_an_upgrade_that_rebuilds_a_parent_table_keeps_all_data(
-    store, db_url, make_spec, tmp_path, monkeypatch
+    sqlite_store, db_url, make_spec, tmp_path, monkeypatch
 ):
+    store = sqlite_store
     store.create_detector(make_spec())
     store.save_states("api-errors", {"": ({}, {"mean": 1.0})})
     store.advance_checkpoint("api-errors", "2024-01-01T00:00:00Z")
