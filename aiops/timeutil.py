@@ -16,7 +16,7 @@ import pandas as pd
 
 from aiops.errors import InvalidInput
 
-__all__ = ["parse_time", "parse_duration", "to_datetime", "format_duration"]
+__all__ = ["parse_time", "parse_duration", "to_datetime"]
 
 _UNITS = {
     "ms": 0.001,
@@ -125,16 +125,3 @@ def _from_number(number: float, field: str) -> float:
 
 def to_datetime(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, tz=UTC)
-
-
-def format_duration(seconds: float) -> str:
-    """Seconds as a Prometheus duration string (``90`` -> ``1m30s``; sub-second -> ms)."""
-    if seconds <= 0:
-        raise InvalidInput(f"duration must be positive, got {seconds}", field="duration")
-    ms = round(seconds * 1000)
-    out = []
-    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1)):
-        n, ms = divmod(ms, size)
-        if n:
-            out.append(f"{n}{unit}")
-    return "".join(out) or "1ms"

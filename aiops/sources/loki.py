@@ -23,6 +23,7 @@ import orjson
 import pandas as pd
 
 from aiops.errors import BadQuery, BadResponse, InvalidInput
+from aiops.logs.frame import empty_frame, make_frame
 from aiops.sources.http import Fetched, HttpDatasource, RetryPolicy, TTLCache
 from aiops.sources.prometheus import QueryResult, _matrix_series, _vector_series
 from aiops.timeutil import parse_duration, parse_time
@@ -88,16 +89,6 @@ class LokiPattern:
     @property
     def total(self) -> int:
         return sum(c for _, c in self.samples)
-
-
-def empty_log_frame() -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "timestamp": pd.DatetimeIndex([], dtype="datetime64[ns, UTC]"),
-            "labels": pd.Series([], dtype=object),
-            "line": pd.Series([], dtype=object),
-        }
-    )
 
 
 def _ns(seconds: float) -> int:
@@ -221,7 +212,7 @@ class LokiClient:
         """
         frames: list[pd.DataFrame] = []
         total = 0
-        out = LogStreams(frame=empty_log_frame(), query=query)
+        out = LogStreams(frame=empty_frame(), query=query)
         async for page in self.iter_log_pages(query, start, end, page_limit=page_limit, result=out):
             if max_entries is not None and total + len(page) > max_entries:
                 page = page.iloc[: max_entries - total]
@@ -517,16 +508,10 @@ def _decode_streams(result: Any, fetched: Fetched, query: str) -> tuple[pd.DataF
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise BadResponse(f"cannot decode Loki streams: {type(exc).__name__}: {exc}", url=fetched.url, query=query) from None
     if not ns:
-        return empty_log_frame(), 0
+        return empty_frame(), 0
     stamps = np.asarray(ns, dtype=np.int64)
     order = np.argsort(stamps, kind="stable")
-    frame = pd.DataFrame(
-        {
-            "timestamp": pd.DatetimeIndex(stamps[order].view("datetime64[ns]"), tz="UTC"),
-            "labels": pd.Series([labels[i] for i in order], dtype=object),
-            "line": pd.Series([lines[i] for i in order], dtype=object),
-        }
-    )
+    frame = make_frame([lines[i] for i in order], stamps[order], [labels[i] for i in order])
     return frame, len(result)
 
 
