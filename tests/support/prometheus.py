@@ -8,8 +8,6 @@ Every value is computed from the sample index, so tests can assert exact numbers
 from __future__ import annotations
 
 import math
-import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -17,7 +15,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
+from aiops import localprom
+from aiops.localprom import Family, free_port
 
 STEP = 15  # seconds between samples
 HOURS = 6
@@ -40,10 +39,6 @@ HOSTILE_VALUES = [
     "",  # empty: matches series *without* the label; loaded series always carry it, so skip
 ]
 LOADED_HOSTILE = [v for v in HOSTILE_VALUES if v]
-
-
-def _om_escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 @dataclass
@@ -129,33 +124,19 @@ def write_openmetrics(history: History, path: Path) -> None:
     by_metric: dict[str, list[SeriesSpec]] = {}
     for s in history.series:
         by_metric.setdefault(s.metric, []).append(s)
+    def points(spec: SeriesSpec) -> Iterator[tuple[float, float]]:
+        return ((history.timestamp(i), spec.value(i)) for i in range(history.points))
+
+    families = [
+        Family(metric, specs[0].type, [(spec.labels, points(spec)) for spec in specs])
+        for metric, specs in by_metric.items()
+    ]
     with path.open("w", encoding="utf-8") as f:
-        for metric, specs in by_metric.items():
-            family = metric.removesuffix("_total") if specs[0].type == "counter" else metric
-            f.write(f"# TYPE {family} {specs[0].type}\n")
-            for spec in specs:
-                labels = ",".join(f'{k}="{_om_escape(v)}"' for k, v in sorted(spec.labels.items()))
-                prefix = f"{metric}{{{labels}}}" if labels else metric
-                lines = [
-                    f"{prefix} {spec.value(i)!r} {history.timestamp(i)}\n" for i in range(history.points)
-                ]
-                f.writelines(lines)
-        f.write("# EOF\n")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        localprom.write_openmetrics(families, f)
 
 
 def binaries() -> tuple[str, str]:
-    prom, tool = shutil.which("prometheus"), shutil.which("promtool")
-    if not prom or not tool:
-        raise RuntimeError(
-            "prometheus/promtool not found: run `make test` (it installs Debian's prometheus package)"
-        )
-    return prom, tool
+    return localprom.binaries()
 
 
 @dataclass
@@ -169,61 +150,10 @@ class RunningPrometheus:
 @contextmanager
 def run_prometheus(workdir: Path, history: History, *, ready_timeout: float = 60.0) -> Iterator[RunningPrometheus]:
     """Load ``history`` into a fresh TSDB and serve it on 127.0.0.1 until the block exits."""
-    prom, tool = binaries()
     workdir.mkdir(parents=True, exist_ok=True)
     om = workdir / "history.om"
     data = workdir / "data"
     write_openmetrics(history, om)
-    subprocess.run(
-        [tool, "tsdb", "create-blocks-from", "openmetrics", str(om), str(data)],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
-    config = workdir / "prometheus.yml"
-    config.write_text("global:\n  scrape_interval: 15s\nscrape_configs: []\n")
-    port = free_port()
-    log = (workdir / "prometheus.log").open("w")
-    proc = subprocess.Popen(
-        [
-            prom,
-            f"--config.file={config}",
-            f"--storage.tsdb.path={data}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--storage.tsdb.retention.time=3650d",
-            "--query.lookback-delta=5m",
-            "--log.level=warn",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_ready(proc, url, ready_timeout, workdir / "prometheus.log")
-        yield RunningPrometheus(url=url, history=history, process=proc, data_dir=data)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-        log.close()
-
-
-def _wait_ready(proc: subprocess.Popen, url: str, timeout: float, logfile: Path) -> None:
-    deadline = time.monotonic() + timeout
-    with httpx.Client(timeout=2.0) as client:
-        while time.monotonic() < deadline:
-            try:
-                if client.get(url + "/-/ready").status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            try:
-                # Waiting on the process is the pause between polls; it also notices a crash.
-                code = proc.wait(timeout=0.1)
-            except subprocess.TimeoutExpired:
-                continue
-            raise RuntimeError(f"prometheus exited with {code}: {logfile.read_text()[-2000:]}")
-    raise RuntimeError(f"prometheus at {url} not ready after {timeout}s: {logfile.read_text()[-2000:]}")
+    localprom.load_openmetrics(om, data)
+    with localprom.run_prometheus(workdir, data_dir=data, ready_timeout=ready_timeout) as running:
+        yield RunningPrometheus(url=running.url, history=history, process=running.process, data_dir=data)
