@@ -24,6 +24,8 @@ async def list_anomalies(call: Call) -> Any:
         None if q.until is None else to_datetime(q.until),
         q.after_id,
         q.limit,
+        source=q.source,
+        backfill_id=q.backfill_id,
     )
     return {
         "items": [e.model_dump(mode="json") for e in items],
@@ -42,7 +44,8 @@ OPERATIONS = [
         query=AnomalyQuery,
         responses={200: AnomalyPage},
         errors=(400, 422),
-        description="Filter by `detector` and `since <= ts < until`. Pass the answer's "
+        description="Filter by `detector`, `since <= ts < until` and `source` (`live`, "
+        "`backfill` or `all`; backfilled anomalies carry their `backfill_id`). Pass the answer's "
         "`next_after_id` as `after_id` for the next page; it is null on the last page.",
     ),
 ]

@@ -60,6 +60,7 @@ class Published:
     id: int
     detector: str | None
     type: str
+    backfill: bool  # found by a backfill: only for clients that ask for backfilled events
     text: str  # the encoded {"op": "event", ...} message, shared by every client
     at: float  # time.monotonic() when published
 
@@ -72,6 +73,7 @@ class EventStreamQuery(BaseModel):
     since: int | None = Field(None, ge=0, le=2**63 - 1)
     detector: list[Annotated[str, StringConstraints(pattern=DETECTOR_ID_PATTERN)]] = Field(default_factory=list)
     type: list[Annotated[str, StringConstraints(pattern=EVENT_TYPE_PATTERN)]] = Field(default_factory=list)
+    include_backfill: bool = False  # backfilled anomalies are history, not live alerts
     token: str | None = None  # read by the auth middleware
 
 
@@ -81,6 +83,7 @@ class Subscriber:
     cursor: int
     detectors: frozenset[str] = frozenset()
     types: frozenset[str] = frozenset()
+    include_backfill: bool = False
     live: bool = False
     in_flight_upto: int = 0
     closing: tuple[int, str] | None = None
@@ -91,6 +94,8 @@ class Subscriber:
     heartbeat_due: bool = False
 
     def matches(self, item: Published) -> bool:
+        if item.backfill and not self.include_backfill:
+            return False
         if self.detectors and item.detector not in self.detectors:
             return False
         return not self.types or item.type in self.types
@@ -195,7 +200,7 @@ class EventHub:
                 continue
             text = dumps({"op": "event", "id": e.id, "published_at": now, "event": e.model_dump(mode="json")}).decode()
             self._ids.append(e.id)
-            self._items.append(Published(e.id, e.detector_id, e.type, text, at))
+            self._items.append(Published(e.id, e.detector_id, e.type, e.backfill_id is not None, text, at))
             self.last_id = e.id
         while len(self._ids) - self._head > self.capacity:
             self.evicted_upto = self._ids[self._head]
@@ -230,6 +235,7 @@ class EventHub:
             cursor=self.last_id if query.since is None else query.since,
             detectors=frozenset(query.detector),
             types=frozenset(query.type),
+            include_backfill=query.include_backfill,
         )
         self.subscribers.add(sub)
         return sub
@@ -304,7 +310,9 @@ class EventHub:
                 if e.id <= sub.cursor:
                     continue
                 sub.cursor = e.id
-                if not sub.detectors or e.detector_id in sub.detectors:
+                if (not sub.detectors or e.detector_id in sub.detectors) and (
+                    sub.include_backfill or e.backfill_id is None
+                ):
                     await send(dumps({"op": "event", "id": e.id, "published_at": None, "event": e.model_dump(mode="json")}).decode())
                     count += 1
             sub.sent += count

@@ -357,6 +357,10 @@ class HealthQuery(ApiModel):
 
 class AnomalyQuery(ApiModel):
     detector: DetectorId | None = None
+    source: Literal["all", "live", "backfill"] = Field(
+        "all", description="live anomalies, backfilled ones, or all (the default)"
+    )
+    backfill_id: str | None = Field(None, max_length=64, description="only the anomalies of this backfill")
     since: Time | None = None
     until: Time | None = None
     after_id: int | None = Field(None, ge=0, le=MAX_ID, description="cursor: the next_after_id of the previous page")

@@ -129,6 +129,7 @@ WEBSOCKET_DOC = {
         "since": "event id: replay every event after it, then go live (no gap, no duplicate)",
         "detector": "only events of this detector (repeatable)",
         "type": "only events of this type, e.g. anomaly (repeatable)",
+        "include_backfill": "true to also receive anomalies found by backfills (history, left out by default)",
         "token": "the bearer token, when the client cannot send an Authorization header",
     },
     "messages": {

@@ -393,6 +393,7 @@ class EventIn(_Frozen):
     params_hash: Annotated[str, StringConstraints(max_length=64)] | None = None
     trained_at: UTCDateTime | None = None
     flow_run_id: Annotated[str, StringConstraints(max_length=64)] | None = None
+    backfill_id: Annotated[str, StringConstraints(max_length=64)] | None = None  # set by backfills
 
     @field_validator("labels", mode="before")
     @classmethod
@@ -425,6 +426,7 @@ class Event(_Row):
     params_hash: str | None
     trained_at: datetime | None
     flow_run_id: str | None
+    backfill_id: str | None = None  # the backfill that found it; null when found live
     created_at: datetime
 
     @field_validator("detector_id", mode="before")

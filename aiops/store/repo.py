@@ -858,12 +858,23 @@ class Store:
         *,
         before_id: int | None = None,
         newest_first: bool = False,
+        source: str = "all",
+        backfill_id: str | None = None,
     ) -> list[Event]:
         """Anomalies with ``since <= ts < until``, paginated by id (``after_id`` ascending, or
-        ``newest_first`` with ``before_id``)."""
+        ``newest_first`` with ``before_id``). ``source`` keeps ``live`` ones, ``backfill``
+        ones or ``all``; ``backfill_id`` keeps those of one backfill."""
+        if source not in ("all", "live", "backfill"):
+            raise InvalidInput(f"source must be all, live or backfill, not {source!r}", field="source")
         stmt = select(EventRow).where(EventRow.type == EVENT_ANOMALY)
         if detector is not None:
             stmt = stmt.where(EventRow.detector_id == detector)
+        if source == "live":
+            stmt = stmt.where(EventRow.backfill_id.is_(None))
+        elif source == "backfill":
+            stmt = stmt.where(EventRow.backfill_id.is_not(None))
+        if backfill_id is not None:
+            stmt = stmt.where(EventRow.backfill_id == backfill_id)
         since_utc = None if since is None else utc(since, "since")
         until_utc = None if until is None else utc(until, "until")
         if since_utc and until_utc and since_utc > until_utc:
@@ -1240,8 +1251,9 @@ class Store:
         states: Mapping[str, tuple[Mapping[str, str], Mapping[str, Any]]] | None = None,
     ) -> list[Event]:
         """One transaction: the window's events (idempotent), the backfill's model states and
-        the window marked ``done``. Returns the events actually inserted."""
-        values = self._event_values(events)
+        the window marked ``done``. Returns the events actually inserted, each marked with
+        ``backfill_id`` (an anomaly already found live at the same timestamp stays as it was)."""
+        values = [{**v, "backfill_id": backfill_id} for v in self._event_values(events)]
         start = utc(window_start, "window_start")
         now = _now()
         with self._tx(write=True) as s:

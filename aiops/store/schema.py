@@ -211,6 +211,7 @@ class EventRow(Base):
     params_hash: Mapped[str | None] = mapped_column(String(64))
     trained_at: Mapped[datetime | None]
     flow_run_id: Mapped[str | None] = mapped_column(String(64))
+    backfill_id: Mapped[str | None] = mapped_column(String(64), index=True)  # null: found live
     created_at: Mapped[datetime]
 
 
