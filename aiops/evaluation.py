@@ -1,0 +1,524 @@
+"""Detection quality: stored detections scored against labelled anomaly windows.
+
+Pure (no Prefect, no Starlette, no store): the caller hands in the labels and the detections
+(``(labels, unix_seconds)`` pairs, e.g. from :meth:`aiops.store.Store.list_anomalies`).
+
+::
+
+    from aiops.evaluation import load_labels, evaluate
+
+    labels = load_labels("labels.json")             # InvalidInput naming file, row and field
+    result = evaluate(labels, [(e.labels, e.ts) for e in events], tolerance=300)
+    result.overall.recall, result.overall.precision, result.overall.f1, result.to_dict()
+
+The label file formats and every definition (window recall, events, precision, F1,
+time to detect, tolerance, merge gap, range) are in docs/evaluation.md.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+from bisect import bisect_right
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from aiops.errors import InvalidInput
+from aiops.labels import series_key
+from aiops.timeutil import parse_time
+
+__all__ = [
+    "DEFAULT_GAP_SECONDS",
+    "Evaluation",
+    "LabelWindow",
+    "LabelledSeries",
+    "Labels",
+    "SeriesQuality",
+    "dump_labels_json",
+    "evaluate",
+    "load_labels",
+    "parse_labels_csv",
+    "parse_labels_json",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_GAP_SECONDS = 300.0
+"""Detections of one series closer than this (inclusive) belong to the same event."""
+
+
+# --------------------------------------------------------------------------- labels
+
+
+@dataclass(frozen=True)
+class LabelWindow:
+    """A labelled anomaly ``[start, end)`` in Unix seconds; ``where`` locates it in its file."""
+
+    start: float
+    end: float
+    where: str = ""
+
+
+@dataclass(frozen=True)
+class LabelledSeries:
+    """A series of the labels file: its label set (matched as a subset of a detection's labels)
+    and its windows, sorted and non-overlapping (possibly none: a known-normal series)."""
+
+    labels: Mapping[str, str]
+    windows: tuple[LabelWindow, ...]
+
+    @property
+    def key(self) -> str:
+        return series_key(self.labels)
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        return all(labels.get(k) == v for k, v in self.labels.items())
+
+
+@dataclass(frozen=True)
+class Labels:
+    series: tuple[LabelledSeries, ...]
+    source: str = "<labels>"
+
+    @property
+    def windows(self) -> int:
+        return sum(len(s.windows) for s in self.series)
+
+
+def _bad(source: str, where: str, field_name: str, problem: str) -> InvalidInput:
+    at = f", {where}" if where else ""
+    return InvalidInput(
+        f"labels file {source}{at}, field {field_name!r}: {problem}",
+        field=field_name,
+        file=source,
+        row=where or None,
+    )
+
+
+def _time(value: Any, source: str, where: str, name: str) -> float:
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            raise _bad(source, where, name, "is empty (use RFC 3339 or Unix seconds)")
+        if text.startswith(("now", "-", "+")):
+            raise _bad(source, where, name, f"{value!r} is relative; use RFC 3339 or Unix seconds")
+    elif value is None or isinstance(value, bool) or not isinstance(value, int | float):
+        raise _bad(source, where, name, f"{value!r} is not a time (use RFC 3339 or Unix seconds)")
+    try:
+        return parse_time(value, field=name)
+    except InvalidInput as exc:
+        raise _bad(source, where, name, f"{value!r} is not a time (use RFC 3339 or Unix seconds): {exc.message}") from None
+
+
+def _label_set(value: Any, source: str, where: str) -> dict[str, str]:
+    if not isinstance(value, Mapping):
+        raise _bad(source, where, "labels", f"must be an object of label name -> value, got {type(value).__name__}")
+    out: dict[str, str] = {}
+    for k, v in value.items():
+        if not isinstance(k, str) or not k:
+            raise _bad(source, where, "labels", f"label name {k!r} must be a non-empty string")
+        if isinstance(v, bool) or not isinstance(v, str | int | float):
+            raise _bad(source, where, f"labels.{k}", f"must be a string, got {v!r}")
+        out[k] = str(v)
+    return out
+
+
+def _build(source: str, entries: list[tuple[dict[str, str], list[LabelWindow]]]) -> Labels:
+    """Group windows by label set, check order/overlap and that no label set nests in another."""
+    grouped: dict[str, tuple[dict[str, str], list[LabelWindow]]] = {}
+    for labels, windows in entries:
+        key = series_key(labels)
+        grouped.setdefault(key, (labels, []))[1].extend(windows)
+    series: list[LabelledSeries] = []
+    for labels, windows in grouped.values():
+        windows.sort(key=lambda w: (w.start, w.end))
+        for a, b in zip(windows, windows[1:]):
+            if b.start < a.end:
+                raise _bad(source, b.where, "start", f"window overlaps the window at {a.where} of the same series {series_key(labels) or '{}'}")
+        series.append(LabelledSeries(labels=labels, windows=tuple(windows)))
+    for i, a in enumerate(series):
+        for b in series[i + 1 :]:
+            small, big = (a, b) if len(a.labels) <= len(b.labels) else (b, a)
+            if small.matches(big.labels):
+                raise InvalidInput(
+                    f"labels file {source}: label set {{{small.key}}} is contained in {{{big.key}}}, "
+                    "so a series could belong to both; make the label sets disjoint",
+                    field="labels",
+                    file=source,
+                )
+    if not series:
+        raise InvalidInput(f"labels file {source} lists no series", field="labels", file=source)
+    log.debug("labels %s: %d series, %d windows", source, len(series), sum(len(s.windows) for s in series))
+    return Labels(series=tuple(series), source=source)
+
+
+def _window(item: Mapping[str, Any], source: str, where: str) -> LabelWindow:
+    for name in ("start", "end"):
+        if name not in item:
+            raise _bad(source, where, name, "is missing")
+    start = _time(item["start"], source, where, "start")
+    end = _time(item["end"], source, where, "end")
+    if end <= start:
+        raise _bad(source, where, "end", f"{item['end']!r} must be after start {item['start']!r}")
+    return LabelWindow(start, end, where)
+
+
+def parse_labels_json(data: Any, source: str = "<json>") -> Labels:
+    """Labels from decoded JSON: a list of ``{"labels", "start", "end"}`` windows, or
+    ``{"series": [{"labels", "windows": [{"start", "end"}, ...]}, ...]}``."""
+    entries: list[tuple[dict[str, str], list[LabelWindow]]] = []
+    if isinstance(data, list):
+        for i, item in enumerate(data):
+            where = f"entry {i}"
+            if not isinstance(item, Mapping):
+                raise _bad(source, where, "entry", "must be an object with labels, start and end")
+            unknown = set(item) - {"labels", "start", "end", "kind", "note"}
+            if unknown:
+                raise _bad(source, where, sorted(unknown)[0], "is not a field (labels, start, end, kind, note)")
+            labels = _label_set(item.get("labels", {}), source, where)
+            entries.append((labels, [_window(item, source, where)]))
+    elif isinstance(data, Mapping) and "series" in data:
+        if not isinstance(data["series"], list):
+            raise _bad(source, "", "series", "must be a list")
+        for i, item in enumerate(data["series"]):
+            where = f"series {i}"
+            if not isinstance(item, Mapping):
+                raise _bad(source, where, "series", "must be an object with labels and windows")
+            unknown = set(item) - {"labels", "windows"}
+            if unknown:
+                raise _bad(source, where, sorted(unknown)[0], "is not a field (labels, windows)")
+            labels = _label_set(item.get("labels", {}), source, where)
+            windows = item.get("windows", [])
+            if not isinstance(windows, list):
+                raise _bad(source, where, "windows", "must be a list of {start, end}")
+            parsed = []
+            for j, w in enumerate(windows):
+                wwhere = f"series {i} window {j}"
+                if not isinstance(w, Mapping):
+                    raise _bad(source, wwhere, "windows", "must be an object with start and end")
+                unknown = set(w) - {"start", "end", "kind", "note"}
+                if unknown:
+                    raise _bad(source, wwhere, sorted(unknown)[0], "is not a field (start, end, kind, note)")
+                parsed.append(_window(w, source, wwhere))
+            entries.append((labels, parsed))
+    else:
+        raise _bad(source, "", "series", 'expected a list of windows or an object {"series": [...]}')
+    return _build(source, entries)
+
+
+def parse_labels_csv(text: str, source: str = "<csv>") -> Labels:
+    """Labels from CSV text: a header with ``start`` and ``end``; every other column is a
+    label (an empty cell: the label is absent). A row with both times empty lists a series
+    without windows. Lines starting with ``#`` are comments."""
+    lines = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
+    reader = csv.reader(lines)
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise InvalidInput(f"labels file {source} is empty (expected a header with start,end)", field="header", file=source) from None
+    header = [h.strip() for h in header]
+    for name in ("start", "end"):
+        if name not in header:
+            raise _bad(source, "header", name, "column is missing (columns: start, end, then one per label)")
+    if len(set(header)) != len(header) or "" in header:
+        raise _bad(source, "header", "header", "column names must be unique and non-empty")
+    label_cols = [h for h in header if h not in ("start", "end")]
+    entries: list[tuple[dict[str, str], list[LabelWindow]]] = []
+    # csv line numbers: the header is line 1 of the non-comment lines; report the data row.
+    for row_no, row in enumerate(reader, start=1):
+        if not any(cell.strip() for cell in row):
+            continue
+        where = f"row {row_no}"
+        if len(row) != len(header):
+            raise _bad(source, where, "row", f"has {len(row)} cells, the header has {len(header)}")
+        cells = dict(zip(header, (c.strip() for c in row), strict=True))
+        labels = {k: cells[k] for k in label_cols if cells[k] != ""}
+        if cells["start"] == "" and cells["end"] == "":
+            entries.append((labels, []))
+            continue
+        for name in ("start", "end"):
+            if cells[name] == "":
+                raise _bad(source, where, name, "is empty (both empty lists a series without windows)")
+        entries.append((labels, [_window(cells, source, where)]))
+    return _build(source, entries)
+
+
+def load_labels(path: str | Path) -> Labels:
+    """Read a labels file: ``.json`` or ``.csv`` (format in docs/evaluation.md)."""
+    p = Path(path)
+    source = str(path)
+    suffix = p.suffix.lower()
+    if suffix not in (".json", ".csv"):
+        raise InvalidInput(f"labels file {source}: unknown format {suffix or '(no extension)'!r}; use .json or .csv", field="labels", file=source)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise InvalidInput(f"cannot read labels file {source}: {reason}", field="labels", file=source) from None
+    if suffix == ".csv":
+        return parse_labels_csv(text, source)
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(
+            f"labels file {source} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}",
+            field="labels",
+            file=source,
+        ) from None
+    return parse_labels_json(data, source)
+
+
+def dump_labels_json(series: Iterable[tuple[Mapping[str, str], Iterable[tuple[float, float, str]]]]) -> dict[str, Any]:
+    """The ``{"series": [...]}`` form for ``(labels, [(start, end, kind), ...])`` items,
+    times as RFC 3339 UTC."""
+    out = []
+    for labels, windows in series:
+        out.append(
+            {
+                "labels": dict(labels),
+                "windows": [{"start": _rfc3339(s), "end": _rfc3339(e), "kind": k} for s, e, k in windows],
+            }
+        )
+    return {"series": out}
+
+
+def _rfc3339(ts: float) -> str:
+    from datetime import UTC
+
+    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+
+
+# --------------------------------------------------------------------------- scoring
+
+
+@dataclass
+class SeriesQuality:
+    """Counts for one series (or the sum over series: ``overall``)."""
+
+    labels: Mapping[str, str] | None
+    windows: int = 0
+    detected_windows: int = 0
+    detections: int = 0
+    outside_detections: int = 0
+    events: int = 0
+    true_events: int = 0
+    ttd_seconds: list[float] = field(default_factory=list)
+    labelled: bool = True
+
+    @property
+    def false_events(self) -> int:
+        return self.events - self.true_events
+
+    @property
+    def recall(self) -> float | None:
+        return self.detected_windows / self.windows if self.windows else None
+
+    @property
+    def precision(self) -> float | None:
+        return self.true_events / self.events if self.events else None
+
+    @property
+    def f1(self) -> float | None:
+        r, p = self.recall, self.precision
+        if r is None:
+            return None
+        if p is None or p + r == 0:
+            return 0.0
+        return 2 * p * r / (p + r)
+
+    @property
+    def mean_ttd_seconds(self) -> float | None:
+        return sum(self.ttd_seconds) / len(self.ttd_seconds) if self.ttd_seconds else None
+
+    def add(self, other: SeriesQuality) -> None:
+        self.windows += other.windows
+        self.detected_windows += other.detected_windows
+        self.detections += other.detections
+        self.outside_detections += other.outside_detections
+        self.events += other.events
+        self.true_events += other.true_events
+        self.ttd_seconds.extend(other.ttd_seconds)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.labels is not None:
+            out["labels"] = dict(self.labels)
+            out["series"] = series_key(self.labels)
+            out["labelled"] = self.labelled
+        out.update(
+            windows=self.windows,
+            detected_windows=self.detected_windows,
+            recall=self.recall,
+            events=self.events,
+            true_events=self.true_events,
+            false_events=self.false_events,
+            precision=self.precision,
+            f1=self.f1,
+            mean_ttd_seconds=self.mean_ttd_seconds,
+            detections=self.detections,
+            outside_detections=self.outside_detections,
+        )
+        return out
+
+
+@dataclass
+class Evaluation:
+    overall: SeriesQuality
+    series: list[SeriesQuality]
+    tolerance_seconds: float
+    gap_seconds: float
+    start: float | None
+    end: float | None
+    ignored_detections: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "start": None if self.start is None else _rfc3339(self.start),
+            "end": None if self.end is None else _rfc3339(self.end),
+            "tolerance_seconds": self.tolerance_seconds,
+            "gap_seconds": self.gap_seconds,
+            "ignored_detections": self.ignored_detections,
+            "overall": self.overall.to_dict(),
+            "series": [s.to_dict() for s in self.series],
+        }
+
+
+def _seconds(ts: Any) -> float:
+    if isinstance(ts, int | float) and not isinstance(ts, bool):
+        return float(ts)
+    if isinstance(ts, datetime):
+        return parse_time(ts)
+    ts_fn = getattr(ts, "timestamp", None)
+    if callable(ts_fn):
+        return float(ts_fn())
+    raise InvalidInput(f"detection time {ts!r} is not a time", field="detections.ts")
+
+
+def evaluate(
+    labels: Labels,
+    detections: Iterable[tuple[Mapping[str, str], Any]],
+    *,
+    tolerance: float = 0.0,
+    gap: float = DEFAULT_GAP_SECONDS,
+    start: float | None = None,
+    end: float | None = None,
+) -> Evaluation:
+    """Score ``detections`` (``(labels, time)``: Unix seconds or aware datetimes) against
+    ``labels``. ``tolerance``: seconds after a window's end in which a detection still finds
+    it; ``gap``: detections of a series at most this far apart are one event; ``[start, end)``
+    restricts both detections and windows (a window counts when it starts in the range; the
+    detections that fall in a window starting before it are ignored)."""
+    if not (math.isfinite(tolerance) and tolerance >= 0):
+        raise InvalidInput(f"tolerance must be >= 0 seconds, got {tolerance!r}", field="tolerance")
+    if not (math.isfinite(gap) and gap >= 0):
+        raise InvalidInput(f"gap must be >= 0 seconds, got {gap!r}", field="gap")
+    if start is not None and end is not None and end <= start:
+        raise InvalidInput("end must be after start", field="end")
+    lo = -math.inf if start is None else start
+    hi = math.inf if end is None else end
+
+    labelled = list(labels.series)
+    times: dict[int, list[float]] = {i: [] for i in range(len(labelled))}
+    extra: dict[str, tuple[dict[str, str], list[float]]] = {}
+    for det_labels, ts in detections:
+        t = _seconds(ts)
+        if not lo <= t < hi:
+            continue
+        hits = [i for i, s in enumerate(labelled) if s.matches(det_labels)]
+        if len(hits) > 1:
+            names = " and ".join("{" + labelled[i].key + "}" for i in hits)
+            raise InvalidInput(
+                f"labels file {labels.source}: series {{{series_key(det_labels)}}} matches both {names}; "
+                "make the label sets more specific",
+                field="labels",
+                file=labels.source,
+            )
+        if hits:
+            times[hits[0]].append(t)
+        else:
+            key = series_key(det_labels)
+            extra.setdefault(key, ({str(k): str(v) for k, v in det_labels.items()}, []))[1].append(t)
+
+    ignored = 0
+    results: list[SeriesQuality] = []
+    for i, s in enumerate(labelled):
+        q, n_ignored = _score_series(s.labels, s.windows, sorted(times[i]), tolerance, gap, lo, hi)
+        ignored += n_ignored
+        results.append(q)
+    for key in sorted(extra):
+        lab, ts_list = extra[key]
+        q, _ = _score_series(lab, (), sorted(ts_list), tolerance, gap, lo, hi)
+        q.labelled = False
+        results.append(q)
+    overall = SeriesQuality(labels=None)
+    for q in results:
+        overall.add(q)
+    return Evaluation(
+        overall=overall,
+        series=results,
+        tolerance_seconds=float(tolerance),
+        gap_seconds=float(gap),
+        start=start,
+        end=end,
+        ignored_detections=ignored,
+    )
+
+
+def _score_series(
+    labels: Mapping[str, str],
+    windows: Sequence[LabelWindow],
+    ts: list[float],
+    tolerance: float,
+    gap: float,
+    lo: float,
+    hi: float,
+) -> tuple[SeriesQuality, int]:
+    counted = [w.start >= lo and w.start < hi for w in windows]
+    starts = [w.start for w in windows]
+    q = SeriesQuality(labels=dict(labels), windows=sum(counted))
+    first: dict[int, float] = {}
+    kept: list[tuple[float, bool]] = []  # (time, inside a counted window)
+    ignored = 0
+    for t in ts:
+        j = _credited_window(windows, starts, t, tolerance)
+        if j is not None and not counted[j]:
+            ignored += 1
+            continue
+        if j is not None:
+            first.setdefault(j, t)
+        kept.append((t, j is not None))
+    q.detections = len(kept)
+    q.outside_detections = sum(1 for _, inside in kept if not inside)
+    q.detected_windows = len(first)
+    q.ttd_seconds = [first[j] - windows[j].start for j in sorted(first)]
+    prev: float | None = None
+    true_now = False
+    for t, inside in kept:
+        if prev is None or t - prev > gap:
+            if prev is not None:
+                q.true_events += true_now
+            q.events += 1
+            true_now = False
+        true_now = true_now or inside
+        prev = t
+    if prev is not None:
+        q.true_events += true_now
+    return q, ignored
+
+
+def _credited_window(windows: Sequence[LabelWindow], starts: list[float], t: float, tolerance: float) -> int | None:
+    """The window ``t`` finds: the one holding it, else the latest one that ended at most
+    ``tolerance`` before it."""
+    j = bisect_right(starts, t) - 1  # the last window starting at or before t
+    if j < 0:
+        return None
+    w = windows[j]
+    if t < w.end or t < w.end + tolerance:
+        return j
+    return None
