@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import numpy as np
+from scipy.signal import lfilter
 
 from aiops.errors import InvalidInput
 from aiops.localprom import Family
@@ -152,12 +153,11 @@ class SyntheticSeries:
             elif a.kind == "drift":
                 n = i1 - i0
                 shift[i0:i1] += a.magnitude * self.sigma * (np.arange(1, n + 1) / n)
-        innov = eps * scale * math.sqrt(1 - self.phi**2)
-        from scipy.signal import lfilter
-
+        innov = eps * math.sqrt(1 - self.phi**2)
         zi = np.array([self.phi * rng.standard_normal()])  # a stationary start
         noise = lfilter([1.0], [1.0, -self.phi], innov, zi=zi)[0] if self.phi else innov
-        return base + self.sigma * noise + shift
+        # the burst scales the noise itself, so nothing of it leaks past its window
+        return base + self.sigma * noise * scale + shift
 
     def _span(self, a: Injected) -> tuple[int, int]:
         c = self.config
