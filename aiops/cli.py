@@ -275,6 +275,61 @@ def _up(args: argparse.Namespace) -> int:
         stop()
 
 
+# ---------------------------------------------------------------------------------- evaluate
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    """Score a detector's stored anomalies against labelled windows (docs/evaluation.md)."""
+    from aiops.evaluation import evaluate, load_labels
+    from aiops.store import Store
+    from aiops.timeutil import parse_duration, parse_time, to_datetime
+
+    settings = _settings()
+    labels = load_labels(args.labels)
+    now = time.time()
+    start = parse_time(args.start, field="--start", now=now) if args.start else None
+    end = parse_time(args.end, field="--end", now=now) if args.end else None
+    if start is not None and end is not None and end <= start:
+        raise AiopsError("--end must be after --start")
+    tolerance = parse_duration(args.tolerance, field="--tolerance", allow_zero=True)
+    with Store.open(settings.resolved_database_url()) as db:
+        det = db.get_detector(args.detector)
+        step = det.datasources[0].step_seconds if det.datasources else 60
+        gap = parse_duration(args.gap, field="--gap", allow_zero=True) if args.gap else 5.0 * step
+        since = None if start is None else to_datetime(start)
+        until = None if end is None else to_datetime(end)
+        detections, after = [], None
+        while True:
+            page = db.list_anomalies(detector=det.id, since=since, until=until, after_id=after, limit=10_000)
+            detections.extend((e.labels, e.ts) for e in page)
+            if len(page) < 10_000:
+                break
+            after = page[-1].id
+    result = evaluate(labels, detections, tolerance=tolerance, gap=gap, start=start, end=end)
+    if args.json:
+        print(json.dumps({"detector": det.id, "kind": det.kind, "labels": str(args.labels), **result.to_dict()}))
+        return 0
+
+    def num(v: float | None) -> str:
+        return "n/a" if v is None else f"{v:.3f}"
+
+    def ttd(v: float | None) -> str:
+        return "n/a" if v is None else f"{v:.0f}s"
+
+    rows = []
+    for q in [*result.series, result.overall]:
+        name = "overall" if q.labels is None else ("{" + ",".join(f'{k}="{v}"' for k, v in q.labels.items()) + "}")
+        if q.labels is not None and not q.labelled:
+            name += " (unlabelled)"
+        rows.append([name, str(q.windows), str(q.detected_windows), num(q.recall), str(q.events),
+                     str(q.false_events), num(q.precision), num(q.f1), ttd(q.mean_ttd_seconds)])
+    _print_table(["series", "windows", "found", "recall", "events", "FP events", "precision", "F1", "mean TTD"], rows)
+    span = f"{args.start or 'all'} .. {args.end or 'all'}"
+    print(f"detector {det.id} ({det.kind}), {len(detections)} detections in {span}; "
+          f"tolerance {tolerance:g}s, events merge detections <= {gap:g}s apart")
+    return 0
+
+
 # ---------------------------------------------------------------------------------- main
 
 
@@ -315,6 +370,16 @@ def _build_parser() -> argparse.ArgumentParser:
     u = sub.add_parser("up", help="run everything: local Prefect server, deployments and API")
     u.add_argument("--no-api", dest="api", action="store_false", help="do not start the API")
     u.set_defaults(handler=_up)
+
+    ev = sub.add_parser("evaluate", help="score a detector's stored anomalies against labelled windows")
+    ev.add_argument("--detector", required=True, help="detector id")
+    ev.add_argument("--labels", required=True, help="labelled windows: a .json or .csv file (docs/evaluation.md)")
+    ev.add_argument("--start", help="only detections and windows from here: RFC 3339, Unix seconds or now-7d")
+    ev.add_argument("--end", help="... up to here (exclusive)")
+    ev.add_argument("--tolerance", default="0", help="a detection this long after a window's end still finds it (e.g. 5m)")
+    ev.add_argument("--gap", help="detections at most this far apart are one event (default 5 steps)")
+    ev.add_argument("--json", action="store_true", help="print JSON for scripts")
+    ev.set_defaults(handler=_evaluate)
 
     c = sub.add_parser("config", help="print the effective configuration (secrets hidden)")
     c.set_defaults(handler=_show_config)

@@ -1,0 +1,102 @@
+"""`aiops evaluate` against a temporary SQLite store with events inserted directly."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from aiops.cli import main
+from aiops.store import Store
+
+T0 = 1_767_225_600  # 2026-01-01T00:00:00Z
+
+
+def at(offset: float) -> datetime:
+    return datetime.fromtimestamp(T0 + offset, UTC)
+
+
+@pytest.fixture
+def db(tmp_path, monkeypatch):
+    url = Store.default_url(tmp_path / "data")
+    monkeypatch.setenv("AIOPS_DATABASE_URL", url)
+    with Store.open(url) as store:
+        store.create_detector(
+            {"id": "lat", "kind": "zscore", "datasource": {"query": "latency", "step": 60, "lookback": 3600}}
+        )
+        store.create_detector({"id": "other", "kind": "zscore"})
+        store.insert_events(
+            [
+                {"detector_id": "lat", "labels": {"job": "api"}, "ts": at(o), "score": 3.0}
+                for o in (600, 660, 720, 1300, 9000)  # one event in window 1, one just after window 2, one false
+            ]
+            + [
+                {"detector_id": "lat", "labels": {"job": "db"}, "ts": at(50_000), "score": 2.0},
+                {"detector_id": "other", "labels": {"job": "api"}, "ts": at(1200), "score": 5.0},  # another detector
+                {"type": "log.new_template", "detector_id": "lat", "labels": {"job": "api"}, "ts": at(1210)},
+            ]
+        )
+        yield store
+
+
+@pytest.fixture
+def labels(tmp_path):
+    path = tmp_path / "labels.csv"
+    path.write_text(
+        "start,end,job\n"
+        "2026-01-01T00:10:00Z,2026-01-01T00:15:00Z,api\n"  # [600, 900)
+        f"{T0 + 1000},{T0 + 1200},api\n"  # [1000, 1200): 1300 is 100 s late
+        ",,db\n"
+    )
+    return str(path)
+
+
+def test_json_gives_exact_numbers_and_tolerance_counts(db, labels, capsys):
+    assert main(["evaluate", "--detector", "lat", "--labels", labels, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    o = out["overall"]
+    assert out["detector"] == "lat" and out["gap_seconds"] == 300  # 5 steps of 60 s
+    assert (o["windows"], o["detected_windows"], o["events"], o["true_events"], o["false_events"]) == (2, 1, 4, 1, 3)
+    assert o["recall"] == 0.5 and o["precision"] == 0.25 and o["mean_ttd_seconds"] == 0
+    assert o["f1"] == pytest.approx(2 * 0.5 * 0.25 / 0.75)
+
+    assert main(["evaluate", "--detector", "lat", "--labels", labels, "--json", "--tolerance", "2m"]) == 0
+    o = json.loads(capsys.readouterr().out)["overall"]
+    # 1300 lies 100 s after window 2: found (TTD 300 s); with the default gap it is its own event
+    assert (o["detected_windows"], o["true_events"], o["false_events"]) == (2, 2, 2)
+    assert o["mean_ttd_seconds"] == 150
+
+
+def test_the_range_restricts_detections_and_windows(db, labels, capsys):
+    args = ["evaluate", "--detector", "lat", "--labels", labels, "--json"]
+    assert main([*args, "--start", str(T0 + 950), "--end", "2026-01-01T03:00:00Z"]) == 0
+    o = json.loads(capsys.readouterr().out)["overall"]
+    assert (o["windows"], o["detected_windows"], o["events"], o["false_events"]) == (1, 0, 2, 2)
+
+
+def test_people_get_a_table(db, labels, capsys):
+    assert main(["evaluate", "--detector", "lat", "--labels", labels, "--tolerance", "5m"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0].split() == ["series", "windows", "found", "recall", "events", "FP", "events", "precision", "F1", "mean", "TTD"]
+    api = next(line for line in lines if line.startswith('{job="api"}'))
+    assert api.split()[1:] == ["2", "2", "1.000", "3", "1", "0.667", "0.800", "150s"]
+    overall = next(line for line in lines if line.startswith("overall"))
+    assert overall.split()[1:4] == ["2", "2", "1.000"]
+    assert "detector lat (zscore), 6 detections" in out
+
+
+def test_errors_are_one_line_and_exit_2(db, labels, tmp_path, capsys):
+    assert main(["evaluate", "--detector", "nope", "--labels", labels]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "nope" in err
+    bad = tmp_path / "bad.csv"
+    bad.write_text("start,end,job\n2026-01-01T00:10:00Z,soon,api\n")
+    assert main(["evaluate", "--detector", "lat", "--labels", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "bad.csv, row 1, field 'end'" in err
+    assert main(["evaluate", "--detector", "lat", "--labels", labels, "--tolerance", "soon"]) == 2
+    assert "--tolerance" in capsys.readouterr().err
+    assert main(["evaluate", "--detector", "lat", "--labels", str(tmp_path / "missing.json")]) == 2
+    assert "missing.json" in capsys.readouterr().err
