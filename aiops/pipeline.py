@@ -11,7 +11,7 @@ import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pandas as pd
@@ -19,7 +19,7 @@ import pandas as pd
 from aiops import detectors
 from aiops.transform import split_series
 
-__all__ = ["Window", "collection_window", "DetectionRun", "run_detection"]
+__all__ = ["Window", "collection_window", "next_piece", "DetectionRun", "run_detection"]
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,15 @@ def collection_window(
     if start_s > end_s:
         return None
     return Window(datetime.fromtimestamp(start_s, UTC), datetime.fromtimestamp(end_s, UTC), step)
+
+
+def next_piece(window: Window, start: datetime, known_series: int, capacity: int) -> Window:
+    """The next piece of ``window`` from ``start``: as many steps as fit ``capacity`` samples
+    for the series seen so far. With none seen yet, a short probe piece (10 steps) tells
+    how many series the query returns before a long piece could overflow the buffer."""
+    points = 10 if known_series == 0 else max(10, capacity // known_series)
+    end = min(window.end, start + timedelta(seconds=window.step) * (points - 1))
+    return Window(start, end, window.step)
 
 
 @dataclass

@@ -20,7 +20,7 @@ from prefect.artifacts import acreate_table_artifact
 from prefect.runtime import flow_run
 
 from aiops.errors import AiopsError
-from aiops.pipeline import Window, collection_window
+from aiops.pipeline import collection_window, next_piece
 from aiops.store import Detector
 from tasks._runtime import prune_result_storage, settings, store
 from tasks.collect import collect_metrics
@@ -29,15 +29,6 @@ from tasks.publish import publish_detection
 from tasks.transform import transform_metrics
 
 __all__ = ["detect_metrics"]
-
-
-def next_piece(window: Window, start: datetime, known_series: int, capacity: int) -> Window:
-    """The next piece of ``window`` from ``start``: as many steps as fit ``capacity`` samples
-    for the series seen so far. With none seen yet, a short probe piece (10 steps) tells
-    how many series the query returns before a long piece could overflow the buffer."""
-    points = 10 if known_series == 0 else max(10, capacity // known_series)
-    end = min(window.end, start + timedelta(seconds=window.step) * (points - 1))
-    return Window(start, end, window.step)
 
 
 @flow(name="detect-metrics", log_prints=False)

@@ -19,7 +19,7 @@ from aiops.sources.files import read_log_file
 from aiops.sources.http import RetryPolicy
 from tasks._runtime import settings, store, TRANSIENT_RETRIES
 
-__all__ = ["load_loki_lines", "load_file_lines", "analyze_window", "store_log_report"]
+__all__ = ["load_loki_lines", "load_file_lines", "analyze_window", "store_log_report", "change_events"]
 
 
 @task(
@@ -75,6 +75,23 @@ def analyze_window(
     return {"report": report.to_dict(), "miner_state": miner.state()}
 
 
+def change_events(source: str, at: datetime, report: dict[str, Any], flow_run_id: str | None) -> list[dict[str, Any]]:
+    """The report's changes since the previous window, as event rows at the window's end."""
+    return [
+        {
+            "type": change["type"],
+            "series_key": f"{source}|{change.get('template_id') or change.get('error_type') or ''}",
+            "labels": {"source": source},
+            "ts": at,
+            "value": float(change.get("count") or 0),
+            "severity": change.get("severity") or "info",
+            "payload": dict(change),
+            "flow_run_id": flow_run_id,
+        }
+        for change in report.get("changes") or []
+    ]
+
+
 @task(name="store-log-report")
 async def store_log_report(
     source: str,
@@ -90,19 +107,9 @@ async def store_log_report(
     def write() -> tuple[Any, list[Any]]:
         saved = db.save_log_report(source, window[0], window[1], report, report.get("templates"), flow_run_id)
         db.save_miner_state(source, miner_state)
-        rows = [
-            {
-                "type": change["type"],
-                "series_key": f"{source}|{change.get('template_id') or change.get('error_type') or ''}",
-                "labels": {"source": source},
-                "ts": window[1],
-                "value": float(change.get("count") or 0),
-                "severity": change.get("severity") or "info",
-                "payload": {**change, "report_id": saved.id},
-                "flow_run_id": flow_run_id,
-            }
-            for change in report.get("changes") or []
-        ]
+        rows = change_events(source, window[1], report, flow_run_id)
+        for row in rows:
+            row["payload"]["report_id"] = saved.id
         return saved, db.insert_events(rows)
 
     saved, inserted = await to_thread.run_sync(write)

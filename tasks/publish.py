@@ -17,7 +17,7 @@ from aiops.pipeline import DetectionRun
 from aiops.store import Detector, Event
 from tasks._runtime import store
 
-__all__ = ["publish_detection", "event_payload"]
+__all__ = ["publish_detection", "event_payload", "emit_anomalies"]
 
 #: Prefect events per detector and run; beyond it one summary event says how many more.
 MAX_EVENTS_PER_RUN = 100
@@ -39,7 +39,22 @@ def event_payload(event: Event) -> dict[str, Any]:
         "model_kind": event.model_kind,
         "params_hash": event.params_hash,
         "flow_run_id": event.flow_run_id,
+        "backfill_id": event.backfill_id,
     }
+
+
+def emit_anomalies(detector: Detector, inserted: list[Event]) -> None:
+    """Prefect events for newly stored anomalies (at most ``MAX_EVENTS_PER_RUN``, then one
+    summary event)."""
+    resource = {"prefect.resource.id": f"aiops.detector.{detector.id}", "prefect.resource.name": detector.name}
+    for event in inserted[:MAX_EVENTS_PER_RUN]:
+        emit_event(event="aiops.anomaly.detected", resource=resource, payload=event_payload(event))
+    if len(inserted) > MAX_EVENTS_PER_RUN:
+        emit_event(
+            event="aiops.anomaly.batch",
+            resource=resource,
+            payload={"count": len(inserted), "emitted": MAX_EVENTS_PER_RUN, "first_id": inserted[0].id, "last_id": inserted[-1].id},
+        )
 
 
 @task(name="publish-anomalies", task_run_name="publish {detector.id}")
@@ -60,15 +75,7 @@ async def publish_detection(
             latest=run.latest,
         )
     )
-    resource = {"prefect.resource.id": f"aiops.detector.{detector.id}", "prefect.resource.name": detector.name}
-    for event in inserted[:MAX_EVENTS_PER_RUN]:
-        emit_event(event="aiops.anomaly.detected", resource=resource, payload=event_payload(event))
-    if len(inserted) > MAX_EVENTS_PER_RUN:
-        emit_event(
-            event="aiops.anomaly.batch",
-            resource=resource,
-            payload={"count": len(inserted), "emitted": MAX_EVENTS_PER_RUN, "first_id": inserted[0].id, "last_id": inserted[-1].id},
-        )
+    emit_anomalies(detector, inserted)
     if inserted:
         log.warning("detector %s: %d new anomalies (ids %d..%d)", detector.id, len(inserted), inserted[0].id, inserted[-1].id)
     return len(inserted)

@@ -32,7 +32,7 @@ from sqlalchemy import Engine, Table, create_engine, delete, event, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, OperationalError
-from sqlalchemy.orm import Session, defer, sessionmaker
+from sqlalchemy.orm import Session, aliased, defer, sessionmaker
 from sqlalchemy.pool import StaticPool
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
@@ -1177,11 +1177,25 @@ class Store:
         max_attempts: int = 3,
     ) -> list[BackfillWindow]:
         """Windows still to do, chronological per detector: ``pending`` ones, ``running`` ones
-        (left by an interrupted run) and ``failed`` ones with fewer than ``max_attempts``."""
+        (left by an interrupted run) and ``failed`` ones with fewer than ``max_attempts``.
+        A detector's windows after one that used up its attempts are held back: models
+        evolve in time order, so nothing may be scored past a gap."""
+        later = aliased(BackfillWindowRow)
+        exhausted = (
+            select(func.min(later.window_start))
+            .where(
+                later.backfill_id == backfill_id,
+                later.detector_id == BackfillWindowRow.detector_id,
+                later.status.in_(("failed", "running")),
+                later.attempts >= max_attempts,
+            )
+            .scalar_subquery()
+        )
         stmt = select(BackfillWindowRow).where(
             BackfillWindowRow.backfill_id == backfill_id,
             BackfillWindowRow.status != "done",
             (BackfillWindowRow.status == "pending") | (BackfillWindowRow.attempts < max_attempts),
+            exhausted.is_(None) | (BackfillWindowRow.window_start < exhausted),
         )
         if detector_id is not None:
             stmt = stmt.where(BackfillWindowRow.detector_id == detector_id)
@@ -1273,6 +1287,66 @@ class Store:
                     row.states, row.updated_at = merged, now
             window.status, window.error, window.updated_at = "done", None, now
         return inserted
+
+    def log_report_windows(self, source: str) -> set[tuple[datetime, datetime]]:
+        """The ``(window_start, window_end)`` of every report stored for ``source``."""
+        stmt = select(LogReportRow.window_start, LogReportRow.window_end).where(LogReportRow.source == source)
+        with self._tx() as s:
+            return {(utc(a, "window_start"), utc(b, "window_end")) for a, b in s.execute(stmt).all()}
+
+    def commit_log_window(
+        self,
+        source: str,
+        window_start: datetime,
+        window_end: datetime,
+        summary: Mapping[str, Any],
+        templates: Sequence[Any] | None,
+        *,
+        miner_state: Mapping[str, Any] | None = None,
+        events: Iterable[EventIn | Mapping[str, Any]] = (),
+        backfill_id: str | None = None,
+        flow_run_id: str | None = None,
+    ) -> tuple[LogReport, list[Event]]:
+        """One transaction: a window's report, its source's miner state and its events
+        (marked with ``backfill_id``). Idempotent: when ``source`` already has a report for
+        exactly this window, that report is returned and nothing is written."""
+        if not isinstance(source, str) or not source or len(source) > 200:
+            raise InvalidInput("source must be a string of 1-200 characters", field="source")
+        start, end = utc(window_start, "window_start"), utc(window_end, "window_end")
+        if start > end:
+            raise InvalidInput("window_start must not be after window_end", field="window_start")
+        values = [{**v, "backfill_id": backfill_id} for v in self._event_values(events)]
+        now = _now()
+        with self._tx(write=True) as s:
+            existing = s.scalars(
+                select(LogReportRow).where(
+                    LogReportRow.source == source, LogReportRow.window_start == start, LogReportRow.window_end == end
+                ).limit(1)
+            ).first()
+            if existing is not None:
+                return LogReport.model_validate(existing), []
+            row = LogReportRow(
+                source=source,
+                window_start=start,
+                window_end=end,
+                summary=_check_json(dict(summary), "summary"),
+                templates=_check_json(list(templates or []), "templates"),
+                flow_run_id=None if flow_run_id is None else str(flow_run_id),
+                created_at=now,
+            )
+            s.add(row)
+            s.flush()
+            report = LogReport.model_validate(row)
+            for v in values:
+                v["payload"] = {**v["payload"], "report_id": report.id}
+            inserted = self._insert_events_in(s, values) if values else []
+            if miner_state is not None:
+                table = MinerStateRow.__table__
+                ins = self._insert(table).values(name=source, state=_check_json(dict(miner_state), "miner_state"), updated_at=now)
+                s.execute(ins.on_conflict_do_update(
+                    index_elements=["name"], set_={"state": ins.excluded.state, "updated_at": ins.excluded.updated_at}
+                ))
+        return report, inserted
 
     def backfill_progress(self, backfill_id: str) -> BackfillProgress:
         stmt = (
