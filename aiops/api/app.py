@@ -26,7 +26,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from aiops.api import anomalies, datasources, detectors, runs
+from aiops.api import anomalies, datasources, detectors, page, runs, series
 from aiops.api.auth import AuthMiddleware
 from aiops.api.errors import BodyTooLarge, JSONResponse, error_response, exception_handlers
 from aiops.api.events import EventHub, websocket_endpoint
@@ -67,6 +67,9 @@ class ApiOptions:
     tail_batch: int = 500
     ws_buffer: int = 4096
     ws_heartbeat_seconds: float = 15.0
+    series_max_points: int = 11_000  # per series in a chart's range
+    series_max_series: int = 20
+    series_max_warmup_points: int = 20_000
 
 
 @dataclass
@@ -123,6 +126,7 @@ def operations() -> list[Operation]:
     return [
         *datasources.OPERATIONS,
         *detectors.OPERATIONS,
+        *series.OPERATIONS,
         *anomalies.OPERATIONS,
         *runs.OPERATIONS,
         Operation("GET", METRICS_PATH, _metrics, "Prometheus metrics of the service", "service",
@@ -255,8 +259,10 @@ def create_app(
 
     routes: list[Any] = [op.route() for op in ops]
     routes.append(WebSocketRoute("/api/events/ws", websocket_endpoint, name="events_ws"))
+    routes += page.routes()
     token = settings.api_token.get_secret_value() if settings.api_token else None
-    public = [op.path for op in ops if op.public]
+    # the page and its assets load without the token, so the page can ask for it
+    public = [op.path for op in ops if op.public] + page.public_paths()
     middleware = [
         Middleware(MetricsMiddleware, metrics=metrics),
         Middleware(BodyLimitMiddleware, limit=opts.max_body_bytes),
