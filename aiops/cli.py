@@ -219,60 +219,98 @@ def _wait_http(url: str, proc: subprocess.Popen, timeout: float, what: str) -> N
 
 def _up(args: argparse.Namespace) -> int:
     """Everything on the embedded defaults: a local Prefect server on SQLite (unless
-    PREFECT_API_URL points at one), the deployments served, and the API."""
+    PREFECT_API_URL points at one), the deployments served, and the API; when no Prometheus
+    is configured (or with --demo), the demo too: a workload exporter and log file, and a
+    local Prometheus scraping it and the API (docs/demo.md). Ctrl-C or SIGTERM stops it all."""
     import os
     import signal
+    from pathlib import Path
 
+    import deployments
+    from aiops.demo.stack import DEMO_DATASOURCE, DemoOptions, prometheus_configured, start_demo
+    from aiops.store import apply_detectors_file
+    from aiops.supervisor import Supervisor
+    from aiops.timeutil import parse_duration
     from deployments.serve import prepare_store
 
     settings = _settings()
+    demo = args.demo if args.demo is not None else not prometheus_configured(settings)
+    demo_dir = Path(deployments.__file__).resolve().parent / "demo"
     env = dict(os.environ)
     # Core modules log through the standard `aiops.*` loggers; ship them to the Prefect UI too.
     env.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "aiops")
     env.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no phoning home from a local server
-    children: list[tuple[str, subprocess.Popen]] = []
+    sup = Supervisor()
 
-    def stop(*_: Any) -> None:
-        for _, proc in reversed(children):
-            if proc.poll() is None:
-                proc.terminate()
-        for _, proc in reversed(children):
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+    def interrupt(*_: Any) -> None:
+        raise KeyboardInterrupt  # SIGTERM and SIGHUP stop like Ctrl-C
 
-    signal.signal(signal.SIGTERM, lambda *_: (stop(), sys.exit(0)))
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, interrupt)
+    api = f"http://{settings.api_host}:{settings.api_port}"
+    where: dict[str, str] = {}
     try:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        prepare_store(settings).close()
+        with prepare_store(settings) as store:
+            if demo:
+                apply_detectors_file(store, demo_dir / "detectors.yaml")
+            elif DEMO_DATASOURCE not in settings.datasource_configs():
+                for det in store.list_detectors():  # left over from a demo run: they cannot run now
+                    if det.status != "paused" and any(d.name == DEMO_DATASOURCE for d in det.datasources):
+                        store.update_detector(det.id, status="paused")
+                        print(f"aiops: paused demo detector {det.id} (`aiops up --demo` resumes it)", file=sys.stderr)
+        prefect_server = None
         if not env.get("PREFECT_API_URL"):
             home = (settings.data_dir / "prefect").resolve()
             home.mkdir(parents=True, exist_ok=True)
             env["PREFECT_HOME"] = str(home)
             port = settings.prefect_port
-            server = subprocess.Popen(
+            prefect_server = sup.start(  # booting takes a while: the demo starts meanwhile
+                "prefect server",
                 [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                env=env,
+                env,
             )
-            children.append(("prefect server", server))
-            _wait_http(f"http://127.0.0.1:{port}/api/health", server, 180, "the Prefect server")
+        if demo:
+            options = DemoOptions(
+                config_dir=demo_dir, prometheus_port=args.prometheus_port, exporter_port=args.exporter_port,
+                history_seconds=parse_duration(args.demo_history, field="--demo-history"),
+                incident_every=parse_duration(args.incident_every, field="--incident-every"),
+                incident_duration=parse_duration(args.incident_duration, field="--incident-duration"),
+            )
+            api_target = f"{settings.api_host}:{settings.api_port}" if args.api else None
+            where.update(start_demo(settings, sup, env, options, python=sys.executable, api_target=api_target))
+        if prefect_server is not None:
+            port = settings.prefect_port
+            _wait_http(f"http://127.0.0.1:{port}/api/health", prefect_server, 180, "the Prefect server")
             env["PREFECT_API_URL"] = f"http://127.0.0.1:{port}/api"
-        print(f"aiops: Prefect UI at {env['PREFECT_API_URL'].removesuffix('/api')}", file=sys.stderr)
-        children.append(("deployments", subprocess.Popen([sys.executable, "-m", "deployments.serve"], env=env)))
+        sup.start("deployments", [sys.executable, "-m", "deployments.serve"], env)
         if args.api:
-            cmd = [sys.executable, "-m", "aiops.cli", "api"]
-            children.append(("api", subprocess.Popen(cmd, env=env)))
-            print(f"aiops: API at http://{settings.api_host}:{settings.api_port}", file=sys.stderr)
+            api_proc = sup.start("api", [sys.executable, "-m", "aiops.cli", "api"], env)
+            _wait_http(f"{api}/openapi.json", api_proc, 120, "the API")
+        _print_where(env["PREFECT_API_URL"], api if args.api else None, settings, where, demo)
         while True:
-            for name, proc in children:
-                if proc.poll() is not None:
-                    raise AiopsError(f"{name} exited with code {proc.returncode}")
-            time.sleep(1)
+            sup.check()
+            time.sleep(1)  # the watch's pace
     except KeyboardInterrupt:
         return 0
     finally:
-        stop()
+        sup.stop()
+
+
+def _print_where(prefect_api: str, api: str | None, settings: Any, where: dict[str, str], demo: bool) -> None:
+    rows = [("Prefect UI", prefect_api.removesuffix("/api"))]
+    if api:
+        ws = "ws" + api.removeprefix("http")
+        rows += [("API", api), ("API docs", f"{api}/docs"), ("WebSocket", f"{ws}/api/events/ws"),
+                 ("anomalies", f"{api}/api/anomalies"), ("metrics", f"{api}/metrics")]
+    rows += list(where.items())
+    rows.append(("data dir", str(settings.data_dir.resolve())))
+    mode = " (demo: no Prometheus configured)" if demo and "prometheus_url" not in settings.model_fields_set else (
+        " (with the demo)" if demo else ""
+    )
+    width = max(len(name) for name, _ in rows)
+    lines = [f"aiops is up{mode}", *(f"  {name.ljust(width)}  {value}" for name, value in rows), "Ctrl-C stops everything."]
+    print("\n".join(lines), flush=True)
 
 
 # ---------------------------------------------------------------------------------- evaluate
@@ -367,8 +405,16 @@ def _build_parser() -> argparse.ArgumentParser:
     a.add_argument("--port", type=int, default=None, help="listen port (default AIOPS_API_PORT)")
     a.set_defaults(handler=_api)
 
-    u = sub.add_parser("up", help="run everything: local Prefect server, deployments and API")
+    u = sub.add_parser("up", help="run everything: local Prefect server, deployments, API (and the demo)")
     u.add_argument("--no-api", dest="api", action="store_false", help="do not start the API")
+    u.add_argument("--demo", dest="demo", action="store_true", default=None,
+                   help="run the demo workload and its Prometheus (default: when no Prometheus is configured)")
+    u.add_argument("--no-demo", dest="demo", action="store_false", help="never run the demo")
+    u.add_argument("--prometheus-port", type=int, help="port of the demo's Prometheus (default 9190)")
+    u.add_argument("--exporter-port", type=int, help="port of the demo workload exporter (default 9191)")
+    u.add_argument("--demo-history", default="4d", help="workload history loaded into the demo's Prometheus (default 4d)")
+    u.add_argument("--incident-every", default="15m", help="one injected incident per this period (default 15m)")
+    u.add_argument("--incident-duration", default="4m", help="typical incident length (default 4m)")
     u.set_defaults(handler=_up)
 
     ev = sub.add_parser("evaluate", help="score a detector's stored anomalies against labelled windows")
