@@ -29,6 +29,7 @@
     wsAttempt: 0,
     wsTimer: null,
     loading: null,
+    again: false,
   };
 
   class AuthError extends Error {}
@@ -514,7 +515,10 @@
 
   async function refresh() {
     if (state.needToken) return;
-    if (state.loading) return state.loading;
+    if (state.loading) {
+      state.again = true; // e.g. the range changed while loading: load once more after this
+      return state.loading;
+    }
     state.loading = (async () => {
       try {
         const detectors = await loadDetectors();
@@ -525,6 +529,10 @@
         if (!(e instanceof AuthError)) $("notice").textContent = `Cannot load detectors: ${e.message}`;
       } finally {
         state.loading = null;
+        if (state.again) {
+          state.again = false;
+          refresh();
+        }
       }
     })();
     return state.loading;
