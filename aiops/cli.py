@@ -182,6 +182,139 @@ def _print_report(report: dict[str, Any], top: int) -> None:
         )
 
 
+# ---------------------------------------------------------------------------------- backfill
+
+
+def _use_local_prefect(settings: Any) -> None:
+    """Run flows from this process against the local Prefect server (``aiops up``) when it
+    is up and PREFECT_API_URL is unset, so the run shows in the UI; otherwise Prefect starts
+    a temporary server whose history lands in the same data directory."""
+    import os
+
+    import httpx
+
+    if os.environ.get("PREFECT_API_URL"):
+        return
+    url = f"http://127.0.0.1:{settings.prefect_port}/api"
+    try:
+        if httpx.get(url + "/health", timeout=1.0).status_code == 200:
+            os.environ["PREFECT_API_URL"] = url
+            return
+    except httpx.TransportError:
+        pass
+    home = (settings.data_dir / "prefect").resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("PREFECT_HOME", str(home))
+
+
+def _backfill(args: argparse.Namespace) -> int:
+    """Run the backfill flow from this process, with a progress bar on stderr."""
+    import os
+    import threading
+    from datetime import UTC, datetime
+
+    from aiops.backfill import BackfillRequest, backfill_id_for, plan_windows, progress_bar
+    from aiops.store import Store
+    from aiops.timeutil import parse_duration, parse_time
+
+    settings = _settings()
+    now = time.time()
+    # relative times ("now", "now-30d") are cut to the minute, so the same command run again
+    # within a minute names the same backfill; the resume hint gives the exact times
+    now = math.floor(now / 60) * 60
+    start = datetime.fromtimestamp(parse_time(args.start, field="--start", now=now), UTC)
+    end = datetime.fromtimestamp(parse_time(args.end, field="--end", now=now), UTC)
+    again = f"aiops backfill ... --start {start:%Y-%m-%dT%H:%M:%SZ} --end {end:%Y-%m-%dT%H:%M:%SZ}"
+    request = BackfillRequest.check(
+        detector_ids=args.detector, log_jobs=args.log_job, start=start, end=end,
+        window_seconds=parse_duration(args.window, field="--window"),
+        train_seconds=None if args.train is None else parse_duration(args.train, field="--train"),
+        log_window_seconds=parse_duration(args.log_window, field="--log-window"),
+    )
+    url = settings.resolved_database_url()
+    with Store.open(url) as db:  # refuse unknown detectors before starting Prefect
+        for det_id in request.detector_ids:
+            db.get_detector(det_id)
+    bf_id = args.id or backfill_id_for(
+        list(request.detector_ids), request.start, request.end, args.window,
+        train=args.train, log_jobs=list(request.log_jobs), log_window=args.log_window,
+    )
+    log_total = len(plan_windows(request.start, request.end, request.log_window_seconds)) if request.log_jobs else 0
+    if not args.verbose:
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    _use_local_prefect(settings)
+    from flows.backfill import backfill, log_source
+
+    print(f"aiops: backfill {bf_id}: {request.start:%Y-%m-%d %H:%M} .. {request.end:%Y-%m-%d %H:%M} UTC", file=sys.stderr)
+    stop = threading.Event()
+    tty = sys.stderr.isatty()
+
+    def progress_text(db: Store) -> str:
+        done = total = 0
+        if request.detector_ids:
+            try:
+                p = db.backfill_progress(bf_id)
+                done, total = p.done, p.total
+            except AiopsError:  # not planned yet
+                total = 0
+        for job in request.log_jobs:
+            done += len(db.log_report_windows(log_source(bf_id, job)))
+            total += log_total
+        return progress_bar(done, total)
+
+    def watch() -> None:
+        last = ""
+        with Store.open(url) as db:
+            while not stop.wait(0.5 if tty else 5.0):
+                try:
+                    text = progress_text(db)
+                except AiopsError:
+                    continue
+                if text != last:
+                    print(("\r" if tty else "") + "aiops: " + text, end="" if tty else "\n", file=sys.stderr, flush=True)
+                    last = text
+            text = progress_text(db)
+            print(("\r" if tty else "") + "aiops: " + text, file=sys.stderr, flush=True)
+
+    watcher = threading.Thread(target=watch, name="backfill-progress", daemon=True)
+    if not args.json:
+        watcher.start()
+    try:
+        result = asyncio.run(backfill(
+            detector_ids=list(request.detector_ids), start=request.start, end=request.end, window=args.window,
+            backfill_id=bf_id, max_windows=args.max_windows, train=args.train, log_jobs=list(request.log_jobs),
+            log_window=args.log_window, emit_events=args.emit_events,
+        ))
+    except KeyboardInterrupt:
+        print(f"\naiops: interrupted; resume backfill {bf_id} with: {again}", file=sys.stderr)
+        return 130
+    finally:
+        stop.set()
+        if watcher.is_alive():
+            watcher.join(timeout=10)
+    failed = [r for r in [*result["detectors"], *result["logs"]] if r["error"]]
+    if args.json:
+        print(json.dumps(result, default=str))
+    else:
+        if result["detectors"]:
+            _print_table(
+                ["detector", "windows", "samples", "anomalies", "error"],
+                [[r["detector"], str(r["windows"]), str(r["samples"]), str(r["anomalies"]), r["error"] or ""]
+                 for r in result["detectors"]],
+            )
+        if result["logs"]:
+            _print_table(
+                ["log job", "windows", "lines", "events", "error"],
+                [[r["job"], str(r["windows"]), str(r["lines"]), str(r["events"]), r["error"] or ""] for r in result["logs"]],
+            )
+        p = result["progress"]
+        print(f"backfill {bf_id}: {p['done']}/{p['total']} windows done, {result['anomalies']} new anomalies"
+              + (f"; {p['pending'] + p['failed'] + p['running']} left: resume with {again}"
+                 if p["done"] < p["total"] else ""))
+        print(f"anomalies: GET /api/anomalies?source=backfill&backfill_id={bf_id}")
+    return 1 if failed else 0
+
+
 # ---------------------------------------------------------------------------------- run
 
 
@@ -396,6 +529,21 @@ def _build_parser() -> argparse.ArgumentParser:
     lg.add_argument("--top", type=int, default=10, help="rows per table (default 10)")
     lg.add_argument("--json", action="store_true", help="print the whole report as JSON")
     lg.set_defaults(handler=lambda a: asyncio.run(_analyze_logs(a)))
+
+    bf = sub.add_parser("backfill", help="run detectors (and log jobs) over a past range, resumably")
+    bf.add_argument("--detector", action="append", default=[], metavar="ID", help="detector id (repeatable)")
+    bf.add_argument("--log-job", action="append", default=[], metavar="NAME", help="configured log job (repeatable)")
+    bf.add_argument("--start", required=True, help="range start: RFC 3339, Unix seconds or 'now-30d'")
+    bf.add_argument("--end", default="now", help="range end (default now)")
+    bf.add_argument("--window", default="1d", help="detector window size (default 1d)")
+    bf.add_argument("--train", help="fit on this first part of the range without scoring it, e.g. 2d")
+    bf.add_argument("--log-window", default="1h", help="log window size: one report each (default 1h)")
+    bf.add_argument("--id", help="backfill id (default: derived from the request, so a rerun resumes)")
+    bf.add_argument("--max-windows", type=int, help="process at most this many windows in this run")
+    bf.add_argument("--emit-events", action="store_true", help="also send Prefect events for the anomalies found")
+    bf.add_argument("--json", action="store_true", help="print the result as JSON (no progress bar)")
+    bf.add_argument("--verbose", action="store_true", help="show Prefect's run logs")
+    bf.set_defaults(handler=_backfill)
 
     sv = sub.add_parser("serve", help="serve the Prefect deployments from this process")
     sv.set_defaults(handler=_serve)
