@@ -1,5 +1,6 @@
 # The two commands of the quick start:
-#   make up    set up, then run the service on its embedded defaults
+#   make up    set up, then run the service on its embedded defaults (with the demo when no
+#              Prometheus is configured; installs Debian's prometheus for it if missing)
 #   make test  set up, then run the whole test suite (installs Debian's prometheus if missing)
 VENV    ?= .venv
 PYTHON  ?= python3
@@ -7,6 +8,7 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
+UP_ARGS ?=
 
 .PHONY: up test install system-deps bench clean
 
@@ -33,8 +35,17 @@ system-deps:
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
-up: $(STAMP)
-	$(VENV)/bin/aiops up
+# The demo of `make up` runs Debian's prometheus (with promtool) when no Prometheus is configured.
+.PHONY: prometheus-deps
+prometheus-deps:
+	@if [ -z "$$AIOPS_PROMETHEUS_URL" ] && { ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; }; then \
+		echo "installing Debian package: prometheus (for the demo of make up)"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends prometheus; \
+	fi
+
+up: $(STAMP) prometheus-deps
+	$(VENV)/bin/aiops up $(UP_ARGS)
 
 test: $(STAMP) system-deps
 	$(PY) -m pytest $(PYTEST_ARGS)

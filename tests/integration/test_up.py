@@ -70,3 +70,102 @@ def test_up_serves_the_api_and_the_deployments_then_stops_cleanly(tmp_path):
     assert code == 0, (tmp_path / "up.log").read_text()[-3000:]
     with pytest.raises(httpx.TransportError):
         httpx.get(f"http://127.0.0.1:{prefect_port}/api/health", timeout=2)
+
+
+# ------------------------------------------------------------------------- the demo
+
+
+def _stop(proc: subprocess.Popen, sig: int, timeout: float = 90) -> int:
+    proc.send_signal(sig)
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+        pytest.fail(f"aiops up did not stop within {timeout:.0f} s of signal {sig}")
+
+
+def _port_closed(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        s.settimeout(2)
+        return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_up_demo_delivers_an_anomaly_on_the_websocket_then_leaves_nothing_running(tmp_path):
+    """No Prometheus configured: `aiops up` runs the demo (workload exporter, local Prometheus
+    with the workload's history, demo detectors and log job); the first anomaly arrives on the
+    WebSocket within minutes; Ctrl-C (SIGINT) stops every process it started."""
+    import asyncio
+    import json
+    import threading
+
+    import websockets
+
+    from aiops.supervisor import descendants, process_alive, process_start_time
+
+    ports = {name: free_port() for name in ("prefect", "api", "prometheus", "exporter")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "AIOPS_"))}
+    env.update(
+        AIOPS_DATA_DIR=str(tmp_path / "data"),
+        AIOPS_PREFECT_PORT=str(ports["prefect"]),
+        AIOPS_API_PORT=str(ports["api"]),
+        HOME=str(tmp_path),
+    )
+    cmd = [sys.executable, "-m", "aiops.cli", "up", "--prometheus-port", str(ports["prometheus"]),
+           "--exporter-port", str(ports["exporter"])]
+    started = time.monotonic()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output: list[str] = []
+    ready, ended = threading.Event(), threading.Event()
+
+    def read() -> None:  # drains the pipe (children share it) and notices the "up" block
+        for line in proc.stdout:
+            output.append(line)
+            if line.startswith("aiops is up"):
+                ready.set()
+        ended.set()
+        ready.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    seen: dict[int, int | None] = {}
+    try:
+        assert ready.wait(240), "aiops up did not print where everything is within 240 s"
+        assert not ended.is_set(), "aiops up exited early:\n" + "".join(output[-60:])
+        up_after = time.monotonic() - started
+        block = "".join(output)
+        for needle in (f"http://127.0.0.1:{ports['prefect']}", f"ws://127.0.0.1:{ports['api']}/api/events/ws",
+                       f"http://127.0.0.1:{ports['api']}/docs", f"http://127.0.0.1:{ports['prometheus']}",
+                       f"http://127.0.0.1:{ports['exporter']}/metrics", "app.log"):
+            assert needle in block, needle
+        seen.update({p: process_start_time(p) for p in descendants(proc.pid)})
+        assert len(seen) >= 5, seen  # prefect server, workload, prometheus, deployments, api
+
+        async def first_anomaly() -> dict:
+            url = f"ws://127.0.0.1:{ports['api']}/api/events/ws?type=anomaly"
+            async with websockets.connect(url) as ws:
+                while True:
+                    message = json.loads(await ws.recv())
+                    if message["op"] == "event":
+                        return message["event"]
+
+        event = asyncio.run(asyncio.wait_for(first_anomaly(), timeout=240))
+        first_after = time.monotonic() - started
+        print(f"aiops up: ready after {up_after:.0f} s, first anomaly on the WebSocket after {first_after:.0f} s")
+        assert event["type"] == "anomaly" and event["detector_id"].startswith("demo-"), event
+        assert event["score"] > 1
+        listed = httpx.get(f"http://127.0.0.1:{ports['api']}/api/anomalies", timeout=30).json()
+        assert any(item["id"] == event["id"] for item in listed["items"])
+        metrics = httpx.get(f"http://127.0.0.1:{ports['api']}/metrics", timeout=30).text
+        assert f'aiops_anomaly_score{{detector="{event["detector_id"]}"' in metrics
+        seen.update({p: process_start_time(p) for p in descendants(proc.pid)})  # flow runs too
+    finally:
+        code = _stop(proc, signal.SIGINT)
+        reader.join(timeout=30)
+    assert code == 0, "".join(output[-60:])
+    alive = [p for p, t in seen.items() if process_alive(p, t)]
+    assert not alive, f"processes left behind: {alive}"
+    closed = {name: _port_closed(port) for name, port in ports.items()}
+    assert all(closed.values()), closed
