@@ -35,7 +35,7 @@ _MAX_SEGMENT = 1 << 16
 
 
 class EwmaDetector(Detector):
-    """Online EWMA z-score. Params: alpha=0.05, min_periods=ceil(3/alpha), k=4.0, min_scale=0.0."""
+    """Online EWMA z-score. Params: alpha=0.05, min_periods=ceil(3/alpha), k=5.0, min_scale=0.0."""
 
     kind = "ewma"
     version = 1
@@ -55,7 +55,7 @@ class EwmaDetector(Detector):
             lambda v: v >= 2,
             optional=True,
         ),
-        Param("k", float, 4.0, "a number > 0 (standard deviations)", lambda v: v > 0),
+        Param("k", float, 5.0, "a number > 0 (standard deviations)", lambda v: v > 0),
         Param("min_scale", float, 0.0, "a number >= 0", lambda v: v >= 0),
     )
 

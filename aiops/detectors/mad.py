@@ -37,14 +37,14 @@ MAD_TO_STD = 1.482602218505602  # 1 / Phi^-1(3/4)
 
 
 class MadDetector(RollingDetector):
-    """Rolling median / MAD. Params: window=60, min_periods=window//2, k=4.0, min_scale=0.0."""
+    """Rolling median / MAD. Params: window=60, min_periods=window//2, k=5.0, min_scale=0.0."""
 
     kind = "mad"
     version = 1
     reach_windows = 2  # a clip moves medians for one window, and those residuals for another
     PARAMS = (
         *window_params(60, 1),
-        Param("k", float, 4.0, "a number > 0 (robust standard deviations)", lambda v: v > 0),
+        Param("k", float, 5.0, "a number > 0 (robust standard deviations)", lambda v: v > 0),
         Param("min_scale", float, 0.0, "a number >= 0", lambda v: v >= 0),
     )
 

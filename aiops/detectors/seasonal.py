@@ -63,7 +63,7 @@ def _wall_clock(ticks: np.ndarray, tick_ns: int, tz: str) -> np.ndarray:
 
 class SeasonalDetector(Detector):
     """Seasonal profile. Params: period="day", bucket_minutes=15, alpha=0.2, min_periods=3,
-    pool=1, k=4.0, min_scale=0.0, timezone="UTC"."""
+    pool=1, k=5.0, min_scale=0.0, timezone="UTC"."""
 
     kind = "seasonal"
     version = 1
@@ -97,7 +97,7 @@ class SeasonalDetector(Detector):
             "an integer in [0, 24] (neighbour buckets on each side sharing a scale)",
             lambda v: 0 <= v <= 24,
         ),
-        Param("k", float, 4.0, "a number > 0 (standard deviations)", lambda v: v > 0),
+        Param("k", float, 5.0, "a number > 0 (standard deviations)", lambda v: v > 0),
         Param("min_scale", float, 0.0, "a number >= 0", lambda v: v >= 0),
         Param("timezone", str, "UTC", "an IANA time zone name such as 'Europe/Paris'", _is_timezone),
     )

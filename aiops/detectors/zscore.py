@@ -20,13 +20,13 @@ __all__ = ["ZScoreDetector"]
 
 
 class ZScoreDetector(RollingDetector):
-    """Rolling z-score. Params: window=60, min_periods=window//2, k=4.0, min_scale=0.0."""
+    """Rolling z-score. Params: window=60, min_periods=window//2, k=5.0, min_scale=0.0."""
 
     kind = "zscore"
     version = 1
     PARAMS = (
         *window_params(60, 2),
-        Param("k", float, 4.0, "a number > 0 (standard deviations)", lambda v: v > 0),
+        Param("k", float, 5.0, "a number > 0 (standard deviations)", lambda v: v > 0),
         Param("min_scale", float, 0.0, "a number >= 0", lambda v: v >= 0),
     )
 

@@ -33,7 +33,7 @@ def test_expected_is_the_window_median_and_the_scale_the_residual_mad():
     assert frame["expected"].iloc[500] == np.sort(x[440:500])[30]
     residuals = x[440:500] - frame["expected"].to_numpy()[440:500]
     half = frame["upper"].iloc[500] - frame["expected"].iloc[500]
-    assert np.isclose(half, 4 * 1.482602218505602 * np.sort(np.abs(residuals))[30], rtol=1e-12)
+    assert np.isclose(half, 5 * 1.482602218505602 * np.sort(np.abs(residuals))[30], rtol=1e-12)
 
 
 def test_warm_up_needs_min_periods_values_then_min_periods_residuals():

@@ -78,4 +78,4 @@ def test_a_constant_window_gives_finite_scores_and_min_scale_sets_a_floor():
     assert (frame["score"].iloc[30:100] == 0).all()
     assert 1 < frame["score"].iloc[100] < np.inf
     floored = detectors.create("zscore", window=30, min_scale=0.5).score(with_values(x))
-    assert floored["score"].iloc[100] == 0.5  # |6 - 5| / (4 * 0.5)
+    assert floored["score"].iloc[100] == 0.4  # |6 - 5| / (5 * 0.5), k defaults to 5

@@ -62,9 +62,9 @@ def test_bad_params_name_the_param_and_what_is_allowed(kind, params, field, word
 
 def test_params_are_resolved_and_normalised():
     det = detectors.create("zscore", window=60.0)
-    assert det.params == {"window": 60, "min_periods": 30, "k": 4.0, "min_scale": 0.0}
+    assert det.params == {"window": 60, "min_periods": 30, "k": 5.0, "min_scale": 0.0}
     assert detectors.create("ewma", alpha=0.1).params["min_periods"] == 30
-    assert detectors.create("zscore", k=4).params_hash() == detectors.create("zscore").params_hash()
+    assert detectors.create("zscore", k=5).params_hash() == detectors.create("zscore").params_hash()
     assert detectors.create("zscore", k=3).params_hash() != detectors.create("zscore").params_hash()
     assert (
         repr(detectors.create("threshold", upper=1)) == "ThresholdDetector(lower=None, upper=1.0)"
@@ -174,7 +174,7 @@ def test_state_is_plain_json_with_kind_params_and_version():
     det = detectors.create("ewma", alpha=0.2).fit(noise(100))
     state = det.state()
     assert state["kind"] == "ewma" and state["version"] == 1
-    assert state["params"] == {"alpha": 0.2, "min_periods": 15, "k": 4.0, "min_scale": 0.0}
+    assert state["params"] == {"alpha": 0.2, "min_periods": 15, "k": 5.0, "min_scale": 0.0}
     assert set(state["learned"]) == {"mean", "var", "count"} and state["learned"]["count"] == 100
     assert state["last_timestamp"] == noise(100).index[-1].isoformat()
     fresh = detectors.create("ewma").state()
