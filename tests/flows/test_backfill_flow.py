@@ -216,3 +216,52 @@ def test_a_backfill_killed_mid_run_resumes_without_redoing_or_duplicating(aiops_
     assert resumed["detectors"][0]["windows"] == killed_at.total - killed_at.done
     assert resumed["progress"]["done"] == resumed["progress"]["total"] == killed_at.total
     assert [a.ts for a in db.list_anomalies(detector="bf")] == [at(h.timestamp(SPIKE_INDEX))]
+
+
+# --------------------------------------------------------------------------- log jobs
+
+
+def write_log_job(tmp_path, monkeypatch):
+    """Three hours of a worker's logs; a new failure appears in the third hour only."""
+    t0 = datetime(2024, 3, 4, 12, 0, tzinfo=UTC)
+    lines = []
+    for i in range(36):  # one line every 5 minutes
+        ts = (t0 + timedelta(minutes=5 * i)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+        lines.append(f'ts={ts} level=info msg="task succeeded" task=send_email task_id={1000 + i} duration=0.{i % 9 + 1}s')
+        if i >= 24:
+            lines.append(f'ts={ts} level=error msg="connection refused to db-{i % 3}:5432" task=send_email')
+    path = tmp_path / "worker.log"
+    path.write_text("\n".join(lines) + "\n")
+    config = tmp_path / "aiops.yaml"
+    config.write_text(f"log_jobs:\n  - name: worker\n    path: {path}\n    every: 1h\n")
+    monkeypatch.setenv("AIOPS_CONFIG_FILE", str(config))
+    return t0
+
+
+async def test_a_log_backfill_writes_one_report_per_window_once(aiops_env, monkeypatch):
+    from flows.backfill import log_source
+
+    t0 = write_log_job(aiops_env, monkeypatch)
+    db = store()
+    first = await backfill(log_jobs=["worker"], start=t0, end=t0 + timedelta(hours=3), log_window="1h")
+    source = log_source(first["backfill_id"], "worker")
+    reports = sorted(db.list_log_reports(source=source), key=lambda r: r.window_start)
+    assert [(r.window_start, r.summary["total_logs"], r.summary["error_count"]) for r in reports] == [
+        (t0, 12, 0), (t0 + timedelta(hours=1), 12, 0), (t0 + timedelta(hours=2), 24, 12),
+    ]
+    assert first["logs"][0]["windows"] == 3 and first["progress"]["done"] == first["progress"]["total"] == 3
+    changes = db.events_after(0, types=None)
+    assert changes and {e.backfill_id for e in changes} == {first["backfill_id"]}
+    assert all(e.ts == t0 + timedelta(hours=3) for e in changes)  # found in the third window
+
+    again = await backfill(log_jobs=["worker"], start=t0, end=t0 + timedelta(hours=3), log_window="1h")
+    assert again["logs"][0]["windows"] == 0 and len(db.list_log_reports(source=source)) == 3
+    assert len(db.events_after(0)) == len(changes)
+
+
+async def test_a_log_backfill_names_an_unknown_job(aiops_env, monkeypatch):
+    from aiops.errors import ConfigError
+
+    t0 = write_log_job(aiops_env, monkeypatch)
+    with pytest.raises(ConfigError, match="no log job named 'nope'"):
+        await backfill(log_jobs=["nope"], start=t0, end=t0 + timedelta(hours=1))
