@@ -12,7 +12,8 @@ Each series: ``level * (1 + daily + weekly + trend) + noise``, with
 - a linear trend of a few percent per week,
 - AR(1) noise (autocorrelation 0..0.6) of standard deviation ``sigma`` (1-4% of the level),
 
-and one *kind* of anomaly, injected ``anomalies_per_series`` times after the warm-up (some
+labelled ``series`` (``s000``...), ``anomaly`` (its kind, or ``none``) and ``pattern``
+(``weekly`` when it has the weekend drop, else ``daily``), and one *kind* of anomaly, injected ``anomalies_per_series`` times after the warm-up (some
 series get none: they measure false positives). Kinds and their labelled window
 ``[start, end)`` (magnitudes in units of ``sigma``):
 
@@ -224,17 +225,21 @@ def generate(config: SyntheticConfig | None = None) -> SyntheticSet:
         kind = _CYCLE[i % len(_CYCLE)]
         level = float(10 ** rng.uniform(1, 3))
         sigma = level * float(rng.uniform(0.01, 0.04))
+        daily = float(rng.choice([0.02, rng.uniform(0.1, 0.5)], p=[0.25, 0.75]))
+        weekly = float(rng.choice([0.0, rng.uniform(0.1, 0.3)], p=[0.5, 0.5]))
+        trend = float(rng.uniform(-0.03, 0.03))
+        phi = float(rng.uniform(0.0, 0.6))
         out.append(
             SyntheticSeries(
                 index=i,
-                labels={"series": f"s{i:03d}", "anomaly": kind},
+                labels={"series": f"s{i:03d}", "anomaly": kind, "pattern": "weekly" if weekly else "daily"},
                 kind=kind,
                 level=level,
                 sigma=sigma,
-                daily=float(rng.choice([0.02, rng.uniform(0.1, 0.5)], p=[0.25, 0.75])),
-                weekly=float(rng.choice([0.0, rng.uniform(0.1, 0.3)], p=[0.5, 0.5])),
-                trend=float(rng.uniform(-0.03, 0.03)),
-                phi=float(rng.uniform(0.0, 0.6)),
+                daily=daily,
+                weekly=weekly,
+                trend=trend,
+                phi=phi,
                 anomalies=_anomalies(kind, rng, c),
                 config=c,
             )

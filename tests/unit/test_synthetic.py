@@ -39,6 +39,8 @@ def test_every_kind_is_present_and_some_series_are_clean():
     assert any(s.kind == "none" and not s.anomalies for s in data.series)
     for s in data.series:
         assert all(a.kind == s.kind for a in s.anomalies) and s.labels["anomaly"] == s.kind
+        assert s.labels["pattern"] == ("weekly" if s.weekly else "daily")
+    assert {s.labels["pattern"] for s in data.series} == {"daily", "weekly"}
 
 
 def test_windows_lie_after_the_warm_up_on_the_grid_and_do_not_overlap():
@@ -81,7 +83,7 @@ def test_openmetrics_and_labels_file_agree():
     written = write_openmetrics(families(data), out)
     assert written == data.samples
     text = out.getvalue()
-    assert text.endswith("# EOF\n") and 'aiops_synth{anomaly="spike",series="s000"}' in text
+    assert text.endswith("# EOF\n") and 'aiops_synth{anomaly="spike",pattern="daily",series="s000"}' in text
     doc = json.loads(json.dumps(labels_document(data)))
     labels = parse_labels_json(doc, "synthetic")
     assert len(labels.series) == SMALL.series
