@@ -129,6 +129,7 @@ def operations() -> list[Operation]:
         *series.OPERATIONS,
         *anomalies.OPERATIONS,
         *runs.OPERATIONS,
+        *page.OPERATIONS,
         Operation("GET", METRICS_PATH, _metrics, "Prometheus metrics of the service", "service",
                   responses={200: "text/plain"}, errors=(), public=True,
                   description="Requests, latencies, datasource cache hits/retries/failovers, "
@@ -259,10 +260,10 @@ def create_app(
 
     routes: list[Any] = [op.route() for op in ops]
     routes.append(WebSocketRoute("/api/events/ws", websocket_endpoint, name="events_ws"))
-    routes += page.routes()
+    routes += page.asset_routes()
     token = settings.api_token.get_secret_value() if settings.api_token else None
-    # the page and its assets load without the token, so the page can ask for it
-    public = [op.path for op in ops if op.public] + page.public_paths()
+    # the page's files load without the token, so the page can ask for it
+    public = [op.path for op in ops if op.public] + page.asset_paths()
     middleware = [
         Middleware(MetricsMiddleware, metrics=metrics),
         Middleware(BodyLimitMiddleware, limit=opts.max_body_bytes),

@@ -9,15 +9,16 @@ ask for the bearer token; everything it reads (``/api/...``, the WebSocket) stay
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
-from typing import Any
 
-from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Mount, Route
+from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
-__all__ = ["STATIC_DIR", "ASSETS_PREFIX", "routes", "public_paths", "CONTENT_SECURITY_POLICY"]
+from aiops.api.openapi import Call, Operation
+
+__all__ = ["STATIC_DIR", "ASSETS_PREFIX", "OPERATIONS", "asset_routes", "asset_paths", "CONTENT_SECURITY_POLICY"]
 
 STATIC_DIR = Path(__file__).parent / "static"
 ASSETS_PREFIX = "/ui"
@@ -42,18 +43,35 @@ def _asset_files() -> list[str]:
     )
 
 
-def routes() -> list[Any]:
-    index = (STATIC_DIR / "index.html").read_bytes()
-
-    async def page(request: Request) -> Response:
-        return Response(index, media_type="text/html; charset=utf-8", headers=_HEADERS)
-
-    return [
-        Route("/", page, methods=["GET", "HEAD"], name="page"),
-        Mount(ASSETS_PREFIX, app=StaticFiles(directory=STATIC_DIR), name="assets"),
-    ]
+@cache
+def _index() -> bytes:
+    return (STATIC_DIR / "index.html").read_bytes()
 
 
-def public_paths() -> list[str]:
-    """``/`` and every asset: the auth middleware matches exact paths."""
-    return ["/", *(f"{ASSETS_PREFIX}/{name}" for name in _asset_files())]
+async def page(call: Call) -> Response:
+    return Response(_index(), media_type="text/html; charset=utf-8", headers=_HEADERS)
+
+
+def asset_routes() -> list[Mount]:
+    return [Mount(ASSETS_PREFIX, app=StaticFiles(directory=STATIC_DIR), name="assets")]
+
+
+def asset_paths() -> list[str]:
+    """Every file under ``/ui/`` (public: the auth middleware matches exact paths)."""
+    return [f"{ASSETS_PREFIX}/{name}" for name in _asset_files()]
+
+
+OPERATIONS = [
+    Operation(
+        "GET",
+        "/",
+        page,
+        "The web page: detectors, their charts and the live event feed (HTML)",
+        "service",
+        responses={200: "text/html"},
+        errors=(),
+        public=True,
+        description="Loads its script, style and uPlot from /ui/ (public too) and nothing from "
+        "another host; asks for the token when one is configured.",
+    ),
+]

@@ -123,6 +123,25 @@
     return `${Math.round(s / 86400)} d ago`;
   }
 
+  const pad = (n) => String(n).padStart(2, "0");
+
+  function axisTimes(u, splits) {
+    // 24-hour clock; the date under the first tick and under midnight
+    return splits.map((ts, i) => {
+      const d = new Date(ts * 1000);
+      const hm = `${pad(d.getHours())}:${pad(d.getMinutes())}`;
+      const midnight = d.getHours() === 0 && d.getMinutes() === 0;
+      return i === 0 || midnight ? `${hm}\n${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}` : hm;
+    });
+  }
+
+  function legendTime(u, ts) {
+    if (ts === null || ts === undefined) return "–";
+    const d = new Date(ts * 1000);
+    return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ` +
+      `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+  }
+
   function cssVar(name) {
     return getComputedStyle(document.documentElement).getPropertyValue(name).trim();
   }
@@ -342,14 +361,14 @@
         cursor: { drag: { x: true, y: false } },
         scales: { x: { time: true, min: data.start, max: data.end } },
         series: [
-          {},
+          { value: legendTime },
           { label: "value", stroke: accent, width: 1.5, value: (u, v) => fmt(v) },
           { label: "low", stroke: "transparent", width: 0, points: { show: false }, value: (u, v) => fmt(v) },
           { label: "high", stroke: "transparent", width: 0, points: { show: false }, value: (u, v) => fmt(v) },
           { label: "expected", stroke: expected, width: 1, dash: [4, 4], points: { show: false }, value: (u, v) => fmt(v) },
         ],
         bands: [{ series: [3, 2], fill: band }],
-        axes: [axis, Object.assign({ size: 56, values: (u, splits) => splits.map(fmt) }, axis)],
+        axes: [Object.assign({ values: axisTimes }, axis), Object.assign({ size: 56, values: (u, splits) => splits.map(fmt) }, axis)],
         plugins: [markerPlugin(chart)],
       };
       chart.plot = new uPlot(opts, columns(series, data.step), wrap);
