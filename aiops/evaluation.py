@@ -18,14 +18,13 @@ time to detect, tolerance, merge gap, range) are in docs/evaluation.md.
 from __future__ import annotations
 
 import csv
-import io
 import json
 import logging
 import math
 from bisect import bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -289,8 +288,6 @@ def dump_labels_json(series: Iterable[tuple[Mapping[str, str], Iterable[tuple[fl
 
 
 def _rfc3339(ts: float) -> str:
-    from datetime import UTC
-
     return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
 
 
@@ -519,6 +516,4 @@ def _credited_window(windows: Sequence[LabelWindow], starts: list[float], t: flo
     if j < 0:
         return None
     w = windows[j]
-    if t < w.end or t < w.end + tolerance:
-        return j
-    return None
+    return j if t < w.end + tolerance else None
