@@ -71,13 +71,12 @@ class WorkloadCollector(Collector):
 class LogWriter:
     """Appends the workload's log lines to ``path``, keeping the last ``keep`` seconds."""
 
-    def __init__(self, workload: Workload, path: Path, keep: float = 180.0) -> None:
+    def __init__(self, workload: Workload, path: Path, keep: float = 180.0, now: float | None = None) -> None:
         self.workload = workload
         self.path = path
         self.keep = keep
         self.lines: deque[tuple[float, str]] = deque()
-        self.last = time.time()
-        self.trimmed_at = self.last
+        self.last = self.trimmed_at = time.time() if now is None else now
         path.parent.mkdir(parents=True, exist_ok=True)
 
     def tick(self, now: float | None = None) -> int:

@@ -2,9 +2,9 @@
 
 ``checkout`` logs Java-style text, ``search`` JSON lines (Go style), ``payments`` and the
 queue workers logfmt; every line carries its timestamp, so ``aiops analyze-logs`` and the
-demo log job read them as any other file. Lines are sampled from the workload: about one
-line per :data:`SAMPLE` requests, the error share follows the workload's error ratio, and
-each incident kind brings its own lines (connection refused and timeouts for an error
+demo log job read them as any other file. Lines follow the workload: about one access line
+per :data:`SAMPLE` requests, every error (as the workload's error ratio says), and each
+incident kind brings its own lines (connection refused and timeouts for an error
 burst, slow responses for a latency spike, health-check failures for a traffic drop,
 backlog warnings and task timeouts for a queue backlog).
 """
@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import uuid
 from datetime import UTC, datetime
 
 from aiops.demo.workload import QUEUES, SERVICES, Incident, Workload
@@ -54,7 +55,7 @@ def _checkout(rng: random.Random, t: float, error: bool, inc: Incident | None) -
 
 
 def _search(rng: random.Random, t: float, error: bool, inc: Incident | None) -> str:
-    rid = f"{rng.getrandbits(64):016x}"
+    rid = str(uuid.UUID(int=rng.getrandbits(128), version=4))
     if error:
         body = {"level": "error", "ts": _iso(t), "caller": "client/upstream.go:64", "msg": "upstream call timed out",
                 "upstream": "index", "status": 504, "duration_ms": 5000, "error": "context deadline exceeded"}
@@ -64,7 +65,7 @@ def _search(rng: random.Random, t: float, error: bool, inc: Incident | None) -> 
     else:
         ms = rng.lognormvariate(math.log(25), 0.5)
         body = {"level": "info", "ts": _iso(t), "caller": "server/http.go:88", "msg": "request completed",
-                "method": "GET", "path": f"/api/v1/search?q=item{rng.randint(1, 500)}", "status": 200,
+                "method": "GET", "path": "/api/v1/search", "results": rng.randint(0, 200), "status": 200,
                 "duration": f"{ms:.1f}ms", "request_id": rid}
     return json.dumps(body, separators=(",", ":"))
 
@@ -113,12 +114,15 @@ def lines_between(workload: Workload, start: float, end: float, *, sample: int =
             depths = workload.queue_depth(lo)
             for name in SERVICES:
                 c = cell[name]
-                expected = float(c["rate"][0]) * (hi - lo) / sample
-                for _ in range(_poisson(rng, expected)):
-                    t = rng.uniform(lo, hi)
-                    error = rng.random() < float(c["error_ratio"][0])
-                    own = inc if inc is not None and inc.target == name else None
-                    out.append((t, _WRITERS[name](rng, t, error, own)))
+                requests, ratio = float(c["rate"][0]) * (hi - lo), float(c["error_ratio"][0])
+                own = inc if inc is not None and inc.target == name else None
+                # Access lines are sampled; errors are all logged (a steady background, so a
+                # window without them is not news, and a burst is a rate jump).
+                for error, n in ((False, _poisson(rng, requests * (1 - ratio) / sample)),
+                                 (True, _poisson(rng, requests * ratio))):
+                    for _ in range(n):
+                        t = rng.uniform(lo, hi)
+                        out.append((t, _WRITERS[name](rng, t, error, own)))
             for queue in QUEUES:
                 if rng.random() < 0.5 * (hi - lo):
                     t = rng.uniform(lo, hi)

@@ -296,9 +296,9 @@ class Workload:
 
     def _advance(self, cell: int) -> None:
         """Extend the running totals so they cover every cell before ``cell``."""
-        if cell <= self._cum_cell and self._cum:
-            return
-        start = self._cum_cell if self._cum else 0
+        if cell < self._cum_cell:  # going back in time: start over from the origin
+            self._cum, self._cum_cell = {}, 0
+        start = self._cum_cell
         chunk = 50_000
         while start < cell:
             stop = min(cell, start + chunk)
