@@ -348,6 +348,35 @@ class RunRequest(ApiModel):
     idempotency_key: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
 
 
+class BackfillParameters(ApiModel):
+    """The parameters of a ``backfill`` run, checked before the run is triggered."""
+
+    detector_ids: list[DetectorId] = Field(default_factory=list, max_length=500)
+    log_jobs: list[Annotated[str, StringConstraints(min_length=1, max_length=100)]] = Field(default_factory=list, max_length=100)
+    start: Time
+    end: Time
+    window: Annotated[str, StringConstraints(min_length=1, max_length=32)] = "1d"
+    train: Annotated[str, StringConstraints(min_length=1, max_length=32)] | None = None
+    log_window: Annotated[str, StringConstraints(min_length=1, max_length=32)] = "1h"
+    backfill_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")] | None = None
+    max_windows: int | None = Field(None, ge=1)
+    emit_events: bool = False
+
+
+class BackfillPath(ApiModel):
+    id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")]
+
+
+class BackfillStatus(BaseModel):
+    backfill_id: str
+    total: int
+    done: int
+    failed: int
+    pending: int
+    running: int
+    anomalies: int = Field(description="anomalies stored with this backfill id")
+
+
 # --------------------------------------------------------------------------- query strings and paths
 
 

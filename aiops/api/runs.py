@@ -18,7 +18,10 @@ from uuid import UUID
 import httpx
 
 from aiops.api.errors import RunnerUnavailable
-from aiops.api.models import RunPath, RunRequest, RunResponse
+from pydantic import ValidationError
+
+from aiops.api.errors import validation_error
+from aiops.api.models import BackfillParameters, BackfillPath, BackfillStatus, RunPath, RunRequest, RunResponse
 from aiops.api.openapi import Call, Operation
 from aiops.errors import AiopsError, Conflict, InvalidInput, NotFound
 
@@ -192,10 +195,62 @@ async def _trigger(state: Any, deployment: str, parameters: Mapping[str, Any], k
     return await state.runs.trigger(deployment, parameters, idempotency_key=key)
 
 
+async def backfill_parameters(state: Any, raw: Mapping[str, Any]) -> dict[str, Any]:
+    """Check a backfill's parameters as the flow will (times, windows, detectors with a
+    datasource, configured log jobs), so bad ones are a 4xx now rather than a failed run
+    later; returns them with the backfill id filled in."""
+    from datetime import UTC, datetime
+
+    from aiops.backfill import BackfillRequest, backfill_id_for
+    from aiops.timeutil import parse_duration
+
+    try:
+        p = BackfillParameters.model_validate(raw)
+    except ValidationError as exc:
+        raise validation_error(exc, "parameters") from None
+    request = BackfillRequest.check(
+        detector_ids=p.detector_ids,
+        log_jobs=p.log_jobs,
+        start=datetime.fromtimestamp(p.start, UTC),
+        end=datetime.fromtimestamp(p.end, UTC),
+        window_seconds=parse_duration(p.window, field="parameters.window"),
+        train_seconds=None if p.train is None else parse_duration(p.train, field="parameters.train"),
+        log_window_seconds=parse_duration(p.log_window, field="parameters.log_window"),
+    )
+    for det_id in request.detector_ids:
+        det = await state.db(state.store.get_detector, det_id)
+        if not det.datasources:
+            raise InvalidInput(f"detector {det_id!r} has no datasource to backfill from", field="parameters.detector_ids")
+    jobs = {j.name for j in state.settings.log_jobs}
+    for name in request.log_jobs:
+        if name not in jobs:
+            raise InvalidInput(f"no log job named {name!r} (configured: {', '.join(sorted(jobs)) or 'none'})", field="parameters.log_jobs")
+    bf_id = p.backfill_id or backfill_id_for(
+        list(request.detector_ids), request.start, request.end, p.window,
+        train=p.train, log_jobs=list(request.log_jobs), log_window=p.log_window,
+    )
+    return {
+        **p.model_dump(exclude_none=True),
+        "start": request.start.isoformat(),
+        "end": request.end.isoformat(),
+        "backfill_id": bf_id,
+    }
+
+
 async def create_run(call: Call) -> Any:
     body: RunRequest = call.body
-    info = await _trigger(call.state, deployment_name(body.flow), body.parameters, body.idempotency_key)
+    parameters = body.parameters
+    if body.flow == "backfill":
+        parameters = await backfill_parameters(call.state, parameters)
+    info = await _trigger(call.state, deployment_name(body.flow), parameters, body.idempotency_key)
     return 201, RunResponse(**info.to_dict())
+
+
+async def backfill_status(call: Call) -> Any:
+    path: BackfillPath = call.path
+    progress = await call.state.db(call.state.store.backfill_progress, path.id)
+    found = await call.state.db(call.state.store.backfill_anomaly_count, path.id)
+    return BackfillStatus(backfill_id=path.id, anomalies=found, **progress.model_dump())
 
 
 async def get_run(call: Call) -> Any:
@@ -216,7 +271,20 @@ OPERATIONS = [
         errors=(400, 404, 409, 422, 503),
         description="Runs the deployment `<flow>/default` on the Prefect server and returns at once "
         "with the run id, its state and the Prefect UI link. A missing deployment is a 404; an "
-        "unreachable Prefect server a 503.",
+        "unreachable Prefect server a 503. `backfill` parameters (`detector_ids`, `log_jobs`, "
+        "`start`, `end`, `window`, `train`, `log_window`, `backfill_id`, `max_windows`, "
+        "`emit_events`) are checked first (a 400 or 404 names the problem) and the answer's "
+        "`parameters.backfill_id` names the backfill for `GET /api/backfills/{id}`.",
+    ),
+    Operation(
+        "GET",
+        "/api/backfills/{id}",
+        backfill_status,
+        "A backfill's progress: detector windows done, pending, failed",
+        "runs",
+        path_params=BackfillPath,
+        responses={200: BackfillStatus},
+        errors=(404, 422),
     ),
     Operation(
         "GET",

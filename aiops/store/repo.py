@@ -1288,6 +1288,14 @@ class Store:
             window.status, window.error, window.updated_at = "done", None, now
         return inserted
 
+    def backfill_anomaly_count(self, backfill_id: str) -> int:
+        """How many anomalies a backfill stored."""
+        stmt = select(func.count()).select_from(EventRow).where(
+            EventRow.backfill_id == backfill_id, EventRow.type == EVENT_ANOMALY
+        )
+        with self._tx() as s:
+            return int(s.scalar(stmt) or 0)
+
     def log_report_windows(self, source: str) -> set[tuple[datetime, datetime]]:
         """The ``(window_start, window_end)`` of every report stored for ``source``."""
         stmt = select(LogReportRow.window_start, LogReportRow.window_end).where(LogReportRow.source == source)

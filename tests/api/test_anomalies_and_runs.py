@@ -64,11 +64,11 @@ async def test_bad_anomaly_queries_are_4xx(api, params, words):
 
 
 async def test_post_runs_triggers_the_named_deployment_and_returns_the_run(api):
-    r = await api.client.post("/api/runs", json={"flow": "backfill", "parameters": {"detector_ids": ["d1"], "days": 30}, "idempotency_key": "k1"})
+    r = await api.client.post("/api/runs", json={"flow": "detect-metrics", "parameters": {"detector_ids": ["d1"]}, "idempotency_key": "k1"})
     assert r.status_code == 201, r.text
     run = r.json()
-    assert run["state"] == "SCHEDULED" and run["deployment"] == "backfill/default" and run["url"].endswith(run["id"])
-    assert api.runs.calls == [("backfill/default", {"detector_ids": ["d1"], "days": 30}, "k1")]
+    assert run["state"] == "SCHEDULED" and run["deployment"] == "detect-metrics/default" and run["url"].endswith(run["id"])
+    assert api.runs.calls == [("detect-metrics/default", {"detector_ids": ["d1"]}, "k1")]
     got = (await api.client.get(f"/api/runs/{run['id']}")).json()
     assert got["id"] == run["id"] and got["state"] == "SCHEDULED"
 
