@@ -33,6 +33,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_progress_artifact, aupdate_progress_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
+from prefect.utilities.annotations import quote
 
 from aiops.backfill import BackfillRequest, backfill_id_for, plan_windows, step_span
 from aiops.config import LogJob
@@ -41,11 +42,10 @@ from aiops.pipeline import DetectionRun, Window, next_piece
 from aiops.store import Detector
 from aiops.timeutil import parse_duration
 from tasks._runtime import settings, store
-from tasks.backfill import commit_backfill_log_window, commit_backfill_window, score_backfill_piece
+from tasks.backfill import commit_backfill_log_window, score_backfill_piece
 from tasks.collect import collect_metrics
 from tasks.logs import analyze_window, load_file_lines, load_loki_lines
 from tasks.publish import emit_anomalies
-from tasks.transform import transform_metrics
 
 __all__ = ["backfill", "plan_windows", "backfill_id_for", "log_source", "BACKFILL_CAPACITY"]
 
@@ -208,7 +208,10 @@ async def _backfill_detector(
     config: Any,
 ) -> dict[str, Any]:
     """This detector's pending windows, oldest first; stops at the first failure (later
-    windows must not run before it: the models evolve in time order)."""
+    windows must not run before it: the models evolve in time order).
+
+    A pipeline one piece deep: while a piece is scored and committed, the next one is
+    already being fetched, so Prometheus and the scoring overlap."""
     log = get_run_logger()
     db = store(config)
     ds = det.datasources[0]
@@ -217,52 +220,53 @@ async def _backfill_detector(
                            "max_piece_samples": 0, "first_window": None, "last_window": None, "error": None}
     stored = await to_thread.run_sync(db.load_backfill_states, bf_id, det.id)
     states: dict[str, Any] = {key: item["state"] for key, item in stored.items()}
-    known_series = len(states)
+    known = {"series": len(states)}
     collect = collect_metrics.with_options(retries=config.retry_attempts - 1, cache_policy=NO_CACHE)
-    while budget["left"] > 0:
-        pending = await to_thread.run_sync(lambda: db.next_pending_windows(bf_id, detector_id=det.id, limit=500))
-        if not pending:
-            break
-        for w in pending:
-            if budget["left"] <= 0:
-                break
-            budget["left"] -= 1
+    plan = _PiecePlan(db, bf_id, det.id, step, capacity, budget)
+
+    def fetch(piece: _Piece | None) -> asyncio.Task | None:
+        if piece is None or piece.span is None:
+            return None
+        return asyncio.create_task(collect(ds.name, ds.query, piece.span.start, piece.span.end, step, capacity))
+
+    piece = await plan.next(known["series"])
+    pending_fetch = fetch(piece)
+    earlier: DetectionRun | None = None
+    while piece is not None:
+        w = piece.window
+        next_fetch: asyncio.Task | None = None
+        try:
+            if piece.first:
+                await to_thread.run_sync(db.mark_window, bf_id, det.id, w.window_start, "running")
+            collected = await pending_fetch if pending_fetch is not None else None
+            if collected is not None:
+                if collected["dropped"]:
+                    raise AiopsError(f"{collected['dropped']} samples did not fit the buffer of {capacity}")
+                known["series"] = max(known["series"], collected["series"])
+                row["samples"] += collected["samples"]
+                row["max_piece_samples"] = max(row["max_piece_samples"], collected["samples"])
+            following = await plan.next(known["series"])
+            next_fetch = fetch(following)
             mode = "training" if request.train_until and w.window_end <= request.train_until else "running"
-            await to_thread.run_sync(db.mark_window, bf_id, det.id, w.window_start, "running")
-            try:
-                merged = DetectionRun(detector_id=det.id, mode=mode)
-                span = step_span(w.window_start, w.window_end, step)
-                if span is not None:
-                    whole = Window(span[0], span[1], step)
-                    cursor = whole.start
-                    while cursor <= whole.end:
-                        piece = next_piece(whole, cursor, known_series, capacity)
-                        cursor = piece.end + timedelta(seconds=step)
-                        collected = await collect(ds.name, ds.query, piece.start, piece.end, step, capacity)
-                        if collected["dropped"]:
-                            raise AiopsError(f"{collected['dropped']} samples did not fit the buffer of {capacity}")
-                        frame: pd.DataFrame = transform_metrics(collected["frame"], step)
-                        run = await score_backfill_piece(det, bf_id, frame, states, mode, run_id)
-                        known_series = max(known_series, collected["series"])
-                        row["samples"] += collected["samples"]
-                        row["max_piece_samples"] = max(row["max_piece_samples"], collected["samples"])
-                        for key, (labels, state) in run.states.items():
-                            states[key] = state
-                            merged.states[key] = (labels, state)
-                        merged.events.extend(run.events)
-                        merged.series = max(merged.series, run.series)
-                        merged.points += run.points
-                        merged.scored += run.scored
-                inserted = await commit_backfill_window(bf_id, det, w.window_start, merged)
-            except Exception as exc:  # the window stays retryable; later ones wait for it
-                message = exc.message if isinstance(exc, AiopsError) else f"{type(exc).__name__}: {exc}"
-                await to_thread.run_sync(lambda: db.mark_window(bf_id, det.id, w.window_start, "failed", message))
-                log.error(
-                    "backfill %s: detector %s (datasource %s, query %r) failed at window %s: %s",
-                    bf_id, det.id, ds.name, ds.query, w.window_start, message,
-                )
-                await progress.advance(0, force=True)
-                return {**row, "error": message}
+            frame = collected["frame"] if collected is not None else None
+            earlier, inserted = await score_backfill_piece(
+                det, bf_id, w.window_start, quote(frame), step, quote(states), mode, run_id, quote(earlier), piece.last
+            )
+            for key, (_, state) in earlier.states.items():
+                states[key] = state
+        except Exception as exc:  # the window stays retryable; later ones wait for it
+            if next_fetch is not None:
+                next_fetch.cancel()
+            message = exc.message if isinstance(exc, AiopsError) else f"{type(exc).__name__}: {exc}"
+            await to_thread.run_sync(lambda: db.mark_window(bf_id, det.id, w.window_start, "failed", message))
+            log.error(
+                "backfill %s: detector %s (datasource %s, query %r) failed at window %s: %s",
+                bf_id, det.id, ds.name, ds.query, w.window_start, message,
+            )
+            await progress.advance(0, force=True)
+            return {**row, "error": message}
+        if piece.last:
+            earlier = None
             if emit_events and inserted:
                 emit_anomalies(det, inserted)
             row["windows"] += 1
@@ -270,8 +274,63 @@ async def _backfill_detector(
             row["first_window"] = row["first_window"] or w.window_start.isoformat()
             row["last_window"] = w.window_start.isoformat()
             await progress.advance()
+        piece, pending_fetch = following, next_fetch
     log.info("backfill %s: detector %s: %s", bf_id, det.id, {k: v for k, v in row.items() if k != "error"})
     return row
+
+
+class _Piece:
+    __slots__ = ("window", "span", "first", "last")
+
+    def __init__(self, window: Any, span: Window | None, first: bool, last: bool) -> None:
+        self.window, self.span, self.first, self.last = window, span, first, last
+
+
+class _PiecePlan:
+    """The pieces of a detector's pending windows, in time order: each window cut into
+    pieces that fit ``capacity`` samples for the series seen so far (a short probe first
+    when none is known yet). Takes windows from the store a page at a time, within budget."""
+
+    def __init__(self, db: Any, bf_id: str, detector_id: str, step: float, capacity: int, budget: dict[str, float]) -> None:
+        self.db, self.bf_id, self.detector_id = db, bf_id, detector_id
+        self.step, self.capacity, self.budget = step, capacity, budget
+        self._windows: list[Any] = []
+        self._after: datetime | None = None
+        self._current: tuple[Any, Window | None, datetime] | None = None
+
+    async def _next_window(self) -> Any | None:
+        if self.budget["left"] <= 0:
+            return None
+        if not self._windows:
+            page = await to_thread.run_sync(
+                lambda: self.db.next_pending_windows(self.bf_id, detector_id=self.detector_id, limit=500)
+            )
+            self._windows = [w for w in page if self._after is None or w.window_start > self._after]
+            if not self._windows:
+                return None
+        w = self._windows.pop(0)
+        self._after = w.window_start
+        self.budget["left"] -= 1
+        return w
+
+    async def next(self, known_series: int) -> _Piece | None:
+        first = False
+        if self._current is None or (self._current[1] is not None and self._current[2] > self._current[1].end):
+            w = await self._next_window()
+            if w is None:
+                return None
+            span = step_span(w.window_start, w.window_end, self.step)
+            whole = Window(span[0], span[1], self.step) if span else None
+            self._current = (w, whole, whole.start if whole else w.window_start)
+            first = True
+        w, whole, cursor = self._current
+        if whole is None:
+            self._current = None
+            return _Piece(w, None, True, True)
+        piece = next_piece(whole, cursor, known_series, self.capacity)
+        after = piece.end + timedelta(seconds=self.step)
+        self._current = (w, whole, after)
+        return _Piece(w, piece, first, after > whole.end)
 
 
 async def _backfill_logs(

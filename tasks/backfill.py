@@ -1,5 +1,5 @@
-"""Backfill tasks: score a piece of history with the backfill's own models, commit a window,
-and analyse one historical log window.
+"""Backfill tasks: score a piece of history with the backfill's own models (committing the
+window with its last piece), and commit one historical log window.
 
 None of them caches results: a backfill reads each window once, and hashing frames for
 cache keys (and writing them to result storage) would cost more than the work itself.
@@ -18,36 +18,51 @@ from prefect.cache_policies import NO_CACHE
 
 from aiops.pipeline import DetectionRun
 from aiops.store import Detector
+from aiops.transform import standardize
 from tasks._runtime import store
 from tasks.detect import run_detector
 from tasks.logs import change_events
 
-__all__ = ["score_backfill_piece", "commit_backfill_window", "commit_backfill_log_window"]
+__all__ = ["score_backfill_piece", "commit_backfill_log_window"]
 
 
-@task(name="score-backfill", cache_policy=NO_CACHE, task_run_name="score {detector.id} ({mode})")
+@task(name="score-backfill", cache_policy=NO_CACHE, task_run_name="score {detector.id} {window_start:%Y-%m-%d %H:%M} ({mode})")
 async def score_backfill_piece(
     detector: Detector,
     backfill_id: str,
-    frame: pd.DataFrame,
+    window_start: datetime,
+    frame: pd.DataFrame | None,
+    step: float,
     states: Mapping[str, Any],
     mode: str,
     flow_run_id: str | None,
-) -> DetectionRun:
-    """Score (or, in the training prefix, fit) a piece as live operation would have,
-    continuing the backfill's own models (never the live ones: those learned later data)."""
-    return await run_detector(detector, frame, states, mode=mode, flow_run_id=flow_run_id, backfill=backfill_id)
-
-
-@task(name="commit-backfill-window", cache_policy=NO_CACHE, task_run_name="commit {detector.id} {window_start:%Y-%m-%d %H:%M}")
-async def commit_backfill_window(backfill_id: str, detector: Detector, window_start: datetime, run: DetectionRun) -> list[Any]:
-    """Events (idempotent, marked with the backfill id), the backfill's model states and the
-    window's ``done`` in one transaction. Returns the events actually inserted."""
-    return await to_thread.run_sync(
-        lambda: store().complete_backfill_window(
-            backfill_id, detector.id, window_start, events=run.events, states=run.states
+    earlier: DetectionRun | None,
+    commit: bool,
+) -> tuple[DetectionRun, list[Any]]:
+    """Standardise and score (in the training prefix: fit) a piece of a window as live
+    operation would have, continuing the backfill's own models (never the live ones: those
+    learned later data). ``earlier`` is what the window's previous pieces found. On the
+    window's last piece (``commit``), its events (idempotent, marked with the backfill id),
+    the models and the window's ``done`` are stored in one transaction; returns the run so
+    far and the events actually inserted."""
+    run = DetectionRun(detector_id=detector.id, mode=mode)
+    if frame is not None and len(frame):
+        clean = await to_thread.run_sync(lambda: standardize(frame, step=step))
+        run = await run_detector(detector, clean, states, mode=mode, flow_run_id=flow_run_id, backfill=backfill_id)
+    if earlier is not None:
+        run.events = [*earlier.events, *run.events]
+        run.states = {**earlier.states, **run.states}
+        run.series = max(run.series, earlier.series)
+        run.points += earlier.points
+        run.scored += earlier.scored
+    inserted: list[Any] = []
+    if commit:
+        inserted = await to_thread.run_sync(
+            lambda: store().complete_backfill_window(
+                backfill_id, detector.id, window_start, events=run.events, states=run.states
+            )
         )
-    )
+    return run, inserted
 
 
 @task(name="commit-backfill-log-window", cache_policy=NO_CACHE, task_run_name="commit {source} {window[0]:%Y-%m-%d %H:%M}")
