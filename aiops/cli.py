@@ -471,7 +471,10 @@ def _evaluate(args: argparse.Namespace) -> int:
         until = None if end is None else to_datetime(end)
         detections, after = [], None
         while True:
-            page = db.list_anomalies(detector=det.id, since=since, until=until, after_id=after, limit=10_000)
+            page = db.list_anomalies(
+                detector=det.id, since=since, until=until, after_id=after, limit=10_000,
+                source=args.source, backfill_id=args.backfill,
+            )
             detections.extend((e.labels, e.ts) for e in page)
             if len(page) < 10_000:
                 break
@@ -572,6 +575,9 @@ def _build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--end", help="... up to here (exclusive)")
     ev.add_argument("--tolerance", default="0", help="a detection this long after a window's end still finds it (e.g. 5m)")
     ev.add_argument("--gap", help="detections at most this far apart are one event (default 5 steps)")
+    ev.add_argument("--source", choices=("all", "live", "backfill"), default="all",
+                    help="score live anomalies, backfilled ones, or all (default)")
+    ev.add_argument("--backfill", metavar="ID", help="score only the anomalies of this backfill")
     ev.add_argument("--json", action="store_true", help="print JSON for scripts")
     ev.set_defaults(handler=_evaluate)
 

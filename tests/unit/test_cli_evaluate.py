@@ -75,6 +75,20 @@ def test_the_range_restricts_detections_and_windows(db, labels, capsys):
     assert (o["windows"], o["detected_windows"], o["events"], o["false_events"]) == (1, 0, 2, 2)
 
 
+def test_live_and_backfilled_anomalies_can_be_scored_apart(db, labels, capsys):
+    # a backfill found the window-2 anomaly again (a different timestamp: 1100 s)
+    db.insert_events([{"detector_id": "lat", "labels": {"job": "api"}, "ts": at(1100), "score": 4.0, "backfill_id": "bf-1"}])
+    args = ["evaluate", "--detector", "lat", "--labels", labels, "--json"]
+    assert main([*args, "--backfill", "bf-1"]) == 0
+    o = json.loads(capsys.readouterr().out)["overall"]
+    assert (o["detected_windows"], o["events"], o["false_events"]) == (1, 1, 0)
+    assert main([*args, "--source", "live"]) == 0
+    o = json.loads(capsys.readouterr().out)["overall"]
+    assert (o["detected_windows"], o["events"], o["false_events"]) == (1, 4, 3)  # as before the backfill
+    assert main([*args, "--source", "all"]) == 0
+    assert json.loads(capsys.readouterr().out)["overall"]["detected_windows"] == 2
+
+
 def test_people_get_a_table(db, labels, capsys):
     assert main(["evaluate", "--detector", "lat", "--labels", labels, "--tolerance", "5m"]) == 0
     out = capsys.readouterr().out
