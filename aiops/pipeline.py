@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from aiops import detectors
@@ -143,9 +144,9 @@ def run_detection(
         run.series += 1
         run.points += len(series)
         if model.last_timestamp is not None:
-            fresh = series[series.index > model.last_timestamp]
-            run.skipped_points += len(series) - len(fresh)
-            series = fresh
+            cut = int(series.index.searchsorted(model.last_timestamp, side="right"))  # the index is sorted
+            run.skipped_points += cut
+            series = series.iloc[cut:]
         if series.empty:
             continue
         ts_last = series.index[-1].to_pydatetime()
@@ -155,26 +156,29 @@ def run_detection(
         else:
             scores = model.score(series)
             run.scored += len(scores)
-            last = scores.iloc[-1]
+            score = scores["score"].to_numpy()
+            values = series.to_numpy()
             run.latest.append(
-                {"series_key": key, "labels": labels, "ts": ts_last, "value": float(series.iloc[-1]),
-                 "score": float(last["score"])}
+                {"series_key": key, "labels": labels, "ts": ts_last, "value": float(values[-1]),
+                 "score": float(score[-1])}
             )
-            hits = scores[scores["score"] > threshold]
             provenance_trained = series_trained_at or trained_at
-            for ts, row in hits.iterrows():
+            hits = np.flatnonzero(score > threshold)
+            if len(hits):
+                expected, lower, upper = (scores[c].to_numpy() for c in ("expected", "lower", "upper"))
+            for i in hits:
                 run.events.append(
                     {
                         "type": "anomaly",
                         "detector_id": detector_id,
                         "series_key": key,
                         "labels": labels,
-                        "ts": ts.to_pydatetime(),
-                        "value": float(series.loc[ts]),
-                        "score": _finite(row["score"]),
-                        "expected": _finite(row["expected"]),
-                        "lower": _finite(row["lower"]),
-                        "upper": _finite(row["upper"]),
+                        "ts": series.index[i].to_pydatetime(),
+                        "value": float(values[i]),
+                        "score": _finite(score[i]),
+                        "expected": _finite(expected[i]),
+                        "lower": _finite(lower[i]),
+                        "upper": _finite(upper[i]),
                         "payload": {"threshold": threshold, **(payload or {})},
                         "model_kind": kind,
                         "params_hash": params_hash,

@@ -59,6 +59,11 @@ def _check(frame: pd.DataFrame) -> None:
         raise InvalidInput(f"sample frame lacks column(s) {sorted(missing)}", field="frame")
 
 
+def _group_order(item: tuple[Any, Any]) -> tuple[str, ...]:
+    key = item[0] if isinstance(item[0], tuple) else (item[0],)
+    return tuple("" if _isna(v) else str(v) for v in key)
+
+
 def _group_keys(frame: pd.DataFrame) -> list[str]:
     return label_columns(frame)
 
@@ -77,6 +82,14 @@ def standardize(
     (default 2 x step when a step is given)."""
     _check(frame)
     labels = _group_keys(frame)
+    if isinstance(frame["timestamp"].dtype, pd.DatetimeTZDtype) and not counter:
+        return _standardize_fast(frame, labels, step=step, drop_nan=drop_nan, gap=gap)
+    return _standardize_pandas(frame, labels, step=step, drop_nan=drop_nan, counter=counter, gap=gap)
+
+
+def _standardize_pandas(
+    frame: pd.DataFrame, labels: list[str], *, step: Any, drop_nan: bool, counter: bool, gap: Any
+) -> pd.DataFrame:
     out = frame.copy()
     if step is not None:
         step_ns = int(parse_duration(step, field="step") * 1e9)
@@ -95,6 +108,39 @@ def standardize(
     if gap_seconds is not None:
         delta = _per_series_diff(out["timestamp"], out, labels)
         out = out.assign(gap_before=(delta.dt.total_seconds() > gap_seconds).to_numpy())
+    return out.reset_index(drop=True)
+
+
+def _standardize_fast(frame: pd.DataFrame, labels: list[str], *, step: Any, drop_nan: bool, gap: Any) -> pd.DataFrame:
+    """:func:`standardize` for UTC timestamps, on arrays: the label sets are factorised
+    once and one stable sort orders everything (the pandas path factorises them for the
+    sort, the de-duplication and the gaps again; this is what a backfill does per window)."""
+    ns = frame["timestamp"].dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[ns]").view(np.int64)
+    if step is not None:
+        step_ns = int(parse_duration(step, field="step") * 1e9)
+        ns = (ns // step_ns) * step_ns
+    rows = np.arange(len(frame))
+    if drop_nan:
+        rows = rows[np.isfinite(frame["value"].to_numpy(dtype=np.float64, na_value=np.nan))]
+    if labels:
+        codes = frame.groupby(labels, observed=True, dropna=False, sort=True).ngroup().to_numpy()
+    else:
+        codes = np.zeros(len(frame), dtype=np.int64)
+    rows = rows[np.lexsort((ns[rows], codes[rows]))]  # stable: equal samples keep their order
+    c, t = codes[rows], ns[rows]
+    last = np.ones(len(rows), dtype=bool)  # of equal (series, time) samples the last wins
+    last[:-1] = (c[1:] != c[:-1]) | (t[1:] != t[:-1])
+    rows, c, t = rows[last], c[last], t[last]
+    out = frame.take(rows)
+    if step is not None:
+        out["timestamp"] = pd.DatetimeIndex(t.view("datetime64[ns]"), tz="UTC")
+    gap_seconds = parse_duration(gap, field="gap") if gap is not None else (
+        2 * parse_duration(step, field="step") if step is not None else None
+    )
+    if gap_seconds is not None:
+        gaps = np.zeros(len(rows), dtype=bool)
+        gaps[1:] = (c[1:] == c[:-1]) & ((t[1:] - t[:-1]) > gap_seconds * 1e9)
+        out["gap_before"] = gaps
     return out.reset_index(drop=True)
 
 
@@ -179,17 +225,19 @@ def split_series(frame: pd.DataFrame) -> Iterator[tuple[str, dict[str, str], pd.
     labels = label_columns(frame)
     if frame.empty:
         return
+    # Row positions per label set, then plain array takes: building a sub-frame per series
+    # costs more than the detector that scores it.
+    stamps = pd.DatetimeIndex(frame["timestamp"])
+    numbers = frame["value"].to_numpy(dtype=np.float64)
     if not labels:
-        groups: Any = [((), frame)]
+        groups: Any = [((), np.arange(len(frame)))]
     else:
-        groups = frame.groupby(labels, observed=True, dropna=False, sort=True)
-    for values, part in groups:
+        groups = sorted(frame.groupby(labels, observed=True, dropna=False, sort=False).indices.items(), key=_group_order)
+    for values, rows in groups:
         values = values if isinstance(values, tuple) else (values,)
         label_set = _labels_of(dict(zip(labels, values, strict=True)))
-        s = pd.Series(
-            part["value"].to_numpy(dtype=np.float64),
-            index=pd.DatetimeIndex(part["timestamp"]),
-            name="value",
-        )
-        s = s[~s.index.duplicated(keep="last")].sort_index()
+        index = stamps[rows]
+        s = pd.Series(numbers[rows], index=index, name="value", copy=False)
+        if not index.is_monotonic_increasing or not index.is_unique:
+            s = s[~s.index.duplicated(keep="last")].sort_index()
         yield series_key(label_set), label_set, s

@@ -124,12 +124,7 @@ def main() -> None:
                     "datasource": {"query": "bench_backfill", "step": STEP, "lookback": 3600},
                 })
                 t = time.perf_counter()
-                if os.environ.get("BENCH_PROFILE"):
-                    from pyinstrument import Profiler
-                    prof = Profiler(async_mode="disabled"); prof.start()
                 result = asyncio.run(backfill(["bench"], range_start, range_end, window=args.window))
-                if os.environ.get("BENCH_PROFILE"):
-                    prof.stop(); open("/tmp/prof.txt", "w").write(prof.output_text(unicode=False, show_all=False))
                 flow_s = time.perf_counter() - t
             base2_s, _ = asyncio.run(baseline(prom.url, windows))  # again, after: the machine may drift
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -84,3 +84,25 @@ def test_series_key_escapes_values_and_ignores_order():
 def test_frames_without_the_sample_columns_are_refused():
     with pytest.raises(InvalidInput):
         transform.standardize(pd.DataFrame({"v": [1]}))
+
+
+def test_the_array_path_of_standardize_equals_the_pandas_path():
+    """Random frames with duplicates, NaN values, missing labels and unaligned times."""
+    from aiops.transform import _standardize_fast, _standardize_pandas
+
+    rng = np.random.default_rng(5)
+    for trial in range(40):
+        n = int(rng.integers(0, 300))
+        frame = pd.DataFrame({
+            "timestamp": pd.to_datetime(1_767_225_600 + rng.integers(0, 40, n) * 7.5, unit="s", utc=True),
+            "value": np.where(rng.random(n) < 0.1, np.nan, rng.normal(size=n)),
+            "instance": pd.Series(rng.choice(["a", "b", "c", None], n), dtype=object),
+            "job": rng.choice(["x", "y"], n),
+        })
+        labels = ["instance", "job"] if trial % 3 else []
+        if not labels:
+            frame = frame[["timestamp", "value"]]
+        for step, drop_nan, gap in ((15, True, None), (None, False, 30), (60, True, 45)):
+            fast = _standardize_fast(frame, labels, step=step, drop_nan=drop_nan, gap=gap)
+            slow = _standardize_pandas(frame, labels, step=step, drop_nan=drop_nan, counter=False, gap=gap)
+            pd.testing.assert_frame_equal(fast, slow, check_dtype=False)
