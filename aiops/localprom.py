@@ -27,6 +27,7 @@ __all__ = [
     "LocalPrometheus",
     "binaries",
     "free_port",
+    "load_history",
     "load_openmetrics",
     "om_escape",
     "run_prometheus",
@@ -70,6 +71,49 @@ def write_openmetrics(families: Iterable[Family], out: IO[str]) -> int:
 
 def _ts(ts: float) -> str:
     return str(int(ts)) if float(ts).is_integer() else f"{ts:.3f}"
+
+
+def load_history(
+    families: Iterable[Family], data_dir: Path, workdir: Path, *, chunk_seconds: float = 86400.0
+) -> int:
+    """Write ``families`` as OpenMetrics files of ``chunk_seconds`` each (a day by default)
+    and load each with promtool into ``data_dir``; returns the samples loaded.
+
+    promtool reads its whole input once per 2-hour block it creates, so one file of 30 days
+    costs about 30 times more than 30 files of a day (minutes instead of seconds). Samples
+    are routed to their chunk's file as they stream by, so memory stays flat."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    files: dict[int, IO[str]] = {}
+    written = 0
+    try:
+        for fam in families:
+            name = fam.metric.removesuffix("_total") if fam.type == "counter" else fam.metric
+            headed: set[int] = set()
+            for labels, points in fam.samples:
+                text = ",".join(f'{k}="{om_escape(v)}"' for k, v in sorted(labels.items()))
+                prefix = f"{fam.metric}{{{text}}}" if text else fam.metric
+                for ts, v in points:
+                    chunk = int(ts // chunk_seconds)
+                    out = files.get(chunk)
+                    if out is None:
+                        out = files[chunk] = (workdir / f"history-{chunk}.om").open("w", encoding="utf-8")
+                    if chunk not in headed:
+                        out.write(f"# TYPE {name} {fam.type}\n")
+                        headed.add(chunk)
+                    out.write(f"{prefix} {float(v)!r} {_ts(ts)}\n")
+                    written += 1
+        for out in files.values():
+            out.write("# EOF\n")
+            out.close()
+        for chunk in sorted(files):
+            path = workdir / f"history-{chunk}.om"
+            load_openmetrics(path, data_dir)
+            path.unlink()
+    finally:
+        for chunk, out in files.items():
+            out.close()
+            (workdir / f"history-{chunk}.om").unlink(missing_ok=True)
+    return written
 
 
 def binaries() -> tuple[str, str]:

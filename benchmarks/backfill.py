@@ -34,7 +34,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from aiops.backfill import plan_windows  # noqa: E402
-from aiops.localprom import Family, load_openmetrics, run_prometheus, write_openmetrics  # noqa: E402
+from aiops.localprom import Family, load_history, run_prometheus  # noqa: E402
 from aiops.timeutil import parse_duration  # noqa: E402
 
 STEP = 60
@@ -49,27 +49,11 @@ def value(k: int, i: int) -> float:
     return round(wave + noise + spike, 3)
 
 
-def families(series: int, first: int, last: int) -> Iterator[Family]:
-    """Samples ``first <= i < last`` of every series."""
-
+def families(series: int, points: int) -> Iterator[Family]:
     def samples(k: int) -> Iterator[tuple[float, float]]:
-        return ((START + i * STEP, value(k, i)) for i in range(first, last))
+        return ((START + i * STEP, value(k, i)) for i in range(points))
 
     yield Family("bench_backfill", "gauge", [({"instance": f"host-{k:03d}"}, samples(k)) for k in range(series)])
-
-
-def load(work: Path, series: int, points: int) -> int:
-    """One promtool run per day of history: promtool reads its whole input once per 2-hour
-    block, so one file of 30 days costs 30 times more than 30 files of a day."""
-    written = 0
-    per_file = 86400 // STEP
-    for first in range(0, points, per_file):
-        om = work / "history.om"
-        with om.open("w") as f:
-            written += write_openmetrics(families(series, first, min(points, first + per_file)), f)
-        load_openmetrics(om, work / "prom" / "data")
-        om.unlink()
-    return written
 
 
 async def baseline(url: str, windows: list[tuple[datetime, datetime]]) -> tuple[float, int]:
@@ -102,7 +86,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         t = time.perf_counter()
-        written = load(work, args.series, points)
+        written = load_history(families(args.series, points), work / "prom" / "data", work / "om")
         print(f"loaded {written:,} samples ({args.series} series x {points:,} points) in {time.perf_counter() - t:.0f} s")
 
         with run_prometheus(work / "prom", data_dir=work / "prom" / "data", ready_timeout=600) as prom:

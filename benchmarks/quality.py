@@ -77,16 +77,12 @@ def in_process(data: SyntheticSet, kind: str, params: dict[str, Any]) -> tuple[l
 
 def via_backfill(data: SyntheticSet, params: dict[str, dict[str, Any]], tmp: Path) -> dict[str, tuple[list[tuple[dict, float]], float]]:
     """Prometheus + Prefect + the real backfill flow; detections read back from the store."""
-    from aiops.localprom import load_openmetrics, run_prometheus, write_openmetrics
+    from aiops.localprom import load_history, run_prometheus
     from aiops.synthetic import families
 
     c = data.config
-    om = tmp / "history.om"
     t = time.perf_counter()
-    with om.open("w") as out:
-        samples = write_openmetrics(families(data), out)
-    load_openmetrics(om, tmp / "prom" / "data")
-    om.unlink()
+    samples = load_history(families(data), tmp / "prom" / "data", tmp / "om")
     print(f"history: {samples:,} samples written and loaded by promtool in {time.perf_counter() - t:.1f}s", file=sys.stderr)
     results: dict[str, tuple[list[tuple[dict, float]], float]] = {}
     with run_prometheus(tmp / "prom", data_dir=tmp / "prom" / "data") as prom:
