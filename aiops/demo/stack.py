@@ -66,7 +66,10 @@ def prometheus_configured(settings: Settings) -> bool:
 
 
 def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether a server could listen on ``host:port`` now (connections of a previous run
+    lingering in TIME_WAIT do not count: servers bind with SO_REUSEADDR, and so do we)."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:
