@@ -36,7 +36,7 @@ import yaml
 from aiops.config import Settings, read_config_file
 from aiops.demo.workload import GRID, Workload
 from aiops.errors import AiopsError, ConfigError
-from aiops.localprom import load_openmetrics, write_openmetrics
+from aiops import localprom
 
 __all__ = [
     "DEMO_DATASOURCE",
@@ -173,14 +173,10 @@ def load_history(
     total = 0
     began = time.monotonic()
     prometheus_data.mkdir(parents=True, exist_ok=True)
-    for i, (lo, hi, piece_step) in enumerate(pieces):
-        om = prometheus_data.parent / f"history-{i}.om"
-        try:
-            with om.open("w", encoding="utf-8") as out:
-                total += write_openmetrics(workload.history(lo, hi, piece_step, labels), out)
-            load_openmetrics(om, prometheus_data)
-        finally:
-            om.unlink(missing_ok=True)
+    for lo, hi, piece_step in pieces:  # promtool, a day per file (localprom.load_history)
+        total += localprom.load_history(
+            workload.history(lo, hi, piece_step, labels), prometheus_data, prometheus_data.parent / "history"
+        )
     state.loaded_until = now
     state.save(state_file)
     log.info(
