@@ -5,12 +5,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-import httpx
 from prefect import get_run_logger, task
 from prefect.cache_policies import INPUTS, TASK_SOURCE
 
 from aiops.errors import ConfigError
-from aiops.sources import build_client, http_timeout
+from aiops.sources import build_client, http_client
 from aiops.sources.buffer import SampleBuffer
 from aiops.sources.http import RetryPolicy
 from tasks._runtime import settings, TRANSIENT_RETRIES
@@ -41,7 +40,7 @@ async def collect_metrics(
     if ds is None:
         raise ConfigError(f"datasource {datasource!r} is not configured", setting="datasources")
     buffer = SampleBuffer(capacity, name=datasource)
-    async with httpx.AsyncClient(timeout=http_timeout(config, ds)) as http:
+    async with http_client(config, ds) as http:
         client = build_client(ds, config, http)
         client.http.retry = RetryPolicy(attempts=1)
         fetched = await client.collect_range(query, start.timestamp(), end.timestamp(), step, buffer)

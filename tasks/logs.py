@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-import httpx
 import pandas as pd
 from anyio import to_thread
 from prefect import get_run_logger, task
@@ -14,7 +13,7 @@ from prefect.events import emit_event
 
 from aiops.errors import ConfigError
 from aiops.logs import LogAnalyzer, TemplateMiner
-from aiops.sources import build_loki, http_timeout
+from aiops.sources import build_loki, http_client
 from aiops.sources.files import read_log_file
 from aiops.sources.http import RetryPolicy
 from tasks._runtime import settings, store, TRANSIENT_RETRIES
@@ -41,7 +40,7 @@ async def load_loki_lines(
             f"no Loki datasource named {datasource!r}: set AIOPS_LOKI_URL or add it to the config file",
             setting="AIOPS_LOKI_URL",
         )
-    async with httpx.AsyncClient(timeout=http_timeout(config, ds)) as http:
+    async with http_client(config, ds) as http:
         client = build_loki(ds, config, http)
         client.http.retry = RetryPolicy(attempts=1)  # Prefect's retries are the backoff
         result = await client.logs(selector, start.timestamp(), end.timestamp(), max_entries=max_entries)
