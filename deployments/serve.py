@@ -48,7 +48,7 @@ def build_deployments(settings: Settings) -> list[RunnerDeployment]:
     deployments.append(
         backfill.to_deployment(
             DEPLOYMENT,
-            description="Run detectors over a historical range, idempotently and resumably.",
+            description="Run detectors (and log jobs) over a historical range, idempotently and resumably.",
             tags=["aiops", "backfill"],
         )
     )
