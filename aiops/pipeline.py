@@ -66,11 +66,18 @@ def collection_window(
     return Window(datetime.fromtimestamp(start_s, UTC), datetime.fromtimestamp(end_s, UTC), step)
 
 
-def next_piece(window: Window, start: datetime, known_series: int, capacity: int) -> Window:
+def next_piece(
+    window: Window, start: datetime, known_series: int, capacity: int, *, empty_probes: int = 0
+) -> Window:
     """The next piece of ``window`` from ``start``: as many steps as fit ``capacity`` samples
     for the series seen so far. With none seen yet, a short probe piece (10 steps) tells
-    how many series the query returns before a long piece could overflow the buffer."""
-    points = 10 if known_series == 0 else max(10, capacity // known_series)
+    how many series the query returns before a long piece could overflow the buffer; each
+    probe that found nothing doubles the next one (up to ``capacity`` steps), so a lookback
+    that reaches back before the data does not crawl through it 10 steps at a time."""
+    if known_series == 0:
+        points = max(10, min(capacity, 10 * 2 ** min(empty_probes, 40)))
+    else:
+        points = max(10, capacity // known_series)
     end = min(window.end, start + timedelta(seconds=window.step) * (points - 1))
     return Window(start, end, window.step)
 

@@ -243,6 +243,7 @@ async def _backfill_detector(
                 if collected["dropped"]:
                     raise AiopsError(f"{collected['dropped']} samples did not fit the buffer of {capacity}")
                 known["series"] = max(known["series"], collected["series"])
+                plan.empty_probes = plan.empty_probes + 1 if collected["series"] == 0 else 0
                 row["samples"] += collected["samples"]
                 row["max_piece_samples"] = max(row["max_piece_samples"], collected["samples"])
             following = await plan.next(known["series"])
@@ -297,6 +298,7 @@ class _PiecePlan:
         self._windows: list[Any] = []
         self._after: datetime | None = None
         self._current: tuple[Any, Window | None, datetime] | None = None
+        self.empty_probes = 0  # probes in a row that found no series
 
     async def _next_window(self) -> Any | None:
         if self.budget["left"] <= 0:
@@ -327,7 +329,7 @@ class _PiecePlan:
         if whole is None:
             self._current = None
             return _Piece(w, None, True, True)
-        piece = next_piece(whole, cursor, known_series, self.capacity)
+        piece = next_piece(whole, cursor, known_series, self.capacity, empty_probes=self.empty_probes)
         after = piece.end + timedelta(seconds=self.step)
         self._current = (w, whole, after)
         return _Piece(w, piece, first, after > whole.end)

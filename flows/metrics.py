@@ -102,9 +102,9 @@ async def _process(det: Detector, now: datetime, run_id: str | None, config: Any
             return {**row, "status": "skipped", "error": reason}
         row["window"] = f"{window.start:%Y-%m-%d %H:%M:%S} .. {window.end:%H:%M:%S}"
         known_series = len(await to_thread.run_sync(db.state_info, det.id))
-        cursor = window.start
+        cursor, empty = window.start, 0
         while cursor <= window.end:
-            piece = next_piece(window, cursor, known_series, config.buffer_size)
+            piece = next_piece(window, cursor, known_series, config.buffer_size, empty_probes=empty)
             cursor = piece.end + timedelta(seconds=window.step)
             collected = await collect_metrics.with_options(retries=config.retry_attempts - 1)(
                 ds.name, ds.query, piece.start, piece.end, ds.step_seconds, config.buffer_size
@@ -112,6 +112,7 @@ async def _process(det: Detector, now: datetime, run_id: str | None, config: Any
             frame = transform_metrics(collected["frame"], ds.step_seconds)
             run = await detect_anomalies(det, frame, run_id)
             known_series = max(known_series, collected["series"])
+            empty = empty + 1 if collected["series"] == 0 else 0
             row["series"] = max(row["series"], run.series)
             row["samples"] += collected["samples"]
             row["dropped"] += collected["dropped"]

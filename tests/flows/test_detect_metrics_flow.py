@@ -153,3 +153,36 @@ async def test_a_long_first_window_is_collected_in_pieces_that_fit_the_buffer(ai
     assert status.dropped == 0 and status.samples == 2 * h.points and status.series == 2
     assert [a.ts for a in db.list_anomalies(detector="latency")] == [at(h.timestamp(SPIKE_INDEX))]
     assert db.get_checkpoint("latency") == at(h.end)
+
+
+async def test_a_lookback_reaching_back_before_the_data_is_crossed_quickly(aiops_env, prometheus, monkeypatch):
+    """Four days of lookback over six hours of data: the empty stretch is probed in doubling
+    pieces (not 10 steps at a time), nothing fails, and the data after it is scored."""
+    import flows.metrics as module
+
+    h = prometheus.history
+    calls = []
+    real = module.collect_metrics
+
+    class Counting:
+        def with_options(self, **kw):
+            task = real.with_options(**kw)
+
+            async def call(*args):
+                result = await task(*args)
+                calls.append(result["samples"])
+                return result
+
+            return call
+
+    monkeypatch.setattr(module, "collect_metrics", Counting())
+    monkeypatch.setenv("AIOPS_BUFFER_SIZE", "100000")
+    db = store()
+    make_detector(db, lookback=4 * 86400)
+    summary = await detect_metrics(now=at(h.end + h.step))
+    (row,) = summary["detectors"]
+    assert row["status"] == "ok", row
+    assert row["samples"] == 2 * h.points
+    assert [a.ts for a in db.list_anomalies(detector="latency")] == [at(h.timestamp(SPIKE_INDEX))]
+    assert len(calls) < 20  # 23,040 steps before the data: 10, 20, 40, ... steps per probe
+    assert db.get_checkpoint("latency") == at(h.end)

@@ -88,3 +88,24 @@ def test_a_series_appearing_later_is_picked_up_with_a_fresh_model():
 def test_an_empty_frame_is_an_empty_run():
     out = run(pd.DataFrame({"timestamp": pd.DatetimeIndex([], tz="UTC"), "value": []}), {})
     assert out.series == 0 and out.events == [] and out.states == {}
+
+
+def test_empty_probes_double_up_to_the_buffer():
+    from datetime import UTC, datetime, timedelta
+
+    from aiops.pipeline import Window, next_piece
+
+    t = datetime(2026, 1, 1, tzinfo=UTC)
+    whole = Window(t, t + timedelta(days=10), 60.0)
+    sizes = [next_piece(whole, t, 0, 1000, empty_probes=k).points for k in range(9)]
+    assert sizes == [10, 20, 40, 80, 160, 320, 640, 1000, 1000]
+    assert next_piece(whole, t, 4, 1000, empty_probes=5).points == 250  # series known: sized to the buffer
+
+
+def test_an_empty_buffer_drains_to_an_empty_sample_frame():
+    from aiops.sources.buffer import SampleBuffer
+    from aiops.transform import standardize
+
+    frame = SampleBuffer(10).drain()
+    assert list(frame.columns) == ["timestamp", "value"] and frame.empty
+    assert standardize(frame, step=15).empty
