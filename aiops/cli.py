@@ -434,7 +434,7 @@ def _print_where(prefect_api: str, api: str | None, settings: Any, where: dict[s
     rows = [("Prefect UI", prefect_api.removesuffix("/api"))]
     if api:
         ws = "ws" + api.removeprefix("http")
-        rows += [("API", api), ("API docs", f"{api}/docs"), ("WebSocket", f"{ws}/api/events/ws"),
+        rows += [("web page", f"{api}/"), ("API", api), ("API docs", f"{api}/docs"), ("WebSocket", f"{ws}/api/events/ws"),
                  ("anomalies", f"{api}/api/anomalies"), ("metrics", f"{api}/metrics")]
     rows += list(where.items())
     rows.append(("data dir", str(settings.data_dir.resolve())))
