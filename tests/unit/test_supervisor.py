@@ -16,17 +16,17 @@ SCRIPT = r"""
 import json, subprocess, sys
 from aiops.supervisor import Supervisor, descendants
 sup = Supervisor(stop_timeout=5)
-# a child that starts a grandchild in a new session and then ignores SIGTERM
+# a child that starts a grandchild in a new session and then ignores SIGTERM (both just wait)
 code = (
-    "import signal, subprocess, sys, time\n"
-    "g = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'], start_new_session=True)\n"
+    "import signal, subprocess, sys\n"
+    "g = subprocess.Popen([sys.executable, '-c', 'import signal; signal.pause()'], start_new_session=True)\n"
     "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
     "print(g.pid, flush=True)\n"
-    "time.sleep(600)\n"
+    "while True: signal.pause()\n"
 )
 child = sup.start("stubborn", [sys.executable, "-c", code], {}, stdout=subprocess.PIPE, text=True)
 grandchild = int(child.stdout.readline())
-polite = sup.start("polite", [sys.executable, "-c", "import time; time.sleep(600)"], {})
+polite = sup.start("polite", [sys.executable, "-c", "import signal; signal.pause()"], {})  # waits for a signal
 before = descendants(__import__("os").getpid())
 print(json.dumps({"pids": [child.pid, grandchild, polite.pid], "before": before, "subreaper": sup.subreaper}), flush=True)
 sup.stop()
