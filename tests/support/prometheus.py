@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiops import localprom
-from aiops.localprom import Family, free_port
+from aiops.localprom import Family, free_port  # noqa: F401  (tests import free_port from here)
 
 STEP = 15  # seconds between samples
 HOURS = 6
