@@ -30,7 +30,7 @@ from typing import Any
 import pandas as pd
 from anyio import to_thread
 from prefect import flow, get_run_logger
-from prefect.artifacts import acreate_progress_artifact, aupdate_progress_artifact
+from prefect.artifacts import acreate_progress_artifact, acreate_table_artifact, aupdate_progress_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 from prefect.utilities.annotations import quote
@@ -159,8 +159,8 @@ async def backfill(
         async with limit:
             return await _backfill_logs(job, bf_id, log_windows, done_logs[job.name], run_id, budget, progress)
 
-    rows = await asyncio.gather(*(one_detector(d) for d in detectors))
-    log_rows = await asyncio.gather(*(one_job(j) for j in jobs))
+    results = await asyncio.gather(*(one_detector(d) for d in detectors), *(one_job(j) for j in jobs))
+    rows, log_rows = list(results[: len(detectors)]), list(results[len(detectors):])
     final = await _progress(db, bf_id, bool(detectors), {
         j.name: await to_thread.run_sync(db.log_report_windows, log_source(bf_id, j.name)) for j in jobs
     }, log_windows)
@@ -169,6 +169,15 @@ async def backfill(
     log.info("backfill %s: %s", bf_id, final)
     for r in failed:
         log.error("backfill %s: %s stopped at a failed window: %s", bf_id, r.get("detector") or r.get("job"), r["error"])
+    await acreate_table_artifact(
+        key="backfill-summary",
+        table=[{"detector": r["detector"], "windows": r["windows"], "samples": r["samples"], "anomalies": r["anomalies"],
+                "error": r["error"] or ""} for r in rows]
+        + [{"log job": r["job"], "windows": r["windows"], "lines": r["lines"], "change events": r["events"],
+            "error": r["error"] or ""} for r in log_rows],
+        description=f"backfill {bf_id}: {final['done']}/{final['total']} windows done"
+        + (f", {len(failed)} stopped at a failed window (run it again to retry)" if failed else ""),
+    )
     return {
         "backfill_id": bf_id,
         "progress": final,

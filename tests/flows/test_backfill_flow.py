@@ -265,3 +265,21 @@ async def test_a_log_backfill_names_an_unknown_job(aiops_env, monkeypatch):
     t0 = write_log_job(aiops_env, monkeypatch)
     with pytest.raises(ConfigError, match="no log job named 'nope'"):
         await backfill(log_jobs=["nope"], start=t0, end=t0 + timedelta(hours=1))
+
+
+async def test_a_failing_detector_stops_at_its_window_and_the_others_finish(aiops_env, prometheus):
+    h = prometheus.history
+    db = store()
+    make_detector(db, "good")
+    db.create_detector({
+        "id": "broken", "name": "broken", "kind": "zscore", "status": "paused",
+        "datasource": {"query": "rate(aiops_test_anomaly[", "step": 15, "lookback": 3600},
+    })
+    result = await backfill(["good", "broken"], at(h.start), at(h.end + h.step), window="2h")
+    by_id = {r["detector"]: r for r in result["detectors"]}
+    assert by_id["good"]["error"] is None and by_id["good"]["windows"] == 4
+    assert by_id["broken"]["windows"] == 0 and "parse error" in by_id["broken"]["error"]
+    left = db.next_pending_windows(result["backfill_id"], detector_id="broken")
+    assert [w.status for w in left] == ["failed", "pending", "pending", "pending"]  # retried by the next run
+    assert left[0].error == by_id["broken"]["error"] and left[0].attempts == 1
+    assert [a.ts for a in db.list_anomalies(detector="good")] == [at(h.timestamp(SPIKE_INDEX))]
