@@ -12,9 +12,10 @@ import hashlib
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 from datetime import UTC, datetime, timedelta
 
-from aiops.errors import InvalidInput
+from aiops.errors import InvalidInput, NotFound
 
 __all__ = [
     "BackfillRequest",
@@ -22,6 +23,8 @@ __all__ = [
     "backfill_id_for",
     "step_span",
     "progress_bar",
+    "progress_counts",
+    "log_source",
     "MAX_WINDOWS",
 ]
 
@@ -141,6 +144,37 @@ class BackfillRequest:
                 raise InvalidInput("the training prefix covers the whole range: nothing would be scored", field="train")
             train_until = start + timedelta(seconds=train_seconds)
         return cls(detectors, jobs, start, end, float(window_seconds), train_until, float(log_window_seconds))
+
+
+def log_source(backfill_id: str, job: str) -> str:
+    """Where a backfill stores a log job's reports and template miner (apart from live)."""
+    return f"backfill:{backfill_id}:job:{job}"
+
+
+def progress_counts(
+    store: Any,
+    backfill_id: str,
+    *,
+    detectors: bool,
+    log_jobs: Sequence[str] = (),
+    log_windows: Sequence[tuple[datetime, datetime]] = (),
+) -> dict[str, int]:
+    """Windows ``total``/``done``/``failed``/``pending``/``running`` of a backfill: the
+    detector windows planned in ``store`` plus, per log job, ``log_windows`` with a stored
+    report (the flow and the command's progress bar count alike)."""
+    counts = {"total": 0, "done": 0, "failed": 0, "pending": 0, "running": 0}
+    if detectors:
+        try:
+            counts.update(store.backfill_progress(backfill_id).model_dump())
+        except NotFound:  # not planned yet
+            pass
+    wanted = set(log_windows)
+    for job in log_jobs:
+        finished = len(wanted & store.log_report_windows(log_source(backfill_id, job)))
+        counts["total"] += len(wanted)
+        counts["done"] += finished
+        counts["pending"] += len(wanted) - finished
+    return counts
 
 
 def progress_bar(done: int, total: int, width: int = 30) -> str:

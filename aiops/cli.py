@@ -185,6 +185,13 @@ def _print_report(report: dict[str, Any], top: int) -> None:
 # ---------------------------------------------------------------------------------- backfill
 
 
+def _prefect_home(settings: Any) -> str:
+    """Where the local Prefect server keeps its SQLite database: under the data dir."""
+    home = (settings.data_dir / "prefect").resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    return str(home)
+
+
 def _use_local_prefect(settings: Any) -> None:
     """Run flows from this process against the local Prefect server (``aiops up``) when it
     is up and PREFECT_API_URL is unset, so the run shows in the UI; otherwise Prefect starts
@@ -202,9 +209,7 @@ def _use_local_prefect(settings: Any) -> None:
             return
     except httpx.TransportError:
         pass
-    home = (settings.data_dir / "prefect").resolve()
-    home.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("PREFECT_HOME", str(home))
+    os.environ.setdefault("PREFECT_HOME", _prefect_home(settings))
 
 
 def _backfill(args: argparse.Namespace) -> int:
@@ -213,7 +218,7 @@ def _backfill(args: argparse.Namespace) -> int:
     import threading
     from datetime import UTC, datetime
 
-    from aiops.backfill import BackfillRequest, backfill_id_for, plan_windows, progress_bar
+    from aiops.backfill import BackfillRequest, backfill_id_for, plan_windows, progress_bar, progress_counts
     from aiops.store import Store
     from aiops.timeutil import parse_duration, parse_time
 
@@ -239,28 +244,20 @@ def _backfill(args: argparse.Namespace) -> int:
         list(request.detector_ids), request.start, request.end, args.window,
         train=args.train, log_jobs=list(request.log_jobs), log_window=args.log_window,
     )
-    log_total = len(plan_windows(request.start, request.end, request.log_window_seconds)) if request.log_jobs else 0
     if not args.verbose:
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     _use_local_prefect(settings)
-    from flows.backfill import backfill, log_source
+    from flows.backfill import backfill
 
     print(f"aiops: backfill {bf_id}: {request.start:%Y-%m-%d %H:%M} .. {request.end:%Y-%m-%d %H:%M} UTC", file=sys.stderr)
     stop = threading.Event()
     tty = sys.stderr.isatty()
 
+    log_windows = plan_windows(request.start, request.end, request.log_window_seconds) if request.log_jobs else []
+
     def progress_text(db: Store) -> str:
-        done = total = 0
-        if request.detector_ids:
-            try:
-                p = db.backfill_progress(bf_id)
-                done, total = p.done, p.total
-            except AiopsError:  # not planned yet
-                total = 0
-        for job in request.log_jobs:
-            done += len(db.log_report_windows(log_source(bf_id, job)))
-            total += log_total
-        return progress_bar(done, total)
+        p = progress_counts(db, bf_id, detectors=bool(request.detector_ids), log_jobs=request.log_jobs, log_windows=log_windows)
+        return progress_bar(p["done"], p["total"])
 
     def watch() -> None:
         last = ""
@@ -394,9 +391,7 @@ def _up(args: argparse.Namespace) -> int:
                         print(f"aiops: paused demo detector {det.id} (`aiops up --demo` resumes it)", file=sys.stderr)
         prefect_server = None
         if not env.get("PREFECT_API_URL"):
-            home = (settings.data_dir / "prefect").resolve()
-            home.mkdir(parents=True, exist_ok=True)
-            env["PREFECT_HOME"] = str(home)
+            env["PREFECT_HOME"] = _prefect_home(settings)
             port = settings.prefect_port
             prefect_server = sup.start(  # booting takes a while: the demo starts meanwhile
                 "prefect server",

@@ -57,16 +57,24 @@ def write_openmetrics(families: Iterable[Family], out: IO[str]) -> int:
     Families are streamed, so the history never has to fit in memory."""
     written = 0
     for fam in families:
-        name = fam.metric.removesuffix("_total") if fam.type == "counter" else fam.metric
-        out.write(f"# TYPE {name} {fam.type}\n")
+        out.write(_type_line(fam))
         for labels, points in fam.samples:
-            text = ",".join(f'{k}="{om_escape(v)}"' for k, v in sorted(labels.items()))
-            prefix = f"{fam.metric}{{{text}}}" if text else fam.metric
+            prefix = _series_prefix(fam.metric, labels)
             lines = [f"{prefix} {float(v)!r} {_ts(ts)}\n" for ts, v in points]
             out.writelines(lines)
             written += len(lines)
     out.write("# EOF\n")
     return written
+
+
+def _type_line(fam: Family) -> str:
+    name = fam.metric.removesuffix("_total") if fam.type == "counter" else fam.metric
+    return f"# TYPE {name} {fam.type}\n"
+
+
+def _series_prefix(metric: str, labels: Mapping[str, str]) -> str:
+    text = ",".join(f'{k}="{om_escape(v)}"' for k, v in sorted(labels.items()))
+    return f"{metric}{{{text}}}" if text else metric
 
 
 def _ts(ts: float) -> str:
@@ -87,18 +95,16 @@ def load_history(
     written = 0
     try:
         for fam in families:
-            name = fam.metric.removesuffix("_total") if fam.type == "counter" else fam.metric
             headed: set[int] = set()
             for labels, points in fam.samples:
-                text = ",".join(f'{k}="{om_escape(v)}"' for k, v in sorted(labels.items()))
-                prefix = f"{fam.metric}{{{text}}}" if text else fam.metric
+                prefix = _series_prefix(fam.metric, labels)
                 for ts, v in points:
                     chunk = int(ts // chunk_seconds)
                     out = files.get(chunk)
                     if out is None:
                         out = files[chunk] = (workdir / f"history-{chunk}.om").open("w", encoding="utf-8")
                     if chunk not in headed:
-                        out.write(f"# TYPE {name} {fam.type}\n")
+                        out.write(_type_line(fam))
                         headed.add(chunk)
                     out.write(f"{prefix} {float(v)!r} {_ts(ts)}\n")
                     written += 1

@@ -35,9 +35,9 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 from prefect.utilities.annotations import quote
 
-from aiops.backfill import BackfillRequest, backfill_id_for, plan_windows, step_span
+from aiops.backfill import BackfillRequest, backfill_id_for, log_source, plan_windows, progress_counts, step_span
 from aiops.config import LogJob
-from aiops.errors import AiopsError, ConfigError, InvalidInput, NotFound
+from aiops.errors import AiopsError, ConfigError, InvalidInput
 from aiops.pipeline import DetectionRun, Window, next_piece
 from aiops.store import Detector
 from aiops.timeutil import parse_duration
@@ -51,11 +51,6 @@ __all__ = ["backfill", "plan_windows", "backfill_id_for", "log_source", "BACKFIL
 
 #: Samples read per request at most (the buffer); a window with more is read in pieces.
 BACKFILL_CAPACITY = 1_000_000
-
-
-def log_source(backfill_id: str, job: str) -> str:
-    """Where a backfill stores a log job's reports and template miner (apart from live)."""
-    return f"backfill:{backfill_id}:job:{job}"
 
 
 class _Progress:
@@ -135,7 +130,10 @@ async def backfill(
     if detectors:
         planned = await to_thread.run_sync(db.plan_backfill, bf_id, [d.id for d in detectors], windows)
     done_logs = {j.name: await to_thread.run_sync(db.log_report_windows, log_source(bf_id, j.name)) for j in jobs}
-    before = await _progress(db, bf_id, bool(detectors), done_logs, log_windows)
+    def counts() -> dict[str, int]:
+        return progress_counts(db, bf_id, detectors=bool(detectors), log_jobs=[j.name for j in jobs], log_windows=log_windows)
+
+    before = await to_thread.run_sync(counts)
     log.info(
         "backfill %s over %s .. %s: %d detector(s) x %d windows (%d newly planned), %d log job(s) x %d windows; "
         "%d of %d windows already done",
@@ -161,9 +159,7 @@ async def backfill(
 
     results = await asyncio.gather(*(one_detector(d) for d in detectors), *(one_job(j) for j in jobs))
     rows, log_rows = list(results[: len(detectors)]), list(results[len(detectors):])
-    final = await _progress(db, bf_id, bool(detectors), {
-        j.name: await to_thread.run_sync(db.log_report_windows, log_source(bf_id, j.name)) for j in jobs
-    }, log_windows)
+    final = await to_thread.run_sync(counts)
     await aupdate_progress_artifact(artifact_id=artifact, progress=100.0 * final["done"] / max(1, final["total"]))
     failed = [r for r in [*rows, *log_rows] if r["error"]]
     log.info("backfill %s: %s", bf_id, final)
@@ -185,24 +181,6 @@ async def backfill(
         "logs": log_rows,
         "anomalies": sum(r["anomalies"] for r in rows),
     }
-
-
-async def _progress(
-    db: Any, bf_id: str, has_detectors: bool, done_logs: dict[str, set], log_windows: list[tuple[datetime, datetime]]
-) -> dict[str, int]:
-    counts = {"total": 0, "done": 0, "failed": 0, "pending": 0, "running": 0}
-    if has_detectors:
-        try:
-            counts.update((await to_thread.run_sync(db.backfill_progress, bf_id)).model_dump())
-        except NotFound:
-            pass
-    wanted = set(log_windows)
-    for done in done_logs.values():
-        finished = len(wanted & done)
-        counts["total"] += len(wanted)
-        counts["done"] += finished
-        counts["pending"] += len(wanted) - finished
-    return counts
 
 
 async def _backfill_detector(

@@ -1055,12 +1055,27 @@ class Store:
         templates: Sequence[Any] | Mapping[str, Any] | None = None,
         flow_run_id: str | None = None,
     ) -> LogReport:
+        row = self._log_report_row(source, window_start, window_end, summary, templates, flow_run_id)
+        with self._tx(write=True) as s:
+            s.add(row)
+            s.flush()
+            return LogReport.model_validate(row)
+
+    @staticmethod
+    def _log_report_row(
+        source: str,
+        window_start: datetime,
+        window_end: datetime,
+        summary: Mapping[str, Any],
+        templates: Sequence[Any] | Mapping[str, Any] | None,
+        flow_run_id: str | None,
+    ) -> LogReportRow:
         if not isinstance(source, str) or not source:
             raise InvalidInput("source must be a non-empty string", field="source")
         start, end = utc(window_start, "window_start"), utc(window_end, "window_end")
         if start > end:
             raise InvalidInput("window_start must not be after window_end", field="window_start")
-        row = LogReportRow(
+        return LogReportRow(
             source=source,
             window_start=start,
             window_end=end,
@@ -1072,10 +1087,6 @@ class Store:
             flow_run_id=None if flow_run_id is None else str(flow_run_id),
             created_at=_now(),
         )
-        with self._tx(write=True) as s:
-            s.add(row)
-            s.flush()
-            return LogReport.model_validate(row)
 
     def get_log_report(self, report_id: int) -> LogReport:
         with self._tx() as s:
@@ -1109,18 +1120,20 @@ class Store:
             return None if row is None else row.state
 
     def save_miner_state(self, name: str, state: Mapping[str, Any]) -> None:
+        stmt = self._miner_upsert(name, state)
+        with self._tx(write=True) as s:
+            s.execute(stmt)
+
+    def _miner_upsert(self, name: str, state: Mapping[str, Any]) -> Any:
         if not isinstance(name, str) or not _MINER_NAME.match(name):
             raise InvalidInput("miner state name must be 1-200 characters", field="name")
-        table = MinerStateRow.__table__
-        ins = self._insert(table).values(
+        ins = self._insert(MinerStateRow.__table__).values(
             name=name, state=_check_json(dict(state), "state"), updated_at=_now()
         )
-        stmt = ins.on_conflict_do_update(
+        return ins.on_conflict_do_update(
             index_elements=["name"],
             set_={"state": ins.excluded.state, "updated_at": ins.excluded.updated_at},
         )
-        with self._tx(write=True) as s:
-            s.execute(stmt)
 
     # ------------------------------------------------------------------ backfill
 
@@ -1318,42 +1331,27 @@ class Store:
         """One transaction: a window's report, its source's miner state and its events
         (marked with ``backfill_id``). Idempotent: when ``source`` already has a report for
         exactly this window, that report is returned and nothing is written."""
-        if not isinstance(source, str) or not source or len(source) > 200:
-            raise InvalidInput("source must be a string of 1-200 characters", field="source")
-        start, end = utc(window_start, "window_start"), utc(window_end, "window_end")
-        if start > end:
-            raise InvalidInput("window_start must not be after window_end", field="window_start")
+        row = self._log_report_row(source, window_start, window_end, summary, templates, flow_run_id)
+        miner = None if miner_state is None else self._miner_upsert(source, miner_state)
         values = [{**v, "backfill_id": backfill_id} for v in self._event_values(events)]
-        now = _now()
         with self._tx(write=True) as s:
             existing = s.scalars(
                 select(LogReportRow).where(
-                    LogReportRow.source == source, LogReportRow.window_start == start, LogReportRow.window_end == end
+                    LogReportRow.source == row.source,
+                    LogReportRow.window_start == row.window_start,
+                    LogReportRow.window_end == row.window_end,
                 ).limit(1)
             ).first()
             if existing is not None:
                 return LogReport.model_validate(existing), []
-            row = LogReportRow(
-                source=source,
-                window_start=start,
-                window_end=end,
-                summary=_check_json(dict(summary), "summary"),
-                templates=_check_json(list(templates or []), "templates"),
-                flow_run_id=None if flow_run_id is None else str(flow_run_id),
-                created_at=now,
-            )
             s.add(row)
             s.flush()
             report = LogReport.model_validate(row)
             for v in values:
                 v["payload"] = {**v["payload"], "report_id": report.id}
             inserted = self._insert_events_in(s, values) if values else []
-            if miner_state is not None:
-                table = MinerStateRow.__table__
-                ins = self._insert(table).values(name=source, state=_check_json(dict(miner_state), "miner_state"), updated_at=now)
-                s.execute(ins.on_conflict_do_update(
-                    index_elements=["name"], set_={"state": ins.excluded.state, "updated_at": ins.excluded.updated_at}
-                ))
+            if miner is not None:
+                s.execute(miner)
         return report, inserted
 
     def backfill_progress(self, backfill_id: str) -> BackfillProgress:
