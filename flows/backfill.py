@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -267,11 +268,12 @@ async def _backfill_detector(
     return row
 
 
+@dataclass(frozen=True, slots=True)
 class _Piece:
-    __slots__ = ("window", "span", "first", "last")
-
-    def __init__(self, window: Any, span: Window | None, first: bool, last: bool) -> None:
-        self.window, self.span, self.first, self.last = window, span, first, last
+    window: Any  # the stored BackfillWindow
+    span: Window | None  # its steps to fetch now; None when the window holds no step
+    first: bool  # the window's first piece
+    last: bool  # ... and its last: commit after scoring it
 
 
 class _PiecePlan:
