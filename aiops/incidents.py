@@ -1,0 +1,162 @@
+"""Incidents: runs of anomalous points, the unit an on-call engineer is alerted on.
+
+Per detector and series, consecutive anomalous points form one incident, allowing up to
+``resolve_after`` normal points in between. The incident *opens* at its first anomalous point
+(the alert) and *resolves* at the ``resolve_after + 1``-th consecutive normal point after its
+last anomalous one (only then is it known that the gap is longer than allowed). Missing points
+(NaN values, which score a neutral 0) count as normal points.
+
+The grouping is a stream like the detectors: :class:`IncidentTracker` carries an open incident
+across calls (ticks, backfill pieces, restarts: its :meth:`IncidentTracker.state` is JSON), so
+feeding a series in one call or in pieces gives the same incidents.
+
+This module is pure (numpy only): the store persists what it returns, the benchmarks count
+its onsets as alerts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from aiops.errors import InvalidInput
+
+__all__ = [
+    "DEFAULT_RESOLVE_AFTER",
+    "IncidentSpan",
+    "IncidentTracker",
+    "onsets",
+]
+
+DEFAULT_RESOLVE_AFTER = 5
+"""Normal points allowed inside one incident before it resolves (a detector setting)."""
+MAX_RESOLVE_AFTER = 100_000
+
+
+def check_resolve_after(value: Any) -> int:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, np.integer))
+        or not 0 <= int(value) <= MAX_RESOLVE_AFTER
+    ):
+        raise InvalidInput(
+            f"resolve_after must be an integer in [0, {MAX_RESOLVE_AFTER}], got {value!r}",
+            field="resolve_after",
+            allowed=f"an integer in [0, {MAX_RESOLVE_AFTER}]",
+        )
+    return int(value)
+
+
+@dataclass(frozen=True)
+class IncidentSpan:
+    """One incident as seen by one call: positions are indexes into that call's arrays.
+
+    ``first`` is -1 when the incident was opened by an earlier call (it continues here);
+    ``last`` is -1 when none of its anomalous points fall in this call; ``resolved`` is the
+    position of the point that resolved it, or -1 while it stays open after the call.
+    ``peak`` is the position of the highest score in this call (-1 if none here).
+    """
+
+    first: int
+    last: int
+    resolved: int
+    peak: int
+    points: int
+
+    @property
+    def opened_here(self) -> bool:
+        return self.first >= 0
+
+
+class IncidentTracker:
+    """Groups anomalous flags into incidents, carrying an open one between calls."""
+
+    def __init__(self, resolve_after: int = DEFAULT_RESOLVE_AFTER) -> None:
+        self.resolve_after = check_resolve_after(resolve_after)
+        self.open = False
+        self.normal_run = 0  # normal points since the open incident's last anomalous point
+
+    def feed(self, flags: np.ndarray, scores: np.ndarray | None = None) -> list[IncidentSpan]:
+        """Incidents touched by these points, in time order (see :class:`IncidentSpan`).
+
+        An incident carried open from an earlier call that neither gains a point nor resolves
+        here is not listed.
+        """
+        flags = np.asarray(flags, dtype=bool)
+        n = len(flags)
+        r = self.resolve_after
+        spans: list[IncidentSpan] = []
+        # position of the open incident's last anomalous point, relative to this call
+        last = -1 - self.normal_run
+        first = -1
+        cur: list[int] = []
+        for i in np.flatnonzero(flags).tolist():
+            if self.open and i - last - 1 <= r:
+                cur.append(i)
+                last = i
+                continue
+            if self.open:
+                spans.append(self._span(first, cur, last + r + 1, scores))
+            self.open = True
+            first, cur, last = i, [i], i
+        if self.open:
+            if n - last - 1 > r:
+                spans.append(self._span(first, cur, last + r + 1, scores))
+                self.open = False
+                self.normal_run = 0
+            else:
+                self.normal_run = n - 1 - last
+                if cur:
+                    spans.append(self._span(first, cur, -1, scores))
+        return spans
+
+    @staticmethod
+    def _span(
+        first: int, cur: list[int], resolved: int, scores: np.ndarray | None
+    ) -> IncidentSpan:
+        if cur and scores is not None:
+            sel = np.asarray(scores)[cur]
+            peak = cur[int(np.argmax(sel))]
+        else:
+            peak = cur[0] if cur else -1
+        return IncidentSpan(
+            first=first,
+            last=cur[-1] if cur else -1,
+            resolved=resolved,
+            peak=peak,
+            points=len(cur),
+        )
+
+    def state(self) -> dict[str, Any]:
+        return {"resolve_after": self.resolve_after, "open": self.open, "normal_run": self.normal_run}
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> IncidentTracker:
+        if not isinstance(state, Mapping):
+            raise InvalidInput("incident state must be a dict", field="incident_state")
+        tracker = cls(state.get("resolve_after", DEFAULT_RESOLVE_AFTER))
+        open_ = state.get("open", False)
+        run = state.get("normal_run", 0)
+        if not isinstance(open_, bool) or isinstance(run, bool) or not isinstance(run, int) or run < 0:
+            raise InvalidInput(
+                "incident state: open must be a boolean and normal_run a count",
+                field="incident_state",
+            )
+        tracker.open = open_
+        tracker.normal_run = run
+        return tracker
+
+
+def onsets(flags: np.ndarray, resolve_after: int = DEFAULT_RESOLVE_AFTER) -> np.ndarray:
+    """Positions where an incident opens (what alerts), for one series scored from scratch."""
+    flags = np.asarray(flags, dtype=bool)
+    idx = np.flatnonzero(flags)
+    if len(idx) == 0:
+        return idx
+    # an anomalous point opens an incident when more than resolve_after normal points precede it
+    gaps = np.diff(idx) - 1
+    keep = np.concatenate([[True], gaps > check_resolve_after(resolve_after)])
+    return idx[keep]
