@@ -414,7 +414,7 @@ def _up(args: argparse.Namespace) -> int:
         sup.start("deployments", [sys.executable, "-m", "deployments.serve"], env)
         if args.api:
             api_proc = sup.start("api", [sys.executable, "-m", "aiops.cli", "api"], env)
-            _wait_http(f"{api}/openapi.json", api_proc, 120, "the API")
+            _wait_http(f"{api}/healthz", api_proc, 120, "the API")
         _print_where(env["PREFECT_API_URL"], api if args.api else None, settings, where, demo)
         while True:
             sup.check()

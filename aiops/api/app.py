@@ -31,13 +31,14 @@ from aiops.api.auth import AuthMiddleware
 from aiops.api.errors import BodyTooLarge, JSONResponse, error_response, exception_handlers
 from aiops.api.events import EventHub, websocket_endpoint
 from aiops.api.metrics import ApiMetrics, MetricsMiddleware
+from aiops.api.models import ReadinessResponse
 from aiops.api.openapi import Call, Operation, docs_html, openapi_document
 from aiops.api.runs import PrefectRunTrigger, RunTrigger
 from aiops.config import DatasourceConfig, Settings
 from aiops.errors import DatasourceUnavailable, InvalidInput
 from aiops.sources import build_client
 
-__all__ = ["create_app", "ApiOptions", "ApiState", "operations"]
+__all__ = ["create_app", "ApiOptions", "ApiState", "operations", "HEALTHZ_PATH"]
 
 log = logging.getLogger("aiops.api")
 
@@ -52,6 +53,7 @@ def _version() -> str:
 
 
 METRICS_PATH = "/metrics"
+HEALTHZ_PATH = "/healthz"
 
 
 @dataclass(frozen=True)
@@ -134,6 +136,11 @@ def operations() -> list[Operation]:
                   responses={200: "text/plain"}, errors=(), public=True,
                   description="Requests, latencies, datasource cache hits/retries/failovers, "
                   "WebSocket clients and events sent, and aiops_anomaly_score per detector and series."),
+        Operation("GET", HEALTHZ_PATH, _healthz, "Readiness of the API (no token needed)", "service",
+                  responses={200: ReadinessResponse, 503: ReadinessResponse}, errors=(), public=True,
+                  description="200 `ready` once the API has started and its store answers, 503 `not ready` "
+                  "otherwise. Says nothing else (no versions, settings or errors): safe without a token, "
+                  "for `aiops up`, load balancers and orchestrators."),
         Operation("GET", "/openapi.json", _openapi, "This OpenAPI document", "service",
                   responses={200: None}, errors=()),
         Operation("GET", "/docs", _docs, "Human-readable API reference (HTML)", "service",
@@ -144,6 +151,15 @@ def operations() -> list[Operation]:
 async def _metrics(call: Call) -> Response:
     body = await anyio.to_thread.run_sync(call.state.metrics.render)
     return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+async def _healthz(call: Call) -> Any:
+    try:
+        await call.state.db(call.state.store.max_event_id)
+    except Exception as exc:  # the probe's answer is the point: never a 500
+        log.warning("readiness probe: the store does not answer (%s)", type(exc).__name__)
+        return 503, ReadinessResponse(status="not ready")
+    return ReadinessResponse(status="ready")
 
 
 async def _openapi(call: Call) -> Response:

@@ -446,6 +446,12 @@ class HealthResponse(BaseModel):
     datasources: list[DatasourceHealthOut]
 
 
+class ReadinessResponse(BaseModel):
+    """Whether the API is ready to serve (its store answers); nothing else"""
+
+    status: Literal["ready", "not ready"]
+
+
 class CollectorsResponse(BaseModel):
     collectors: list[CollectorStatus]
 

@@ -31,12 +31,16 @@ def wait_for(proc: subprocess.Popen, check, timeout: float, what: str) -> None:
 
 
 def test_up_serves_the_api_and_the_deployments_then_stops_cleanly(tmp_path):
+    """With AIOPS_API_TOKEN set (as any non-loopback bind requires): `aiops up` waits on the
+    unauthenticated /healthz, so it becomes ready instead of giving up on a 401."""
     prefect_port, api_port = free_port(), free_port()
+    token = "up-test-token-0123456789"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "AIOPS_"))}
     env.update(
         AIOPS_DATA_DIR=str(tmp_path / "data"),
         AIOPS_PREFECT_PORT=str(prefect_port),
         AIOPS_API_PORT=str(api_port),
+        AIOPS_API_TOKEN=token,
         AIOPS_PROMETHEUS_URL=f"http://127.0.0.1:{free_port()}",
         HOME=str(tmp_path),
     )
@@ -44,16 +48,16 @@ def test_up_serves_the_api_and_the_deployments_then_stops_cleanly(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "aiops.cli", "up"], env=env, stdout=log, stderr=subprocess.STDOUT)
     api = f"http://127.0.0.1:{api_port}"
     try:
-        def api_ready() -> bool:
-            try:
-                return httpx.get(f"{api}/api/datasources/health", timeout=2).status_code == 200
-            except httpx.TransportError:
-                return False
+        def up_is_ready() -> bool:  # printed after its own readiness probe succeeded
+            return "aiops is up" in (tmp_path / "up.log").read_text()
 
-        wait_for(proc, api_ready, 240, "the API answering")
+        wait_for(proc, up_is_ready, 240, "aiops up reporting ready")
+        assert httpx.get(f"{api}/healthz", timeout=10).json() == {"status": "ready"}
+        assert httpx.get(f"{api}/api/detectors", timeout=10).status_code == 401
 
         def deployments_served() -> bool:
-            r = httpx.post(f"{api}/api/runs", json={"flow": "detect-metrics"}, timeout=30)
+            r = httpx.post(f"{api}/api/runs", json={"flow": "detect-metrics"}, timeout=30,
+                           headers={"Authorization": f"Bearer {token}"})
             return r.status_code == 201
 
         wait_for(proc, deployments_served, 120, "detect-metrics/default being served")
