@@ -17,6 +17,10 @@ been handled (sent or filtered out). The invariant that makes resume exact:
   into per-client buffers, and a client skips ring entries with ``id <= cursor``, so the
   switch from replay to live has no gap and no duplicate, whichever runs first.
 * A client without ``since`` starts at the tailer's ``last_id`` (live from now).
+* A client with ``since`` above the store's newest id resumes against a store that was reset
+  (or is another one): its ids mean nothing here. It gets ``{"op": "reset", ...}`` after the
+  hello and then every event of this store from the first (as with ``since=0``), so it starts
+  over and still misses nothing.
 * A live client whose cursor falls behind the ring (more than ``capacity`` events behind,
   beyond what it already holds in flight) is a slow consumer: it is closed with code 4008 and
   reason ``slow consumer: resume with ?since=<id>`` (the last id written to it), never
@@ -229,10 +233,12 @@ class EventHub:
 
     # ------------------------------------------------------------------ one client
 
-    def subscribe(self, query: EventStreamQuery) -> Subscriber:
+    def subscribe(self, query: EventStreamQuery, *, cursor: int | None = None) -> Subscriber:
+        if cursor is None:
+            cursor = self.last_id if query.since is None else query.since
         sub = Subscriber(
             hub=self,
-            cursor=self.last_id if query.since is None else query.since,
+            cursor=cursor,
             detectors=frozenset(query.detector),
             types=frozenset(query.type),
             include_backfill=query.include_backfill,
@@ -254,13 +260,21 @@ class EventHub:
                     sub.heartbeat_due = True
                     sub.wake.set()
 
-    async def serve(self, websocket: WebSocket, sub: Subscriber, since: int | None) -> None:
-        """Send hello, the replay, then live events and heartbeats until closed.
+    async def serve(self, websocket: WebSocket, sub: Subscriber, since: int | None, *, reset: int | None = None) -> None:
+        """Send hello, the replay, then live events and heartbeats until closed. With
+        ``reset`` (the store's newest id, below ``since``), a reset message follows the hello.
 
         A send that blocks (a client not reading) only blocks this task; the tailer closes it
         with 4008 when the ring moves past it."""
         send = websocket.send_text
         await send(dumps({"op": "hello", "since": since, "last_id": self.last_id, "heartbeat_seconds": self.heartbeat_seconds}).decode())
+        if reset is not None:
+            await send(dumps({
+                "op": "reset", "since": since, "last_id": reset,
+                "reason": f"since={since} is above the newest event id {reset}: the event store was reset "
+                "or is another one. Start over: forget the ids you kept; every event of this store "
+                "follows from the first",
+            }).decode())
         await self._replay(sub, send)
         sub.live = True
         await send(dumps({"op": "live", "last_id": sub.cursor}).decode())
@@ -338,9 +352,18 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         err = validation_error(exc, "query")
         await deny_websocket(websocket.scope, websocket.receive, websocket.send, 400, err.message)
         return
+    reset = None
+    if query.since is not None and query.since > hub.last_id:
+        newest = await anyio.to_thread.run_sync(hub.store.max_event_id)  # the tailer may lag the store
+        if query.since > newest:
+            reset = newest
+            log.warning(
+                "WebSocket client resumed with since=%d above the newest event id %d (a reset or "
+                "different store): sent a reset and a replay from the first event", query.since, newest,
+            )
     await websocket.accept()
-    sub = hub.subscribe(query)
-    sender = asyncio.create_task(hub.serve(websocket, sub, query.since))
+    sub = hub.subscribe(query, cursor=0 if reset is not None else None)
+    sender = asyncio.create_task(hub.serve(websocket, sub, query.since, reset=reset))
     sub.task = sender
     receiver = asyncio.create_task(_drain_client(websocket))
     try:

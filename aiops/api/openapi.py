@@ -135,6 +135,8 @@ WEBSOCKET_DOC = {
     "messages": {
         "hello": '{"op": "hello", "since": <id|null>, "last_id": <id>, "heartbeat_seconds": <s>}',
         "event": '{"op": "event", "id": <id>, "published_at": <unix s>, "event": {...}}',
+        "reset": '{"op": "reset", "since": <id>, "last_id": <id>, "reason": "..."} (since is above the '
+                 'newest event id: the store was reset; forget kept ids, every event of this store follows)',
         "live": '{"op": "live", "last_id": <id>} (the replay is over)',
         "heartbeat": '{"op": "heartbeat", "last_id": <id>, "server_time": <unix s>}',
     },

@@ -311,3 +311,40 @@ async def test_a_client_behind_the_ring_but_holding_the_batch_is_not_kicked():
     assert sub.closing is None
     hub.publish(_events(6, 4))  # evicts up to 5: beyond what it holds
     assert sub.closing is not None and sub.closing[0] == 4008
+
+
+async def test_since_above_the_newest_id_gets_a_reset_then_every_event_of_this_store(tmp_path, prometheus):
+    """A client resuming against a reset store (its ids are from the old one) is told to start
+    over, then gets this store's events from the first: nothing missed, nothing silent."""
+    db = f"sqlite:///{tmp_path / 'aiops.db'}"
+    store = Store.open(db)
+    make_detector(store, "det-a")
+    existing = insert(store, "det-a", 0, 3)
+    async with serve(app_over(db, prometheus.url)) as hostport:
+        async with connect(ws_url(hostport, since=existing[-1] + 1000), additional_headers=AUTH) as ws:
+            c = Client(ws)
+            hello, reset = await c.next(), await c.next()
+            assert hello["op"] == "hello" and hello["since"] == existing[-1] + 1000
+            assert reset["op"] == "reset" and reset["since"] == existing[-1] + 1000
+            assert reset["last_id"] == existing[-1] and "start over" in reset["reason"].lower()
+            await c.until(lambda m: m["op"] == "live")
+            assert c.ids == existing
+            live = insert(store, "det-a", 100, 2)
+            assert await c.events_until(live[-1]) == existing + live
+    store.close()
+
+
+async def test_since_at_the_newest_id_or_ahead_of_a_lagging_tailer_is_no_reset(tmp_path, prometheus):
+    db = f"sqlite:///{tmp_path / 'aiops.db'}"
+    store = Store.open(db)
+    make_detector(store, "det-a")
+    insert(store, "det-a", 0, 2)
+    async with serve(app_over(db, prometheus.url, tail_interval=3600)) as hostport:
+        written_later = insert(store, "det-a", 10, 2)  # committed, not yet tailed by this replica
+        for since in (written_later[0], written_later[-1]):
+            async with connect(ws_url(hostport, since=since), additional_headers=AUTH) as ws:
+                c = Client(ws)
+                await c.until(lambda m: m["op"] == "live")
+                assert [m["op"] for m in c.messages if m["op"] != "event"] == ["hello", "live"]
+                assert set(c.ids) <= {i for i in written_later if i > since}  # tailed or not yet
+    store.close()
