@@ -28,6 +28,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from aiops.errors import InvalidInput
 from aiops.labels import series_key
 from aiops.timeutil import parse_time
@@ -38,10 +40,17 @@ __all__ = [
     "LabelWindow",
     "LabelledSeries",
     "Labels",
+    "NAB_PROBATION",
+    "NAB_PROFILES",
+    "NabProfile",
+    "NabScore",
+    "NabSeries",
     "SeriesQuality",
     "dump_labels_json",
     "evaluate",
     "load_labels",
+    "nab_probation_rows",
+    "nab_score",
     "parse_labels_csv",
     "parse_labels_json",
 ]
@@ -517,3 +526,264 @@ def _credited_window(windows: Sequence[LabelWindow], starts: list[float], t: flo
         return None
     w = windows[j]
     return j if t < w.end + tolerance else None
+
+
+# --------------------------------------------------------------------------- NAB score
+#
+# The Numenta Anomaly Benchmark's score (Lavin & Ahmad 2015), written from the method's
+# description: per series of rows, labelled windows as inclusive row ranges; the first rows
+# are a probation period that is not scored; inside a window only the earliest detection
+# counts, worth more the earlier it is; every detection outside windows costs the
+# false-positive weight, less when it falls just after a window; the raw sum is normalised
+# so that a detector that never fires scores 0 and a perfect one 100. Definitions in
+# docs/evaluation.md ("NAB score").
+
+
+@dataclass(frozen=True)
+class NabProfile:
+    """A NAB cost matrix: the weights of a true positive, a false positive, a missed window."""
+
+    name: str
+    tp_weight: float
+    fp_weight: float
+    fn_weight: float
+
+
+NAB_PROFILES: tuple[NabProfile, ...] = (
+    NabProfile("standard", 1.0, 0.11, 1.0),
+    NabProfile("reward_low_FP_rate", 1.0, 0.22, 1.0),
+    NabProfile("reward_low_FN_rate", 1.0, 0.11, 2.0),
+)
+"""NAB's three profiles (its ``config/profiles.json``)."""
+
+NAB_PROBATION = 0.15
+"""NAB's probation: this fraction of each series' rows, at most ``5000 *`` it (750 rows)."""
+
+
+def nab_probation_rows(n: int, fraction: float = NAB_PROBATION) -> int:
+    """Rows of a probation period as NAB defines it: ``min(floor(fraction n), 5000 fraction)``
+    (rounded up: the first scored row)."""
+    if not (math.isfinite(fraction) and 0 <= fraction < 1):
+        raise InvalidInput(f"probation must be a fraction in [0, 1), got {fraction!r}", field="probation")
+    return int(math.ceil(min(math.floor(fraction * n), fraction * 5000)))
+
+
+def _nab_sigmoid(x: np.ndarray) -> np.ndarray:
+    """NAB's scaled sigmoid ``2 / (1 + exp(5x)) - 1`` (1 far left, 0 at 0, -1 for x > 3)."""
+    with np.errstate(over="ignore"):
+        out = 2.0 / (1.0 + np.exp(5.0 * x)) - 1.0
+    out[x > 3.0] = -1.0
+    return out
+
+
+_NAB_LEFT_EDGE = float(_nab_sigmoid(np.array([-1.0]))[0])
+
+
+@dataclass(frozen=True)
+class NabSeries:
+    """One series as NAB scores it: ``n`` rows, labelled windows as inclusive row ranges
+    ``(first, last)`` (sorted, not overlapping), the first ``probation`` rows not scored."""
+
+    n: int
+    windows: tuple[tuple[int, int], ...]
+    probation: int = 0
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        if self.n < 0 or not 0 <= self.probation <= max(self.n, 0):
+            raise InvalidInput(f"NAB series {self.name!r}: {self.n} rows, probation {self.probation}", field="probation")
+        prev = -1
+        for first, last in self.windows:
+            if not (prev < first <= last < self.n):
+                raise InvalidInput(
+                    f"NAB series {self.name!r}: window rows ({first}, {last}) must be sorted, "
+                    f"disjoint and within 0..{self.n - 1}",
+                    field="windows",
+                )
+            prev = last
+
+    @classmethod
+    def with_probation(
+        cls, n: int, windows: Sequence[tuple[int, int]], fraction: float = NAB_PROBATION, name: str = ""
+    ) -> NabSeries:
+        """The series with NAB's probation period (:func:`nab_probation_rows`)."""
+        return cls(n, tuple((int(a), int(b)) for a, b in windows), nab_probation_rows(n, fraction), name)
+
+    @property
+    def scorable(self) -> list[int]:
+        """Windows that end after the probation period (the others are never scored)."""
+        return [k for k, (_, last) in enumerate(self.windows) if last >= self.probation]
+
+    def row_values(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per row: its window (-1 outside) and its unweighted value: the reward of a detection
+        there inside a window (1 at the left edge, towards 0 at the right), the cost (-1 .. 0)
+        outside, scaled by the distance to the closest preceding window."""
+        win = np.full(self.n, -1, dtype=np.int64)
+        val = np.full(self.n, -1.0)
+        rights = np.array([last for _, last in self.windows], dtype=np.int64)
+        for k, (first, last) in enumerate(self.windows):
+            width = float(last - first + 1)
+            rows = np.arange(first, last + 1)
+            win[first : last + 1] = k
+            val[first : last + 1] = _nab_sigmoid(-(last - rows + 1) / width) / _NAB_LEFT_EDGE
+        outside = np.flatnonzero(win < 0)
+        if len(rights) and len(outside):
+            prev = np.searchsorted(rights, outside, side="left") - 1  # last window ending before
+            has = prev >= 0
+            rows, j = outside[has], prev[has]
+            firsts = np.array([first for first, _ in self.windows], dtype=np.float64)
+            denom = rights[j] - firsts[j]  # width - 1
+            with np.errstate(divide="ignore", invalid="ignore"):
+                dist = np.where(denom > 0, np.abs(rows - rights[j]) / np.where(denom > 0, denom, 1), np.inf)
+            val[rows] = _nab_sigmoid(dist)
+        return win, val
+
+
+@dataclass(frozen=True)
+class NabScore:
+    """One profile's NAB score of a set of series at one threshold."""
+
+    profile: str
+    threshold: float
+    """A row is a detection when its score is >= this (``inf``: nothing detected)."""
+    raw: float
+    null: float
+    perfect: float
+    windows: int
+    detected_windows: int
+    detections: int
+    false_detections: int
+    swept: bool = False
+
+    @property
+    def normalized(self) -> float | None:
+        """``100 (raw - null) / (perfect - null)``: 0 for a detector that never fires, 100 for a
+        perfect one; ``None`` without windows."""
+        if self.perfect == self.null:
+            return None
+        return 100.0 * (self.raw - self.null) / (self.perfect - self.null)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "profile": self.profile,
+            "score": self.normalized,
+            "raw": self.raw,
+            "null": self.null,
+            "perfect": self.perfect,
+            "threshold": None if math.isinf(self.threshold) else self.threshold,
+            "swept": self.swept,
+            "windows": self.windows,
+            "detected_windows": self.detected_windows,
+            "detections": self.detections,
+            "false_detections": self.false_detections,
+        }
+
+
+class _NabCorpus:
+    """The scored (post-probation) rows of every series, flattened: score, window, value."""
+
+    def __init__(self, series: Sequence[NabSeries], scores: Sequence[Any]) -> None:
+        if len(series) != len(scores):
+            raise InvalidInput(f"{len(series)} NAB series but {len(scores)} score arrays", field="scores")
+        s_parts, g_parts, v_parts = [], [], []
+        offset = 0
+        self.scorable: list[int] = []
+        self.windows_total = 0
+        for ser, sc in zip(series, scores, strict=True):
+            arr = np.asarray(sc, dtype=np.float64)
+            if arr.shape != (ser.n,):
+                raise InvalidInput(
+                    f"NAB series {ser.name!r}: {ser.n} rows but {arr.size} scores", field="scores"
+                )
+            arr = np.where(np.isnan(arr), 0.0, arr)  # no score: no detection
+            win, val = ser.row_values()
+            p = ser.probation
+            g = win[p:]
+            s_parts.append(arr[p:])
+            g_parts.append(np.where(g >= 0, g + offset, -1))
+            v_parts.append(val[p:])
+            self.scorable.extend(k + offset for k in ser.scorable)
+            offset += len(ser.windows)
+        self.windows_total = offset
+        self.S = np.concatenate(s_parts) if s_parts else np.empty(0)
+        self.G = np.concatenate(g_parts) if g_parts else np.empty(0, dtype=np.int64)
+        self.V = np.concatenate(v_parts) if v_parts else np.empty(0)
+
+    def null_perfect(self, p: NabProfile) -> tuple[float, float]:
+        # as NAB: a window inside the probation period costs nothing missed, yet counts in perfect
+        return -p.fn_weight * len(self.scorable), p.tp_weight * self.windows_total
+
+    def at(self, p: NabProfile, threshold: float, swept: bool = False) -> NabScore:
+        flags = self.S >= threshold
+        inside = self.G >= 0
+        fp = flags & ~inside
+        raw = float(p.fp_weight * self.V[fp].sum())
+        best = np.full(max(self.windows_total, 1), -np.inf)
+        hit = flags & inside
+        np.maximum.at(best, self.G[hit], self.V[hit])
+        detected = 0
+        for k in self.scorable:
+            if best[k] > -np.inf:
+                raw += p.tp_weight * best[k]
+                detected += 1
+            else:
+                raw -= p.fn_weight
+        null, perfect = self.null_perfect(p)
+        return NabScore(
+            profile=p.name, threshold=threshold, raw=float(raw), null=null, perfect=perfect,
+            windows=len(self.scorable), detected_windows=detected,
+            detections=int(flags.sum()), false_detections=int(fp.sum()), swept=swept,
+        )
+
+    def best_threshold(self, p: NabProfile) -> float:
+        """The threshold of the highest raw score over every distinct score (ties: the highest
+        threshold; ``inf`` when never firing is best)."""
+        n = len(self.S)
+        if n == 0:
+            return math.inf
+        order = np.argsort(-self.S, kind="stable")
+        s_sorted = self.S[order]
+        g = self.G[order]
+        v = self.V[order]
+        delta = np.where(g < 0, p.fp_weight * v, 0.0)
+        best: dict[int, float] = {}
+        for i in np.flatnonzero(g >= 0).tolist():
+            k = int(g[i])
+            val = p.tp_weight * float(v[i])
+            b = best.get(k)
+            if b is None:
+                delta[i] = val + p.fn_weight
+                best[k] = val
+            elif val > b:
+                delta[i] = val - b
+                best[k] = val
+        null, _ = self.null_perfect(p)
+        total = null + np.cumsum(delta)
+        ends = np.flatnonzero(np.append(s_sorted[1:] != s_sorted[:-1], True))
+        j = int(np.argmax(total[ends]))  # the first maximum: the highest threshold
+        if total[ends][j] > null:
+            return float(s_sorted[ends[j]])
+        return math.inf
+
+
+def nab_score(
+    series: Sequence[NabSeries],
+    scores: Sequence[Any],
+    *,
+    threshold: float | None = 0.5,
+    profiles: Sequence[NabProfile] = NAB_PROFILES,
+) -> dict[str, NabScore]:
+    """NAB score per profile of ``scores`` (one array per series, one value per row).
+
+    A row is a detection when its score is ``>= threshold``. ``threshold=None`` sweeps: each
+    profile gets the threshold (among the distinct scores) that maximises its raw score over
+    all the series together, as NAB's published board does. NaN scores are no detection.
+    """
+    corpus = _NabCorpus(series, scores)
+    out: dict[str, NabScore] = {}
+    for p in profiles:
+        if threshold is None:
+            out[p.name] = corpus.at(p, corpus.best_threshold(p), swept=True)
+        else:
+            out[p.name] = corpus.at(p, float(threshold))
+    return out
