@@ -446,7 +446,7 @@ def _print_where(prefect_api: str, api: str | None, settings: Any, where: dict[s
 
 def _evaluate(args: argparse.Namespace) -> int:
     """Score a detector's stored anomalies against labelled windows (docs/evaluation.md)."""
-    from aiops.evaluation import evaluate, load_labels
+    from aiops.evaluation import evaluate, load_labels, nab_evaluate
     from aiops.store import Store
     from aiops.timeutil import parse_duration, parse_time, to_datetime
 
@@ -475,8 +475,12 @@ def _evaluate(args: argparse.Namespace) -> int:
                 break
             after = page[-1].id
     result = evaluate(labels, detections, tolerance=tolerance, gap=gap, start=start, end=end)
+    resolve_after = args.resolve_after if args.resolve_after is not None else getattr(det, "resolve_after", None)
+    nab = nab_evaluate(labels, detections, step=step, resolve_after=resolve_after, start=start, end=end,
+                       probation=args.probation)
     if args.json:
-        print(json.dumps({"detector": det.id, "kind": det.kind, "labels": str(args.labels), **result.to_dict()}))
+        print(json.dumps({"detector": det.id, "kind": det.kind, "labels": str(args.labels), **result.to_dict(),
+                          "nab": nab.to_dict()}))
         return 0
 
     def num(v: float | None) -> str:
@@ -496,6 +500,14 @@ def _evaluate(args: argparse.Namespace) -> int:
     span = f"{args.start or 'all'} .. {args.end or 'all'}"
     print(f"detector {det.id} ({det.kind}), {len(detections)} detections in {span}; "
           f"tolerance {tolerance:g}s, events merge detections <= {gap:g}s apart")
+    print()
+    nab_rows = [[name, "n/a" if p.normalized is None else f"{p.normalized:.1f}", f"{p.raw:.3f}",
+                 f"{p.detected_windows}/{p.windows}", str(p.detections), str(p.false_detections)]
+                for name, p in nab.profiles.items()]
+    _print_table(["NAB profile", "score", "raw", "found", "incidents", "false"], nab_rows)
+    skipped = f", the first {nab.probation:.0%} not scored" if nab.probation else ""
+    print(f"NAB score (0 = never fires, 100 = perfect): incident onsets as detections (resolve_after "
+          f"{nab.resolve_after}), on {nab.rows} steps of {step:g}s{skipped}")
     return 0
 
 
@@ -573,6 +585,10 @@ def _build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--source", choices=("all", "live", "backfill"), default="all",
                     help="score live anomalies, backfilled ones, or all (default)")
     ev.add_argument("--backfill", metavar="ID", help="score only the anomalies of this backfill")
+    ev.add_argument("--resolve-after", type=int, metavar="STEPS",
+                    help="normal steps allowed inside one incident for the NAB score (default: the detector's)")
+    ev.add_argument("--probation", type=float, default=0.0,
+                    help="NAB score: leave this first fraction of the range unscored (default 0; NAB uses 0.15)")
     ev.add_argument("--json", action="store_true", help="print JSON for scripts")
     ev.set_defaults(handler=_evaluate)
 

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from aiops.errors import InvalidInput
+from aiops.incidents import DEFAULT_RESOLVE_AFTER, check_resolve_after, onsets
 from aiops.labels import series_key
 from aiops.timeutil import parse_time
 
@@ -44,11 +45,15 @@ __all__ = [
     "NAB_PROFILES",
     "NabProfile",
     "NabScore",
+    "NabEvaluation",
     "NabSeries",
+    "NabSeriesResult",
     "SeriesQuality",
     "dump_labels_json",
     "evaluate",
+    "incident_onsets",
     "load_labels",
+    "nab_evaluate",
     "nab_probation_rows",
     "nab_score",
     "parse_labels_csv",
@@ -787,3 +792,193 @@ def nab_score(
         else:
             out[p.name] = corpus.at(p, float(threshold))
     return out
+
+
+# --------------------------------------------------------------------------- NAB score of stored anomalies
+
+MAX_NAB_ROWS = 20_000_000
+"""At most this many grid rows per series (a year at 2 s): beyond, ask for a shorter range."""
+
+
+@dataclass
+class NabSeriesResult:
+    """One series of a :class:`NabEvaluation`: its incidents and its standard-profile score."""
+
+    labels: Mapping[str, str]
+    labelled: bool
+    windows: int
+    detected_windows: int
+    incidents: int
+    false_incidents: int
+    score: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "labels": dict(self.labels),
+            "series": series_key(self.labels),
+            "labelled": self.labelled,
+            "windows": self.windows,
+            "detected_windows": self.detected_windows,
+            "incidents": self.incidents,
+            "false_incidents": self.false_incidents,
+            "standard": self.score,
+        }
+
+
+@dataclass
+class NabEvaluation:
+    """The NAB score of stored anomalies: incident onsets on a grid of ``step`` seconds."""
+
+    profiles: dict[str, NabScore]
+    series: list[NabSeriesResult]
+    step: float
+    resolve_after: int
+    probation: float
+    grid_start: float | None
+    rows: int
+
+    @property
+    def incidents(self) -> int:
+        return sum(s.incidents for s in self.series)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "step_seconds": self.step,
+            "resolve_after": self.resolve_after,
+            "probation": self.probation,
+            "grid_start": None if self.grid_start is None else _rfc3339(self.grid_start),
+            "rows": self.rows,
+            "incidents": self.incidents,
+            "profiles": {k: v.to_dict() for k, v in self.profiles.items()},
+            "series": [s.to_dict() for s in self.series],
+        }
+
+
+def incident_onsets(times: Iterable[float], step: float, resolve_after: int) -> list[float]:
+    """The times at which incidents open, for the anomalous points ``times`` of ONE series
+    sampled every ``step`` seconds (:func:`aiops.incidents.onsets`: more than ``resolve_after``
+    steps without an anomalous point start a new incident)."""
+    ts = np.unique(np.asarray(list(times), dtype=np.float64))
+    if len(ts) == 0:
+        return []
+    rows = np.floor((ts - ts[0]) / step + 1e-6).astype(np.int64)
+    flags = np.zeros(int(rows[-1]) + 1, dtype=bool)
+    flags[rows] = True
+    first_at = {}
+    for r, t in zip(rows.tolist(), ts.tolist(), strict=True):
+        first_at.setdefault(r, t)
+    return [first_at[int(r)] for r in onsets(flags, resolve_after)]
+
+
+def nab_evaluate(
+    labels: Labels,
+    detections: Iterable[tuple[Mapping[str, str], Any]],
+    *,
+    step: float,
+    resolve_after: int | None = None,
+    start: float | None = None,
+    end: float | None = None,
+    probation: float = 0.0,
+    profiles: Sequence[NabProfile] = NAB_PROFILES,
+) -> NabEvaluation:
+    """NAB score of stored anomalies (``(labels, time)`` pairs) against ``labels``, counting
+    each incident onset as one detection (definitions in docs/evaluation.md, "NAB score").
+
+    The anomalies of each detected series are grouped into incidents (``resolve_after``
+    steps, default :data:`aiops.incidents.DEFAULT_RESOLVE_AFTER`). Every series is scored on
+    one grid of ``step`` seconds over ``[start, end)`` (default: from the first window start
+    or anomaly to the last window end or anomaly); windows become the grid rows they cover
+    (clipped to the grid); the first ``probation`` fraction of the rows is not scored (NAB's
+    benchmark uses 0.15). Detected series that match no label set are scored as series
+    without windows."""
+    if not (isinstance(step, int | float) and math.isfinite(step) and step > 0):
+        raise InvalidInput(f"step must be > 0 seconds, got {step!r}", field="step")
+    r = check_resolve_after(DEFAULT_RESOLVE_AFTER if resolve_after is None else resolve_after)
+    nab_probation_rows(0, probation)  # checks the fraction
+    if start is not None and end is not None and end <= start:
+        raise InvalidInput("end must be after start", field="end")
+    lo = -math.inf if start is None else start
+    hi = math.inf if end is None else end
+
+    labelled = list(labels.series)
+    by_series: dict[str, tuple[dict[str, str], list[float]]] = {}
+    for det_labels, ts in detections:
+        t = _seconds(ts)
+        if lo <= t < hi:
+            lab = {str(k): str(v) for k, v in det_labels.items()}
+            by_series.setdefault(series_key(lab), (lab, []))[1].append(t)
+    onset_times: dict[int, list[float]] = {i: [] for i in range(len(labelled))}
+    extra: list[tuple[dict[str, str], list[float]]] = []
+    for key in sorted(by_series):
+        lab, ts_list = by_series[key]
+        hits = [i for i, s in enumerate(labelled) if s.matches(lab)]
+        if len(hits) > 1:
+            names = " and ".join("{" + labelled[i].key + "}" for i in hits)
+            raise InvalidInput(
+                f"labels file {labels.source}: series {{{key}}} matches both {names}; make the label sets more specific",
+                field="labels",
+                file=labels.source,
+            )
+        found = incident_onsets(ts_list, step, r)
+        if hits:
+            onset_times[hits[0]].extend(found)
+        else:
+            extra.append((lab, found))
+
+    # the grid: aligned to multiples of the step, as range queries are
+    edges = [w.start for s in labelled for w in s.windows] + [w.end for s in labelled for w in s.windows]
+    dets = [t for _, ts_list in by_series.values() for t in ts_list]
+    first = start if start is not None else min([*edges, *dets], default=None)
+    last = end if end is not None else max([*edges, *(t + step for t in dets)], default=None)
+    if first is None or last is None:  # nothing to place: no windows, no anomalies
+        first = last = 0.0
+    g0 = math.floor(first / step + 1e-9) * step
+    n = max(0, math.ceil((last - g0) / step - 1e-9))
+    if n > MAX_NAB_ROWS:
+        raise InvalidInput(
+            f"the range holds {n:,} steps of {step:g}s, more than {MAX_NAB_ROWS:,}; pass a shorter --start/--end",
+            field="start",
+        )
+    p_rows = nab_probation_rows(n, probation)
+
+    def rows_of(times: list[float]) -> np.ndarray:
+        flags = np.zeros(n)
+        if times and n:
+            idx = np.floor((np.asarray(times) - g0) / step + 1e-6).astype(np.int64)
+            flags[idx[(idx >= 0) & (idx < n)]] = 1.0
+        return flags
+
+    series: list[NabSeries] = []
+    scores: list[np.ndarray] = []
+    meta: list[tuple[Mapping[str, str], bool]] = []
+    for i, s in enumerate(labelled):
+        wins: list[tuple[int, int]] = []
+        for w in s.windows:
+            a = max(0, math.ceil((w.start - g0) / step - 1e-9))
+            b = min(n - 1, max(a, math.ceil((w.end - g0) / step - 1e-9) - 1))
+            if wins and a <= wins[-1][1]:
+                a = wins[-1][1] + 1  # a window shorter than a step touching the previous one
+            if a <= b:
+                wins.append((a, b))
+        series.append(NabSeries(n, tuple(wins), p_rows, s.key))
+        scores.append(rows_of(onset_times[i]))
+        meta.append((s.labels, True))
+    for lab, found in extra:
+        series.append(NabSeries(n, (), p_rows, series_key(lab)))
+        scores.append(rows_of(found))
+        meta.append((lab, False))
+    overall = nab_score(series, scores, threshold=0.5, profiles=profiles)
+    results = []
+    std = next((p for p in profiles if p.name == "standard"), profiles[0])
+    for ser, sc, (lab, is_labelled) in zip(series, scores, meta, strict=True):
+        one = nab_score([ser], [sc], threshold=0.5, profiles=(std,))[std.name]
+        results.append(
+            NabSeriesResult(
+                labels=lab, labelled=is_labelled, windows=one.windows, detected_windows=one.detected_windows,
+                incidents=int(sc[p_rows:].sum()), false_incidents=one.false_detections, score=one.normalized,
+            )
+        )
+    return NabEvaluation(
+        profiles=overall, series=results, step=float(step), resolve_after=r, probation=probation,
+        grid_start=g0 if n else None, rows=n,
+    )

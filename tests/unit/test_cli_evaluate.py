@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from datetime import UTC, datetime
 
 import pytest
@@ -114,3 +115,37 @@ def test_errors_are_one_line_and_exit_2(db, labels, tmp_path, capsys):
     assert "--tolerance" in capsys.readouterr().err
     assert main(["evaluate", "--detector", "lat", "--labels", str(tmp_path / "missing.json")]) == 2
     assert "missing.json" in capsys.readouterr().err
+
+
+def test_the_nab_score_counts_incident_onsets(db, labels, capsys):
+    # grid: 60 s steps from T0+600 (first window) to T0+50060 (last anomaly + a step): 825 rows.
+    # api windows: rows 0..4 and 7..9. api onsets: 600 (window 1's left edge: +1), 1300 (row 11:
+    # 2 rows after window 2, which it misses: -1, d = 2/2 -> 0.11 * tanh(2.5)), 9000 (-0.11);
+    # db (no windows): 50000 (-0.11). null -2, perfect 2.
+    assert main(["evaluate", "--detector", "lat", "--labels", labels, "--json"]) == 0
+    nab = json.loads(capsys.readouterr().out)["nab"]
+    assert (nab["rows"], nab["resolve_after"], nab["step_seconds"], nab["incidents"]) == (825, 5, 60, 4)
+    raw = 1 - 1 - 0.11 * math.tanh(2.5) - 0.11 - 0.11
+    std = nab["profiles"]["standard"]
+    assert std["raw"] == pytest.approx(raw)
+    assert std["score"] == pytest.approx(100 * (raw + 2) / 4)  # 41.79
+    assert (std["detected_windows"], std["windows"], std["false_detections"]) == (1, 2, 3)
+    assert nab["profiles"]["reward_low_FN_rate"]["raw"] == pytest.approx(1 - 2 - 0.11 * math.tanh(2.5) - 0.22)
+
+    # a longer resolve_after folds 1300 into the first incident (8 normal steps in between)
+    assert main(["evaluate", "--detector", "lat", "--labels", labels, "--json", "--resolve-after", "8"]) == 0
+    nab = json.loads(capsys.readouterr().out)["nab"]
+    assert nab["incidents"] == 3 and nab["profiles"]["standard"]["raw"] == pytest.approx(1 - 1 - 0.22)
+
+    assert main(["evaluate", "--detector", "lat", "--labels", labels]) == 0
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if x.startswith("standard"))
+    assert line.split() == ["standard", "41.8", f"{raw:.3f}", "1/2", "4", "3"]
+    assert "incident onsets as detections (resolve_after 5), on 825 steps of 60s" in out
+
+
+def test_bad_nab_options_exit_2(db, labels, capsys):
+    assert main(["evaluate", "--detector", "lat", "--labels", labels, "--probation", "1.5"]) == 2
+    assert "probation" in capsys.readouterr().err
+    assert main(["evaluate", "--detector", "lat", "--labels", labels, "--resolve-after", "-1"]) == 2
+    assert "resolve_after" in capsys.readouterr().err

@@ -8,13 +8,22 @@ one outside, ``d`` window-widths-minus-one after the preceding window, costs ``f
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
 import pytest
 
 from aiops.errors import InvalidInput
-from aiops.evaluation import NAB_PROFILES, NabSeries, nab_probation_rows, nab_score
+from aiops.evaluation import (
+    NAB_PROFILES,
+    NabSeries,
+    incident_onsets,
+    nab_evaluate,
+    nab_probation_rows,
+    nab_score,
+    parse_labels_json,
+)
 
 S_LEFT = math.tanh(2.5)  # S(-1)
 
@@ -133,3 +142,65 @@ def test_bad_inputs_are_invalid_input():
     # no windows at all: the normalised score is undefined, the raw cost still counts
     out = std([NabSeries(5, ())], [flags(5, 1)])
     assert out.normalized is None and out.raw == pytest.approx(-0.11)
+
+
+# ----------------------------------------------------------------- stored anomalies -> incident onsets
+
+T0 = 1_700_000_040  # a multiple of 60
+
+
+def test_incident_onsets_follow_resolve_after():
+    times = [T0 + o for o in (0, 60, 120, 600, 660)]  # rows 0, 1, 2, 10, 11: 7 normal rows between
+    assert incident_onsets(times, 60, 5) == [T0, T0 + 600]
+    assert incident_onsets(times, 60, 7) == [T0]
+    assert incident_onsets(reversed(times), 60, 6) == [T0, T0 + 600]  # order does not matter
+    assert incident_onsets([], 60, 5) == []
+
+
+def test_nab_evaluate_scores_onsets_on_a_step_grid():
+    labels = parse_labels_json(
+        {"series": [{"labels": {"job": "api"}, "windows": [{"start": T0 + 600, "end": T0 + 900}]},
+                    {"labels": {"job": "db"}, "windows": []}]},
+        "hand.json",
+    )
+    api = [({"job": "api", "instance": i}, T0 + o) for i, o in (("a", 660), ("a", 720), ("b", 600), ("a", 1200))]
+    detections = [*api, ({"job": "db"}, T0 + 300), ({"job": "web"}, T0 + 1500)]
+    # grid [T0, T0+1800): 30 rows; window rows 10..14. Onsets: instance b at row 10 (the left
+    # edge: +1), instance a at 660 (row 11, same window: only the earliest counts) and at 1200
+    # (row 20, 12 normal rows later: d = 6/4 after the window); db at row 5, web (unlabelled) at
+    # row 25: no window before them.
+    out = nab_evaluate(labels, detections, step=60, start=T0, end=T0 + 1800)
+    raw = 1 - 0.11 * math.tanh(3.75) - 0.11 - 0.11
+    std = out.profiles["standard"]
+    assert (out.rows, out.grid_start, out.incidents) == (30, T0, 5)
+    assert std.raw == pytest.approx(raw) and std.normalized == pytest.approx(100 * (raw + 1) / 2)
+    assert [(s.labels, s.labelled, s.incidents, s.false_incidents) for s in out.series] == [
+        ({"job": "api"}, True, 3, 1), ({"job": "db"}, True, 1, 1), ({"job": "web"}, False, 1, 1),
+    ]
+    assert out.series[1].score is None  # no windows: no normalised score
+    # the first 15% (4 rows) not scored: db's onset at row 5 still counts; the same score
+    assert nab_evaluate(labels, detections, step=60, start=T0, end=T0 + 1800, probation=0.15).profiles[
+        "standard"].raw == pytest.approx(raw)
+    # no range given: from the first anomaly/window (T0+300) to the last anomaly + a step
+    auto = nab_evaluate(labels, detections, step=60)
+    assert (auto.grid_start, auto.rows) == (T0 + 300, 21)
+    assert json.loads(json.dumps(auto.to_dict()))["profiles"]["standard"]["windows"] == 1
+
+
+def test_nab_evaluate_clips_windows_to_the_range_and_checks_its_inputs():
+    labels = parse_labels_json([{"labels": {"job": "api"}, "start": T0 - 600, "end": T0 + 120}], "w.json")
+    # the window reaches into the range: its rows 0..1 stay a window, found at row 1
+    out = nab_evaluate(labels, [({"job": "api"}, T0 + 60)], step=60, start=T0, end=T0 + 600)
+    assert out.profiles["standard"].raw == pytest.approx(math.tanh(1.25) / S_LEFT)
+    with pytest.raises(InvalidInput, match="step"):
+        nab_evaluate(labels, [], step=0)
+    with pytest.raises(InvalidInput, match="resolve_after"):
+        nab_evaluate(labels, [], step=60, resolve_after=-1)
+    with pytest.raises(InvalidInput, match="probation"):
+        nab_evaluate(labels, [], step=60, probation=1.0)
+    with pytest.raises(InvalidInput, match="shorter"):
+        nab_evaluate(labels, [], step=1, start=0, end=10**9)
+    both = parse_labels_json([{"labels": {"job": "api"}, "start": T0, "end": T0 + 60},
+                              {"labels": {"env": "prod"}, "start": T0, "end": T0 + 60}], "b.json")
+    with pytest.raises(InvalidInput, match="matches both"):
+        nab_evaluate(both, [({"job": "api", "env": "prod"}, T0)], step=60)
