@@ -123,9 +123,14 @@ async def _analyze_logs(args: argparse.Namespace) -> int:
     if (args.file is None) == (args.selector is None):
         raise AiopsError("give a FILE or --selector (one of them)")
     if args.file is not None:
-        from aiops.sources.files import read_log_file
+        from aiops.sources.files import LogAccess
 
-        frame = read_log_file(args.file)
+        # the same confinement as the service: AIOPS_LOG_ROOTS (or the data dir's logs/) and
+        # the log jobs' files; regular files only, bounded in size and time
+        loaded = LogAccess.from_settings(settings).read(args.file)
+        if loaded.truncated:
+            print(f"warning: {loaded.reason}", file=sys.stderr)
+        frame = loaded.frame
         selector = None
     else:
         import httpx

@@ -22,6 +22,7 @@ from __future__ import annotations
 import difflib
 import logging
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -180,6 +181,11 @@ class Settings(BaseSettings):
     loki_tenant: str | None = None
     datasources: dict[str, dict[str, Any]] = Field(default_factory=dict)
     log_jobs: list[LogJob] = Field(default_factory=list)
+    # local log files: the only folders a file source may be read from (besides the log
+    # jobs' own files); unset: ``<data_dir>/logs``. Reads are bounded in size and time.
+    log_roots: Annotated[tuple[Path, ...], NoDecode] | None = None
+    log_max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024, le=1 << 40)
+    log_read_timeout_seconds: float = Field(default=120.0, gt=0, le=86400)
 
     # request behaviour (one policy shared by every datasource client)
     timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
@@ -221,6 +227,21 @@ class Settings(BaseSettings):
     @classmethod
     def _valid_urls(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(_check_url(u) for u in value)
+
+    @field_validator("log_roots", mode="before")
+    @classmethod
+    def _roots(cls, value: Any) -> Any:
+        if isinstance(value, str):  # AIOPS_LOG_ROOTS=/var/log/app,/srv/logs (or ':'-separated)
+            return [p.strip() for p in re.split(r"[,:]", value) if p.strip()]
+        return value
+
+    @field_validator("log_roots")
+    @classmethod
+    def _absolute_roots(cls, value: tuple[Path, ...] | None) -> tuple[Path, ...] | None:
+        for root in value or ():
+            if not root.is_absolute():
+                raise ValueError(f"{str(root)!r} is not an absolute path")
+        return value
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -277,6 +298,16 @@ class Settings(BaseSettings):
                 loc = ".".join(str(p) for p in first["loc"])
                 raise ValueError(f"datasource {name!r}: {loc}: {first['msg']}") from None
         return out
+
+    def log_file_roots(self) -> tuple[Path, ...]:
+        """The folders file sources may be read from: ``log_roots``, else ``<data_dir>/logs``."""
+        if self.log_roots is not None:
+            return self.log_roots
+        return (self.data_dir.absolute() / "logs",)
+
+    def log_job_files(self) -> tuple[Path, ...]:
+        """The files the configured log jobs read: allowed wherever they are."""
+        return tuple(Path(job.path).absolute() for job in self.log_jobs if job.path is not None)
 
     def resolved_database_url(self) -> str:
         if self.database_url:

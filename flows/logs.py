@@ -16,7 +16,8 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 from prefect.runtime import flow_run
 
-from aiops.errors import ConfigError, InvalidInput
+from aiops.errors import InvalidInput
+from aiops.flowparams import AnalyzeLogsParameters, check_analyze_logs_source, validate_parameters
 from aiops.logs import from_lines
 from aiops.timeutil import parse_duration
 from tasks._runtime import settings, store
@@ -54,16 +55,26 @@ async def analyze_logs(
     ``datasource``), ``path`` (a local file), ``lines`` (posted lines) or ``job`` (a
     configured log job, which names its own source)."""
     log = get_run_logger()
+    params = validate_parameters(
+        AnalyzeLogsParameters,
+        {k: v for k, v in dict(
+            selector=selector, path=path, lines=lines, job=job, datasource=datasource, since=since, start=start,
+            end=end, bucket=bucket, patterns=patterns, max_entries=max_entries,
+        ).items() if v is not None or k == "max_entries"},
+        flow="analyze-logs",
+    )
+    config = settings()
+    check_analyze_logs_source(params, config)
+    aligned = False
     if job is not None:
-        jobs = {j.name: j for j in settings().log_jobs}
-        if job not in jobs:
-            raise ConfigError(f"no log job named {job!r} (configured: {', '.join(jobs) or 'none'})", setting="log_jobs")
-        spec = jobs[job]
+        spec = {j.name: j for j in config.log_jobs}[job]
         selector, path, datasource, bucket = spec.selector, spec.path, spec.datasource, spec.bucket
         patterns = spec.patterns if patterns is None else patterns
         since = f"{spec.window_seconds}s"
-    if sum(x is not None for x in (selector, path, lines)) != 1:
-        raise InvalidInput("give exactly one of selector, path, lines or job", field="source")
+        aligned = start is None and end is None
+        if aligned:  # scheduled: windows on the job's grid, so a rerun is the same window
+            now = datetime.now(UTC).timestamp()
+            end = datetime.fromtimestamp(now - now % spec.interval_seconds, UTC)
     source = source_name(job=job, selector=selector, path=path, datasource=datasource)
     end = end or datetime.now(UTC)
     start = start or end - timedelta(seconds=parse_duration(since, field="since"))
@@ -81,8 +92,12 @@ async def analyze_logs(
         start, end = frame["timestamp"].min().to_pydatetime(), frame["timestamp"].max().to_pydatetime()
 
     db = store()
-    miner_state = await to_thread.run_sync(db.load_miner_state, source)
     previous_reports = await to_thread.run_sync(lambda: db.list_log_reports(source=source, limit=1))
+    if previous_reports and _same_window(previous_reports[0], start, end):
+        done = previous_reports[0]  # a rerun of a stored window: nothing new to write or emit
+        log.info("%s: the window %s - %s is already stored (report %d)", source, start, end, done.id)
+        return {"report_id": done.id, "events": 0, "source": source, "report": done.summary}
+    miner_state = await to_thread.run_sync(db.load_miner_state, source)
     previous = previous_reports[0].summary if previous_reports else None
     analysed = analyze_window(
         frame,
@@ -104,6 +119,14 @@ async def analyze_logs(
         len(report["templates"]), len(report.get("changes") or []),
     )
     return {"report_id": stored["report_id"], "events": stored["events"], "source": source, "report": report}
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _same_window(report: Any, start: datetime, end: datetime) -> bool:
+    return _utc(report.window_start) == _utc(start) and _utc(report.window_end) == _utc(end)
 
 
 async def _artifacts(source: str, report: dict[str, Any]) -> None:

@@ -14,7 +14,7 @@ from prefect.events import emit_event
 from aiops.errors import ConfigError
 from aiops.logs import LogAnalyzer, TemplateMiner
 from aiops.sources import build_loki, http_client
-from aiops.sources.files import read_log_file
+from aiops.sources.files import LogAccess
 from aiops.sources.http import RetryPolicy
 from tasks._runtime import settings, store, TRANSIENT_RETRIES
 
@@ -52,8 +52,12 @@ async def load_loki_lines(
 
 @task(name="load-file-lines", task_run_name="file {path}")
 def load_file_lines(path: str) -> dict[str, Any]:
-    frame = read_log_file(path)
-    return {"frame": frame, "truncated": False, "reason": None}
+    """The lines of a local file the settings allow (``AIOPS_LOG_ROOTS`` or a log job's file),
+    read within ``AIOPS_LOG_MAX_BYTES`` (its tail, and says so) and ``AIOPS_LOG_READ_TIMEOUT_SECONDS``."""
+    loaded = LogAccess.from_settings(settings()).read(path)
+    if loaded.truncated:
+        get_run_logger().warning("log file %s was cut: %s", path, loaded.reason)
+    return {"frame": loaded.frame, "truncated": loaded.truncated, "reason": loaded.reason}
 
 
 @task(name="analyze-window", cache_policy=INPUTS + TASK_SOURCE, cache_expiration=timedelta(hours=1))
@@ -99,19 +103,23 @@ async def store_log_report(
     miner_state: dict[str, Any],
     flow_run_id: str | None,
 ) -> dict[str, Any]:
-    """Persist the report, the miner state and the change events; then emit the events."""
+    """Persist the report, the miner state and the change events in one transaction (a
+    failure leaves nothing half-written, so a rerun stores all of it); then emit the events.
+    A window the source already has a report for is not written again (0 events)."""
     log = get_run_logger()
     db = store()
-
-    def write() -> tuple[Any, list[Any]]:
-        saved = db.save_log_report(source, window[0], window[1], report, report.get("templates"), flow_run_id)
-        db.save_miner_state(source, miner_state)
-        rows = change_events(source, window[1], report, flow_run_id)
-        for row in rows:
-            row["payload"]["report_id"] = saved.id
-        return saved, db.insert_events(rows)
-
-    saved, inserted = await to_thread.run_sync(write)
+    saved, inserted = await to_thread.run_sync(
+        lambda: db.commit_log_window(
+            source,
+            window[0],
+            window[1],
+            report,
+            report.get("templates"),
+            miner_state=miner_state,
+            events=change_events(source, window[1], report, flow_run_id),
+            flow_run_id=flow_run_id,
+        )
+    )
     resource = {"prefect.resource.id": f"aiops.logs.{source}", "prefect.resource.name": source}
     for event in inserted[:100]:
         emit_event(event=f"aiops.{event.type}", resource=resource, payload={"id": event.id, **event.payload})

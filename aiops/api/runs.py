@@ -17,13 +17,19 @@ from uuid import UUID
 
 import httpx
 
-from aiops.api.errors import RunnerUnavailable
 from pydantic import ValidationError
 
-from aiops.api.errors import validation_error
+from aiops.api.errors import BodyTooLarge, RunnerUnavailable, dumps, validation_error
 from aiops.api.models import BackfillParameters, BackfillPath, BackfillStatus, RunPath, RunRequest, RunResponse
 from aiops.api.openapi import Call, Operation
 from aiops.errors import AiopsError, Conflict, InvalidInput, NotFound
+from aiops.flowparams import (
+    FLOW_PARAMETERS,
+    MAX_PARAMETERS_BYTES,
+    AnalyzeLogsParameters,
+    DetectMetricsParameters,
+    check_analyze_logs_source,
+)
 
 __all__ = ["RunInfo", "RunTrigger", "PrefectRunTrigger", "deployment_name", "OPERATIONS", "DEPLOYMENT"]
 
@@ -237,11 +243,34 @@ async def backfill_parameters(state: Any, raw: Mapping[str, Any]) -> dict[str, A
     }
 
 
+async def run_parameters(state: Any, flow: str, raw: Mapping[str, Any]) -> dict[str, Any]:
+    """A run's parameters checked with the model the flow itself uses (and against the
+    settings and the store: allowed files, configured jobs and datasources, known detectors),
+    so a bad one is a 4xx now rather than a failed run; at most 64 KiB of JSON."""
+    size = len(dumps(raw))
+    if size > MAX_PARAMETERS_BYTES:
+        raise BodyTooLarge(
+            f"the run parameters are {size} bytes of JSON; at most {MAX_PARAMETERS_BYTES} "
+            "(analyse many posted lines with POST /api/datasources/loki/analyze instead)",
+            limit_bytes=MAX_PARAMETERS_BYTES,
+        )
+    if flow == "backfill":
+        return await backfill_parameters(state, raw)
+    try:
+        p = FLOW_PARAMETERS[flow].model_validate(raw)
+    except ValidationError as exc:
+        raise validation_error(exc, "parameters") from None
+    if isinstance(p, AnalyzeLogsParameters):
+        check_analyze_logs_source(p, state.settings)
+    elif isinstance(p, DetectMetricsParameters):
+        for det_id in p.detector_ids or ():
+            await state.db(state.store.get_detector, det_id)  # NotFound -> 404
+    return p.model_dump(mode="json", exclude_unset=True)
+
+
 async def create_run(call: Call) -> Any:
     body: RunRequest = call.body
-    parameters = body.parameters
-    if body.flow == "backfill":
-        parameters = await backfill_parameters(call.state, parameters)
+    parameters = await run_parameters(call.state, body.flow, body.parameters)
     info = await _trigger(call.state, deployment_name(body.flow), parameters, body.idempotency_key)
     return 201, RunResponse(**info.to_dict())
 
@@ -268,13 +297,18 @@ OPERATIONS = [
         "runs",
         body=RunRequest,
         responses={201: RunResponse},
-        errors=(400, 404, 409, 422, 503),
+        errors=(400, 404, 409, 413, 422, 503),
         description="Runs the deployment `<flow>/default` on the Prefect server and returns at once "
         "with the run id, its state and the Prefect UI link. A missing deployment is a 404; an "
-        "unreachable Prefect server a 503. `backfill` parameters (`detector_ids`, `log_jobs`, "
+        "unreachable Prefect server a 503. Every flow's parameters are checked first with the "
+        "model the flow uses (a 422 names the bad parameter, a 400 or 404 what the settings or the "
+        "store refuse; at most 64 KiB of JSON, else 413): `detect-metrics` (`detector_ids`, `now`); "
+        "`analyze-logs` (one of `selector`, `path`, `lines`, `job`; `datasource`, `since`, `start`, "
+        "`end`, `bucket`, `patterns` in RE2 syntax, `max_entries`; a `path` must be a regular file "
+        "under `AIOPS_LOG_ROOTS` or a log job's file); `backfill` (`detector_ids`, `log_jobs`, "
         "`start`, `end`, `window`, `train`, `log_window`, `backfill_id`, `max_windows`, "
-        "`emit_events`) are checked first (a 400 or 404 names the problem) and the answer's "
-        "`parameters.backfill_id` names the backfill for `GET /api/backfills/{id}`.",
+        "`emit_events`), whose answer's `parameters.backfill_id` names the backfill for "
+        "`GET /api/backfills/{id}`.",
     ),
     Operation(
         "GET",

@@ -64,6 +64,7 @@ async def test_bad_anomaly_queries_are_4xx(api, params, words):
 
 
 async def test_post_runs_triggers_the_named_deployment_and_returns_the_run(api):
+    make_detector(api.store, "d1")
     r = await api.client.post("/api/runs", json={"flow": "detect-metrics", "parameters": {"detector_ids": ["d1"]}, "idempotency_key": "k1"})
     assert r.status_code == 201, r.text
     run = r.json()

@@ -9,6 +9,7 @@ from prefect import flow
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from aiops.api import PrefectRunTrigger
+from tests.api.support import make_detector
 from tests.support.prometheus import free_port
 
 pytestmark = [pytest.mark.prometheus, pytest.mark.prefect]
@@ -29,6 +30,7 @@ async def deployed(prefect_server):
 
 async def test_post_runs_schedules_the_deployment_and_get_reads_its_state(make_api, deployed):
     async with make_api(runs=PrefectRunTrigger()) as api:
+        make_detector(api.store, "a")
         r = await api.client.post("/api/runs", json={"flow": "detect-metrics", "parameters": {"detector_ids": ["a"]}})
         assert r.status_code == 201, r.text
         run = r.json()
@@ -43,7 +45,7 @@ async def test_post_runs_schedules_the_deployment_and_get_reads_its_state(make_a
 
 async def test_a_missing_deployment_is_a_404_saying_what_to_do(make_api, deployed):
     async with make_api(runs=PrefectRunTrigger()) as api:
-        r = await api.client.post("/api/runs", json={"flow": "analyze-logs"})
+        r = await api.client.post("/api/runs", json={"flow": "analyze-logs", "parameters": {"lines": ["x"]}})
         assert r.status_code == 404
         assert "deployment 'analyze-logs/default' not found" in r.json()["error"]
         r = await api.client.get(f"/api/runs/{uuid.uuid4()}")

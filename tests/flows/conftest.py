@@ -21,8 +21,13 @@ def prefect_server() -> Iterator[None]:
 
 @pytest.fixture
 def aiops_env(tmp_path, monkeypatch, prometheus):
-    """A fresh store and the real Prometheus for one test."""
+    """A fresh store and the real Prometheus for one test; log files may be read from the
+    test's directory and the log fixtures."""
+    from pathlib import Path
+
+    fixtures = Path(__file__).resolve().parents[1] / "fixtures" / "logs"
     monkeypatch.setenv("AIOPS_DATABASE_URL", f"sqlite:///{tmp_path / 'aiops.db'}")
+    monkeypatch.setenv("AIOPS_LOG_ROOTS", f"{tmp_path},{fixtures}")
     monkeypatch.setenv("AIOPS_PROMETHEUS_URL", prometheus.url)
     monkeypatch.setenv("AIOPS_RETRY_INITIAL_SECONDS", "0")
     return tmp_path

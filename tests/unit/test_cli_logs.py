@@ -5,9 +5,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from aiops.cli import main
 
 FIXTURE = str(Path(__file__).resolve().parents[1] / "fixtures" / "logs" / "java_service.log")
+
+
+@pytest.fixture(autouse=True)
+def log_roots(monkeypatch, tmp_path):
+    monkeypatch.setenv("AIOPS_LOG_ROOTS", f"{Path(FIXTURE).parent},{tmp_path}")
 
 
 def test_people_get_a_summary_and_tables(capsys):
@@ -34,3 +41,9 @@ def test_bad_invocations_name_the_problem(capsys, monkeypatch, tmp_path):
     assert "AIOPS_LOKI_URL" in capsys.readouterr().err
     assert main(["analyze-logs", str(tmp_path / "missing.log")]) == 2
     assert "missing.log" in capsys.readouterr().err
+
+
+def test_a_file_outside_the_log_roots_is_refused_with_the_setting_to_change(capsys):
+    assert main(["analyze-logs", "/etc/passwd"]) == 2
+    err = capsys.readouterr().err
+    assert "outside the allowed log roots" in err and "AIOPS_LOG_ROOTS" in err
