@@ -26,8 +26,11 @@ from aiops.errors import InvalidInput
 
 __all__ = [
     "DEFAULT_RESOLVE_AFTER",
+    "IncidentChange",
     "IncidentSpan",
     "IncidentTracker",
+    "check_resolve_after",
+    "follow",
     "onsets",
 ]
 
@@ -160,3 +163,109 @@ def onsets(flags: np.ndarray, resolve_after: int = DEFAULT_RESOLVE_AFTER) -> np.
     gaps = np.diff(idx) - 1
     keep = np.concatenate([[True], gaps > check_resolve_after(resolve_after)])
     return idx[keep]
+
+
+# --------------------------------------------------------------------------- on the time axis
+
+
+@dataclass(frozen=True)
+class IncidentChange:
+    """What one call did to one incident of a series, on the time axis (epoch seconds).
+
+    ``opened_at`` identifies the incident (its first anomalous point); ``opened`` says this
+    call opened it. ``last_anomalous_at`` is its last anomalous point in this call (None when
+    it gained none), ``resolved_at`` the point that resolved it (None while it stays open),
+    ``points`` its anomalous points in this call and ``peak`` the position, in the call's
+    input arrays, of the highest of them (-1 when none).
+    """
+
+    opened_at: float
+    opened: bool
+    last_anomalous_at: float | None
+    resolved_at: float | None
+    points: int
+    peak: int
+
+
+def follow(
+    state: Mapping[str, Any] | None,
+    timestamps: np.ndarray,
+    scores: np.ndarray,
+    *,
+    threshold: float,
+    resolve_after: int = DEFAULT_RESOLVE_AFTER,
+    step: float | None = None,
+    until: float | None = None,
+) -> tuple[list[IncidentChange], dict[str, Any]]:
+    """Group one series' scored points (``timestamps`` ascending, epoch seconds) into
+    incidents, continuing from ``state`` (None: a fresh series); returns the changes and the
+    new state (JSON).
+
+    A point is anomalous when its score is above ``threshold``. With ``step``, missing steps
+    count as normal points: a series that skips a scrape is not anomalous there, and one that
+    stops reporting resolves its incident ``resolve_after + 1`` steps after its last anomalous
+    point once ``until`` (the last evaluated timestamp of the call, inclusive) has passed that.
+    Points at or before the state's last timestamp were already grouped and are ignored, so
+    feeding a series in consecutive pieces (each with its ``until``) equals feeding it whole.
+    The detector's current ``resolve_after`` wins over the one in ``state``.
+    """
+    r = check_resolve_after(resolve_after)
+    previous = dict(state or {})
+    tracker = IncidentTracker.from_state({**previous, "resolve_after": r}) if state else IncidentTracker(r)
+    last_ts = previous.get("last_ts")
+    opened_at = previous.get("opened_at")
+    t = np.asarray(timestamps, dtype=float)
+    s = np.asarray(scores, dtype=float)
+    if last_ts is not None and len(t):
+        keep = t > last_ts
+        offset = int(np.argmax(keep)) if keep.any() else len(t)
+        t, s = t[offset:], s[offset:]
+    else:
+        offset = 0
+    n = len(t)
+    flags = np.nan_to_num(s, nan=0.0) > threshold
+    if step and step > 0:
+        prev = np.concatenate([[t[0] - step if last_ts is None else last_ts], t[:-1]]) if n else t
+        gaps = np.clip(np.rint((t - prev) / step).astype(np.int64) - 1, 0, r + 1) if n else np.zeros(0, np.int64)
+        end_from = t[-1] if n else last_ts
+        tail = 0
+        if until is not None and end_from is not None and until > end_from:
+            tail = int(min(max(round((until - end_from) / step), 0), r + 1))
+    else:
+        prev = t
+        gaps = np.zeros(n, np.int64)
+        end_from, tail = None, 0
+    fill_before = np.cumsum(gaps)
+    pos = np.arange(n) + fill_before  # where each real point sits among real and missing ones
+    total = n + int(fill_before[-1] if n else 0) + tail
+    exp_ts = np.empty(total)
+    exp_flags = np.zeros(total, dtype=bool)
+    exp_scores = np.zeros(total)
+    exp_ts[pos], exp_flags[pos], exp_scores[pos] = t, flags, np.nan_to_num(s, nan=0.0)
+    if n and fill_before[-1]:
+        owner = np.repeat(np.arange(n), gaps)
+        j = np.arange(len(owner)) - np.repeat(fill_before - gaps, gaps) + 1
+        exp_ts[pos[owner] - gaps[owner] + j - 1] = prev[owner] + step * j
+    if tail:
+        exp_ts[total - tail :] = end_from + step * np.arange(1, tail + 1)
+    changes: list[IncidentChange] = []
+    for span in tracker.feed(exp_flags, exp_scores):
+        start = float(exp_ts[span.first]) if span.first >= 0 else opened_at
+        if start is None:  # a state without its incident's start (older state): start here
+            start = float(exp_ts[max(span.last, 0)]) if total else float(until or 0.0)
+        changes.append(
+            IncidentChange(
+                opened_at=float(start),
+                opened=span.first >= 0,
+                last_anomalous_at=float(exp_ts[span.last]) if span.last >= 0 else None,
+                resolved_at=float(exp_ts[span.resolved]) if span.resolved >= 0 else None,
+                points=span.points,
+                peak=offset + int(np.searchsorted(pos, span.peak)) if span.peak >= 0 else -1,
+            )
+        )
+        opened_at = start
+    new_state = tracker.state()
+    ends = [v for v in (last_ts, float(t[-1]) if n else None, until if step else None) if v is not None]
+    new_state["last_ts"] = max(ends) if ends else None
+    new_state["opened_at"] = opened_at if tracker.open else None
+    return changes, new_state

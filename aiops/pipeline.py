@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from aiops import detectors
+from aiops.incidents import DEFAULT_RESOLVE_AFTER, follow
 from aiops.transform import split_series
 
 __all__ = ["Window", "collection_window", "next_piece", "DetectionRun", "run_detection"]
@@ -97,6 +98,26 @@ class DetectionRun:
     states: dict[str, tuple[dict[str, str], dict[str, Any]]] = field(default_factory=dict)
     latest: list[dict[str, Any]] = field(default_factory=list)  # last score per series
     last_ts: datetime | None = None
+    incidents: list[dict[str, Any]] = field(default_factory=list)  # opened / grown / resolved
+    incident_states: dict[str, tuple[dict[str, str], dict[str, Any]]] = field(default_factory=dict)
+
+    @property
+    def incidents_opened(self) -> int:
+        return sum(1 for c in self.incidents if c["opened"])
+
+    @property
+    def incidents_resolved(self) -> int:
+        return sum(1 for c in self.incidents if c["resolved_at"] is not None)
+
+    def absorb(self, earlier: DetectionRun) -> None:
+        """Put what ``earlier`` pieces of the same window found before this run's."""
+        self.events = [*earlier.events, *self.events]
+        self.incidents = [*earlier.incidents, *self.incidents]
+        self.states = {**earlier.states, **self.states}
+        self.incident_states = {**earlier.incident_states, **self.incident_states}
+        self.series = max(self.series, earlier.series)
+        self.points += earlier.points
+        self.scored += earlier.scored
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -108,6 +129,8 @@ class DetectionRun:
             "skipped_points": self.skipped_points,
             "new_series": len(self.new_series),
             "anomalies": len(self.events),
+            "incidents_opened": self.incidents_opened,
+            "incidents_resolved": self.incidents_resolved,
         }
 
 
@@ -124,6 +147,10 @@ def run_detection(
     trained_at: datetime | None = None,
     flow_run_id: str | None = None,
     payload: Mapping[str, Any] | None = None,
+    incident_states: Mapping[str, Any] | None = None,
+    resolve_after: int = DEFAULT_RESOLVE_AFTER,
+    step: float | None = None,
+    until: datetime | None = None,
 ) -> DetectionRun:
     """Fit (``mode="training"``) or score (``"running"``) every series of ``frame`` (a sample
     frame, standardised by :func:`aiops.transform.standardize`).
@@ -132,13 +159,23 @@ def run_detection(
     or plain state dicts). Each series continues from its own state; a series seen for the
     first time gets a fresh model (neutral while it warms up). Points at or before what a
     model already learned are skipped, so re-running a window changes nothing.
+
+    When scoring, anomalous points are grouped into incidents (:func:`aiops.incidents.follow`)
+    continuing each series' ``incident_states`` (``{series_key: state}``): ``run.incidents``
+    lists what happened to each (opened, grown, resolved) and ``run.incident_states`` the new
+    states. With ``step``, missing steps up to ``until`` (the last timestamp this run covers)
+    count as normal, so the incident of a series that stops reporting resolves too.
     """
     if mode not in ("training", "running"):
         raise ValueError(f"mode must be training or running, not {mode!r}")
     run = DetectionRun(detector_id=detector_id, mode=mode)
-    if frame.empty:
-        return run
-    for key, labels, series in split_series(frame):
+    grouping = dict(incident_states or {})
+    until_s = None if until is None else until.timestamp()
+    provenance = {"model_kind": kind, "params_hash": params_hash, "flow_run_id": flow_run_id}
+    base_payload = {"threshold": threshold, "resolve_after": resolve_after, **(payload or {})}
+    seen: set[str] = set()
+    for key, labels, series in split_series(frame) if not frame.empty else ():
+        seen.add(key)
         stored = states.get(key)
         if stored is None:
             model = detectors.create(kind, **params)
@@ -171,8 +208,28 @@ def run_detection(
             )
             provenance_trained = series_trained_at or trained_at
             hits = np.flatnonzero(score > threshold)
-            if len(hits):
-                expected, lower, upper = (scores[c].to_numpy() for c in ("expected", "lower", "upper"))
+            expected, lower, upper = (scores[c].to_numpy() for c in ("expected", "lower", "upper"))
+            changes, grouped = follow(
+                grouping.get(key),
+                series.index.as_unit("ns").asi8 / 1e9,
+                score,
+                threshold=threshold,
+                resolve_after=resolve_after,
+                step=step,
+                until=until_s,
+            )
+            grouped["labels"] = labels  # so a series that stops reporting can still resolve
+            run.incident_states[key] = (labels, grouped)
+            for change in changes:
+                peak = None
+                if change.peak >= 0:
+                    i = change.peak
+                    peak = {"ts": series.index[i].to_pydatetime(), "score": _finite(score[i]),
+                            "value": float(values[i]), "expected": _finite(expected[i]),
+                            "lower": _finite(lower[i]), "upper": _finite(upper[i])}
+                run.incidents.append(
+                    _incident(change, key, labels, peak, provenance, provenance_trained, base_payload)
+                )
             for i in hits:
                 run.events.append(
                     {
@@ -194,11 +251,54 @@ def run_detection(
                     }
                 )
         run.states[key] = (labels, model.state())
+    if mode == "running" and step and until_s is not None:
+        # series with an open incident that sent nothing this run: their missing steps count
+        for key, state in grouping.items():
+            if key in seen or not state.get("open"):
+                continue
+            labels = dict(state.get("labels") or {})
+            changes, grouped = follow(
+                state, np.zeros(0), np.zeros(0), threshold=threshold, resolve_after=resolve_after,
+                step=step, until=until_s,
+            )
+            grouped["labels"] = labels
+            run.incident_states[key] = (labels, grouped)
+            for change in changes:
+                run.incidents.append(_incident(change, key, labels, None, provenance, None, base_payload))
     if run.new_series:
         log.info(
             "%d new series picked up", len(run.new_series), extra={"detector": detector_id}
         )
     return run
+
+
+def _incident(
+    change: Any,
+    key: str,
+    labels: Mapping[str, str],
+    peak: dict[str, Any] | None,
+    provenance: Mapping[str, Any],
+    trained_at: datetime | None,
+    payload: Mapping[str, Any],
+) -> dict[str, Any]:
+    """One incident change as the store takes it (:meth:`Store.commit_detection`)."""
+
+    def at(seconds: float | None) -> datetime | None:
+        return None if seconds is None else datetime.fromtimestamp(seconds, UTC)
+
+    return {
+        "series_key": key,
+        "labels": dict(labels),
+        "opened_at": at(change.opened_at),
+        "opened": change.opened,
+        "last_anomalous_at": at(change.last_anomalous_at),
+        "resolved_at": at(change.resolved_at),
+        "points": change.points,
+        "peak": peak,
+        "trained_at": trained_at,
+        "payload": dict(payload),
+        **provenance,
+    }
 
 
 def _finite(value: Any) -> float | None:

@@ -34,12 +34,14 @@ from pydantic import (
     StringConstraints,
     TypeAdapter,
     ValidationError,
+    computed_field,
     field_validator,
     model_validator,
 )
 
-from aiops.labels import series_key
 from aiops.errors import InvalidInput
+from aiops.incidents import DEFAULT_RESOLVE_AFTER, MAX_RESOLVE_AFTER
+from aiops.labels import series_key
 
 __all__ = [
     "DETECTOR_ID_PATTERN",
@@ -50,6 +52,9 @@ __all__ = [
     "WINDOW_STATUSES",
     "EVENT_ANOMALY",
     "EVENT_LOG_NEW_TEMPLATE",
+    "EVENT_INCIDENT_OPENED",
+    "EVENT_INCIDENT_RESOLVED",
+    "INCIDENT_EVENTS",
     "DetectorStatus",
     "Severity",
     "DatasourceSpec",
@@ -60,6 +65,7 @@ __all__ = [
     "EventIn",
     "Event",
     "CollectorStatus",
+    "Incident",
     "LogReport",
     "BackfillWindow",
     "BackfillProgress",
@@ -93,6 +99,9 @@ WINDOW_STATUSES: tuple[str, ...] = ("pending", "running", "done", "failed")
 
 EVENT_ANOMALY = "anomaly"
 EVENT_LOG_NEW_TEMPLATE = "log.new_template"
+EVENT_INCIDENT_OPENED = "incident.opened"
+EVENT_INCIDENT_RESOLVED = "incident.resolved"
+INCIDENT_EVENTS: tuple[str, ...] = (EVENT_INCIDENT_OPENED, EVENT_INCIDENT_RESOLVED)
 
 # Allowed lifecycle moves (staying put is always allowed).
 _TRANSITIONS: frozenset[tuple[str, str]] = frozenset(
@@ -252,6 +261,8 @@ class DetectorSpec(_Frozen):
     params: JSONDict = Field(default_factory=dict)
     status: DetectorStatus | None = None
     threshold: float = Field(1.0, gt=0, allow_inf_nan=False)
+    resolve_after: int = Field(DEFAULT_RESOLVE_AFTER, ge=0, le=MAX_RESOLVE_AFTER, strict=True)
+    """normal steps allowed inside one incident; the next one resolves it"""
     interval_seconds: Duration = Field(
         60, validation_alias=AliasChoices("interval_seconds", "interval")
     )
@@ -297,6 +308,7 @@ class Detector(_Row):
     params: dict[str, Any]
     status: DetectorStatus
     threshold: float
+    resolve_after: int = DEFAULT_RESOLVE_AFTER
     interval_seconds: int
     training_window_seconds: int | None
     spec_hash: str
@@ -319,6 +331,7 @@ class Detector(_Row):
             params=self.params,
             status=self.status,
             threshold=self.threshold,
+            resolve_after=self.resolve_after,
             interval_seconds=self.interval_seconds,
             training_window_seconds=self.training_window_seconds,
             datasource=ds.spec() if ds else None,
@@ -433,6 +446,44 @@ class Event(_Row):
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         return value or None
+
+
+class Incident(_Row):
+    """A run of anomalous points of one series: what alerts. Open while ``resolved_at`` is
+    null; its anomaly rows (``opened_at <= ts <= last_anomalous_at``) are the evidence."""
+
+    id: int
+    detector_id: str
+    series_key: str
+    labels: dict[str, str]
+    opened_at: datetime
+    last_anomalous_at: datetime
+    resolved_at: datetime | None
+    peak_at: datetime
+    peak_score: float | None
+    peak_value: float | None
+    peak_expected: float | None
+    peak_lower: float | None
+    peak_upper: float | None
+    points: int
+    severity: Severity
+    model_kind: str | None
+    params_hash: str | None
+    trained_at: datetime | None
+    flow_run_id: str | None
+    backfill_id: str | None = None  # the backfill that found it; null when found live
+    created_at: datetime
+    updated_at: datetime
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def state(self) -> Literal["open", "resolved"]:
+        return "open" if self.resolved_at is None else "resolved"
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def source(self) -> Literal["live", "backfill"]:
+        return "live" if self.backfill_id is None else "backfill"
 
 
 # --------------------------------------------------------------------------- bookkeeping

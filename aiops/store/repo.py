@@ -42,6 +42,8 @@ from aiops.store.migrations import SQLITE_BEGIN_OPTION
 from aiops.store.models import (
     DETECTOR_STATUSES,
     EVENT_ANOMALY,
+    EVENT_INCIDENT_OPENED,
+    EVENT_INCIDENT_RESOLVED,
     WINDOW_STATUSES,
     BackfillProgress,
     BackfillWindow,
@@ -53,6 +55,7 @@ from aiops.store.models import (
     DueDetectors,
     Event,
     EventIn,
+    Incident,
     LogReport,
     ModelStateInfo,
     SeriesScore,
@@ -73,6 +76,8 @@ from aiops.store.schema import (
     DetectorDatasourceRow,
     DetectorRow,
     EventRow,
+    IncidentRow,
+    IncidentStateRow,
     LogReportRow,
     MinerStateRow,
     ModelStateRow,
@@ -100,7 +105,16 @@ _MAX_LIMIT = 10_000
 _BACKFILL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 _MINER_NAME = re.compile(r"^.{1,200}$", re.S)
 _UPDATABLE = frozenset(
-    {"name", "kind", "params", "status", "threshold", "interval_seconds", "training_window_seconds"}
+    {
+        "name",
+        "kind",
+        "params",
+        "status",
+        "threshold",
+        "resolve_after",
+        "interval_seconds",
+        "training_window_seconds",
+    }
 )
 _ALIASES = {"interval": "interval_seconds", "training_window": "training_window_seconds"}
 
@@ -379,6 +393,7 @@ class Store:
             params=spec.params,
             status=spec.status or "training",
             threshold=spec.threshold,
+            resolve_after=spec.resolve_after,
             interval_seconds=spec.interval_seconds,
             training_window_seconds=spec.training_window_seconds,
             spec_hash=spec.spec_hash,
@@ -449,7 +464,7 @@ class Store:
     ) -> tuple[bool, bool]:
         """Apply ``spec`` to ``row``; returns (changed, model_reset)."""
         changed = reset = False
-        for field in ("name", "threshold", "interval_seconds", "training_window_seconds"):
+        for field in ("name", "threshold", "resolve_after", "interval_seconds", "training_window_seconds"):
             if getattr(row, field) != getattr(spec, field):
                 setattr(row, field, getattr(spec, field))
                 changed = True
@@ -486,9 +501,25 @@ class Store:
 
     def delete_detector(self, detector_id: str) -> None:
         """Delete a detector with its datasources, model state, checkpoint, collector status and
-        backfill windows. Its events stay (history)."""
+        backfill windows. Its events and incidents stay (history); its open incidents are
+        resolved now (with an ``incident.resolved`` event), since nothing will resolve them."""
         with self._tx(write=True) as s:
             self._require_id(s, detector_id)
+            now = _now()
+            rows = s.scalars(
+                select(IncidentRow)
+                .where(IncidentRow.detector_id == detector_id, IncidentRow.resolved_at.is_(None))
+                .order_by(IncidentRow.id)
+            ).all()
+            events = []
+            for row in rows:
+                row.resolved_at, row.updated_at = max(now, row.last_anomalous_at), now
+                events.append(
+                    self._incident_event(row, EVENT_INCIDENT_RESOLVED, {"reason": "detector deleted"})
+                )
+            s.flush()
+            if events:
+                self._insert_events_in(s, events)
             s.execute(delete(DetectorRow).where(DetectorRow.id == detector_id))
 
     def upsert_detectors(self, specs: Iterable[DetectorSpec | Mapping[str, Any]]) -> UpsertResult:
@@ -800,18 +831,28 @@ class Store:
         checkpoint: datetime | None = None,
         collection: Mapping[str, Any] | None = None,
         latest: Iterable[Mapping[str, Any]] = (),
+        incidents: Iterable[Mapping[str, Any]] = (),
+        incident_states: Mapping[str, tuple[Mapping[str, str], Mapping[str, Any]]] | None = None,
     ) -> list[Event]:
         """Everything one detection run writes, in ONE transaction: new events (idempotent),
-        model states, the checkpoint, the collector status and each series' latest score
-        (``latest``: dicts with series_key, labels, ts, value, score). A crash leaves either all of
-        it or none, so a retried run neither skips nor double-learns a window.
-        Returns the events actually inserted (ascending id)."""
+        model states, the checkpoint, the collector status, each series' latest score
+        (``latest``: dicts with series_key, labels, ts, value, score), the incidents opened,
+        grown or resolved (``incidents``: :attr:`aiops.pipeline.DetectionRun.incidents`, with
+        their ``incident.opened`` / ``incident.resolved`` events) and the incident grouping's
+        state per series. A crash leaves either all of it or none, so a retried run neither
+        skips nor double-learns a window, and an open incident continues after a restart.
+        Returns the events actually inserted (anomalies and incident events, ascending id)."""
         values = self._event_values(events)
         params = self._state_params(detector_id, states or {}, trained_at)
         ts = None if checkpoint is None else utc(checkpoint, "checkpoint")
+        changes = list(incidents)
         with self._tx(write=True) as s:
             self._require_id(s, detector_id)
             inserted = self._insert_events_in(s, values) if values else []
+            incident_events = self._apply_incidents(s, detector_id, changes, None)
+            if incident_events:
+                inserted += self._insert_events_in(s, incident_events)
+            self._write_incident_states(s, detector_id, "", incident_states or {})
             if params:
                 self._write_states(s, params)
             if ts is not None:
@@ -820,6 +861,283 @@ class Store:
                 self._record_collection_in(s, detector_id, ok=True, **collection)
             self._write_scores(s, detector_id, latest)
         return inserted
+
+    # ------------------------------------------------------------------ incidents
+
+    def load_incident_states(self, detector_id: str, backfill_id: str | None = None) -> dict[str, dict[str, Any]]:
+        """The incident grouping's state per series (``{series_key: state}``): live, or of one
+        backfill (kept apart, as the backfill's models are)."""
+        stmt = select(IncidentStateRow.series_key, IncidentStateRow.state).where(
+            IncidentStateRow.detector_id == detector_id, IncidentStateRow.scope == (backfill_id or "")
+        )
+        with self._tx() as s:
+            self._require_id(s, detector_id)
+            return {key: dict(state) for key, state in s.execute(stmt).all()}
+
+    def _write_incident_states(
+        self,
+        s: Session,
+        detector_id: str,
+        scope: str,
+        states: Mapping[str, tuple[Mapping[str, str], Mapping[str, Any]]],
+    ) -> None:
+        if not states:
+            return
+        now = _now()
+        rows = [
+            {
+                "detector_id": detector_id,
+                "scope": scope,
+                "series_key": key,
+                "labels": {str(k): str(v) for k, v in labels.items()},
+                "state": _check_json(dict(state), f"incident_states[{key!r}]"),
+                "updated_at": now,
+            }
+            for key, (labels, state) in states.items()
+        ]
+        ins = self._insert(IncidentStateRow.__table__)
+        s.execute(
+            ins.on_conflict_do_update(
+                index_elements=["detector_id", "scope", "series_key"],
+                set_={k: ins.excluded[k] for k in ("labels", "state", "updated_at")},
+            ),
+            rows,
+        )
+
+    def _apply_incidents(
+        self, s: Session, detector_id: str, changes: Sequence[Mapping[str, Any]], backfill_id: str | None
+    ) -> list[dict[str, Any]]:
+        """Open, grow and resolve incidents; returns the values of their events.
+
+        Idempotent like the anomaly rows: an incident is unique on (detector, series,
+        opened_at). One opened where another source (live or another backfill) already has one
+        leaves that one as it was, and this source's later changes to it are dropped (they
+        only ever touch rows of their own source that are still open)."""
+        table = IncidentRow.__table__
+        mine = IncidentRow.backfill_id.is_(None) if backfill_id is None else IncidentRow.backfill_id == backfill_id
+        events: list[dict[str, Any]] = []
+        now = _now()
+        for index, change in enumerate(changes):
+            where = f"incidents[{index}]"
+            key = change["series_key"]
+            opened_at = utc(change["opened_at"], f"{where}.opened_at")
+            last = change.get("last_anomalous_at")
+            last = None if last is None else utc(last, f"{where}.last_anomalous_at")
+            resolved = change.get("resolved_at")
+            resolved = None if resolved is None else utc(resolved, f"{where}.resolved_at")
+            peak = change.get("peak") or {}
+            points = int(change.get("points", 0))
+            payload = _check_json(dict(change.get("payload") or {}), f"{where}.payload")
+            if change.get("opened"):
+                peak_score = _finite_or_none(peak.get("score"))
+                values = {
+                    "detector_id": detector_id,
+                    "series_key": key,
+                    "labels": {str(k): str(v) for k, v in change["labels"].items()},
+                    "opened_at": opened_at,
+                    "last_anomalous_at": last or opened_at,
+                    "resolved_at": resolved,
+                    "peak_at": utc(peak.get("ts", opened_at), f"{where}.peak.ts"),
+                    "peak_score": peak_score,
+                    "peak_value": _finite_or_none(peak.get("value")),
+                    "peak_expected": _finite_or_none(peak.get("expected")),
+                    "peak_lower": _finite_or_none(peak.get("lower")),
+                    "peak_upper": _finite_or_none(peak.get("upper")),
+                    "points": points,
+                    "severity": self.severity.severity(peak_score),
+                    "model_kind": change.get("model_kind"),
+                    "params_hash": change.get("params_hash"),
+                    "trained_at": None if change.get("trained_at") is None else utc(change["trained_at"], f"{where}.trained_at"),
+                    "flow_run_id": None if change.get("flow_run_id") is None else str(change["flow_run_id"]),
+                    "backfill_id": backfill_id,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                new_id = s.execute(
+                    self._insert(table).values(**values).on_conflict_do_nothing().returning(table.c.id)
+                ).scalar()
+                if new_id is None:
+                    logger.info(
+                        "incident of %s/%s opened at %s is already stored: kept as it was",
+                        detector_id, key, opened_at, extra={"detector": detector_id},
+                    )
+                    continue
+                row = s.get(IncidentRow, new_id)
+                assert row is not None
+                events.append(self._incident_event(row, EVENT_INCIDENT_OPENED, payload))
+                if row.resolved_at is not None:
+                    events.append(self._incident_event(row, EVENT_INCIDENT_RESOLVED, payload))
+                continue
+            row = s.scalar(
+                select(IncidentRow)
+                .where(
+                    IncidentRow.detector_id == detector_id,
+                    IncidentRow.series_key == key,
+                    IncidentRow.opened_at == opened_at,
+                    IncidentRow.resolved_at.is_(None),
+                    mine,
+                )
+                .with_for_update()
+            )
+            if row is None:
+                continue
+            if last is not None and last > row.last_anomalous_at:
+                row.last_anomalous_at = last
+            row.points += points
+            score = _finite_or_none(peak.get("score"))
+            if score is not None and (row.peak_score is None or score > row.peak_score):
+                row.peak_at = utc(peak["ts"], f"{where}.peak.ts")
+                row.peak_score = score
+                row.peak_value = _finite_or_none(peak.get("value"))
+                row.peak_expected = _finite_or_none(peak.get("expected"))
+                row.peak_lower = _finite_or_none(peak.get("lower"))
+                row.peak_upper = _finite_or_none(peak.get("upper"))
+                row.severity = self.severity.severity(score)
+            row.updated_at = now
+            if resolved is not None:
+                row.resolved_at = resolved
+                s.flush()
+                events.append(self._incident_event(row, EVENT_INCIDENT_RESOLVED, payload))
+        s.flush()
+        return events
+
+    @staticmethod
+    def _incident_event(row: IncidentRow, kind: str, extra: Mapping[str, Any]) -> dict[str, Any]:
+        """The event row announcing an incident's opening or resolution."""
+        at = row.opened_at if kind == EVENT_INCIDENT_OPENED else row.resolved_at
+        return {
+            "type": kind,
+            "detector_id": row.detector_id,
+            "series_key": row.series_key,
+            "labels": dict(row.labels),
+            "ts": at,
+            "value": row.peak_value,
+            "score": row.peak_score,
+            "expected": row.peak_expected,
+            "lower": row.peak_lower,
+            "upper": row.peak_upper,
+            "severity": row.severity,
+            "payload": {
+                **extra,
+                "incident_id": row.id,
+                "opened_at": row.opened_at.isoformat(),
+                "last_anomalous_at": row.last_anomalous_at.isoformat(),
+                "resolved_at": None if row.resolved_at is None else row.resolved_at.isoformat(),
+                "peak_at": row.peak_at.isoformat(),
+                "points": row.points,
+            },
+            "model_kind": row.model_kind,
+            "params_hash": row.params_hash,
+            "trained_at": row.trained_at,
+            "flow_run_id": row.flow_run_id,
+            "backfill_id": row.backfill_id,
+            "created_at": _now(),
+        }
+
+    def get_incident(self, incident_id: int) -> Incident:
+        with self._tx() as s:
+            row = s.get(IncidentRow, incident_id) if isinstance(incident_id, int) and not isinstance(incident_id, bool) else None
+            if row is None:
+                raise NotFound(f"incident {incident_id!r} not found", incident=incident_id)
+            return Incident.model_validate(row)
+
+    def list_incidents(
+        self,
+        detector: str | None = None,
+        state: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        after_id: int | None = None,
+        limit: int = 100,
+        *,
+        before_id: int | None = None,
+        newest_first: bool = False,
+        source: str = "all",
+        backfill_id: str | None = None,
+        series_key: str | None = None,
+    ) -> list[Incident]:
+        """Incidents that overlap ``[since, until)`` (opened before ``until``, not resolved
+        before ``since``), paginated by id like :meth:`list_anomalies`. ``state`` keeps
+        ``open`` or ``resolved`` ones; ``source`` ``live``, ``backfill`` or ``all``."""
+        if source not in ("all", "live", "backfill"):
+            raise InvalidInput(f"source must be all, live or backfill, not {source!r}", field="source")
+        if state not in (None, "open", "resolved"):
+            raise InvalidInput(f"state must be open or resolved, not {state!r}", field="state")
+        stmt = select(IncidentRow)
+        if detector is not None:
+            stmt = stmt.where(IncidentRow.detector_id == detector)
+        if series_key is not None:
+            stmt = stmt.where(IncidentRow.series_key == series_key)
+        if state == "open":
+            stmt = stmt.where(IncidentRow.resolved_at.is_(None))
+        elif state == "resolved":
+            stmt = stmt.where(IncidentRow.resolved_at.is_not(None))
+        if source == "live":
+            stmt = stmt.where(IncidentRow.backfill_id.is_(None))
+        elif source == "backfill":
+            stmt = stmt.where(IncidentRow.backfill_id.is_not(None))
+        if backfill_id is not None:
+            stmt = stmt.where(IncidentRow.backfill_id == backfill_id)
+        since_utc = None if since is None else utc(since, "since")
+        until_utc = None if until is None else utc(until, "until")
+        if since_utc and until_utc and since_utc > until_utc:
+            raise InvalidInput("since must not be after until", field="since")
+        if since_utc is not None:
+            stmt = stmt.where(IncidentRow.resolved_at.is_(None) | (IncidentRow.resolved_at >= since_utc))
+        if until_utc is not None:
+            stmt = stmt.where(IncidentRow.opened_at < until_utc)
+        if (after := _non_negative_id(after_id, "after_id")) is not None:
+            stmt = stmt.where(IncidentRow.id > after)
+        if (before := _non_negative_id(before_id, "before_id")) is not None:
+            stmt = stmt.where(IncidentRow.id < before)
+        order = IncidentRow.id.desc() if newest_first else IncidentRow.id
+        stmt = stmt.order_by(order).limit(_limit(limit))
+        with self._tx() as s:
+            return [Incident.model_validate(r) for r in s.scalars(stmt)]
+
+    def incident_points(self, incident: Incident, limit: int = 1000) -> list[Event]:
+        """The incident's evidence: the anomaly rows of its series from its first to its last
+        anomalous point, oldest first (at most ``limit``)."""
+        stmt = (
+            select(EventRow)
+            .where(
+                EventRow.type == EVENT_ANOMALY,
+                EventRow.detector_id == incident.detector_id,
+                EventRow.series_key == incident.series_key,
+                EventRow.ts >= incident.opened_at,
+                EventRow.ts <= incident.last_anomalous_at,
+            )
+            .order_by(EventRow.ts)
+            .limit(_limit(limit))
+        )
+        with self._tx() as s:
+            return [Event.model_validate(r) for r in s.scalars(stmt)]
+
+    def incident_metrics(self) -> tuple[list[Incident], dict[str, int]]:
+        """For ``/metrics``: the open live incidents, and how many live incidents each
+        detector has opened (a counter: incidents are never deleted)."""
+        open_stmt = (
+            select(IncidentRow)
+            .where(IncidentRow.resolved_at.is_(None), IncidentRow.backfill_id.is_(None))
+            .order_by(IncidentRow.detector_id, IncidentRow.series_key, IncidentRow.id)
+        )
+        count_stmt = (
+            select(IncidentRow.detector_id, func.count())
+            .where(IncidentRow.backfill_id.is_(None))
+            .group_by(IncidentRow.detector_id)
+            .order_by(IncidentRow.detector_id)
+        )
+        with self._tx() as s:
+            opened = [Incident.model_validate(r) for r in s.scalars(open_stmt)]
+            counts = {d: int(n) for d, n in s.execute(count_stmt).all()}
+        return opened, counts
+
+    def backfill_incident_counts(self, backfill_id: str) -> dict[str, int]:
+        """How many incidents a backfill opened (``opened``) and resolved (``resolved``)."""
+        stmt = select(func.count(), func.count(IncidentRow.resolved_at)).where(IncidentRow.backfill_id == backfill_id)
+        with self._tx() as s:
+            total, resolved = s.execute(stmt).one()
+        return {"opened": int(total or 0), "resolved": int(resolved or 0)}
 
     def get_event(self, event_id: int) -> Event:
         with self._tx() as s:
@@ -1276,16 +1594,24 @@ class Store:
         *,
         events: Iterable[EventIn | Mapping[str, Any]] = (),
         states: Mapping[str, tuple[Mapping[str, str], Mapping[str, Any]]] | None = None,
+        incidents: Iterable[Mapping[str, Any]] = (),
+        incident_states: Mapping[str, tuple[Mapping[str, str], Mapping[str, Any]]] | None = None,
     ) -> list[Event]:
-        """One transaction: the window's events (idempotent), the backfill's model states and
-        the window marked ``done``. Returns the events actually inserted, each marked with
-        ``backfill_id`` (an anomaly already found live at the same timestamp stays as it was)."""
+        """One transaction: the window's events (idempotent), its incidents (opened, grown or
+        resolved, with their events), the backfill's model and incident states (kept apart from
+        the live ones) and the window marked ``done``. Returns the events actually inserted,
+        each marked with ``backfill_id`` (an anomaly or an incident already found live at the
+        same timestamp stays as it was)."""
         values = [{**v, "backfill_id": backfill_id} for v in self._event_values(events)]
         start = utc(window_start, "window_start")
         now = _now()
         with self._tx(write=True) as s:
             window = self._window_row(s, backfill_id, detector_id, start)
             inserted = self._insert_events_in(s, values) if values else []
+            incident_events = self._apply_incidents(s, detector_id, list(incidents), backfill_id)
+            if incident_events:
+                inserted += self._insert_events_in(s, incident_events)
+            self._write_incident_states(s, detector_id, backfill_id, incident_states or {})
             if states:
                 row = s.get(BackfillStateRow, (backfill_id, detector_id))
                 merged = dict(row.states) if row is not None else {}

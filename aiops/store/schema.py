@@ -36,6 +36,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
+from aiops.incidents import DEFAULT_RESOLVE_AFTER
+
 __all__ = [
     "Base",
     "metadata",
@@ -50,6 +52,10 @@ __all__ = [
     "LogReportRow",
     "MinerStateRow",
     "BackfillWindowRow",
+    "BackfillStateRow",
+    "SeriesScoreRow",
+    "IncidentRow",
+    "IncidentStateRow",
 ]
 
 NAMING_CONVENTION = {
@@ -128,6 +134,7 @@ class DetectorRow(Base):
     params: Mapped[dict[str, Any]]
     status: Mapped[str] = mapped_column(String(16))
     threshold: Mapped[float] = mapped_column(Double(), default=1.0)
+    resolve_after: Mapped[int] = mapped_column(Integer, default=DEFAULT_RESOLVE_AFTER)
     interval_seconds: Mapped[int] = mapped_column(Integer, default=60)
     training_window_seconds: Mapped[int | None] = mapped_column(Integer)
     spec_hash: Mapped[str] = mapped_column(String(64))
@@ -305,4 +312,62 @@ class SeriesScoreRow(Base):
     ts: Mapped[datetime]
     value: Mapped[float | None] = mapped_column(Double)
     score: Mapped[float | None] = mapped_column(Double)
+    updated_at: Mapped[datetime]
+
+
+class IncidentRow(Base):
+    """A run of anomalous points of one series (the anomaly rows in it are its evidence).
+
+    Unique on (detector, series, opened_at), like the anomaly rows on their timestamp, so a
+    rerun or a second backfill over the same range never duplicates one. No foreign key to
+    ``detector``: history outlives a deleted detector.
+    """
+
+    __tablename__ = "incident"
+    __table_args__ = (
+        UniqueConstraint("detector_id", "series_key", "opened_at"),
+        CheckConstraint(_in("severity", ("info", "warning", "critical")), name="severity"),
+        Index(None, "detector_id", "id"),
+        Index(None, "resolved_at"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    detector_id: Mapped[str] = mapped_column(String(63))
+    series_key: Mapped[str] = mapped_column(Text)
+    labels: Mapped[dict[str, Any]]
+    opened_at: Mapped[datetime]
+    last_anomalous_at: Mapped[datetime]
+    resolved_at: Mapped[datetime | None]
+    peak_at: Mapped[datetime]
+    peak_score: Mapped[float | None] = mapped_column(Double())
+    peak_value: Mapped[float | None] = mapped_column(Double())
+    peak_expected: Mapped[float | None] = mapped_column(Double())
+    peak_lower: Mapped[float | None] = mapped_column(Double())
+    peak_upper: Mapped[float | None] = mapped_column(Double())
+    points: Mapped[int] = mapped_column(Integer)
+    severity: Mapped[str] = mapped_column(String(16))
+    model_kind: Mapped[str | None] = mapped_column(String(64))
+    params_hash: Mapped[str | None] = mapped_column(String(64))
+    trained_at: Mapped[datetime | None]
+    flow_run_id: Mapped[str | None] = mapped_column(String(64))
+    backfill_id: Mapped[str | None] = mapped_column(String(64), index=True)  # null: found live
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class IncidentStateRow(Base):
+    """Per detector, scope and series: the incident grouping's JSON state (an open incident
+    continues across ticks, backfill pieces and restarts). ``scope`` is ``''`` for live
+    detection and the backfill id for a backfill, so the two never mix."""
+
+    __tablename__ = "incident_state"
+
+    detector_id: Mapped[str] = mapped_column(
+        ForeignKey("detector.id", ondelete="CASCADE"), primary_key=True
+    )
+    scope: Mapped[str] = mapped_column(String(64), primary_key=True)
+    series_key: Mapped[str] = mapped_column(Text, primary_key=True)
+    labels: Mapped[dict[str, Any]]
+    state: Mapped[dict[str, Any]]
     updated_at: Mapped[datetime]
