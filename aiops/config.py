@@ -207,6 +207,9 @@ class Settings(BaseSettings):
     api_token: SecretStr | None = None
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)
+    # token guessing: this many failed tokens per client address within the window, then 429
+    api_auth_failure_limit: int = Field(default=10, ge=1, le=1_000_000)
+    api_auth_failure_window_seconds: float = Field(default=60.0, gt=0, le=86400)
 
     # scheduling and the local Prefect server of `aiops up`
     tick_seconds: int = Field(default=30, ge=5, le=86400)

@@ -27,7 +27,7 @@ from starlette.routing import WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from aiops.api import anomalies, datasources, detectors, page, runs, series
-from aiops.api.auth import AuthMiddleware
+from aiops.api.auth import AuthMiddleware, FailureLimit
 from aiops.api.errors import BodyTooLarge, JSONResponse, error_response, exception_handlers
 from aiops.api.events import EventHub, websocket_endpoint
 from aiops.api.metrics import ApiMetrics, MetricsMiddleware
@@ -283,7 +283,8 @@ def create_app(
     middleware = [
         Middleware(MetricsMiddleware, metrics=metrics),
         Middleware(BodyLimitMiddleware, limit=opts.max_body_bytes),
-        Middleware(AuthMiddleware, token=token, public_paths=public),
+        Middleware(AuthMiddleware, token=token, public_paths=public, failures=FailureLimit(
+            limit=settings.api_auth_failure_limit, window=settings.api_auth_failure_window_seconds)),
     ]
     app = Starlette(routes=routes, middleware=middleware, exception_handlers=exception_handlers(), lifespan=lifespan)
     app.state.operations = ops
