@@ -34,7 +34,7 @@ __all__ = [
     "onsets",
 ]
 
-DEFAULT_RESOLVE_AFTER = 5
+DEFAULT_RESOLVE_AFTER = 20
 """Normal points allowed inside one incident before it resolves (a detector setting)."""
 MAX_RESOLVE_AFTER = 100_000
 

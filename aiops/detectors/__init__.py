@@ -11,7 +11,8 @@
     det = detectors.from_state(saved)               # continues exactly where it stopped
 
 Score: 0 normal, > 1 anomalous (every kind); ``score <= 1`` exactly inside ``[lower, upper]``.
-Kinds, one module each: ``zscore``, ``mad``, ``ewma``, ``quantile``, ``seasonal``,
+Kinds, one module each: ``auto`` (the recommended default: it picks a model from the
+series and says why), ``zscore``, ``mad``, ``ewma``, ``quantile``, ``seasonal``,
 ``threshold``. The contract is in :mod:`aiops.detectors.base`; the models and their
 trade-offs in docs/detectors.md.
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from aiops.detectors.auto import AutoDetector
 from aiops.detectors.base import COLUMNS, MAX_SCORE, Detector
 from aiops.detectors.ewma import EwmaDetector
 from aiops.detectors.mad import MadDetector
@@ -33,6 +35,7 @@ from aiops.errors import InvalidInput
 __all__ = [
     "COLUMNS",
     "KINDS",
+    "AutoDetector",
     "MAX_SCORE",
     "Detector",
     "EwmaDetector",
@@ -49,6 +52,7 @@ __all__ = [
 _CLASSES: dict[str, type[Detector]] = {
     cls.kind: cls
     for cls in (
+        AutoDetector,
         ZScoreDetector,
         MadDetector,
         EwmaDetector,

@@ -209,7 +209,12 @@ class RollingDetector(Detector):
 
     def _start(self, x: np.ndarray) -> None:
         """Set up ``_c`` (and any helper arrays) for a call; positions ``< len(tail)`` are final."""
+        self._n0 = len(self._tail)
         self._c = np.concatenate([self._tail, x])
+
+    def _mins(self, a: int, b: int) -> np.ndarray:
+        """The shared scale floor (see :mod:`aiops.detectors.base`) of positions ``[a, b)``."""
+        return self._floor[a - self._n0 : b - self._n0].copy()
 
     def _compute(self, a: int, b: int) -> None:
         """Write bands for positions ``[a, b)`` into ``_lo/_e/_up`` from the current arrays,
@@ -250,6 +255,9 @@ class RollingDetector(Detector):
         # from dirty_end on they are pass 1's values (their windows hold no clipped point).
         pos = dirty_end = n0
         clipped = recomputed = 0
+        # consecutive points outside the band: past adapt_after they are learned raw, so a
+        # lasting change becomes the new normal (pass 1 already assumed raw values there)
+        run, last_out = self._out_run, n0 - 1
         while pos < big_n:
             if pos >= dirty_end:
                 i = int(np.searchsorted(candidates, pos))
@@ -263,12 +271,17 @@ class RollingDetector(Detector):
                     pos = dirty_end
                     continue
                 f = pos + int(out.argmax())
-            clipped += 1
+            run = run + 1 if f == last_out + 1 else 1
+            last_out = f
             pos = f + 1
+            if self._adapt(run):
+                continue
+            clipped += 1
             if self._clip(f) and pos < big_n:
                 dirty_end = min(f + reach + 1, big_n)
                 self._compute(pos, dirty_end)
                 recomputed += 1
+        self._out_run = run if last_out == big_n - 1 else 0
         logger.debug("%s: %d points clipped, %d windows recomputed", self.kind, clipped, recomputed)
         self._finish()
         result = (self._lo[n0:], self._e[n0:], self._up[n0:])

@@ -15,9 +15,32 @@ A detector is a small stateful object over ONE series (a float ``pandas.Series``
   :func:`aiops.detectors.from_state` rebuilds an equivalent detector.
 
 The score: 0 is normal, > 1 is anomalous, for every kind. Each row also carries ``expected``,
-``lower`` and ``upper``; ``score <= 1`` exactly when ``lower <= value <= upper``. A point with
-too little history (warm-up) or no value (NaN, +-inf: treated as missing and not learned)
-scores a neutral 0 with ``expected``/``lower``/``upper`` NaN.
+``lower`` and ``upper``, the model's band. A point with too little history (warm-up) or no value
+(NaN, +-inf: treated as missing and not learned) scores a neutral 0 with
+``expected``/``lower``/``upper`` NaN.
+
+What every model kind shares (not ``threshold``, which is a fixed rule):
+
+* **Scale floor from the series itself.** The band's scale is never below
+  ``max(min_scale, resolution, level_floor * level, spread_floor * spread)``: ``resolution`` is
+  the smallest non-zero step between consecutive values seen so far (1 for a counter), ``level``
+  a slow average of ``|value|`` and ``spread`` a slow average of ``|step|`` (both over about
+  ``long_window`` points). A flat stretch followed by an ordinary value is not an extreme anomaly.
+* **Bounded adaptation.** A point outside its band is learned clipped to the band (an anomaly
+  does not widen the band it broke), but after ``adapt_after`` consecutive points outside, the
+  model learns the raw values: a lasting change of level is alerted at its onset, then becomes
+  the new normal within about ``adapt_after`` points plus one window.
+* **Calibrated score** (``calibration="likelihood"``, the default). The band distance ``z``
+  (1 at the band edge) is capped at :data:`CALIBRATION_CAP` and scaled into ``a`` in [0, 1]; the
+  score compares the average of the last ``short_window`` values of ``a`` with their long-run
+  mean and spread (exponentially weighted over about ``long_window`` points), as Numenta's
+  anomaly likelihood does: ``tail = P(N(0, 1) > (avg - mean) / spread)`` and
+  ``score = log(tail) / log(alert_probability)``, so the score is 1 when the recent behaviour is
+  as unlikely as ``alert_probability`` under the series' own history, whatever its noise looks
+  like. The alert rate on normal data is then about the same on every series. The first
+  :data:`CALIBRATION_WARMUP` band distances only teach the calibration (score 0). With
+  ``calibration="none"`` the score is the band distance itself (``score <= 1`` exactly inside
+  ``[lower, upper]``).
 """
 
 from __future__ import annotations
@@ -28,11 +51,13 @@ import logging
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar, Self
 
 import numpy as np
 import pandas as pd
+from scipy.signal import lfilter
+from scipy.special import log_ndtr
 
 from aiops.errors import InvalidInput
 
@@ -54,6 +79,12 @@ MAX_SCORE = 1e12
 """Scores are capped here, so a band of zero width (a constant window) gives a finite score."""
 REL_SCALE_FLOOR = 1e-9
 """A scale is never below this fraction of ``|expected|`` (float noise on a constant series)."""
+CALIBRATION_CAP = 4.0
+"""Band distances beyond this (20 standard deviations at k = 5) all count as fully anomalous."""
+CALIBRATION_WARMUP = 50
+"""Band distances that teach the calibration before it scores (capped at ``long_window``)."""
+CALIBRATION_SPREAD_FLOOR = 1e-3
+"""Smallest long-run spread of the scaled distance ``a`` (a series that never moved)."""
 _JUST_ABOVE_ONE = float(np.nextafter(1.0, 2.0))
 _CHUNK = 1 << 16
 
@@ -104,6 +135,61 @@ class Param:
             field=f"params.{self.name}",
             allowed=self.allowed,
         )
+
+
+COMMON_PARAMS: tuple[Param, ...] = (
+    Param(
+        "calibration",
+        str,
+        "likelihood",
+        "'likelihood' (score calibrated on the series' own history) or 'none' (band distance)",
+        lambda v: v in ("likelihood", "none"),
+    ),
+    Param(
+        "alert_probability",
+        float,
+        0.01,
+        "a number in (0, 0.5) (how unlikely recent behaviour must be to score 1)",
+        lambda v: 0 < v < 0.5,
+    ),
+    Param(
+        "short_window",
+        int,
+        10,
+        "an integer in [1, 1000] (points averaged before calibration)",
+        lambda v: 1 <= v <= 1000,
+    ),
+    Param(
+        "long_window",
+        int,
+        1000,
+        "an integer in [10, 1000000] (points of history the calibration and floors remember)",
+        lambda v: 10 <= v <= 1_000_000,
+    ),
+    Param(
+        "adapt_after",
+        int,
+        30,
+        "an integer in [1, 1000000] (consecutive points outside the band after which the "
+        "model learns the new level)",
+        lambda v: 1 <= v <= 1_000_000,
+    ),
+    Param(
+        "level_floor",
+        float,
+        0.005,
+        "a number in [0, 1) (scale floor as a fraction of the typical |value|)",
+        lambda v: 0 <= v < 1,
+    ),
+    Param(
+        "spread_floor",
+        float,
+        0.25,
+        "a number in [0, 10] (scale floor as a multiple of the typical |step|)",
+        lambda v: 0 <= v <= 10,
+    ),
+)
+"""Parameters of every calibrated kind (see the module docstring)."""
 
 
 def _param_error(kind: str, name: str, message: str, allowed: str) -> InvalidInput:
@@ -286,18 +372,49 @@ class Detector(ABC):
     kind: ClassVar[str]
     version: ClassVar[int] = 1
     PARAMS: ClassVar[tuple[Param, ...]] = ()
+    calibrated: ClassVar[bool] = True
+    """Whether the kind has the shared floors, adaptation and calibration (not ``threshold``)."""
+    COMMON_DEFAULTS: ClassVar[Mapping[str, Any]] = {}
+    """A kind's own defaults for some of :data:`COMMON_PARAMS`."""
 
     def __init__(self, **params: Any) -> None:
         self.params: dict[str, Any] = self._validate(params)
         self._last_ns: int | None = None
         self._n_seen = 0
+        self._reset_common()
         self._reset()
+
+    @classmethod
+    def all_params(cls) -> tuple[Param, ...]:
+        """The kind's own parameters, then (for calibrated kinds) :data:`COMMON_PARAMS`."""
+        if not cls.calibrated:
+            return cls.PARAMS
+        common = tuple(
+            replace(p, default=cls.COMMON_DEFAULTS[p.name]) if p.name in cls.COMMON_DEFAULTS else p
+            for p in COMMON_PARAMS
+        )
+        return (*cls.PARAMS, *common)
+
+    def _reset_common(self) -> None:
+        # scale floor: last value, smallest non-zero step, slow |value| and |step| averages
+        self._f_prev = math.nan
+        self._f_res = math.inf
+        self._f_lvl = math.nan
+        self._f_sp = math.nan
+        # calibration: long-run mean / variance of the scaled distance, count, short tail
+        self._c_mean = math.nan
+        self._c_var = math.nan
+        self._c_n = 0
+        self._c_tail = np.empty(0)
+        # consecutive points outside the band at the end of the stream (adaptation)
+        self._out_run = 0
+        self._floor = np.empty(0)
 
     # ---- parameters
 
     @classmethod
     def _validate(cls, params: Mapping[str, Any]) -> dict[str, Any]:
-        known = {p.name: p for p in cls.PARAMS}
+        known = {p.name: p for p in cls.all_params()}
         for name in params:
             if name not in known:
                 allowed = ", ".join(known) or "none"
@@ -378,16 +495,24 @@ class Detector(ABC):
         if ticks is not None and finite is not None:
             ticks = ticks[finite]
         if len(x):
+            if self.calibrated:
+                self._floor = self._floors(x)
             lower, expected, upper = self._run(x, ticks, tick_ns)
+            self._floor = np.empty(0)
         else:
             lower = expected = upper = np.empty(0)
         if n:
             self._last_ns = checked.last_ns
             self._n_seen += n
         logger.debug("%s detector: %d points (%d missing)", self.kind, n, n - len(x))
-        if not want_scores:
+        calibrate = self.calibrated and self.params["calibration"] == "likelihood"
+        if not want_scores and not calibrate:
             return None
         score = self._score(x, lower, expected, upper)
+        if calibrate and len(x):
+            score = self._calibrate(score, ~np.isnan(upper))
+        if not want_scores:
+            return None
         if finite is not None:
             cols = []
             for arr, fill in ((score, 0.0), (expected, np.nan), (lower, np.nan), (upper, np.nan)):
@@ -406,6 +531,76 @@ class Detector(ABC):
     ) -> np.ndarray:
         return band_score(x, lower, expected, upper)
 
+    # ---- what every calibrated kind shares
+
+    def _floors(self, x: np.ndarray) -> np.ndarray:
+        """Scale floor before each point of ``x`` (finite values), learned from the points
+        before it; advances the floor state. See the module docstring."""
+        p = self.params
+        n = len(x)
+        alpha = 1.0 / p["long_window"]
+        prev = np.empty(n)
+        prev[0] = self._f_prev
+        prev[1:] = x[:-1]
+        step = np.abs(x - prev)  # NaN for the first point of the stream
+        with np.errstate(invalid="ignore"):
+            positive = np.where(step > 0, step, math.inf)
+        smallest = np.minimum.accumulate(positive)
+        res = np.empty(n)
+        res[0] = self._f_res
+        np.minimum(self._f_res, smallest[:-1], out=res[1:])
+        self._f_res = float(min(self._f_res, smallest[-1]))
+        lvl, self._f_lvl = _ew_before(np.abs(x), alpha, self._f_lvl)
+        spread, self._f_sp = _ew_before(step, alpha, self._f_sp)
+        self._f_prev = float(x[-1])
+        floor = np.full(n, float(p["min_scale"]))
+        res[np.isinf(res)] = 0.0
+        np.fmax(floor, res, out=floor)
+        np.fmax(floor, p["level_floor"] * lvl, out=floor)
+        np.fmax(floor, p["spread_floor"] * spread, out=floor)
+        return floor
+
+    def _calibrate(self, z: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        """Band distances -> calibrated scores (see the module docstring); advances the state."""
+        p = self.params
+        out = np.zeros(len(z))
+        idx = np.flatnonzero(valid)
+        if not len(idx):
+            return out
+        a = np.minimum(z[idx], CALIBRATION_CAP) * (1.0 / CALIBRATION_CAP)
+        sw = p["short_window"]
+        tail = self._c_tail
+        full = np.concatenate([tail, a]) if len(tail) else a
+        sums = np.convolve(full, np.ones(sw))[len(tail) : len(full)]
+        counts = np.minimum(np.arange(len(tail) + 1, len(full) + 1), sw)
+        avg = sums / counts
+        alpha = 2.0 / (p["long_window"] + 1)
+        mean, var, self._c_mean, self._c_var = _ew_mean_var_before(
+            a, alpha, self._c_mean, self._c_var
+        )
+        before = self._c_n + np.arange(len(a))
+        self._c_n += len(a)
+        self._c_tail = full[len(full) - (sw - 1) :].copy() if sw > 1 else np.empty(0)
+        spread = np.sqrt(var)
+        np.fmax(spread, CALIBRATION_SPREAD_FLOOR, out=spread)
+        t = (avg - mean) / spread
+        with np.errstate(invalid="ignore", divide="ignore"):
+            score = log_ndtr(-t) * (1.0 / math.log(p["alert_probability"]))
+        score[before < min(CALIBRATION_WARMUP, p["long_window"])] = 0.0
+        score[np.isnan(score)] = 0.0
+        np.clip(score, 0.0, MAX_SCORE, out=score)
+        out[idx] = score
+        return out
+
+    def _adapt(self, run: int) -> bool:
+        """Whether the ``run``-th consecutive point outside the band is learned raw."""
+        return self.calibrated and run > self.params["adapt_after"]
+
+    def describe(self) -> dict[str, Any]:
+        """What this detector learned that a user may want to see (``auto`` says what it
+        chose and why). Plain JSON."""
+        return {"kind": self.kind}
+
     # ---- state
 
     def state(self) -> dict[str, Any]:
@@ -417,7 +612,50 @@ class Detector(ABC):
             "last_timestamp": None if self._last_ns is None else self.last_timestamp.isoformat(),
             "n_seen": self._n_seen,
             "learned": encode(self._learned()),
+            **({"common": encode(self._common_state())} if self.calibrated else {}),
         }
+
+    def _common_state(self) -> dict[str, Any]:
+        return {
+            "prev": self._f_prev,
+            "resolution": None if math.isinf(self._f_res) else self._f_res,
+            "level": self._f_lvl,
+            "spread": self._f_sp,
+            "cal_mean": self._c_mean,
+            "cal_var": self._c_var,
+            "cal_count": self._c_n,
+            "cal_tail": self._c_tail,
+            "out_run": self._out_run,
+        }
+
+    def _restore_common(self, common: Any) -> None:
+        if common is None:
+            return  # a state from before the shared floors: they start fresh
+        if not isinstance(common, Mapping):
+            raise InvalidInput("detector state: common must be a dict", field="state.common")
+        for name in ("cal_count", "out_run"):
+            v = common.get(name, 0)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise InvalidInput(
+                    f"detector state: common.{name} must be a count", field=f"state.common.{name}"
+                )
+        self._f_prev = float_value(common.get("prev"), "common.prev")
+        res = float_value(common.get("resolution"), "common.resolution")
+        self._f_res = math.inf if math.isnan(res) else res
+        self._f_lvl = float_value(common.get("level"), "common.level")
+        self._f_sp = float_value(common.get("spread"), "common.spread")
+        self._c_mean = float_value(common.get("cal_mean"), "common.cal_mean")
+        self._c_var = float_value(common.get("cal_var"), "common.cal_var")
+        self._c_n = common.get("cal_count", 0)
+        tail = float_array(
+            common.get("cal_tail", []), "common.cal_tail", self.params["short_window"]
+        )
+        if np.isnan(tail).any():
+            raise InvalidInput(
+                "detector state: common.cal_tail must not hold null", field="state.common.cal_tail"
+            )
+        self._c_tail = tail
+        self._out_run = common.get("out_run", 0)
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> Self:
@@ -458,6 +696,8 @@ class Detector(ABC):
         if not isinstance(learned, Mapping):
             raise InvalidInput("detector state: learned must be a dict", field="state.learned")
         detector._restore(learned)
+        if cls.calibrated:
+            detector._restore_common(state.get("common"))
         return detector
 
     def __repr__(self) -> str:
@@ -490,3 +730,46 @@ class Detector(ABC):
     @abstractmethod
     def _restore(self, learned: Mapping[str, Any]) -> None:
         """Load :meth:`_learned` output after a JSON round trip; raise InvalidInput if malformed."""
+
+
+def _ew_before(v: np.ndarray, alpha: float, m: float) -> tuple[np.ndarray, float]:
+    """Exponentially weighted mean of ``v`` *before* each point (NaN until one is known),
+    continuing from mean ``m`` (NaN: none yet; the first finite value starts it)."""
+    n = len(v)
+    out = np.full(n, np.nan)
+    start = 0
+    if math.isnan(m):
+        ok = np.flatnonzero(np.isfinite(v))
+        if not len(ok):
+            return out, m
+        start = int(ok[0]) + 1
+        m = float(v[start - 1])
+    if start < n:
+        decay = 1.0 - alpha
+        means, _ = lfilter([alpha], [1.0, -decay], v[start:], zi=[decay * m])
+        out[start] = m
+        out[start + 1 :] = means[:-1]
+        m = float(means[-1])
+    return out, m
+
+
+def _ew_mean_var_before(
+    a: np.ndarray, alpha: float, m: float, v: float
+) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """Exponentially weighted mean and variance before each point (West/Finch form), and the
+    state after the last; ``m`` NaN starts from the first value with variance 0."""
+    n = len(a)
+    mean = np.empty(n)
+    var = np.empty(n)
+    if math.isnan(m):
+        m, v = float(a[0]), 0.0
+    decay = 1.0 - alpha
+    means, _ = lfilter([alpha], [1.0, -decay], a, zi=[decay * m])
+    mean[0] = m
+    mean[1:] = means[:-1]
+    d = a - mean
+    d *= d
+    variances, _ = lfilter([decay * alpha], [1.0, -decay], d, zi=[decay * v])
+    var[0] = v
+    var[1:] = variances[:-1]
+    return mean, var, float(means[-1]), float(variances[-1])

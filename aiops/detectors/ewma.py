@@ -114,7 +114,7 @@ class EwmaDetector(Detector):
             var = np.empty(j - i)
             mean[0], var[0] = self._m, self._v
             mean[1:], var[1:] = means[:-1], variances[:-1]
-            half = scale_floor(np.sqrt(var), mean, p["min_scale"])
+            half = scale_floor(np.sqrt(var), mean, self._floor[i:j])
             half *= p["k"]
             low, high = mean - half, mean + half
             raw = x[i:j]
@@ -127,13 +127,18 @@ class EwmaDetector(Detector):
                 if g:
                     self._m, self._v = float(means[g - 1]), float(variances[g - 1])
                     self._n += g
-                self._step(min(max(float(raw[g]), float(low[g])), float(high[g])))
+                self._out_run = self._out_run + 1 if g == 0 else 1
+                if self._adapt(self._out_run):
+                    self._step(float(raw[g]))  # a lasting change: learn the new level
+                else:
+                    self._step(min(max(float(raw[g]), float(low[g])), float(high[g])))
                 i += g + 1
                 seg = max(_MIN_SEGMENT, seg // 2)
             else:
                 e[i:j], lo[i:j], up[i:j] = mean, low, high
                 self._m, self._v = float(means[-1]), float(variances[-1])
                 self._n += j - i
+                self._out_run = 0
                 i = j
                 seg = min(_MAX_SEGMENT, seg * 2)
         return lo, e, up

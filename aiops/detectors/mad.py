@@ -74,7 +74,7 @@ class MadDetector(RollingDetector):
         np.abs(np.subtract(self._c[a:b], m), out=self._absr[a:b])
         (mad,) = order_stats(self._absr, a, b, w, (0.5,), minp, fast_from=self._r_from + w)
         mad *= MAD_TO_STD
-        half = scale_floor(mad, m, p["min_scale"])
+        half = scale_floor(mad, m, self._mins(a, b))
         half *= p["k"]
         self._lo[a:b] = m - half
         self._up[a:b] = m + half

@@ -60,7 +60,7 @@ class QuantileDetector(RollingDetector):
         low, mid, high = order_stats(
             self._c, a, b, w, (p["q_low"], 0.5, p["q_high"]), p["min_periods"], fast_from=w
         )
-        margin, min_scale = p["margin"], p["min_scale"]
+        margin, min_scale = p["margin"], self._mins(a, b)
         above = scale_floor(high - mid, mid, min_scale)
         above *= margin
         above += high

@@ -190,7 +190,7 @@ class SeasonalDetector(Detector):
             b = (ticks[s:t] - (number * period + offset)) // bucket
             raw = x[s:t]
             loc = self._loc[b]
-            half = scale_floor(pooled[b], loc, p["min_scale"])
+            half = scale_floor(pooled[b], loc, self._floor[s:t].copy())
             half *= p["k"]
             half[self._visits[b] < p["min_periods"]] = np.nan
             expected = np.where(np.isnan(half), np.nan, loc)

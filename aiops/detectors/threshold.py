@@ -24,6 +24,7 @@ class ThresholdDetector(Detector):
 
     kind = "threshold"
     version = 1
+    calibrated = False
     PARAMS = (
         Param(
             "lower",

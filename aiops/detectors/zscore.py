@@ -38,7 +38,7 @@ class ZScoreDetector(RollingDetector):
         p = self.params
         w = p["window"]
         mean, std = moments(self._c, a, b, w, p["min_periods"], fast_from=w)
-        half = scale_floor(std, mean, p["min_scale"])
+        half = scale_floor(std, mean, self._mins(a, b))
         half *= p["k"]
         self._e[a:b] = mean
         self._lo[a:b] = mean - half
