@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from aiops.errors import InvalidInput
+from aiops.incidents import DEFAULT_RESOLVE_AFTER
 from aiops.evaluation import (
     NAB_PROFILES,
     NabSeries,
@@ -169,7 +170,7 @@ def test_nab_evaluate_scores_onsets_on_a_step_grid():
     # edge: +1), instance a at 660 (row 11, same window: only the earliest counts) and at 1200
     # (row 20, 12 normal rows later: d = 6/4 after the window); db at row 5, web (unlabelled) at
     # row 25: no window before them.
-    out = nab_evaluate(labels, detections, step=60, start=T0, end=T0 + 1800)
+    out = nab_evaluate(labels, detections, step=60, start=T0, end=T0 + 1800, resolve_after=5)
     raw = 1 - 0.11 * math.tanh(3.75) - 0.11 - 0.11
     std = out.profiles["standard"]
     assert (out.rows, out.grid_start, out.incidents) == (30, T0, 5)
@@ -179,8 +180,12 @@ def test_nab_evaluate_scores_onsets_on_a_step_grid():
     ]
     assert out.series[1].score is None  # no windows: no normalised score
     # the first 15% (4 rows) not scored: db's onset at row 5 still counts; the same score
-    assert nab_evaluate(labels, detections, step=60, start=T0, end=T0 + 1800, probation=0.15).profiles[
-        "standard"].raw == pytest.approx(raw)
+    assert nab_evaluate(labels, detections, step=60, start=T0, end=T0 + 1800, resolve_after=5,
+                        probation=0.15).profiles["standard"].raw == pytest.approx(raw)
+    # by default, the product's resolve_after: 7 normal rows between 720 and 1200 split or not
+    default = nab_evaluate(labels, detections, step=60, start=T0, end=T0 + 1800)
+    assert default.resolve_after == DEFAULT_RESOLVE_AFTER
+    assert default.series[0].incidents == (2 if DEFAULT_RESOLVE_AFTER >= 7 else 3)
     # no range given: from the first anomaly/window (T0+300) to the last anomaly + a step
     auto = nab_evaluate(labels, detections, step=60)
     assert (auto.grid_start, auto.rows) == (T0 + 300, 21)
