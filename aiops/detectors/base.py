@@ -22,7 +22,8 @@ The score: 0 is normal, > 1 is anomalous, for every kind. Each row also carries 
 What every model kind shares (not ``threshold``, which is a fixed rule):
 
 * **Scale floor from the series itself.** The band's scale is never below
-  ``max(min_scale, resolution, level_floor * level, spread_floor * spread)``: ``resolution`` is
+  ``max(min_scale, resolution_floor * resolution, level_floor * level, spread_floor * spread)``
+  (a standard deviation, before ``k``): ``resolution`` is
   the smallest non-zero step between consecutive values seen so far (1 for a counter), ``level``
   a slow average of ``|value|`` and ``spread`` a slow average of ``|step|`` (both over about
   ``long_window`` points). A flat stretch followed by an ordinary value is not an extreme anomaly.
@@ -173,6 +174,13 @@ COMMON_PARAMS: tuple[Param, ...] = (
         "an integer in [1, 1000000] (consecutive points outside the band after which the "
         "model learns the new level)",
         lambda v: 1 <= v <= 1_000_000,
+    ),
+    Param(
+        "resolution_floor",
+        float,
+        1.0,
+        "a number in [0, 100] (scale floor as a multiple of the value resolution)",
+        lambda v: 0 <= v <= 100,
     ),
     Param(
         "level_floor",
@@ -555,6 +563,7 @@ class Detector(ABC):
         self._f_prev = float(x[-1])
         floor = np.full(n, float(p["min_scale"]))
         res[np.isinf(res)] = 0.0
+        res *= p["resolution_floor"]
         np.fmax(floor, res, out=floor)
         np.fmax(floor, p["level_floor"] * lvl, out=floor)
         np.fmax(floor, p["spread_floor"] * spread, out=floor)
