@@ -26,7 +26,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from aiops.api import anomalies, datasources, detectors, page, runs, series
+from aiops.api import anomalies, datasources, detectors, incidents, page, runs, series
 from aiops.api.auth import AuthMiddleware, FailureLimit
 from aiops.api.errors import BodyTooLarge, JSONResponse, error_response, exception_handlers
 from aiops.api.events import EventHub, websocket_endpoint
@@ -130,12 +130,14 @@ def operations() -> list[Operation]:
         *detectors.OPERATIONS,
         *series.OPERATIONS,
         *anomalies.OPERATIONS,
+        *incidents.OPERATIONS,
         *runs.OPERATIONS,
         *page.OPERATIONS,
         Operation("GET", METRICS_PATH, _metrics, "Prometheus metrics of the service", "service",
                   responses={200: "text/plain"}, errors=(), public=True,
                   description="Requests, latencies, datasource cache hits/retries/failovers, "
-                  "WebSocket clients and events sent, and aiops_anomaly_score per detector and series."),
+                  "WebSocket clients and events sent, aiops_anomaly_score per detector and series, "
+                  "aiops_incident_open per open incident and aiops_incidents_total per detector."),
         Operation("GET", HEALTHZ_PATH, _healthz, "Readiness of the API (no token needed)", "service",
                   responses={200: ReadinessResponse, 503: ReadinessResponse}, errors=(), public=True,
                   description="200 `ready` once the API has started and its store answers, 503 `not ready` "

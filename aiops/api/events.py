@@ -26,6 +26,10 @@ been handled (sent or filtered out). The invariant that makes resume exact:
   reason ``slow consumer: resume with ?since=<id>`` (the last id written to it), never
   slowing anyone else: the tailer only appends to the ring and sets wake-up flags.
 * Heartbeats (``{"op": "heartbeat"}``) go out after ``heartbeat_seconds`` of silence.
+* The default stream speaks incidents (``incident.opened``, ``incident.resolved``) and the
+  other event types (``log.*``); per-point ``anomaly`` events only with ``?anomalies=true`` (or
+  ``?type=anomaly``), and events found by a backfill only with ``?include_backfill=true``.
+  Filtered events still move the cursor, so ``since`` resumes exactly whatever the filters.
 
 Ids commit in id order (the store guarantees it: SQLite has one writer, PostgreSQL takes an
 advisory lock), so tailing by id never skips a row that commits late.
@@ -48,7 +52,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from aiops.api.auth import deny_websocket
 from aiops.api.errors import dumps, validation_error
-from aiops.store.models import DETECTOR_ID_PATTERN, EVENT_TYPE_PATTERN
+from aiops.store.models import DETECTOR_ID_PATTERN, EVENT_ANOMALY, EVENT_TYPE_PATTERN
 
 __all__ = ["EventHub", "Subscriber", "EventStreamQuery", "websocket_endpoint", "CLOSE_SLOW"]
 
@@ -77,7 +81,8 @@ class EventStreamQuery(BaseModel):
     since: int | None = Field(None, ge=0, le=2**63 - 1)
     detector: list[Annotated[str, StringConstraints(pattern=DETECTOR_ID_PATTERN)]] = Field(default_factory=list)
     type: list[Annotated[str, StringConstraints(pattern=EVENT_TYPE_PATTERN)]] = Field(default_factory=list)
-    include_backfill: bool = False  # backfilled anomalies are history, not live alerts
+    include_backfill: bool = False  # backfilled incidents and anomalies are history, not live alerts
+    anomalies: bool = False  # per-point anomaly events too (the default stream speaks incidents)
     token: str | None = None  # read by the auth middleware
 
 
@@ -88,6 +93,7 @@ class Subscriber:
     detectors: frozenset[str] = frozenset()
     types: frozenset[str] = frozenset()
     include_backfill: bool = False
+    anomalies: bool = False  # per-point anomalies are sent only when asked for
     live: bool = False
     in_flight_upto: int = 0
     closing: tuple[int, str] | None = None
@@ -99,6 +105,8 @@ class Subscriber:
 
     def matches(self, item: Published) -> bool:
         if item.backfill and not self.include_backfill:
+            return False
+        if item.type == EVENT_ANOMALY and not self.anomalies:
             return False
         if self.detectors and item.detector not in self.detectors:
             return False
@@ -242,6 +250,7 @@ class EventHub:
             detectors=frozenset(query.detector),
             types=frozenset(query.type),
             include_backfill=query.include_backfill,
+            anomalies=query.anomalies or EVENT_ANOMALY in query.type,
         )
         self.subscribers.add(sub)
         return sub
@@ -324,8 +333,10 @@ class EventHub:
                 if e.id <= sub.cursor:
                     continue
                 sub.cursor = e.id
-                if (not sub.detectors or e.detector_id in sub.detectors) and (
-                    sub.include_backfill or e.backfill_id is None
+                if (
+                    (not sub.detectors or e.detector_id in sub.detectors)
+                    and (sub.include_backfill or e.backfill_id is None)
+                    and (sub.anomalies or e.type != EVENT_ANOMALY)
                 ):
                     await send(dumps({"op": "event", "id": e.id, "published_at": None, "event": e.model_dump(mode="json")}).decode())
                     count += 1

@@ -9,6 +9,9 @@
   ``store.latest_scores()`` at scrape time. Series labels are
   sanitised: ``__name__`` becomes ``metric``, invalid characters become ``_``, and a series
   label that clashes with ``detector`` becomes ``exported_detector``.
+* ``aiops_incident_open{detector=..., <series labels>}``: 1 per live incident open now (a series
+  without one has no sample: alert on its presence), and ``aiops_incidents_total{detector=...}``,
+  the live incidents each detector has opened, from ``store.incident_metrics()`` at scrape time.
 """
 
 from __future__ import annotations
@@ -111,6 +114,32 @@ class _ScoreCollector(Collector):
         yield seen
 
 
+class _IncidentCollector(Collector):
+    """``aiops_incident_open`` and ``aiops_incidents_total`` from the store's live incidents."""
+
+    def __init__(self, store: Callable[[], Any]) -> None:
+        self._store = store
+
+    def collect(self) -> Iterable[Metric]:
+        store = self._store()
+        if store is None:
+            return
+        opened = Metric("aiops_incident_open", "1 while a live incident is open, per detector and series", "gauge")
+        total = CounterMetricFamily("aiops_incidents", "Live incidents opened per detector", labels=["detector"])
+        try:
+            open_incidents, counts = store.incident_metrics()
+        except Exception as exc:  # a scrape must not fail because the store is busy
+            log.warning("cannot read incidents for /metrics: %s", exc)
+            open_incidents, counts = [], {}
+        for incident in open_incidents:
+            labels = {"detector": incident.detector_id, **sanitize_labels(incident.labels)}
+            opened.add_sample("aiops_incident_open", labels, 1.0)
+        for detector, count in counts.items():
+            total.add_metric([detector], float(count))
+        yield opened
+        yield total
+
+
 class _HubCollector(Collector):
     """WebSocket and tailer figures, read from the hub's plain counters at scrape time."""
 
@@ -159,6 +188,7 @@ class ApiMetrics:
         r.register(_HubCollector(hub))
         r.register(_DatasourceCollector(clients))
         r.register(_ScoreCollector(store))
+        r.register(_IncidentCollector(store))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

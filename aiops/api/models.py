@@ -32,9 +32,11 @@ from aiops.store.models import (
     Detector,
     DetectorDatasource,
     Event,
+    Incident,
 )
 from aiops.store.models import parse_duration as parse_whole_seconds
 from aiops.errors import InvalidInput
+from aiops.incidents import DEFAULT_RESOLVE_AFTER, MAX_RESOLVE_AFTER
 from aiops.timeutil import parse_duration, parse_time
 
 __all__ = [
@@ -52,6 +54,11 @@ __all__ = [
     "RunRequest",
     "HealthQuery",
     "AnomalyQuery",
+    "IncidentQuery",
+    "IncidentPath",
+    "IncidentPage",
+    "IncidentDetail",
+    "IncidentPointsQuery",
     "DatasourceRemoveQuery",
     "DetectorListQuery",
     "DetectorPath",
@@ -301,6 +308,10 @@ class DetectorCreateRequest(ApiModel):
     params: dict[str, Any] = Field(default_factory=dict)
     status: Literal["training", "running", "paused"] | None = None
     threshold: float = Field(1.0, gt=0, allow_inf_nan=False)
+    resolve_after: int = Field(
+        DEFAULT_RESOLVE_AFTER, ge=0, le=MAX_RESOLVE_AFTER, strict=True,
+        description="normal steps allowed inside one incident; the next normal step resolves it",
+    )
     interval_seconds: WholeSeconds = Field(60, validation_alias=AliasChoices("interval_seconds", "interval"))
     training_window_seconds: WholeSeconds | None = Field(
         None, validation_alias=AliasChoices("training_window_seconds", "training_window")
@@ -316,6 +327,7 @@ class DetectorPatchRequest(ApiModel):
     params: dict[str, Any] | None = None
     status: Literal["training", "running", "paused"] | None = None
     threshold: float | None = Field(None, gt=0, allow_inf_nan=False)
+    resolve_after: int | None = Field(None, ge=0, le=MAX_RESOLVE_AFTER, strict=True)
     interval_seconds: WholeSeconds | None = Field(
         None, validation_alias=AliasChoices("interval_seconds", "interval")
     )
@@ -394,6 +406,30 @@ class AnomalyQuery(ApiModel):
     until: Time | None = None
     after_id: int | None = Field(None, ge=0, le=MAX_ID, description="cursor: the next_after_id of the previous page")
     limit: int = Field(100, ge=1, le=1000)
+
+
+class IncidentQuery(ApiModel):
+    detector: DetectorId | None = None
+    state: Literal["open", "resolved"] | None = Field(None, description="open or resolved incidents (default: both)")
+    source: Literal["all", "live", "backfill"] = Field(
+        "all", description="live incidents, backfilled ones, or all (the default)"
+    )
+    backfill_id: str | None = Field(None, max_length=64, description="only the incidents of this backfill")
+    since: Time | None = Field(None, description="incidents still open at or after this time (not resolved before it)")
+    until: Time | None = Field(None, description="incidents opened before this time")
+    after_id: int | None = Field(None, ge=0, le=MAX_ID, description="cursor: the next_after_id of the previous page")
+    limit: int = Field(100, ge=1, le=1000)
+    order: Literal["asc", "desc"] = Field(
+        "asc", description="asc: oldest first, paginated with after_id; desc: newest first (one page, for feeds)"
+    )
+
+
+class IncidentPath(ApiModel):
+    id: int = Field(ge=1, le=MAX_ID)
+
+
+class IncidentPointsQuery(ApiModel):
+    points_limit: int = Field(1000, ge=1, le=10_000, description="at most this many anomaly rows")
 
 
 class DetectorListQuery(ApiModel):
@@ -506,6 +542,22 @@ class AnomalyPage(BaseModel):
     )
 
 
+class IncidentPage(BaseModel):
+    items: list[Incident]
+    count: int
+    next_after_id: int | None = Field(
+        description="pass as after_id for the next page; null when this page was the last"
+    )
+
+
+class IncidentDetail(BaseModel):
+    """An incident with its points (the anomaly rows inside it, oldest first)"""
+
+    incident: Incident
+    points: list[Event]
+    points_truncated: bool = Field(description="true when the incident has more points than points_limit")
+
+
 class DatasourceRemoved(BaseModel):
     detector: str
     removed: int
@@ -514,3 +566,18 @@ class DatasourceRemoved(BaseModel):
 class DatasourceAttached(BaseModel):
     detector: str
     datasource: DetectorDatasource
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="how the query reads samples at this step, when some would be lost (e.g. a step "
+        "longer than the datasource's lookback delta)",
+    )
+
+
+class DetectorSaved(Detector):
+    """The detector as saved, with warnings about how its query reads samples"""
+
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="how the query reads samples at its step, when some would be lost (e.g. a step "
+        "longer than the datasource's lookback delta)",
+    )

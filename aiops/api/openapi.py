@@ -128,8 +128,10 @@ WEBSOCKET_DOC = {
     "query": {
         "since": "event id: replay every event after it, then go live (no gap, no duplicate)",
         "detector": "only events of this detector (repeatable)",
-        "type": "only events of this type, e.g. anomaly (repeatable)",
-        "include_backfill": "true to also receive anomalies found by backfills (history, left out by default)",
+        "type": "only events of this type, e.g. incident.opened (repeatable)",
+        "anomalies": "true to also receive per-point anomaly events (the default stream speaks incidents: "
+        "incident.opened, incident.resolved, log.*)",
+        "include_backfill": "true to also receive incidents and anomalies found by backfills (history, left out by default)",
         "token": "the bearer token, when the client cannot send an Authorization header",
     },
     "messages": {

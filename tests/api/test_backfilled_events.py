@@ -43,8 +43,8 @@ async def test_the_live_feed_leaves_backfilled_anomalies_out_unless_asked(tmp_pa
     replayed = store.insert_events([event("det-a", ts=0), event("det-a", ts=1, backfill_id="bf-1")])
     async with serve(app_over(db, prometheus.url)) as hostport:
         async with (
-            connect(ws_url(hostport, since=0), additional_headers=AUTH) as plain,
-            connect(ws_url(hostport, since=0, include_backfill="true"), additional_headers=AUTH) as everything,
+            connect(ws_url(hostport, since=0, anomalies="true"), additional_headers=AUTH) as plain,
+            connect(ws_url(hostport, since=0, anomalies="true", include_backfill="true"), additional_headers=AUTH) as everything,
         ):
             replays = []
             for ws in (plain, everything):  # hello, the replay, then live

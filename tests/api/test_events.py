@@ -55,6 +55,10 @@ class Client:
 
 
 def ws_url(hostport: str, **params: Any) -> str:
+    """The stream's URL; per-point anomalies included (what most tests here insert) unless
+    ``anomalies`` is given."""
+    params.setdefault("anomalies", "true")
+    params = {k: v for k, v in params.items() if v is not None}
     query = "&".join(f"{k}={v}" for k, vs in params.items() for v in (vs if isinstance(vs, list) else [vs]))
     return f"ws://{hostport}/api/events/ws" + (f"?{query}" if query else "")
 
@@ -275,7 +279,7 @@ async def test_a_slow_consumer_is_closed_with_4008_and_never_slows_the_others():
     fast, slow = FakeSocket(), FakeSocket(blocked=True)
     subs = {}
     for name, sock in (("fast", fast), ("slow", slow)):
-        sub = hub.subscribe(EventStreamQuery())
+        sub = hub.subscribe(EventStreamQuery(anomalies=True))
         sub.task = asyncio.create_task(hub.serve(sock, sub, None))
         subs[name] = sub
     next_id = 1
@@ -304,7 +308,7 @@ async def test_a_slow_consumer_is_closed_with_4008_and_never_slows_the_others():
 
 async def test_a_client_behind_the_ring_but_holding_the_batch_is_not_kicked():
     hub = EventHub(ListStore(), batch=4, capacity=4, heartbeat_seconds=60)
-    sub = hub.subscribe(EventStreamQuery())
+    sub = hub.subscribe(EventStreamQuery(anomalies=True))
     sub.live, sub.cursor, sub.in_flight_upto = True, 0, 4
     hub.publish(_events(1, 4))
     hub.publish(_events(5, 1))  # evicts id 1, which the client holds in flight

@@ -39,7 +39,8 @@ async def test_the_document_comes_from_the_request_models(api):
         ("post", "/api/datasources/loki/analyze"), ("post", "/api/datasources/detectors/{id}/datasources"),
         ("delete", "/api/datasources/detectors/{id}/datasources"), ("get", "/api/detectors"),
         ("post", "/api/detectors"), ("get", "/api/detectors/{id}"), ("patch", "/api/detectors/{id}"),
-        ("delete", "/api/detectors/{id}"), ("get", "/api/detectors/{id}/series"), ("get", "/api/anomalies"), ("post", "/api/runs"),
+        ("delete", "/api/detectors/{id}"), ("get", "/api/detectors/{id}/series"), ("get", "/api/anomalies"),
+        ("get", "/api/incidents"), ("get", "/api/incidents/{id}"), ("post", "/api/runs"),
         ("get", "/api/runs/{id}"), ("get", "/api/backfills/{id}"), ("get", "/metrics"), ("get", "/healthz"), ("get", "/openapi.json"), ("get", "/docs"),
         ("get", "/"),
     }

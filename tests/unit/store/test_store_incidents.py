@@ -240,5 +240,5 @@ def test_migration_0005_adds_incidents_to_a_0004_database(backend_url):
     with Store.open(backend_url, kind_validator=accept_any_kind) as store:
         assert migrations.current_revision(store.engine) == migrations.head_revision()
         assert {"incident", "incident_state"} <= set(inspect(store.engine).get_table_names())
-        assert store.get_detector("old").resolve_after == 5
+        assert store.get_detector("old").resolve_after == 20  # the default when 0005 was written
         assert store.list_incidents() == []

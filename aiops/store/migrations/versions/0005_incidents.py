@@ -20,7 +20,7 @@ depends_on: str | None = None
 TS = sa.DateTime(timezone=True)
 JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 BIG_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-DEFAULT_RESOLVE_AFTER = 5  # aiops.incidents.DEFAULT_RESOLVE_AFTER when this revision was written
+DEFAULT_RESOLVE_AFTER = 20  # aiops.incidents.DEFAULT_RESOLVE_AFTER when this revision was written
 
 
 def upgrade() -> None:
