@@ -47,7 +47,8 @@ def find_period(values: np.ndarray, min_autocorrelation: float) -> tuple[int, fl
 
     The autocorrelation (by FFT) is searched after its first zero crossing up to half the
     length, and a peak at lag L is scaled by n / (n - L) (the biased estimator shrinks long
-    lags). Lags under 4 points are not periods.
+    lags), then placed at the lag within 3 of that peak whose overlapping stretches correlate
+    best. Lags under 4 points are not periods.
     """
     x = np.asarray(values, dtype=np.float64)
     n = len(x)
@@ -70,9 +71,16 @@ def find_period(values: np.ndarray, min_autocorrelation: float) -> tuple[int, fl
     corrected = acf[start:half] * n / (n - lags)
     best = int(np.argmax(corrected))
     value = float(corrected[best])
-    if value >= min_autocorrelation:
+    if value < min_autocorrelation:
+        return 0, value
+    # the FFT estimate finds the peak; within 3 lags of it, the lag whose two overlapping
+    # stretches correlate best places it (on a few periods the estimate is a step or two off)
+    candidates = lags[max(best - 3, 0) : best + 4]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        pearson = np.array([np.corrcoef(x[:-lag], x[lag:])[0, 1] for lag in candidates.tolist()])
+    if np.isnan(pearson).all():
         return int(lags[best]), value
-    return 0, value
+    return int(candidates[int(np.nanargmax(pearson))]), value
 
 
 class AutoDetector(Detector):
