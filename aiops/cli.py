@@ -422,7 +422,7 @@ def _up(args: argparse.Namespace) -> int:
             _wait_http(f"{api}/healthz", api_proc, 120, "the API")
         _print_where(env["PREFECT_API_URL"], api if args.api else None, settings, where, demo)
         while True:
-            sup.check()
+            sup.watch()  # restarts a child that exited; raises when one keeps failing
             time.sleep(1)  # the watch's pace
     except KeyboardInterrupt:
         return 0

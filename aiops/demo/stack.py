@@ -28,6 +28,7 @@ import string
 import subprocess
 import time
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -320,7 +321,7 @@ def start_demo(
         prom_dir, port=prometheus_port, data_dir=prom_data, scrape_targets=targets,
         scrape_interval=options.scrape_interval,
     )
-    supervisor.adopt("prometheus", prom.process)
+    supervisor.adopt("prometheus", prom.process, restart=partial(restart_prometheus, prom))
 
     config = render_config(
         options.config_dir / "config.yaml", demo_dir / "config.yaml", settings,
@@ -335,6 +336,13 @@ def start_demo(
         "demo log file": str(log_file),
         "demo config": str(config),
     }
+
+
+def restart_prometheus(prom: Any) -> subprocess.Popen:
+    """Start the demo Prometheus again with the command line it had (same port, data, config),
+    its output appended to its log; not waiting for it (the supervisor's loop must go on)."""
+    with (prom.workdir / "prometheus.log").open("a") as out:
+        return subprocess.Popen(prom.process.args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
 
 def _wait_ok(httpx: Any, url: str, proc: Any, timeout: float, what: str) -> None:

@@ -89,6 +89,14 @@ def _stop(proc: subprocess.Popen, sig: int, timeout: float = 90) -> int:
         pytest.fail(f"aiops up did not stop within {timeout:.0f} s of signal {sig}")
 
 
+def _cmdline(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
+
+
 def _port_closed(port: int) -> bool:
     import socket
 
@@ -166,6 +174,25 @@ def test_up_demo_delivers_an_anomaly_on_the_websocket_then_leaves_nothing_runnin
         metrics = httpx.get(f"http://127.0.0.1:{ports['api']}/metrics", timeout=30).text
         assert f'aiops_anomaly_score{{detector="{event["detector_id"]}"' in metrics
 
+        # kill -9 of the demo Prometheus (a datasource): the API and the Prefect server stay up,
+        # and the supervisor starts Prometheus again (issue 12, item 8)
+        listen = f"--web.listen-address=127.0.0.1:{ports['prometheus']}".encode()
+        (prom_pid,) = [p for p in descendants(proc.pid) if listen in _cmdline(p)]
+        os.kill(prom_pid, signal.SIGKILL)
+
+        def prometheus_back() -> bool:
+            try:
+                return httpx.get(f"http://127.0.0.1:{ports['prometheus']}/-/ready", timeout=2).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_for(proc, lambda: not process_alive(prom_pid), 30, "the killed Prometheus being gone")
+        wait_for(proc, prometheus_back, 120, "Prometheus restarted and ready")
+        assert httpx.get(f"http://127.0.0.1:{ports['api']}/healthz", timeout=10).status_code == 200
+        assert httpx.get(f"http://127.0.0.1:{ports['prefect']}/api/health", timeout=10).status_code == 200
+        assert "prometheus (pid %d) exited with code -9 (SIGKILL): restarting it" % prom_pid in "".join(output)
+        seen.update({p: process_start_time(p) for p in descendants(proc.pid)})
+
         # ... and in the Prefect UI: the anomaly events and the tick's summary artifact (both
         # sent by the flow run after its commit, so they may trail the WebSocket a little)
         prefect = f"http://127.0.0.1:{ports['prefect']}/api"
@@ -179,6 +206,7 @@ def test_up_demo_delivers_an_anomaly_on_the_websocket_then_leaves_nothing_runnin
 
         wait_for(proc, in_prefect, 120, "the anomaly events and the summary artifact in Prefect")
         seen.update({p: process_start_time(p) for p in descendants(proc.pid)})  # flow runs too
+
     finally:
         if proc.poll() is None:
             seen.update({p: process_start_time(p) for p in descendants(proc.pid)})
