@@ -26,7 +26,9 @@ What every model kind shares (not ``threshold``, which is a fixed rule):
   (a standard deviation, before ``k``): ``resolution`` is
   the smallest non-zero step between consecutive values seen so far (1 for a counter), ``level``
   a slow average of ``|value|`` and ``spread`` a slow average of ``|step|`` (both over about
-  ``long_window`` points). A flat stretch followed by an ordinary value is not an extreme anomaly.
+  ``long_window`` points, each value learned at most :data:`FLOOR_LEARN_CAP` times the average
+  so far, so a glitch does not widen the bands after it). A flat stretch followed by an
+  ordinary value is not an extreme anomaly.
 * **Bounded adaptation.** A point outside its band is learned clipped to the band (an anomaly
   does not widen the band it broke), but after ``adapt_after`` consecutive points outside, the
   model learns the raw values: a lasting change of level is alerted at its onset, then becomes
@@ -86,8 +88,12 @@ CALIBRATION_WARMUP = 50
 """Band distances that teach the calibration before it scores (capped at ``long_window``)."""
 CALIBRATION_SPREAD_FLOOR = 1e-3
 """Smallest long-run spread of the scaled distance ``a`` (a series that never moved)."""
+FLOOR_LEARN_CAP = 10.0
+"""The floors' slow averages learn a ``|value|`` or ``|step|`` at most this many times their
+average so far (a glitch does not widen every band after it)."""
 _JUST_ABOVE_ONE = float(np.nextafter(1.0, 2.0))
 _CHUNK = 1 << 16
+_EW_MIN_SEGMENT = 64
 
 
 # --------------------------------------------------------------------------- parameters
@@ -743,7 +749,13 @@ class Detector(ABC):
 
 def _ew_before(v: np.ndarray, alpha: float, m: float) -> tuple[np.ndarray, float]:
     """Exponentially weighted mean of ``v`` *before* each point (NaN until one is known),
-    continuing from mean ``m`` (NaN: none yet; the first finite value starts it)."""
+    continuing from mean ``m`` (NaN: none yet; the first finite value starts it).
+
+    A value above :data:`FLOOR_LEARN_CAP` times the mean before it (when that mean is > 0) is
+    learned as that cap, so one glitch (a 1e9 sample) does not raise the floors for thousands
+    of points. Sequential, like every recursion here: run as linear filters over segments that
+    stop at a capped value (the same numbers, whatever the split into calls).
+    """
     n = len(v)
     out = np.full(n, np.nan)
     start = 0
@@ -753,12 +765,27 @@ def _ew_before(v: np.ndarray, alpha: float, m: float) -> tuple[np.ndarray, float
             return out, m
         start = int(ok[0]) + 1
         m = float(v[start - 1])
-    if start < n:
-        decay = 1.0 - alpha
-        means, _ = lfilter([alpha], [1.0, -decay], v[start:], zi=[decay * m])
-        out[start] = m
-        out[start + 1 :] = means[:-1]
-        m = float(means[-1])
+    decay = 1.0 - alpha
+    i, seg = start, _EW_MIN_SEGMENT
+    while i < n:
+        j = min(n, i + seg)
+        part = v[i:j]
+        means, _ = lfilter([alpha], [1.0, -decay], part, zi=[decay * m])
+        before = out[i:j]
+        before[0] = m
+        before[1:] = means[:-1]
+        with np.errstate(invalid="ignore"):
+            over = (part > FLOOR_LEARN_CAP * before) & (before > 0)
+        if over.any():
+            g = int(over.argmax())
+            out[i + g + 1 : j] = np.nan
+            m = decay * float(before[g]) + alpha * (FLOOR_LEARN_CAP * float(before[g]))
+            i += g + 1
+            seg = max(_EW_MIN_SEGMENT, seg // 2)
+        else:
+            m = float(means[-1])
+            i = j
+            seg = min(_CHUNK, seg * 2)
     return out, m
 
 

@@ -52,6 +52,7 @@ def messy(n: int = 1500, seed: int = 0) -> pd.Series:
 # Small, quick-to-warm settings per kind for the generic contract tests, and how many leading
 # points are certainly warm-up with them on a 1-minute series.
 CONTRACT_PARAMS: dict[str, dict[str, Any]] = {
+    "auto": {"window": 30, "decide_after": 200},
     "zscore": {"window": 30, "min_periods": 10, "k": 3.0},
     "mad": {"window": 30, "min_periods": 10, "k": 3.0},
     "ewma": {"alpha": 0.1, "k": 3.0},
@@ -60,6 +61,7 @@ CONTRACT_PARAMS: dict[str, dict[str, Any]] = {
     "threshold": {"lower": 2.0, "upper": 18.0},
 }
 WARM_UP: dict[str, int] = {
+    "auto": 200,
     "zscore": 10,
     "mad": 20,
     "ewma": 30,
@@ -82,3 +84,20 @@ def contract_series(seed: int = 0) -> pd.Series:
     x[rng.choice(n, 30, replace=False)] = np.nan
     x[777] = np.inf
     return pd.Series(x, index=idx, name="metric")
+
+
+PLAIN: dict[str, Any] = {
+    "calibration": "none",
+    "resolution_floor": 0.0,
+    "level_floor": 0.0,
+    "spread_floor": 0.0,
+    "adapt_after": 10**6,
+}
+"""The shared settings that turn every floor, the bounded adaptation and the calibration off:
+the score is the band distance of the kind's own model (what the by-hand recursions, the
+plain-loop references and the band mechanics tests check exactly)."""
+
+
+def plain(kind: str) -> dict[str, Any]:
+    """:data:`PLAIN` for a calibrated kind; nothing for ``threshold`` (a fixed rule)."""
+    return {} if kind == "threshold" else dict(PLAIN)

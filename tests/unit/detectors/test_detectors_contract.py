@@ -13,18 +13,29 @@ from hypothesis import strategies as st
 
 from aiops import detectors
 from aiops.detectors import COLUMNS, MAX_SCORE
-from tests.unit.detectors.detectors_support import CONTRACT_PARAMS, WARM_UP, contract_series
+from tests.unit.detectors.detectors_support import (
+    CONTRACT_PARAMS,
+    WARM_UP,
+    contract_series,
+    plain,
+)
 
 SERIES = contract_series()
 
 
-def make(kind: str) -> detectors.Detector:
-    return detectors.create(kind, **CONTRACT_PARAMS[kind])
+def make(kind: str, **extra) -> detectors.Detector:
+    return detectors.create(kind, **{**CONTRACT_PARAMS[kind], **extra})
 
 
 @pytest.fixture(scope="module")
 def one_shot() -> dict[str, pd.DataFrame]:
     return {kind: make(kind).score(SERIES) for kind in detectors.KINDS}
+
+
+@pytest.fixture(scope="module")
+def plain_shot() -> dict[str, pd.DataFrame]:
+    """Floors, adaptation and calibration off: the score is the kind's own band distance."""
+    return {kind: make(kind, **plain(kind)).score(SERIES) for kind in detectors.KINDS}
 
 
 def assert_same_frames(got: pd.DataFrame, want: pd.DataFrame) -> None:
@@ -87,8 +98,8 @@ def test_warm_up_is_neutral(kind, one_shot):
 
 
 @pytest.mark.parametrize("kind", detectors.KINDS)
-def test_score_is_at_most_one_exactly_inside_the_band(kind, one_shot):
-    frame = one_shot[kind]
+def test_score_is_at_most_one_exactly_inside_the_band(kind, plain_shot):
+    frame = plain_shot[kind]
     x = SERIES.to_numpy()
     score = frame["score"].to_numpy()
     lower, upper = frame["lower"].to_numpy(), frame["upper"].to_numpy()
@@ -164,10 +175,14 @@ def test_state_round_trips_through_json(kind, at, one_shot):
 
 @pytest.mark.parametrize("kind", detectors.KINDS)
 def test_a_huge_spike_does_not_poison_later_bands(kind):
+    # band distances (calibration off) with every floor and the adaptation at their defaults:
+    # the floors' slow averages must not learn the glitch either
+    extra = {} if kind == "threshold" else {"calibration": "none"}
     clean = SERIES.iloc[3000:3600].copy()
     spiked = clean.copy()
     spiked.iloc[200] = 1e9
-    det_clean, det_spiked = make(kind).fit(SERIES.iloc[:3000]), make(kind).fit(SERIES.iloc[:3000])
+    det_clean = make(kind, **extra).fit(SERIES.iloc[:3000])
+    det_spiked = make(kind, **extra).fit(SERIES.iloc[:3000])
     want, got = det_clean.score(clean), det_spiked.score(spiked)
     assert got["score"].iloc[200] > 1e6
     width = (want["upper"] - want["lower"]).iloc[201:].dropna()  # (missing values: no band)
@@ -175,6 +190,20 @@ def test_a_huge_spike_does_not_poison_later_bands(kind):
     assert len(width) > 350
     assert (drift[width.index] <= 0.5 * width).all()
     assert ((got["score"] > 1) == (want["score"] > 1)).iloc[201:].mean() > 0.99
+
+
+@pytest.mark.parametrize("kind", [k for k in detectors.KINDS if k != "threshold"])
+def test_calibration_changes_the_score_and_nothing_else(kind, one_shot):
+    none = make(kind, calibration="none").score(SERIES)
+    calibrated = one_shot[kind]
+    pd.testing.assert_frame_equal(
+        calibrated[["expected", "lower", "upper"]], none[["expected", "lower", "upper"]]
+    )
+    assert not np.array_equal(calibrated["score"].to_numpy(), none["score"].to_numpy())
+    # calibrated scores stay in range and, on this spiky series, alert less often
+    score = calibrated["score"].to_numpy()
+    assert np.isfinite(score).all() and (score >= 0).all()
+    assert 0 < (score > 1).sum() < (none["score"] > 1).sum()
 
 
 @pytest.mark.parametrize("kind", detectors.KINDS)
