@@ -564,15 +564,21 @@ class Detector(ABC):
         res[0] = self._f_res
         np.minimum(self._f_res, smallest[:-1], out=res[1:])
         self._f_res = float(min(self._f_res, smallest[-1]))
-        lvl, self._f_lvl = _ew_before(np.abs(x), alpha, self._f_lvl)
-        spread, self._f_sp = _ew_before(step, alpha, self._f_sp)
         self._f_prev = float(x[-1])
-        floor = np.full(n, float(p["min_scale"]))
         res[np.isinf(res)] = 0.0
-        res *= p["resolution_floor"]
-        np.fmax(floor, res, out=floor)
-        np.fmax(floor, p["level_floor"] * lvl, out=floor)
-        np.fmax(floor, p["spread_floor"] * spread, out=floor)
+        floor = res
+        floor *= p["resolution_floor"]
+        np.fmax(floor, float(p["min_scale"]), out=floor)
+        # the slow averages are always learned (a setting changed later finds them ready)
+        for name, values, factor in (
+            ("_f_lvl", np.abs(x), p["level_floor"]),
+            ("_f_sp", step, p["spread_floor"]),
+        ):
+            before, after = _ew_before(values, alpha, getattr(self, name))
+            setattr(self, name, after)
+            if factor:
+                before *= factor
+                np.fmax(floor, before, out=floor)
         return floor
 
     def _calibrate(self, z: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -598,9 +604,14 @@ class Detector(ABC):
         self._c_tail = full[len(full) - (sw - 1) :].copy() if sw > 1 else np.empty(0)
         spread = np.sqrt(var)
         np.fmax(spread, CALIBRATION_SPREAD_FLOOR, out=spread)
-        t = (avg - mean) / spread
+        t = avg
+        t -= mean
+        t /= spread
+        # below the long-run mean by a spread or more the score is under 0.04: 0 (saves time)
+        score = np.zeros(len(a))
+        high = np.flatnonzero(t > -1.0)
         with np.errstate(invalid="ignore", divide="ignore"):
-            score = log_ndtr(-t) * (1.0 / math.log(p["alert_probability"]))
+            score[high] = log_ndtr(-t[high]) * (1.0 / math.log(p["alert_probability"]))
         score[before < min(CALIBRATION_WARMUP, p["long_window"])] = 0.0
         score[np.isnan(score)] = 0.0
         np.clip(score, 0.0, MAX_SCORE, out=score)
