@@ -314,6 +314,8 @@ def _backfill(args: argparse.Namespace) -> int:
               + (f"; {p['pending'] + p['failed'] + p['running']} left: resume with {again}"
                  if p["done"] < p["total"] else ""))
         print(f"anomalies: GET /api/anomalies?source=backfill&backfill_id={bf_id}")
+        for warning in result.get("warnings", []):
+            print(f"warning: {warning}")
     return 1 if failed else 0
 
 

@@ -83,6 +83,19 @@ class DatasourceConfig(BaseModel):
     tenant: str | None = None  # Loki X-Scope-OrgID
     timeout_seconds: float | None = Field(default=None, gt=0, le=3600)
     headers: dict[str, str] = Field(default_factory=dict)
+    # Prometheus: the server's --query.lookback-delta (how far back a plain selector looks for
+    # a sample). Detectors whose step is longer read each step's samples with last_over_time.
+    lookback_delta_seconds: float = Field(default=300.0, gt=0, le=30 * 86400)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _lookback_delta(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "lookback_delta" in data:  # lookback_delta: 10m
+            from aiops.timeutil import parse_duration
+
+            data = dict(data)
+            data["lookback_delta_seconds"] = parse_duration(data.pop("lookback_delta"), field="lookback_delta")
+        return data
 
     @field_validator("urls", mode="before")
     @classmethod
@@ -177,6 +190,7 @@ class Settings(BaseSettings):
 
     # datasources
     prometheus_url: Annotated[tuple[str, ...], NoDecode] = ("http://127.0.0.1:9090",)
+    prometheus_lookback_delta_seconds: float = Field(default=300.0, gt=0, le=30 * 86400)
     loki_url: Annotated[tuple[str, ...], NoDecode] = ()
     loki_tenant: str | None = None
     datasources: dict[str, dict[str, Any]] = Field(default_factory=dict)
@@ -283,7 +297,8 @@ class Settings(BaseSettings):
         out: dict[str, DatasourceConfig] = {}
         if self.prometheus_url:
             out["prometheus"] = DatasourceConfig(
-                name="prometheus", type="prometheus", urls=self.prometheus_url
+                name="prometheus", type="prometheus", urls=self.prometheus_url,
+                lookback_delta_seconds=self.prometheus_lookback_delta_seconds,
             )
         if self.loki_url:
             out["loki"] = DatasourceConfig(

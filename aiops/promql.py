@@ -30,6 +30,7 @@ vector, binary operators need scalars or instant vectors. A builder that breaks 
 from __future__ import annotations
 
 import numbers
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -69,6 +70,14 @@ __all__ = [
     "AGGREGATIONS",
     "BINARY_OPERATORS",
     "regex_escape_literal",
+    "SelectorUse",
+    "find_selectors",
+    "read_every_sample",
+    "query_for_step",
+    "presence_probe",
+    "sampling_notes",
+    "seconds_duration",
+    "detector_sampling_notes",
 ]
 
 SCALAR = "scalar"
@@ -980,3 +989,267 @@ class PromQLSpec(BaseModel):
             builder = builder.with_function(call.name, *call.args)
         builder.render()  # fail now, not when the caller first uses it
         return builder
+
+
+# --------------------------------------------------------------------------- coarse steps
+#
+# A range query evaluates its expression at start, start+step, ...; an instant selector such as
+# ``gauge{job="x"}`` then takes each series' latest sample no older than the server's lookback
+# delta (``--query.lookback-delta``, 5m by default). With a step longer than that, a series
+# sampled less often than the lookback (an hourly gauge written at :00:01) has no sample at most
+# (or all) steps, and samples between steps are never read. ``last_over_time(sel[step])`` reads
+# each step's latest sample in the whole step instead (Prometheus 2.x selects the closed
+# interval [t-step, t], 3.x the left-open (t-step, t]). The functions below find the selectors
+# of a PromQL string with a small lexer (no full parser: what they cannot read they leave as
+# it is) and rewrite or describe them.
+
+_TOKEN_RE = re.compile(
+    r"""(?P<ws>\s+|\#[^\n]*)
+      |(?P<str>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|`[^`]*`)
+      |(?P<dur>(?:\d+(?:ms|[smhdwy]))+(?![\w:.]))
+      |(?P<num>0[xX][0-9a-fA-F]+|(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)
+      |(?P<ident>[a-zA-Z_:][\w:]*)
+      |(?P<punct>=~|!~|==|!=|<=|>=|[-+*/%^<>=(){}\[\],:@])""",
+    re.VERBOSE,
+)
+_AGGREGATORS = frozenset(
+    "sum avg count min max group stddev stdvar topk bottomk count_values quantile limitk limit_ratio".split()
+)
+_LABEL_LIST_KEYWORDS = frozenset("by without on ignoring group_left group_right".split())
+_BINARY_KEYWORDS = frozenset("and or unless bool atan2 inf nan".split())
+_CLOSERS = {"(": ")", "{": "}", "[": "]"}
+
+
+class _Unreadable(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class _Token:
+    kind: str
+    text: str
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class SelectorUse:
+    """One series selector in a query: ``text`` (name and matchers) at ``[start, end)``, its
+    range (``[5m]``, in milliseconds) if any, and its ``offset``/``@`` modifiers, which end at
+    ``modifiers_end``. ``in_subquery``: evaluated at a subquery's resolution, not the step."""
+
+    text: str
+    start: int
+    end: int
+    range_ms: int | None
+    range_end: int
+    modifiers: str
+    modifiers_end: int
+    in_subquery: bool
+
+    @property
+    def instant(self) -> bool:
+        return self.range_ms is None and not self.in_subquery
+
+
+def _tokens(query: str) -> list[_Token]:
+    out, pos = [], 0
+    while pos < len(query):
+        m = _TOKEN_RE.match(query, pos)
+        if m is None or m.end() == pos:
+            raise _Unreadable(f"cannot read {query[pos:pos + 10]!r}")
+        if m.lastgroup != "ws":
+            out.append(_Token(m.lastgroup or "", m.group(), pos, m.end()))
+        pos = m.end()
+    return out
+
+
+def _pairs(tokens: list[_Token]) -> dict[int, int]:
+    """Index of each opening bracket -> index of its closing one."""
+    stack: list[int] = []
+    out: dict[int, int] = {}
+    for i, tok in enumerate(tokens):
+        if tok.kind != "punct":
+            continue
+        if tok.text in _CLOSERS:
+            stack.append(i)
+        elif tok.text in (")", "}", "]"):
+            if not stack or _CLOSERS[tokens[stack[-1]].text] != tok.text:
+                raise _Unreadable("unbalanced brackets")
+            out[stack.pop()] = i
+    if stack:
+        raise _Unreadable("unbalanced brackets")
+    return out
+
+
+def find_selectors(query: str) -> list[SelectorUse] | None:
+    """Every series selector of ``query`` in order, or None when the lexer cannot read it."""
+    try:
+        tokens = _tokens(query)
+        pairs = _pairs(tokens)
+        return _selectors(query, tokens, pairs)
+    except _Unreadable:
+        return None
+
+
+def _selectors(query: str, t: list[_Token], pairs: dict[int, int]) -> list[SelectorUse]:
+    n = len(t)
+
+    def text(i: int) -> str | None:
+        return t[i].text if i < n else None
+
+    found: list[tuple[int, int, int | None, int, int, bool]] = []  # start, end, range, range_end, mods_end, subq
+    subqueries: list[tuple[int, int]] = []
+    i = 0
+    while i < n:
+        tok = t[i]
+        if tok.kind == "ident":
+            low = tok.text.lower()
+            if low in _LABEL_LIST_KEYWORDS:
+                i = pairs[i + 1] + 1 if text(i + 1) == "(" else i + 1
+                continue
+            if low in _BINARY_KEYWORDS:
+                i += 1
+                continue
+            if low == "offset":
+                i = _skip_duration(t, i + 1)
+                continue
+            if text(i + 1) == "(" or (low in _AGGREGATORS and (text(i + 1) or "").lower() in ("by", "without")):
+                i += 1  # a function or an aggregation
+                continue
+            end = pairs[i + 1] + 1 if text(i + 1) == "{" else i + 1
+        elif tok.text == "{":
+            end = pairs[i] + 1
+        else:
+            if tok.text == "(" and text(pairs[i] + 1) == "[":
+                subqueries.append((tok.start, t[pairs[i]].end))
+            if tok.text == "[":  # a subquery's range: skip it
+                i = pairs[i] + 1
+                continue
+            i += 1
+            continue
+        start, sel_end = tok.start, t[end - 1].end
+        range_ms, range_end, subquery = None, sel_end, False
+        j = end
+        if text(j) == "[":
+            inner = t[j + 1 : pairs[j]]
+            if any(x.text == ":" for x in inner):
+                subquery = True
+            elif len(inner) == 1 and inner[0].kind == "dur":
+                from aiops.querylang import parse_duration as _ms
+
+                range_ms = _ms(inner[0].text)
+            else:
+                raise _Unreadable("unexpected range")
+            range_end = t[pairs[j]].end
+            j = pairs[j] + 1
+        mods_end = range_end
+        while j < n and (text(j) == "@" or (t[j].kind == "ident" and t[j].text.lower() == "offset")):
+            if text(j) == "@":
+                j += 1
+                if j < n and t[j].kind == "ident" and text(j + 1) == "(":
+                    j = pairs[j + 1] + 1
+                else:
+                    j += 2 if text(j) in ("-", "+") else 1
+            else:
+                j = _skip_duration(t, j + 1)
+            mods_end = t[j - 1].end
+        found.append((start, sel_end, range_ms, range_end, mods_end, subquery))
+        i = j
+    out = []
+    for start, end, range_ms, range_end, mods_end, subquery in found:
+        inside = subquery or any(lo < start and end <= hi for lo, hi in subqueries)
+        out.append(SelectorUse(
+            text=query[start:end], start=start, end=end, range_ms=range_ms, range_end=range_end,
+            modifiers=query[range_end:mods_end], modifiers_end=mods_end, in_subquery=inside,
+        ))
+    return out
+
+
+def _skip_duration(t: list[_Token], i: int) -> int:
+    if i < len(t) and t[i].text in ("-", "+"):
+        i += 1
+    return i + 1
+
+
+def seconds_duration(seconds: float) -> str:
+    """``3600`` -> ``"1h"``, ``5400`` -> ``"1h30m"``, ``0.5`` -> ``"500ms"`` (PromQL durations)."""
+    ms = round(seconds * 1000)
+    if ms <= 0:
+        raise InvalidInput(f"a duration must be positive, not {seconds!r}", field="duration")
+    parts = []
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1)):
+        if ms >= size:
+            parts.append(f"{ms // size}{unit}")
+            ms %= size
+    return "".join(parts)
+
+
+def read_every_sample(query: str, step_seconds: float) -> str:
+    """``query`` with each instant selector ``sel <modifiers>`` read as
+    ``last_over_time(sel[step] <modifiers>)``: every step gets its series' latest sample of
+    the whole step, however long the step and whatever the server's lookback delta. Range
+    selectors and selectors inside subqueries are left alone, and so is a query the lexer
+    cannot read (Prometheus then reports its error)."""
+    found = find_selectors(query)
+    if not found:
+        return query
+    window = seconds_duration(step_seconds)
+    out = query
+    for sel in reversed([s for s in found if s.instant]):
+        wrapped = f"last_over_time({sel.text}[{window}]{sel.modifiers})"
+        out = out[: sel.start] + wrapped + out[sel.modifiers_end :]
+    return out
+
+
+def query_for_step(query: str, step_seconds: float, lookback_seconds: float) -> str:
+    """The query a detector runs at ``step_seconds`` against a server with the given lookback
+    delta: ``query`` itself, or :func:`read_every_sample` when the step is longer."""
+    return read_every_sample(query, step_seconds) if step_seconds > lookback_seconds else query
+
+
+def presence_probe(query: str, window_seconds: float) -> str | None:
+    """An instant query, evaluated at a window's end, that returns something iff a series of
+    ``query``'s selectors has a sample in the window: ``present_over_time(sel[window]) or ...``.
+    None when no selector is found."""
+    found = find_selectors(query)
+    if not found:
+        return None
+    window = seconds_duration(window_seconds)
+    parts = dict.fromkeys(f"present_over_time({s.text}[{window}]{s.modifiers})" for s in found)
+    return " or ".join(parts)
+
+
+def sampling_notes(query: str, step_seconds: float, lookback_seconds: float) -> list[str]:
+    """What an operator should know about how ``query`` reads samples at ``step_seconds``
+    (empty when nothing is lost): a step over the lookback delta, ranges shorter than the step."""
+    found = find_selectors(query) or []
+    step, lookback = seconds_duration(step_seconds), seconds_duration(lookback_seconds)
+    notes = []
+    instant = [s.text for s in found if s.instant]
+    if instant and step_seconds > lookback_seconds:
+        notes.append(
+            f"the step {step} exceeds the datasource's lookback delta {lookback}: a plain selector "
+            f"finds no sample at a step whose series was last sampled more than {lookback} before it "
+            f"(an hourly series sampled off the step grid gets none at all), so the detector reads "
+            f"each step's latest sample instead: last_over_time({instant[0]}[{step}])"
+        )
+    for s in found:
+        if s.range_ms is not None and not s.in_subquery and s.range_ms < step_seconds * 1000:
+            notes.append(
+                f"{s.text}[{seconds_duration(s.range_ms / 1000)}] covers only part of each {step} "
+                f"step: samples between its range and the previous step are not read"
+            )
+    return notes
+
+
+def detector_sampling_notes(detector: Any, configs: Mapping[str, Any]) -> list[str]:
+    """:func:`sampling_notes` for each Prometheus datasource feeding ``detector`` (a stored
+    detector), with ``configs`` the configured datasources by name."""
+    out = []
+    for ds in getattr(detector, "datasources", None) or ():
+        config = configs.get(ds.name)
+        if config is not None and config.type == "prometheus":
+            notes = sampling_notes(ds.query, ds.step_seconds, config.lookback_delta_seconds)
+            out += [f"datasource {ds.name}: {note}" for note in notes]
+    return out

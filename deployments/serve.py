@@ -15,6 +15,7 @@ from prefect.deployments.runner import RunnerDeployment
 
 from aiops.config import Settings, load_settings
 from aiops.errors import ConfigError
+from aiops.promql import detector_sampling_notes
 from aiops.store import Store, apply_detectors_file
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,10 @@ def prepare_store(settings: Settings) -> Store:
     if settings.detectors_file:
         result = apply_detectors_file(store, settings.detectors_file)
         log.info("detectors file %s: %s", settings.detectors_file, {k: len(v) for k, v in result.items()})
+    configs = settings.datasource_configs()
+    for det in store.list_detectors():
+        for note in detector_sampling_notes(det, configs):
+            log.warning("detector %s: %s", det.id, note)
     return store
 
 

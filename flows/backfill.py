@@ -163,20 +163,23 @@ async def backfill(
     final = await to_thread.run_sync(counts)
     await aupdate_progress_artifact(artifact_id=artifact, progress=100.0 * final["done"] / max(1, final["total"]))
     failed = [r for r in [*rows, *log_rows] if r["error"]]
+    warnings = [f"detector {r['detector']}: {r['warning']}" for r in rows if r.get("warning")]
     log.info("backfill %s: %s", bf_id, final)
     for r in failed:
         log.error("backfill %s: %s stopped at a failed window: %s", bf_id, r.get("detector") or r.get("job"), r["error"])
     await acreate_table_artifact(
         key="backfill-summary",
         table=[{"detector": r["detector"], "windows": r["windows"], "samples": r["samples"], "anomalies": r["anomalies"],
-                "error": r["error"] or ""} for r in rows]
+                "error": r["error"] or "", "warning": r["warning"] or ""} for r in rows]
         + [{"log job": r["job"], "windows": r["windows"], "lines": r["lines"], "change events": r["events"],
             "error": r["error"] or ""} for r in log_rows],
         description=f"backfill {bf_id}: {final['done']}/{final['total']} windows done"
-        + (f", {len(failed)} stopped at a failed window (run it again to retry)" if failed else ""),
+        + (f", {len(failed)} stopped at a failed window (run it again to retry)" if failed else "")
+        + (f"; {len(warnings)} warning(s): samples not read" if warnings else ""),
     )
     return {
         "backfill_id": bf_id,
+        "warnings": warnings,
         "progress": final,
         "detectors": rows,
         "logs": log_rows,
@@ -205,7 +208,8 @@ async def _backfill_detector(
     ds = det.datasources[0]
     step = float(ds.step_seconds)
     row: dict[str, Any] = {"detector": det.id, "windows": 0, "samples": 0, "anomalies": 0,
-                           "max_piece_samples": 0, "first_window": None, "last_window": None, "error": None}
+                           "max_piece_samples": 0, "first_window": None, "last_window": None, "error": None,
+                           "windows_without_samples": 0, "warning": None}
     stored = await to_thread.run_sync(db.load_backfill_states, bf_id, det.id)
     states: dict[str, Any] = {key: item["state"] for key, item in stored.items()}
     known = {"series": len(states)}
@@ -220,6 +224,7 @@ async def _backfill_detector(
     piece = await plan.next(known["series"])
     pending_fetch = fetch(piece)
     earlier: DetectionRun | None = None
+    unread = False  # a piece of the current window got no samples although its series has some
     while piece is not None:
         w = piece.window
         next_fetch: asyncio.Task | None = None
@@ -234,6 +239,9 @@ async def _backfill_detector(
                 plan.empty_probes = plan.empty_probes + 1 if collected["series"] == 0 else 0
                 row["samples"] += collected["samples"]
                 row["max_piece_samples"] = max(row["max_piece_samples"], collected["samples"])
+                if collected.get("warning"):
+                    unread = True
+                    row["warning"] = row["warning"] or collected["warning"]
             following = await plan.next(known["series"])
             next_fetch = fetch(following)
             mode = "training" if request.train_until and w.window_end <= request.train_until else "running"
@@ -262,9 +270,16 @@ async def _backfill_detector(
             row["anomalies"] += len(inserted)
             row["first_window"] = row["first_window"] or w.window_start.isoformat()
             row["last_window"] = w.window_start.isoformat()
+            if unread:
+                row["windows_without_samples"] += 1
+                unread = False
             await progress.advance()
         piece, pending_fetch = following, next_fetch
-    log.info("backfill %s: detector %s: %s", bf_id, det.id, {k: v for k, v in row.items() if k != "error"})
+    log.info("backfill %s: detector %s: %s", bf_id, det.id, {k: v for k, v in row.items() if k not in ("error", "warning")})
+    if row["windows_without_samples"]:
+        row["warning"] = (f"{row['windows_without_samples']} of {row['windows']} windows got no samples although "
+                          f"the series has samples in them; first: {row['warning']}")
+        log.warning("backfill %s: detector %s (datasource %s): %s", bf_id, det.id, ds.name, row["warning"])
     return row
 
 

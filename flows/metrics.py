@@ -83,7 +83,7 @@ async def _process(det: Detector, now: datetime, run_id: str | None, config: Any
     log = get_run_logger()
     db = store(config)
     row: dict[str, Any] = {"detector": det.id, "mode": det.status, "status": "ok", "window": "", "series": 0,
-                           "samples": 0, "dropped": 0, "anomalies": 0, "error": ""}
+                           "samples": 0, "dropped": 0, "anomalies": 0, "error": "", "warning": ""}
     ds = det.datasources[0]
     context = f"detector={det.id} datasource={ds.name} query={ds.query!r}"
     if ds.name not in config.datasource_configs():
@@ -116,12 +116,15 @@ async def _process(det: Detector, now: datetime, run_id: str | None, config: Any
             row["series"] = max(row["series"], run.series)
             row["samples"] += collected["samples"]
             row["dropped"] += collected["dropped"]
+            if collected.get("warning"):  # samples exist but the query read none of them
+                row["warning"] = collected["warning"]
+                log.warning("detector %s (%s): %s", det.id, context, collected["warning"])
             row["anomalies"] += await publish_detection(
                 det,
                 run,
                 piece.end,
                 {"samples": row["samples"], "series": known_series, "dropped": row["dropped"],
-                 "buffered": len(collected["frame"]), "at": now},
+                 "buffered": len(collected["frame"]), "at": now, "warning": collected.get("warning")},
             )
         return row
     except Exception as exc:  # one detector's failure must not stop the others

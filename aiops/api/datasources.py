@@ -35,6 +35,7 @@ from aiops.api.models import (
     QueryResponse,
     RunResponse,
 )
+from aiops.api.detectors import sampling_warnings
 from aiops.api.openapi import Call, Operation
 from aiops.api.runs import deployment_name
 from aiops.errors import InvalidInput
@@ -258,7 +259,9 @@ async def attach_datasource(call: Call) -> Any:
     body: DatasourceAttachRequest = call.body
     state.datasource_config(body.name)
     stored = await state.db(state.store.set_datasource, path.id, body.model_dump())
-    return {"detector": path.id, "datasource": stored.model_dump(mode="json")}
+    detector = await state.db(state.store.get_detector, path.id)
+    return {"detector": path.id, "datasource": stored.model_dump(mode="json"),
+            "warnings": sampling_warnings(state, detector)}
 
 
 async def remove_datasource(call: Call) -> Any:

@@ -7,6 +7,7 @@ configured name only.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from aiops.api.models import (
@@ -15,12 +16,16 @@ from aiops.api.models import (
     DetectorListQuery,
     DetectorPatchRequest,
     DetectorPath,
+    DetectorSaved,
 )
 from aiops.api.openapi import Call, Operation
 from aiops.errors import InvalidInput
+from aiops.promql import detector_sampling_notes
 from aiops.store.models import Detector
 
-__all__ = ["OPERATIONS", "check_model"]
+__all__ = ["OPERATIONS", "check_model", "sampling_warnings"]
+
+log = logging.getLogger(__name__)
 
 
 def check_model(kind: str, params: dict[str, Any]) -> None:
@@ -39,6 +44,18 @@ def _out(detector: Detector) -> dict[str, Any]:
     return detector.model_dump(mode="json")
 
 
+def sampling_warnings(state: Any, detector: Detector) -> list[str]:
+    """How the saved detector's query reads its samples, when some would be lost; logged too."""
+    notes = detector_sampling_notes(detector, state.configs)
+    for note in notes:
+        log.warning("detector %s saved: %s", detector.id, note)
+    return notes
+
+
+def _saved(state: Any, detector: Detector) -> dict[str, Any]:
+    return {**_out(detector), "warnings": sampling_warnings(state, detector)}
+
+
 async def list_detectors(call: Call) -> Any:
     query: DetectorListQuery = call.query
     items = await call.state.db(call.state.store.list_detectors, query.status)
@@ -53,7 +70,7 @@ async def create_detector(call: Call) -> Any:
     if body.datasource is not None:
         state.datasource_config(body.datasource.name)
     created = await state.db(state.store.create_detector, spec)
-    return 201, _out(created)
+    return 201, _saved(state, created)
 
 
 async def get_detector(call: Call) -> Any:
@@ -72,7 +89,7 @@ async def update_detector(call: Call) -> Any:
         params = changes.get("params", current.params if "kind" not in changes else {})
         check_model(kind, params)
         changes.setdefault("params", params)
-    return _out(await state.db(state.store.update_detector, path.id, **changes))
+    return _saved(state, await state.db(state.store.update_detector, path.id, **changes))
 
 
 async def delete_detector(call: Call) -> Any:
@@ -101,7 +118,7 @@ OPERATIONS = [
         "Create a detector",
         "detectors",
         body=DetectorCreateRequest,
-        responses={201: Detector},
+        responses={201: DetectorSaved},
         errors=(400, 409, 422),
         description="A new detector starts in `training` unless `status` says otherwise. An "
         "existing id is a 409.",
@@ -124,7 +141,7 @@ OPERATIONS = [
         "detectors",
         path_params=DetectorPath,
         body=DetectorPatchRequest,
-        responses={200: Detector},
+        responses={200: DetectorSaved},
         errors=(400, 404, 409, 422),
         description="Status moves: training -> running (promote), any -> paused, paused -> "
         "training/running; others are a 409. Changing kind or params drops the learned state.",

@@ -503,6 +503,8 @@ class CollectorStatus(_Row):
     dropped: int = 0
     skip_reason: str | None = None
     skipped_at: datetime | None = None
+    last_warning: str | None = None  # e.g. no samples at any step although the series has some
+    last_warning_at: datetime | None = None
     updated_at: datetime | None = None
 
 

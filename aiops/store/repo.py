@@ -1284,12 +1284,14 @@ class Store:
         dropped: int = 0,
         error: str | None = None,
         at: datetime | None = None,
+        warning: str | None = None,
     ) -> CollectorStatus:
-        """Record one collection run of a detector (success or failure)."""
+        """Record one collection run of a detector (success or failure, and a ``warning`` about
+        it such as samples that could not be read)."""
         with self._tx(write=True) as s:
             return self._record_collection_in(
                 s, detector_id, ok=ok, samples=samples, series=series, buffered=buffered,
-                dropped=dropped, error=error, at=at,
+                dropped=dropped, error=error, at=at, warning=warning,
             )
 
     def _record_collection_in(
@@ -1304,6 +1306,7 @@ class Store:
         dropped: int = 0,
         error: str | None = None,
         at: datetime | None = None,
+        warning: str | None = None,
     ) -> CollectorStatus:
         at = _now() if at is None else utc(at, "at")
         counts = {"samples": samples, "series": series, "buffered": buffered, "dropped": dropped}
@@ -1323,6 +1326,8 @@ class Store:
             row.last_error = error or "unknown error"
             row.last_error_at = at
             row.consecutive_failures += 1
+        if warning:
+            row.last_warning, row.last_warning_at = warning, at
         row.skip_reason = None
         row.updated_at = at
         s.flush()

@@ -243,6 +243,8 @@ class CollectorStatusRow(Base):
     dropped: Mapped[int] = mapped_column(Integer, default=0)
     skip_reason: Mapped[str | None] = mapped_column(Text)
     skipped_at: Mapped[datetime | None]
+    last_warning: Mapped[str | None] = mapped_column(Text)
+    last_warning_at: Mapped[datetime | None]
     updated_at: Mapped[datetime]
 
 

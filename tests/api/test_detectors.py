@@ -20,6 +20,7 @@ async def test_create_read_list_and_delete_a_detector(api):
     r = await api.client.post("/api/detectors", json=body)
     assert r.status_code == 201, r.text
     created = r.json()
+    assert created.pop("warnings") == []  # a 30 s step reads every sample
     assert created["id"] == "api-latency" and created["name"] == "api-latency"
     assert created["status"] == "training" and created["interval_seconds"] == 120
     assert created["datasources"][0] | {"created_at": None, "updated_at": None} == {
@@ -133,3 +134,28 @@ async def test_a_detector_datasource_is_a_configured_name_never_a_url(api, body,
 async def test_datasource_of_an_unknown_detector_is_a_404(api):
     r = await api.client.post(DS.format("ghost"), json={"name": "prometheus", "query": "up"})
     assert r.status_code == 404 and "ghost" in r.json()["error"]
+
+
+
+async def test_a_step_longer_than_the_lookback_delta_is_a_warning_when_saved(api, caplog):
+    """An hourly step on a plain selector would find no sample of a series sampled off the
+    hour: saving says so (the answer and the log) and how the detector reads it instead."""
+    import logging
+
+    body = {"id": "hourly", "kind": "zscore",
+            "datasource": {"name": "prometheus", "query": 'sum by (job) (batch_size{job="etl"})', "step": "1h"}}
+    with caplog.at_level(logging.WARNING, logger="aiops.api"):
+        r = await api.client.post("/api/detectors", json=body)
+    assert r.status_code == 201, r.text
+    (warning,) = r.json()["warnings"]
+    assert "step 1h exceeds the datasource's lookback delta 5m" in warning
+    assert 'last_over_time(batch_size{job="etl"}[1h])' in warning
+    assert any("detector hourly saved" in rec.getMessage() and "lookback delta" in rec.getMessage() for rec in caplog.records)
+    r = await api.client.post(DS.format("hourly"), json={"name": "prometheus", "query": "rate(c[5m])", "step": "1h"})
+    assert r.status_code == 200
+    (warning,) = r.json()["warnings"]
+    assert "c[5m] covers only part of each 1h step" in warning
+    r = await api.client.post(DS.format("hourly"), json={"name": "prometheus", "query": "batch_size", "step": "5m"})
+    assert r.json()["warnings"] == []
+    r = await api.client.patch("/api/detectors/hourly", json={"threshold": 2})
+    assert r.status_code == 200 and r.json()["warnings"] == []

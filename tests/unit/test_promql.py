@@ -722,3 +722,61 @@ def test_rendered_queries_parse_with_promtool(tmp_path) -> None:
     assert result.returncode == 0 and f"SUCCESS: {len(exprs)} rules found" in output, (
         output + "\n" + "\n".join(f"{i}: {e}" for i, e in enumerate(exprs))
     )
+
+
+# --------------------------------------------------------------------------- coarse steps
+
+from aiops.promql import find_selectors, presence_probe, query_for_step, read_every_sample, sampling_notes  # noqa: E402
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("gauge", "last_over_time(gauge[1h])"),
+        ('g{job="a",x=~"b|c"}', 'last_over_time(g{job="a",x=~"b|c"}[1h])'),
+        ('{__name__="g"}', 'last_over_time({__name__="g"}[1h])'),
+        ("sum by (job) (g)", "sum by (job) (last_over_time(g[1h]))"),
+        ("sum(g) by (job)", "sum(last_over_time(g[1h])) by (job)"),
+        ("g offset 5m", "last_over_time(g[1h] offset 5m)"),
+        ("g @ end() offset -5m", "last_over_time(g[1h] @ end() offset -5m)"),
+        ("g / ignoring(x) group_left(y) h", "last_over_time(g[1h]) / ignoring(x) group_left(y) last_over_time(h[1h])"),
+        ("g > bool 3 and on(i) h", "last_over_time(g[1h]) > bool 3 and on(i) last_over_time(h[1h])"),
+        ('topk(3, g{a="sum(x)"})', 'topk(3, last_over_time(g{a="sum(x)"}[1h]))'),
+        ("rate(c[5m])", "rate(c[5m])"),  # a range selector reads its own range
+        ("max_over_time((g)[1h:1m])", "max_over_time((g)[1h:1m])"),  # inside a subquery: its resolution
+        ("max_over_time(g[1h:1m])", "max_over_time(g[1h:1m])"),
+        ("sum(", "sum("),  # unreadable: left as it is, Prometheus reports the error
+    ],
+)
+def test_read_every_sample_wraps_instant_selectors_only(query, expected):
+    assert read_every_sample(query, 3600) == expected
+
+
+def test_query_for_step_rewrites_only_steps_longer_than_the_lookback():
+    assert query_for_step("g", 300, 300) == "g"
+    assert query_for_step("g", 60, 300) == "g"
+    assert query_for_step("g", 301, 300) == "last_over_time(g[5m1s])"
+    assert query_for_step("g", 86400, 300) == "last_over_time(g[1d])"
+
+
+def test_selectors_know_ranges_modifiers_and_subqueries():
+    (a, b, c) = find_selectors('rate(x{a="1"}[5m] offset 1h) + y @ 100 + max_over_time((z)[1h:])')
+    assert (a.text, a.range_ms, a.modifiers.strip(), a.instant) == ('x{a="1"}', 300_000, "offset 1h", False)
+    assert (b.text, b.range_ms, b.modifiers.strip(), b.instant) == ("y", None, "@ 100", True)
+    assert (c.text, c.in_subquery, c.instant) == ("z", True, False)
+
+
+def test_presence_probe_asks_each_selector_over_the_window():
+    assert presence_probe("sum(rate(x[5m])) / y offset 1m", 7200) == (
+        "present_over_time(x[2h]) or present_over_time(y[2h] offset 1m)"
+    )
+    assert presence_probe("vector(1)", 60) is None
+
+
+def test_sampling_notes_name_the_lost_samples():
+    assert sampling_notes("g", 60, 300) == []
+    assert sampling_notes("rate(c[5m])", 300, 300) == []
+    (note,) = sampling_notes("sum(g)", 3600, 300)
+    assert "step 1h exceeds the datasource's lookback delta 5m" in note and "last_over_time(g[1h])" in note
+    (note,) = sampling_notes("rate(c[5m])", 3600, 300)
+    assert note.startswith("c[5m] covers only part of each 1h step")
