@@ -300,8 +300,9 @@ def _backfill(args: argparse.Namespace) -> int:
     else:
         if result["detectors"]:
             _print_table(
-                ["detector", "windows", "samples", "anomalies", "error"],
-                [[r["detector"], str(r["windows"]), str(r["samples"]), str(r["anomalies"]), r["error"] or ""]
+                ["detector", "windows", "samples", "incidents opened", "resolved", "anomalies", "error"],
+                [[r["detector"], str(r["windows"]), str(r["samples"]), str(r.get("incidents_opened", 0)),
+                  str(r.get("incidents_resolved", 0)), str(r["anomalies"]), r["error"] or ""]
                  for r in result["detectors"]],
             )
         if result["logs"]:
@@ -310,9 +311,12 @@ def _backfill(args: argparse.Namespace) -> int:
                 [[r["job"], str(r["windows"]), str(r["lines"]), str(r["events"]), r["error"] or ""] for r in result["logs"]],
             )
         p = result["progress"]
-        print(f"backfill {bf_id}: {p['done']}/{p['total']} windows done, {result['anomalies']} new anomalies"
+        print(f"backfill {bf_id}: {p['done']}/{p['total']} windows done, incidents: "
+              f"{result.get('incidents_opened', 0)} opened, {result.get('incidents_resolved', 0)} resolved "
+              f"({result['anomalies']} new anomalous points)"
               + (f"; {p['pending'] + p['failed'] + p['running']} left: resume with {again}"
                  if p["done"] < p["total"] else ""))
+        print(f"incidents: GET /api/incidents?source=backfill&backfill_id={bf_id}")
         print(f"anomalies: GET /api/anomalies?source=backfill&backfill_id={bf_id}")
         for warning in result.get("warnings", []):
             print(f"warning: {warning}")
@@ -557,7 +561,7 @@ def _build_parser() -> argparse.ArgumentParser:
     bf.add_argument("--log-window", default="1h", help="log window size: one report each (default 1h)")
     bf.add_argument("--id", help="backfill id (default: derived from the request, so a rerun resumes)")
     bf.add_argument("--max-windows", type=int, help="process at most this many windows in this run")
-    bf.add_argument("--emit-events", action="store_true", help="also send Prefect events for the anomalies found")
+    bf.add_argument("--emit-events", action="store_true", help="also send Prefect events for the incidents found")
     bf.add_argument("--json", action="store_true", help="print the result as JSON (no progress bar)")
     bf.add_argument("--verbose", action="store_true", help="show Prefect's run logs")
     bf.set_defaults(handler=_backfill)

@@ -15,8 +15,10 @@ run in parallel under ``max_concurrency``.
 Log jobs are analysed window by window (``log_window``, hourly by default), one report per
 window under the source ``backfill:<id>:job:<name>`` with its own template miner.
 
-Backfilled anomalies are history, not alerts: no Prefect events unless ``emit_events``, and
-the WebSocket leaves them out unless a client asks. Progress is a Prefect progress artifact.
+Anomalous points are grouped into incidents with the backfill's own grouping state (apart
+from live), so an incident spanning windows or pieces stays one. Backfilled incidents are
+history, not alerts: no Prefect events unless ``emit_events``, and the WebSocket leaves them
+out unless a client asks. Progress is a Prefect progress artifact.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ from tasks._runtime import settings, store
 from tasks.backfill import commit_backfill_log_window, score_backfill_piece
 from tasks.collect import collect_metrics
 from tasks.logs import analyze_window, load_file_lines, load_loki_lines
-from tasks.publish import emit_anomalies
+from tasks.publish import count_events, emit_incidents
 
 __all__ = ["backfill", "plan_windows", "backfill_id_for", "log_source", "BACKFILL_CAPACITY"]
 
@@ -169,8 +171,9 @@ async def backfill(
         log.error("backfill %s: %s stopped at a failed window: %s", bf_id, r.get("detector") or r.get("job"), r["error"])
     await acreate_table_artifact(
         key="backfill-summary",
-        table=[{"detector": r["detector"], "windows": r["windows"], "samples": r["samples"], "anomalies": r["anomalies"],
-                "error": r["error"] or "", "warning": r["warning"] or ""} for r in rows]
+        table=[{"detector": r["detector"], "windows": r["windows"], "samples": r["samples"],
+                "incidents opened": r["incidents_opened"], "incidents resolved": r["incidents_resolved"],
+                "anomalies": r["anomalies"], "error": r["error"] or "", "warning": r["warning"] or ""} for r in rows]
         + [{"log job": r["job"], "windows": r["windows"], "lines": r["lines"], "change events": r["events"],
             "error": r["error"] or ""} for r in log_rows],
         description=f"backfill {bf_id}: {final['done']}/{final['total']} windows done"
@@ -184,6 +187,8 @@ async def backfill(
         "detectors": rows,
         "logs": log_rows,
         "anomalies": sum(r["anomalies"] for r in rows),
+        "incidents_opened": sum(r["incidents_opened"] for r in rows),
+        "incidents_resolved": sum(r["incidents_resolved"] for r in rows),
     }
 
 
@@ -208,10 +213,12 @@ async def _backfill_detector(
     ds = det.datasources[0]
     step = float(ds.step_seconds)
     row: dict[str, Any] = {"detector": det.id, "windows": 0, "samples": 0, "anomalies": 0,
+                           "incidents_opened": 0, "incidents_resolved": 0,
                            "max_piece_samples": 0, "first_window": None, "last_window": None, "error": None,
                            "windows_without_samples": 0, "warning": None}
     stored = await to_thread.run_sync(db.load_backfill_states, bf_id, det.id)
     states: dict[str, Any] = {key: item["state"] for key, item in stored.items()}
+    incident_states = await to_thread.run_sync(db.load_incident_states, det.id, bf_id)
     known = {"series": len(states)}
     collect = collect_metrics.with_options(retries=config.retry_attempts - 1, cache_policy=NO_CACHE)
     plan = _PiecePlan(db, bf_id, det.id, step, capacity, budget)
@@ -247,10 +254,13 @@ async def _backfill_detector(
             mode = "training" if request.train_until and w.window_end <= request.train_until else "running"
             frame = collected["frame"] if collected is not None else None
             earlier, inserted = await score_backfill_piece(
-                det, bf_id, w.window_start, quote(frame), step, quote(states), mode, run_id, quote(earlier), piece.last
+                det, bf_id, w.window_start, quote(frame), step, quote(states), mode, run_id, quote(earlier), piece.last,
+                quote(incident_states), piece.span.end if piece.span is not None else None,
             )
             for key, (_, state) in earlier.states.items():
                 states[key] = state
+            for key, (_, state) in earlier.incident_states.items():
+                incident_states[key] = state
         except Exception as exc:  # the window stays retryable; later ones wait for it
             if next_fetch is not None:
                 next_fetch.cancel()
@@ -265,9 +275,10 @@ async def _backfill_detector(
         if piece.last:
             earlier = None
             if emit_events and inserted:
-                emit_anomalies(det, inserted)
+                emit_incidents(det, inserted)
             row["windows"] += 1
-            row["anomalies"] += len(inserted)
+            for key, count in count_events(inserted).items():
+                row[key] += count
             row["first_window"] = row["first_window"] or w.window_start.isoformat()
             row["last_window"] = w.window_start.isoformat()
             if unread:

@@ -3,9 +3,10 @@
 For each due detector: collect from its checkpoint to now (in pieces that fit the bounded
 buffer, so a long downtime is caught up without a gap), transform, then ``training``
 detectors fit and ``running`` detectors score; the store commits events, model states,
-checkpoint and collector status together, and only then are the new anomalies emitted as
-Prefect events. A failing detector is recorded in its collector status and the run log and
-does not stop the others. A table artifact summarises the tick.
+checkpoint, collector status, incidents and their grouping state together, and only then are
+the incidents opened or resolved emitted as Prefect events. A failing detector is recorded
+in its collector status and the run log and does not stop the others. A table artifact
+summarises the tick (incidents opened and resolved per detector).
 """
 
 from __future__ import annotations
@@ -67,6 +68,8 @@ async def detect_metrics(detector_ids: list[str] | None = None, now: datetime | 
         "skipped": sum(r["status"] == "skipped" for r in rows),
         "failed": len(failed),
         "anomalies": sum(r["anomalies"] for r in rows),
+        "incidents_opened": sum(r["incidents_opened"] for r in rows),
+        "incidents_resolved": sum(r["incidents_resolved"] for r in rows),
         "detectors": rows,
         "not_due": not_due,
     }
@@ -74,8 +77,14 @@ async def detect_metrics(detector_ids: list[str] | None = None, now: datetime | 
         key="detect-metrics-summary",
         table=rows or [{"detector": "-", "status": "nothing due", "reason": "; ".join(f"{k}: {v}" for k, v in not_due.items()) or "no detectors"}],
         description=f"detect-metrics at {now:%Y-%m-%d %H:%M:%S}Z: {summary['ok']} ok, {summary['failed']} failed, "
-        f"{summary['skipped']} skipped, {summary['anomalies']} new anomalies",
+        f"{summary['skipped']} skipped; incidents: {summary['incidents_opened']} opened, "
+        f"{summary['incidents_resolved']} resolved ({summary['anomalies']} anomalous points)",
     )
+    if summary["incidents_opened"] or summary["incidents_resolved"]:
+        log.info(
+            "tick: %d incident(s) opened, %d resolved, %d anomalous points",
+            summary["incidents_opened"], summary["incidents_resolved"], summary["anomalies"],
+        )
     return summary
 
 
@@ -83,7 +92,8 @@ async def _process(det: Detector, now: datetime, run_id: str | None, config: Any
     log = get_run_logger()
     db = store(config)
     row: dict[str, Any] = {"detector": det.id, "mode": det.status, "status": "ok", "window": "", "series": 0,
-                           "samples": 0, "dropped": 0, "anomalies": 0, "error": "", "warning": ""}
+                           "samples": 0, "dropped": 0, "incidents_opened": 0, "incidents_resolved": 0,
+                           "anomalies": 0, "error": "", "warning": ""}
     ds = det.datasources[0]
     context = f"detector={det.id} datasource={ds.name} query={ds.query!r}"
     if ds.name not in config.datasource_configs():
@@ -110,7 +120,7 @@ async def _process(det: Detector, now: datetime, run_id: str | None, config: Any
                 ds.name, ds.query, piece.start, piece.end, ds.step_seconds, config.buffer_size
             )
             frame = transform_metrics(collected["frame"], ds.step_seconds)
-            run = await detect_anomalies(det, frame, run_id)
+            run = await detect_anomalies(det, frame, run_id, until=piece.end)
             known_series = max(known_series, collected["series"])
             empty = empty + 1 if collected["series"] == 0 else 0
             row["series"] = max(row["series"], run.series)
@@ -119,13 +129,15 @@ async def _process(det: Detector, now: datetime, run_id: str | None, config: Any
             if collected.get("warning"):  # samples exist but the query read none of them
                 row["warning"] = collected["warning"]
                 log.warning("detector %s (%s): %s", det.id, context, collected["warning"])
-            row["anomalies"] += await publish_detection(
+            stored = await publish_detection(
                 det,
                 run,
                 piece.end,
                 {"samples": row["samples"], "series": known_series, "dropped": row["dropped"],
                  "buffered": len(collected["frame"]), "at": now, "warning": collected.get("warning")},
             )
+            for key, count in stored.items():
+                row[key] += count
         return row
     except Exception as exc:  # one detector's failure must not stop the others
         message = exc.message if isinstance(exc, AiopsError) else f"{type(exc).__name__}: {exc}"

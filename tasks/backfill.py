@@ -38,28 +38,34 @@ async def score_backfill_piece(
     flow_run_id: str | None,
     earlier: DetectionRun | None,
     commit: bool,
+    incident_states: Mapping[str, Any] | None = None,
+    until: datetime | None = None,
 ) -> tuple[DetectionRun, list[Any]]:
     """Standardise and score (in the training prefix: fit) a piece of a window as live
     operation would have, continuing the backfill's own models (never the live ones: those
-    learned later data). ``earlier`` is what the window's previous pieces found. On the
-    window's last piece (``commit``), its events (idempotent, marked with the backfill id),
-    the models and the window's ``done`` are stored in one transaction; returns the run so
-    far and the events actually inserted."""
+    learned later data) and the backfill's own incident states (``incident_states``; the
+    piece's last step is ``until``). ``earlier`` is what the window's previous pieces found.
+    On the window's last piece (``commit``), its events (idempotent, marked with the backfill
+    id), its incidents, the models, the incident states and the window's ``done`` are stored
+    in one transaction; returns the run so far and the events actually inserted."""
     run = DetectionRun(detector_id=detector.id, mode=mode)
+    clean = None
     if frame is not None and len(frame):
         clean = await to_thread.run_sync(lambda: standardize(frame, step=step))
-        run = await run_detector(detector, clean, states, mode=mode, flow_run_id=flow_run_id, backfill=backfill_id)
+    if clean is not None or (mode == "running" and until is not None and incident_states):
+        run = await run_detector(
+            detector, clean if clean is not None else pd.DataFrame(), states, mode=mode,
+            flow_run_id=flow_run_id, incident_states=incident_states if mode == "running" else None,
+            until=until, backfill=backfill_id,
+        )
     if earlier is not None:
-        run.events = [*earlier.events, *run.events]
-        run.states = {**earlier.states, **run.states}
-        run.series = max(run.series, earlier.series)
-        run.points += earlier.points
-        run.scored += earlier.scored
+        run.absorb(earlier)
     inserted: list[Any] = []
     if commit:
         inserted = await to_thread.run_sync(
             lambda: store().complete_backfill_window(
-                backfill_id, detector.id, window_start, events=run.events, states=run.states
+                backfill_id, detector.id, window_start, events=run.events, states=run.states,
+                incidents=run.incidents, incident_states=run.incident_states,
             )
         )
     return run, inserted

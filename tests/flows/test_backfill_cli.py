@@ -44,7 +44,8 @@ def test_backfill_command_runs_the_flow_with_a_progress_bar(detector, prometheus
     done = aiops(*args)
     assert done.returncode == 0, done.stderr
     assert "100% 4/4" in done.stderr  # the bar's last state
-    assert "cli-bf" in done.stdout and "4/4 windows done, 1 new anomalies" in done.stdout
+    assert "cli-bf" in done.stdout and "4/4 windows done, incidents: 1 opened" in done.stdout
+    assert "(1 new anomalous points)" in done.stdout
     [anomaly] = detector.list_anomalies(detector="cli-bf")
     assert anomaly.ts == datetime.fromtimestamp(h.timestamp(SPIKE_INDEX), UTC) and anomaly.backfill_id
 

@@ -19,10 +19,10 @@ def at(ts: int) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
 
 
-def make_detector(db, id="bf"):
+def make_detector(db, id="bf", kind="zscore", params=None):
     return db.create_detector(
         {
-            "id": id, "name": id, "kind": "zscore", "params": {"window": 40}, "status": "paused",
+            "id": id, "name": id, "kind": kind, "params": params or {"window": 40}, "status": "paused",
             "datasource": {"query": 'aiops_test_anomaly{instance="a"}', "step": 15, "lookback": 6 * 3600},
         }
     )
@@ -109,9 +109,30 @@ async def test_backfilled_anomalies_are_marked_and_not_alerted_unless_asked(aiop
 
     make_detector(db, "bf2")
     await backfill(["bf2"], at(h.start), at(h.end + h.step), window="2h", emit_events=True)
-    emitted = [e for e in prefect_events() if e.event.startswith("aiops.anomaly")]
-    assert [(e.event, e.payload["detector"]) for e in emitted] == [("aiops.anomaly.detected", "bf2")]
-    assert emitted[0].payload["backfill_id"] == db.list_anomalies(detector="bf2")[0].backfill_id
+    emitted = [e for e in prefect_events() if e.event.startswith("aiops.")]
+    incidents = db.list_incidents(detector="bf2")
+    assert {e.payload["incident_id"] for e in emitted} == {i.id for i in incidents}  # incidents, not points
+    assert [e.event for e in emitted if e.payload["incident_id"] == incidents[0].id][0] == "aiops.incident.opened"
+    assert {e.payload["detector"] for e in emitted} == {"bf2"}  # bf's incidents are history, not alerts
+    assert {e.payload["backfill_id"] for e in emitted} == {db.list_anomalies(detector="bf2")[0].backfill_id}
+
+
+async def test_an_incident_across_windows_is_one_incident(aiops_env, prometheus):
+    h = prometheus.history
+    db = store()
+    make_detector(db, kind="threshold", params={"upper": 12.5})  # only the spike (about 15) is above it
+    db.update_detector("bf", resolve_after=30)  # the spike's incident spans three 5-minute windows
+    start, end = at(h.timestamp(SPIKE_INDEX - 240)), at(h.timestamp(SPIKE_INDEX + 120))
+    result = await backfill(["bf"], start, end, window="5m")
+    assert result["incidents_opened"] == result["incidents_resolved"] == 1
+    (found,) = db.list_incidents(detector="bf", source="backfill")
+    spike = at(h.timestamp(SPIKE_INDEX))
+    assert found.opened_at == spike and found.resolved_at == at(h.timestamp(SPIKE_INDEX + 31))
+    assert found.backfill_id == result["backfill_id"] and found.points == 1
+    assert db.load_incident_states("bf") == {}  # the live grouping is untouched
+    # resumed (the same request again): nothing new
+    again = await backfill(["bf"], start, end, window="5m")
+    assert again["incidents_opened"] == 0 and db.list_incidents(detector="bf") == [found]
 
 
 # --------------------------------------------------------------------------- training prefix, order, memory

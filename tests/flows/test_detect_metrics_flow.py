@@ -19,13 +19,14 @@ def at(ts: int) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
 
 
-def make_detector(db, id="latency", *, status="running", query="aiops_test_anomaly", name="prometheus", lookback=6 * 3600):
+def make_detector(db, id="latency", *, status="running", query="aiops_test_anomaly", name="prometheus", lookback=6 * 3600,
+                  kind="zscore", params=None):
     return db.create_detector(
         {
             "id": id,
             "name": f"{id} detector",
-            "kind": "zscore",
-            "params": {"window": 40},
+            "kind": kind,
+            "params": params or {"window": 40},
             "status": status,
             "interval_seconds": 60,
             "datasource": {"name": name, "query": query, "step": 15, "lookback": lookback},
@@ -33,7 +34,7 @@ def make_detector(db, id="latency", *, status="running", query="aiops_test_anoma
     )
 
 
-async def test_tick_stores_the_known_anomaly_with_provenance_then_emits_it(aiops_env, prometheus, prefect_events):
+async def test_tick_stores_the_known_anomaly_with_provenance_then_emits_its_incident(aiops_env, prometheus, prefect_events):
     h = prometheus.history
     db = store()
     make_detector(db)
@@ -56,10 +57,48 @@ async def test_tick_stores_the_known_anomaly_with_provenance_then_emits_it(aiops
     assert set(latest) == {"a", "b"} and all(s.ts == at(h.end) for s in latest.values())
     assert sorted(db.load_states("latency")) == ['__name__="aiops_test_anomaly",instance="a"', '__name__="aiops_test_anomaly",instance="b"']
 
-    events = [e for e in prefect_events() if e.event == "aiops.anomaly.detected"]
-    assert len(events) == 1
-    assert events[0].resource.id == "aiops.detector.latency"
-    assert events[0].payload["id"] == a.id and events[0].payload["labels"] == A_LABELS
+    # one incident: opened at the spike, resolved resolve_after + 1 steps later
+    (incident,) = [i for i in db.list_incidents(detector="latency") if i.labels == A_LABELS]
+    resolve_after = db.get_detector("latency").resolve_after
+    assert incident.opened_at == a.ts and incident.points == 1 and incident.peak_value == a.value
+    assert incident.resolved_at == a.ts + timedelta(seconds=h.step * (resolve_after + 1))
+    assert incident.source == "live" and incident.flow_run_id == a.flow_run_id
+    assert summary["incidents_opened"] == summary["incidents_resolved"] == len(db.list_incidents())
+
+    emitted = [e for e in prefect_events() if e.event.startswith("aiops.") and e.payload.get("labels") == A_LABELS]
+    assert [e.event for e in emitted] == ["aiops.incident.opened", "aiops.incident.resolved"]  # no per-point events
+    opened = emitted[0]
+    assert opened.resource.id == "aiops.detector.latency"
+    assert opened.resource["aiops.series"] == a.series_key
+    (series,) = [r for r in opened.related if r.role == "series"]
+    assert series.id.startswith("aiops.series.latency.") and series["aiops.label.instance"] == "a"
+    assert series.name == a.series_key
+    assert opened.payload["incident_id"] == incident.id and opened.payload["labels"] == A_LABELS
+    assert emitted[1].payload["resolved_at"] == incident.resolved_at.isoformat()
+
+
+async def test_an_incident_continues_across_ticks_and_a_restart(aiops_env, prometheus, prefect_events):
+    from tasks._runtime import close_stores
+
+    h = prometheus.history
+    db = store()
+    # a static bound: only the spike on instance "a" (about 15) is above it
+    make_detector(db, lookback=3600, kind="threshold", params={"upper": 12.5})
+    db.update_detector("latency", resolve_after=3)
+    # the first tick ends two steps after the spike: the incident is open
+    first = await detect_metrics(now=at(h.timestamp(SPIKE_INDEX + 2) + h.step))
+    assert first["incidents_opened"] == 1 and first["incidents_resolved"] == 0
+    (opened,) = db.list_incidents(state="open")
+    close_stores()  # a restart: the next tick reads everything back from the store
+    db = store()
+    second = await detect_metrics(now=at(h.end + h.step))
+    assert second["incidents_opened"] == 0 and second["incidents_resolved"] == 1
+    (incident,) = db.list_incidents(detector="latency")
+    assert incident.id == opened.id and incident.resolved_at == at(h.timestamp(SPIKE_INDEX + 4))
+    types = [e.type for e in db.events_after(0, types=["incident.opened", "incident.resolved"])]
+    assert types == ["incident.opened", "incident.resolved"]
+    assert [e.event for e in prefect_events() if e.event.startswith("aiops.incident")] == [
+        "aiops.incident.opened", "aiops.incident.resolved"]
 
 
 async def test_a_second_tick_over_the_same_window_adds_nothing(aiops_env, prometheus):
@@ -68,11 +107,13 @@ async def test_a_second_tick_over_the_same_window_adds_nothing(aiops_env, promet
     make_detector(db)
     now = at(h.end + h.step)
     await detect_metrics(now=now)
-    before = db.max_event_id()
+    before, incidents = db.max_event_id(), db.list_incidents(detector="latency")
+    assert incidents
     again = await detect_metrics(now=now + timedelta(seconds=61))
     assert db.max_event_id() == before
     row = again["detectors"][0] if again["detectors"] else None
-    assert row is None or row["anomalies"] == 0
+    assert row is None or row["anomalies"] == row["incidents_opened"] == 0
+    assert db.list_incidents(detector="latency") == incidents
 
 
 async def test_downtime_is_caught_up_from_the_checkpoint_without_a_gap(aiops_env, prometheus):

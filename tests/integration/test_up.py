@@ -193,18 +193,18 @@ def test_up_demo_delivers_an_anomaly_on_the_websocket_then_leaves_nothing_runnin
         assert "prometheus (pid %d) exited with code -9 (SIGKILL): restarting it" % prom_pid in "".join(output)
         seen.update({p: process_start_time(p) for p in descendants(proc.pid)})
 
-        # ... and in the Prefect UI: the anomaly events and the tick's summary artifact (both
+        # ... and in the Prefect UI: the incident events and the tick's summary artifact (both
         # sent by the flow run after its commit, so they may trail the WebSocket a little)
         prefect = f"http://127.0.0.1:{ports['prefect']}/api"
 
         def in_prefect() -> bool:
             events = httpx.post(f"{prefect}/events/filter", timeout=30, json={
-                "filter": {"event": {"prefix": ["aiops.anomaly."]}}, "limit": 5}).json()
+                "filter": {"event": {"prefix": ["aiops.incident."]}}, "limit": 5}).json()
             artifacts = httpx.post(f"{prefect}/artifacts/filter", timeout=30, json={
                 "artifacts": {"key": {"any_": ["detect-metrics-summary"]}}, "limit": 1}).json()
             return bool(events.get("events")) and bool(artifacts)
 
-        wait_for(proc, in_prefect, 120, "the anomaly events and the summary artifact in Prefect")
+        wait_for(proc, in_prefect, 120, "the incident events and the summary artifact in Prefect")
         seen.update({p: process_start_time(p) for p in descendants(proc.pid)})  # flow runs too
 
     finally:
