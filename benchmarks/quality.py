@@ -1,15 +1,21 @@
 """Detection quality of every detector kind on a synthetic labelled benchmark.
 
-Generates seasonal series with injected anomalies (aiops.synthetic: spikes, dips, level
-shifts, variance bursts, drifts; some series clean) and their labels file, loads the history
-into Debian's real Prometheus on 127.0.0.1 (aiops.localprom), creates one detector per kind
-in a temporary SQLite store, runs the real ``backfill`` flow for each against a temporary
-Prefect server (prefect_test_harness), and scores the stored anomalies with aiops.evaluation.
+Generates series with injected anomalies and their labels file (aiops.synthetic; by default
+the realistic mix: gauges with heavy-tailed bursty noise, small integer counts, flat quantised
+series, lasting level and spread changes, gaps; ``--classic`` for the original seasonal
+Gaussian set), loads the history into Debian's real Prometheus on 127.0.0.1
+(aiops.localprom), creates one detector per kind in a temporary SQLite store, runs the real
+``backfill`` flow for each against a temporary Prefect server (prefect_test_harness), and
+scores what an on-call engineer would get with aiops.evaluation: the anomalies of each series
+grouped into incidents (aiops.incidents, the default ``resolve_after``), **each incident onset
+one detection**; window recall, false events, precision and F1 (event level), mean time to
+detect, and the NAB standard score of the same onsets.
 
-    .venv/bin/python benchmarks/quality.py [--days 21] [--series 36] [--seed 7]
+    .venv/bin/python benchmarks/quality.py [--days 21] [--series 36] [--seed 7] [--classic]
 
 ``--in-process`` skips Prometheus and Prefect and scores the generated series directly with
-the detectors (what the backfill computes, since scoring is causal and piecewise == at once):
+the detectors (what the backfill computes, since scoring is causal and piecewise == at once;
+missing points are absent, where Prometheus would repeat the last value for up to 5 minutes):
 seconds instead of minutes, for tuning. ``--params '{"zscore": {"window": 120}}'`` overrides
 params per kind.
 
@@ -32,12 +38,23 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from aiops.evaluation import Evaluation, SeriesQuality, evaluate, parse_labels_json  # noqa: E402
-from aiops.synthetic import ANOMALY_KINDS, SyntheticConfig, SyntheticSet, generate, labels_document  # noqa: E402
+from aiops.detectors import KINDS  # noqa: E402
+from aiops.evaluation import (  # noqa: E402
+    Evaluation,
+    NabEvaluation,
+    SeriesQuality,
+    evaluate,
+    incident_onsets,
+    nab_evaluate,
+    parse_labels_json,
+)
+from aiops.incidents import DEFAULT_RESOLVE_AFTER  # noqa: E402
+from aiops.synthetic import SyntheticConfig, SyntheticSet, anomaly_kinds, generate, labels_document  # noqa: E402
 
-KINDS = ("zscore", "mad", "ewma", "quantile", "seasonal", "threshold")
 METRIC = "aiops_synth"
 
 
@@ -47,7 +64,7 @@ def threshold_bounds(data: SyntheticSet) -> dict[str, dict[str, float]]:
     out = {}
     for s in data.series:
         warm = s.values()[:n]
-        lo, hi = float(warm.min()), float(warm.max())
+        lo, hi = float(np.nanmin(warm)), float(np.nanmax(warm))
         pad = 0.1 * (hi - lo)
         out[s.labels["series"]] = {"lower": lo - pad, "upper": hi + pad}
     return out
@@ -63,8 +80,8 @@ def in_process(data: SyntheticSet, kind: str, params: dict[str, Any]) -> tuple[l
     found: list[tuple[dict, float]] = []
     elapsed = 0.0
     for s in data.series:
-        index = pd.to_datetime(s.timestamps(), unit="s", utc=True)
-        series = pd.Series(s.values(), index=index)
+        ts, values = s.observed()
+        series = pd.Series(values, index=pd.to_datetime(ts, unit="s", utc=True))
         p = {**params, **bounds.get(s.labels["series"], {})}
         t = time.perf_counter()
         scores = detectors.create(kind, **p).score(series)
@@ -132,6 +149,15 @@ def via_backfill(data: SyntheticSet, params: dict[str, dict[str, Any]], tmp: Pat
     return results
 
 
+def onsets_of(found: list[tuple[dict, float]], step: float, resolve_after: int) -> list[tuple[dict, float]]:
+    """The incident onsets of the anomalous points of each series: what alerts."""
+    by_series: dict[tuple, tuple[dict, list[float]]] = {}
+    for labels, ts in found:
+        t = ts.timestamp() if hasattr(ts, "timestamp") else float(ts)
+        by_series.setdefault(tuple(sorted(labels.items())), (labels, []))[1].append(t)
+    return [(labels, t) for labels, times in by_series.values() for t in incident_onsets(times, step, resolve_after)]
+
+
 def fmt(value: float | None, pattern: str) -> str:
     return "n/a" if value is None else format(value, pattern)
 
@@ -151,6 +177,9 @@ def main() -> None:
     parser.add_argument("--tolerance", default="30m", help="after a window's end (default 30m)")
     parser.add_argument("--gap", default="5m", help="detections this close are one event (default 5m)")
     parser.add_argument("--kinds", default=",".join(KINDS))
+    parser.add_argument("--classic", action="store_true", help="the original seasonal Gaussian set, not the realistic mix")
+    parser.add_argument("--resolve-after", type=int, default=DEFAULT_RESOLVE_AFTER,
+                        help=f"normal steps inside one incident (default {DEFAULT_RESOLVE_AFTER})")
     parser.add_argument("--params", default="{}", help='JSON: {"kind": {param: value}} overrides')
     parser.add_argument("--in-process", action="store_true", help="score directly (no Prometheus, no Prefect)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -158,7 +187,7 @@ def main() -> None:
 
     from aiops.timeutil import parse_duration
 
-    cfg = SyntheticConfig(days=args.days, series=args.series, seed=args.seed, step=args.step)
+    cfg = SyntheticConfig(days=args.days, series=args.series, seed=args.seed, step=args.step, realistic=not args.classic)
     data = generate(cfg)
     labels = parse_labels_json(json.loads(json.dumps(labels_document(data))), "synthetic")
     overrides = json.loads(args.params)
@@ -166,9 +195,10 @@ def main() -> None:
     params = {k: dict(overrides.get(k, {})) for k in kinds}
     tolerance, gap = parse_duration(args.tolerance, field="--tolerance"), parse_duration(args.gap, field="--gap")
     print(
-        f"synthetic: {cfg.series} series x {cfg.points} points ({cfg.days} days at {cfg.step}s, seed {cfg.seed}), "
-        f"{labels.windows} labelled windows; evaluated from day {cfg.warmup_days} "
-        f"(tolerance {args.tolerance}, gap {args.gap})",
+        f"synthetic ({'classic' if args.classic else 'realistic'}): {cfg.series} series x {cfg.points} points "
+        f"({cfg.days} days at {cfg.step}s, seed {cfg.seed}), {labels.windows} labelled windows; evaluated from day "
+        f"{cfg.warmup_days} (tolerance {args.tolerance}, gap {args.gap}); incident onsets as detections "
+        f"(resolve_after {args.resolve_after})",
         file=sys.stderr,
     )
     if args.in_process:
@@ -177,36 +207,47 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             runs = via_backfill(data, params, Path(tmp))
     results: dict[str, Evaluation] = {}
+    nab: dict[str, NabEvaluation] = {}
     for kind, (found, _) in runs.items():
-        results[kind] = evaluate(labels, found, tolerance=tolerance, gap=gap, start=cfg.eval_start, end=cfg.end)
+        alerts = onsets_of(found, cfg.step, args.resolve_after)
+        results[kind] = evaluate(labels, alerts, tolerance=tolerance, gap=gap, start=cfg.eval_start, end=cfg.end)
+        nab[kind] = nab_evaluate(labels, found, step=cfg.step, resolve_after=args.resolve_after,
+                                 start=cfg.eval_start, end=cfg.end)
     if args.json:
-        print(json.dumps({k: {"runtime_seconds": runs[k][1], **results[k].to_dict()} for k in kinds}, indent=1))
+        print(json.dumps({k: {"runtime_seconds": runs[k][1], **results[k].to_dict(), "nab": nab[k].to_dict()}
+                          for k in kinds}, indent=1))
         return
     mode = "scoring only (in process)" if args.in_process else "backfill flow, end to end"
-    header = f"{'kind':<10}{'recall':>8}{'FP events':>11}{'precision':>11}{'F1':>7}{'mean TTD':>11}{'runtime':>10}"
+    header = (f"{'kind':<10}{'recall':>8}{'FP events':>11}{'precision':>11}{'F1':>7}{'mean TTD':>11}"
+              f"{'NAB std':>9}{'runtime':>10}")
     print(f"runtime: {mode}")
     print(header)
     for kind in kinds:
         o = results[kind].overall
         print(
             f"{kind:<10}{fmt(o.recall, '.3f'):>8}{o.false_events:>11}{fmt(o.precision, '.3f'):>11}"
-            f"{fmt(o.f1, '.3f'):>7}{ttd(o.mean_ttd_seconds):>11}{runs[kind][1]:>9.1f}s"
+            f"{fmt(o.f1, '.3f'):>7}{ttd(o.mean_ttd_seconds):>11}{fmt(nab[kind].profiles['standard'].normalized, '.1f'):>9}"
+            f"{runs[kind][1]:>9.1f}s"
         )
-    print("\nrecall per anomaly kind; FP events on the clean series; F1 on the series with a daily-only / a weekly pattern")
-    print(f"{'kind':<10}" + "".join(f"{a:>13}" for a in ANOMALY_KINDS) + f"{'clean FP':>10}{'F1 daily':>10}{'F1 weekly':>11}")
+    groups = ("gauge", "count", "flat") if cfg.realistic else ("daily", "weekly")
+    group_label = "shape" if cfg.realistic else "pattern"
+    a_kinds = anomaly_kinds(cfg)
+    print(f"\nrecall per anomaly kind; FP events on the clean series; F1 per {group_label}")
+    print(f"{'kind':<10}" + "".join(f"{a[:13]:>14}" for a in a_kinds) + f"{'clean FP':>10}"
+          + "".join(f"{'F1 ' + g:>10}" for g in groups))
     for kind in kinds:
         per: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
-        by_pattern = {"daily": SeriesQuality(None), "weekly": SeriesQuality(None)}
+        by_group = {g: SeriesQuality(None) for g in groups}
         for s in results[kind].series:
             lab = s.labels or {}
             a = lab.get("anomaly", "?")
             per[a][0] += s.detected_windows
             per[a][1] += s.windows
             per[a][2] += s.false_events
-            if lab.get("pattern") in by_pattern:
-                by_pattern[lab["pattern"]].add(s)
-        cells = "".join(f"{per[a][0]}/{per[a][1]} {per[a][0] / max(1, per[a][1]):.2f}".rjust(13) for a in ANOMALY_KINDS)
-        print(f"{kind:<10}{cells}{per['none'][2]:>10}{fmt(by_pattern['daily'].f1, '.3f'):>10}{fmt(by_pattern['weekly'].f1, '.3f'):>11}")
+            if lab.get(group_label) in by_group:
+                by_group[lab[group_label]].add(s)
+        cells = "".join(f"{per[a][0]}/{per[a][1]} {per[a][0] / max(1, per[a][1]):.2f}".rjust(14) for a in a_kinds)
+        print(f"{kind:<10}{cells}{per['none'][2]:>10}" + "".join(f"{fmt(by_group[g].f1, '.3f'):>10}" for g in groups))
 
 if __name__ == "__main__":
     main()
