@@ -2,9 +2,10 @@
 
 The browser test serves the app with uvicorn on 127.0.0.1 (a temp SQLite store with a
 detector over the real Prometheus) and drives Debian's ``chromium`` (installed by
-``make system-deps``) with Playwright: it gives the page the token, waits for the charts and
-the live feed, inserts an anomaly into the store and waits for it in the feed, drops the
-WebSocket and sees the page resume with ``?since=`` without a gap or a duplicate. Every
+``make system-deps``) with Playwright: it gives the page the token, waits for the charts (with
+the stored incident as a shaded span) and the incident feed, opens an incident in the store
+and waits for it in the feed, drops the WebSocket and sees the page resume with ``?since=``
+without a gap or a duplicate (the incident resolves in place, a new one lands on top). Every
 request the page makes is checked to stay on the loopback address. Each wait is a browser
 wait on a condition, bounded; nothing sleeps.
 """
@@ -12,7 +13,7 @@ wait on a condition, bounded; nothing sleeps.
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -23,7 +24,7 @@ from playwright.async_api import expect
 
 from aiops.api import ApiOptions, create_app
 from aiops.api.page import CONTENT_SECURITY_POLICY, STATIC_DIR
-from aiops.store import Store
+from aiops.store import Store, series_key
 from tests.api.support import TOKEN, FakeRuns, make_settings, serve
 from tests.support.prometheus import SPIKE_INDEX
 
@@ -99,8 +100,18 @@ async def test_the_page_charts_detectors_and_shows_live_events(tmp_path, prometh
                                "datasource": {"query": "aiops_test_anomaly", "step": 15}})
         spike = datetime.fromtimestamp(prometheus.history.timestamp(SPIKE_INDEX), UTC)
         labels = {"__name__": "aiops_test_anomaly", "instance": "a"}
-        store.insert_events([{"type": "anomaly", "detector_id": "flat", "labels": labels, "ts": spike,
-                              "value": 15.0, "score": 6.0}])
+        key = series_key(labels)
+
+        def incident(opened: datetime, resolved: datetime | None = None, *, new: bool = True, value: float = 42.0):
+            return {"series_key": key, "labels": labels, "opened_at": opened, "opened": new,
+                    "last_anomalous_at": None if not new else opened, "resolved_at": resolved,
+                    "points": 1 if new else 0, "peak": {"ts": opened, "score": 7.5, "value": value, "expected": 10.0}}
+
+        store.commit_detection(
+            "flat",
+            events=[{"type": "anomaly", "detector_id": "flat", "labels": labels, "ts": spike, "value": 15.0, "score": 6.0}],
+            incidents=[incident(spike, spike + timedelta(minutes=5), value=15.0)],
+        )
         settings = make_settings(prometheus.url, db, token=TOKEN, loki=False)
         app = create_app(settings, store=store, deployments=FakeRuns(), options=ApiOptions(tail_interval=0.05))
         async with serve(app) as hostport:
@@ -134,31 +145,48 @@ async def test_the_page_charts_detectors_and_shows_live_events(tmp_path, prometh
             card = page.locator(".detector[data-detector='flat']")
             await card.locator(".name").filter(has_text="Flat with a spike").wait_for()
             await expect(card.locator(".chart canvas")).to_have_count(2, timeout=WAIT_MS)
-            await card.locator(".message").filter(has_text="1 anomaly in this range").wait_for()
+            await card.locator(".message").filter(has_text="1 incident in this range · 1 anomalous point").wait_for()
             assert await card.locator(".status").inner_text() == "running"
+            # the stored incident is a shaded span on its series' chart
+            await card.locator(f".chart[data-incidents='1']").wait_for()
+            [stored] = store.list_incidents()
 
-            # the live feed: an anomaly stored now appears, newest on top
+            # the feed lists the stored incident, then incidents opened live, newest on top
+            await page.locator(f"#feed li[data-incident-id='{stored.id}'][data-state='resolved']").wait_for()
             await page.wait_for_selector("#ws-state[data-state='live']")
-            [first] = await anyio.to_thread.run_sync(lambda: store.insert_events(
-                [{"type": "anomaly", "detector_id": "flat", "labels": labels, "ts": datetime.now(UTC),
-                  "value": 42.0, "score": 7.5, "expected": 10.0, "lower": 9.9, "upper": 10.1}]))
-            item = page.locator(f"#feed li[data-event-id='{first.id}']")
+            opened_at = datetime.now(UTC).replace(microsecond=0)
+            inserted = await anyio.to_thread.run_sync(lambda: store.commit_detection(
+                "flat", events=[{"type": "anomaly", "detector_id": "flat", "labels": labels, "ts": opened_at,
+                                 "value": 42.0, "score": 7.5}],
+                incidents=[incident(opened_at)]))
+            first = inserted[-1]
+            assert first.type == "incident.opened"
+            first_incident = first.payload["incident_id"]
+            item = page.locator(f"#feed li[data-incident-id='{first_incident}']")
             await item.wait_for()
+            assert await item.get_attribute("data-state") == "open"
             text = await item.inner_text()
             assert "flat" in text and "critical" in text and "42" in text and 'instance="a"' in text
+            assert await page.locator(f"#feed li[data-event-id='{inserted[0].id}']").count() == 0  # no per-point items
 
             # a drop: the page reconnects with ?since=<last id> and misses nothing
             for sub in list(app.state.api.hub.subscribers):
                 sub.close_with(1012, "test: restarting")
             await page.wait_for_selector("#ws-state:not([data-state='live'])")
-            [second] = await anyio.to_thread.run_sync(lambda: store.insert_events(
-                [{"type": "anomaly", "detector_id": "flat", "labels": labels, "ts": datetime.now(UTC),
-                  "value": 43.0, "score": 8.0}]))
-            await page.locator(f"#feed li[data-event-id='{second.id}']").wait_for()
+            later = opened_at + timedelta(minutes=10)
+            resumed_events = await anyio.to_thread.run_sync(lambda: store.commit_detection(
+                "flat", incidents=[
+                    {**incident(opened_at, opened_at + timedelta(minutes=6), new=False)},
+                    incident(later, value=43.0),
+                ]))
+            assert [e.type for e in resumed_events] == ["incident.resolved", "incident.opened"]
+            second_incident = resumed_events[-1].payload["incident_id"]
+            await page.locator(f"#feed li[data-incident-id='{second_incident}']").wait_for()
+            await page.locator(f"#feed li[data-incident-id='{first_incident}'][data-state='resolved']").wait_for()
             await page.wait_for_selector("#ws-state[data-state='live']")
             items = page.locator("#feed li")
-            ids = [int(await items.nth(i).get_attribute("data-event-id")) for i in range(await items.count())]
-            assert ids == [second.id, first.id]  # newest on top, once each
+            ids = [int(await items.nth(i).get_attribute("data-incident-id")) for i in range(await items.count())]
+            assert ids == [second_incident, first_incident, stored.id]  # newest on top, once each
             assert len(sockets) >= 2
             resumed = parse_qs(urlsplit(sockets[-1]).query)
             assert int(resumed["since"][0]) >= first.id and resumed["token"] == [TOKEN]

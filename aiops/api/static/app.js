@@ -1,8 +1,9 @@
-/* aiops page: detectors with their series, expected band and anomalies; a live event feed.
+/* aiops page: detectors with their series, expected band, anomalies and incidents (shaded
+ * spans); a feed of incidents, opened and resolved live.
  *
  * Reads the API of the same origin only: GET /api/detectors, /api/datasources/collectors,
- * /api/detectors/{id}/series, and the WebSocket /api/events/ws (resumed with ?since=<last id>
- * after a drop). With a token configured the page asks for it, keeps it in sessionStorage (or
+ * /api/detectors/{id}/series, /api/incidents, and the WebSocket /api/events/ws (its default
+ * stream speaks incidents; resumed with ?since=<last id> after a drop). With a token configured the page asks for it, keeps it in sessionStorage (or
  * localStorage when "remember" is ticked), sends it as a bearer header, and as ?token= to the
  * WebSocket (browsers cannot set headers there). Text from the API is only ever set as text.
  */
@@ -14,6 +15,8 @@
   const RANGES = { "1h": 3600, "6h": 6 * 3600, "24h": 24 * 3600 };
   const MAX_CHARTS_PER_DETECTOR = 6;
   const MAX_FEED = 200;
+  const FEED_PRELOAD = 20; // the newest incidents listed before the live ones arrive
+  const MAX_INCIDENTS = 1000; // spans per detector and range
   const REFRESH_MS = 60000;
   const SERIES_CONCURRENCY = 2;
 
@@ -25,6 +28,7 @@
     cards: new Map(), // detector id -> {el, charts: Map(series key -> {plot, markers}), data}
     cursor: null, // the last event id the feed has seen (WebSocket resume point)
     seen: new Set(),
+    preloaded: false,
     ws: null,
     wsAttempt: 0,
     wsTimer: null,
@@ -252,10 +256,17 @@
         }
         try {
           const end = Math.floor(Date.now() / 1000);
-          const data = await api(
-            `/api/detectors/${encodeURIComponent(detector.id)}/series?start=${end - seconds}&end=${end}`
-          );
-          drawDetector(entry, data);
+          const id = encodeURIComponent(detector.id);
+          const [data, incidents] = await Promise.all([
+            api(`/api/detectors/${id}/series?start=${end - seconds}&end=${end}`),
+            api(`/api/incidents?detector=${id}&since=${end - seconds}&until=${end + 1}&limit=${MAX_INCIDENTS}`)
+              .then((page) => page.items)
+              .catch((e) => {
+                if (e instanceof AuthError) throw e;
+                return [];
+              }),
+          ]);
+          drawDetector(entry, data, incidents);
         } catch (e) {
           if (e instanceof AuthError) throw e;
           destroyCharts(entry);
@@ -321,11 +332,47 @@
     };
   }
 
+  function spanOf(incident) {
+    return {
+      id: incident.id,
+      start: Date.parse(incident.opened_at) / 1000,
+      end: incident.resolved_at ? Date.parse(incident.resolved_at) / 1000 : null, // null: still open
+      severity: incident.severity,
+    };
+  }
+
+  function spanPlugin(chart) {
+    // incidents as shaded spans behind the lines, from opening to resolution (or now, if open)
+    return {
+      hooks: {
+        drawClear: [
+          (u) => {
+            const ctx = u.ctx;
+            const { left, top, width, height } = u.bbox;
+            ctx.save();
+            ctx.beginPath();
+            ctx.rect(left, top, width, height);
+            ctx.clip();
+            for (const s of chart.spans) {
+              const end = s.end === null ? u.scales.x.max : s.end;
+              if (end < u.scales.x.min || s.start > u.scales.x.max) continue;
+              const x0 = u.valToPos(Math.max(s.start, u.scales.x.min), "x", true);
+              const x1 = u.valToPos(Math.min(end, u.scales.x.max), "x", true);
+              ctx.fillStyle = s.severity === "critical" ? cssVar("--incident-bad") : cssVar("--incident");
+              ctx.fillRect(x0, top, Math.max(x1 - x0, 2 * devicePixelRatio), height);
+            }
+            ctx.restore();
+          },
+        ],
+      },
+    };
+  }
+
   function chartWidth(entry) {
     return Math.max(280, entry.el.querySelector(".charts").clientWidth || 600);
   }
 
-  function drawDetector(entry, data) {
+  function drawDetector(entry, data, incidents) {
     destroyCharts(entry);
     entry.data = data;
     const box = entry.el.querySelector(".charts");
@@ -334,15 +381,23 @@
       if (!byKey.has(m.series_key)) byKey.set(m.series_key, []);
       byKey.get(m.series_key).push(m);
     }
+    const spans = new Map();
+    for (const incident of incidents || []) {
+      if (!spans.has(incident.series_key)) spans.set(incident.series_key, []);
+      spans.get(incident.series_key).push(spanOf(incident));
+    }
     const shown = data.series.slice(0, MAX_CHARTS_PER_DETECTOR);
     if (!data.series.length) {
       message(entry, "The query returned no samples in this range.");
     } else {
       const flagged = data.anomalies.length;
+      const count = (incidents || []).length;
+      const open = (incidents || []).filter((i) => !i.resolved_at).length;
       message(
         entry,
-        flagged
-          ? `${flagged} anomal${flagged === 1 ? "y" : "ies"} in this range${data.anomalies_truncated ? " (newest shown)" : ""}.`
+        count || flagged
+          ? `${count} incident${count === 1 ? "" : "s"}${open ? ` (${open} open)` : ""} in this range · ` +
+            `${flagged} anomalous point${flagged === 1 ? "" : "s"}${data.anomalies_truncated ? " (newest shown)" : ""}.`
           : ""
       );
     }
@@ -353,7 +408,8 @@
       wrap.dataset.series = series.key;
       wrap.appendChild(el("p", "labels", labelText(series.labels)));
       box.appendChild(wrap);
-      const chart = { markers: byKey.get(series.key) || [], plot: null, wrap };
+      const chart = { markers: byKey.get(series.key) || [], spans: spans.get(series.key) || [], plot: null, wrap };
+      wrap.dataset.incidents = String(chart.spans.length);
       const axis = { stroke: muted, grid: { stroke: line, width: 1 }, ticks: { stroke: line, width: 1 } };
       const opts = {
         width: chartWidth(entry),
@@ -369,7 +425,7 @@
         ],
         bands: [{ series: [3, 2], fill: band }],
         axes: [Object.assign({ values: axisTimes }, axis), Object.assign({ size: 56, values: (u, splits) => splits.map(fmt) }, axis)],
-        plugins: [markerPlugin(chart)],
+        plugins: [spanPlugin(chart), markerPlugin(chart)],
       };
       chart.plot = new uPlot(opts, columns(series, data.step), wrap);
       entry.charts.set(series.key, chart);
@@ -472,6 +528,21 @@
     if (state.seen.has(msg.id)) return;
     state.seen.add(msg.id);
     const e = msg.event || {};
+    if (e.type === "incident.opened" || e.type === "incident.resolved") {
+      const p = e.payload || {};
+      showIncident(
+        {
+          id: p.incident_id, detector_id: e.detector_id, series_key: e.series_key, labels: e.labels,
+          opened_at: p.opened_at, resolved_at: p.resolved_at, last_anomalous_at: p.last_anomalous_at,
+          severity: e.severity, peak_value: e.value, peak_expected: e.expected, peak_score: e.score,
+          points: p.points, backfill_id: e.backfill_id,
+        },
+        msg.id,
+        true
+      );
+      markIncidentOnChart(e);
+      return;
+    }
     const li = el("li", "new");
     li.dataset.eventId = String(msg.id);
     if (e.detector_id) li.dataset.detector = e.detector_id;
@@ -485,31 +556,88 @@
     );
     li.appendChild(row);
     if (e.labels && Object.keys(e.labels).length) li.appendChild(el("div", "labels", labelText(e.labels)));
-    if (e.value !== null && e.value !== undefined) {
-      let text = `value ${fmt(e.value)}`;
-      if (e.expected !== null && e.expected !== undefined) text += ` · expected ${fmt(e.expected)}`;
-      if (e.lower !== null && e.upper !== null && e.lower !== undefined) text += ` [${fmt(e.lower)}, ${fmt(e.upper)}]`;
-      if (e.score !== null && e.score !== undefined) text += ` · score ${fmt(e.score)}`;
-      li.appendChild(el("div", "numbers", text));
-    }
+    prependFeed(li);
+  }
+
+  function prependFeed(li) {
     const feed = $("feed");
     feed.prepend(li);
     while (feed.children.length > MAX_FEED) feed.lastElementChild.remove();
     $("feed-empty").hidden = true;
-    if (e.type === "anomaly") markOnChart(e, msg.id);
   }
 
-  function markOnChart(e, id) {
+  function showIncident(inc, eventId, live) {
+    // one feed item per incident: opened adds it on top, resolved updates it in place
+    if (inc.id === undefined || inc.id === null) return;
+    let li = $("feed").querySelector(`li[data-incident-id="${Number(inc.id)}"]`);
+    const fresh = !li;
+    if (fresh) {
+      li = el("li", live ? "incident new" : "incident");
+      li.dataset.incidentId = String(inc.id);
+    }
+    if (eventId !== null) li.dataset.eventId = String(eventId);
+    if (inc.detector_id) li.dataset.detector = inc.detector_id;
+    const open = !inc.resolved_at;
+    li.dataset.state = open ? "open" : "resolved";
+    const row = el("div", "row");
+    const sev = el("span", "sev", inc.severity || "info");
+    sev.dataset.severity = inc.severity || "info";
+    const st = el("span", "state", open ? "open" : "resolved");
+    st.dataset.state = open ? "open" : "resolved";
+    row.append(
+      sev,
+      st,
+      el("span", "detector-id", inc.detector_id || "—"),
+      el("span", "time", inc.opened_at ? timeText(new Date(inc.opened_at)) : "")
+    );
+    const parts = [row];
+    if (inc.labels && Object.keys(inc.labels).length) parts.push(el("div", "labels", labelText(inc.labels)));
+    let text = `peak ${fmt(inc.peak_value)}`;
+    if (inc.peak_expected !== null && inc.peak_expected !== undefined) text += ` · expected ${fmt(inc.peak_expected)}`;
+    if (inc.peak_score !== null && inc.peak_score !== undefined) text += ` · score ${fmt(inc.peak_score)}`;
+    if (inc.points) text += ` · ${inc.points} point${inc.points === 1 ? "" : "s"}`;
+    if (!open) text += ` · resolved ${timeText(new Date(inc.resolved_at))}`;
+    if (inc.backfill_id) text += " · backfill";
+    parts.push(el("div", "numbers", text));
+    li.replaceChildren(...parts);
+    if (fresh) {
+      if (live) prependFeed(li);
+      else {
+        $("feed").appendChild(li);
+        $("feed-empty").hidden = true;
+      }
+    }
+  }
+
+  async function preloadFeed() {
+    // the newest live incidents, so the feed is not empty before the next one opens
+    if (state.preloaded) return;
+    state.preloaded = true;
+    try {
+      const page = await api(`/api/incidents?source=live&order=desc&limit=${FEED_PRELOAD}`);
+      for (const inc of page.items) showIncident(inc, null, false);
+    } catch (e) {
+      state.preloaded = false;
+      if (e instanceof AuthError) throw e;
+    }
+  }
+
+  function markIncidentOnChart(e) {
     const entry = state.cards.get(e.detector_id);
     if (!entry) return;
-    entry.el.classList.remove("flash");
-    void entry.el.offsetWidth; // restart the animation
-    entry.el.classList.add("flash");
+    if (e.type === "incident.opened") {
+      entry.el.classList.remove("flash");
+      void entry.el.offsetWidth; // restart the animation
+      entry.el.classList.add("flash");
+    }
     const chart = entry.charts.get(e.series_key);
-    if (!chart || !e.ts) return;
-    const ts = Date.parse(e.ts) / 1000;
-    if (chart.markers.some((m) => m.id === id)) return;
-    chart.markers.push({ id, ts, value: e.value, score: e.score, severity: e.severity, series_key: e.series_key });
+    const p = e.payload || {};
+    if (!chart || !p.opened_at) return;
+    const span = spanOf({ id: p.incident_id, opened_at: p.opened_at, resolved_at: p.resolved_at, severity: e.severity });
+    const known = chart.spans.find((x) => x.id === span.id);
+    if (known) Object.assign(known, span);
+    else chart.spans.push(span);
+    chart.wrap.dataset.incidents = String(chart.spans.length);
     chart.plot.redraw(false);
   }
 
@@ -541,7 +669,10 @@
     state.loading = (async () => {
       try {
         const detectors = await loadDetectors();
-        if (!state.ws && !state.wsTimer) connect(); // the token works: start the feed
+        if (!state.ws && !state.wsTimer) {
+          await preloadFeed();
+          connect(); // the token works: start the feed
+        }
         await loadSeries(detectors);
         $("updated").textContent = `updated ${new Date().toLocaleTimeString([], { hour12: false })}`;
       } catch (e) {
