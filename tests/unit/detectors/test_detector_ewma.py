@@ -6,9 +6,10 @@ import numpy as np
 import pandas as pd
 
 from aiops import detectors
-from tests.unit.detectors.detectors_support import index, noise
+from tests.unit.detectors.detectors_support import PLAIN, index, noise
 
 CLEAN = noise(2000, seed=0)
+BAND = {"calibration": "none"}  # the score is the band distance (floors, adaptation as default)
 
 
 def flagged(frame: pd.DataFrame) -> list[int]:
@@ -16,7 +17,7 @@ def flagged(frame: pd.DataFrame) -> list[int]:
 
 
 def test_the_recursion_by_hand():
-    det = detectors.create("ewma", alpha=0.5, min_periods=2, k=2.0)
+    det = detectors.create("ewma", alpha=0.5, min_periods=2, k=2.0, **PLAIN)
     frame = det.score(pd.Series([1.0, 2.0, 2.0, 9.0], index=index(4)))
     # m: 1 -> 1.5 (d=1, v=0.5*(0+0.5*1)=0.25) -> 1.75 (d=0.5, v=0.5*(0.25+0.5*0.25)=0.1875)
     assert frame["expected"].iloc[:2].isna().all()
@@ -30,13 +31,14 @@ def test_the_recursion_by_hand():
     assert np.isclose(det.state()["learned"]["var"], 0.5 * (0.1875 + 0.5 * d * d))
 
 
-def test_a_spike_is_flagged_alone_and_a_level_shift_is_absorbed_quickly():
+def test_a_spike_is_outside_the_band_alone_and_a_level_shift_is_absorbed_quickly():
     x = CLEAN.to_numpy().copy()
     x[500] += 10
-    assert flagged(detectors.create("ewma").score(pd.Series(x, index=CLEAN.index))) == [500]
+    spiked = pd.Series(x, index=CLEAN.index)
+    assert flagged(detectors.create("ewma", **BAND).score(spiked)) == [500]
     y = CLEAN.to_numpy().copy()
     y[1000:] += 10
-    frame = detectors.create("ewma").score(pd.Series(y, index=CLEAN.index))
+    frame = detectors.create("ewma", **BAND).score(pd.Series(y, index=CLEAN.index))
     hits = flagged(frame)
     assert hits[0] == 1000 and hits[-1] < 1010
     assert abs(frame["expected"].iloc[1300] - 20) < 0.5

@@ -6,24 +6,29 @@ import numpy as np
 import pandas as pd
 
 from aiops import detectors
-from tests.unit.detectors.detectors_support import index, noise
+from tests.unit.detectors.detectors_support import PLAIN, index, noise
 
 CLEAN = noise(2000, seed=2)  # no point of it is flagged with the defaults
+BAND = {"calibration": "none"}  # the score is the band distance (floors, adaptation as default)
 
 
 def flagged(frame: pd.DataFrame) -> list[int]:
     return np.flatnonzero(frame["score"].to_numpy() > 1).tolist()
 
 
-def test_a_spike_is_flagged_alone():
+def test_a_spike_is_outside_the_band_alone():
     assert flagged(detectors.create("quantile").score(CLEAN)) == []
+    assert flagged(detectors.create("quantile", **BAND).score(CLEAN)) == []
     x = CLEAN.to_numpy().copy()
     x[500] += 10
-    assert flagged(detectors.create("quantile").score(pd.Series(x, index=CLEAN.index))) == [500]
+    spiked = pd.Series(x, index=CLEAN.index)
+    assert flagged(detectors.create("quantile", **BAND).score(spiked)) == [500]
 
 
 def test_band_is_built_from_order_statistics():
-    det = detectors.create("quantile", window=100, q_low=0.1, q_high=0.9, margin=0.5).fit(
+    det = detectors.create(
+        "quantile", window=100, q_low=0.1, q_high=0.9, margin=0.5, **PLAIN
+    ).fit(
         CLEAN.iloc[:300]
     )
     row = det.score(CLEAN.iloc[300:301]).iloc[0]
@@ -51,7 +56,7 @@ def test_a_skewed_metric_gets_an_asymmetric_band():
 def test_a_level_shift_is_flagged_then_absorbed():
     x = CLEAN.to_numpy().copy()
     x[1000:] += 10
-    frame = detectors.create("quantile").score(pd.Series(x, index=CLEAN.index))
+    frame = detectors.create("quantile", **BAND).score(pd.Series(x, index=CLEAN.index))
     hits = flagged(frame)
     assert hits[0] == 1000 and hits[-1] < 1030
     assert abs(frame["expected"].iloc[1400] - 20) < 0.5

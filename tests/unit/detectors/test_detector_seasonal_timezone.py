@@ -30,10 +30,11 @@ def flagged_after(series: pd.Series, start: str, **params) -> pd.Series:
 def test_a_local_profile_survives_the_dst_change_and_utc_does_not():
     # Europe/Paris moves to summer time on 2024-03-31: office hours shift by an hour in UTC.
     series = office_hours("Europe/Paris", days=21)
-    local = flagged_after(series, "2024-04-02", timezone="Europe/Paris")
-    utc = flagged_after(series, "2024-04-02")
+    local = flagged_after(series, "2024-04-02", timezone="Europe/Paris", calibration="none")
+    utc = flagged_after(series, "2024-04-02", calibration="none")
     assert local.sum() == 0
     assert utc.sum() > 0  # the UTC profile still expects the winter hours for a while
+    assert flagged_after(series, "2024-04-02", timezone="Europe/Paris").sum() == 0
 
 
 def test_a_spike_in_a_quiet_local_hour_is_still_found():

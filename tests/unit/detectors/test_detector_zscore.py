@@ -6,9 +6,10 @@ import numpy as np
 import pandas as pd
 
 from aiops import detectors
-from tests.unit.detectors.detectors_support import noise
+from tests.unit.detectors.detectors_support import PLAIN, noise
 
 CLEAN = noise(2000, seed=2)  # N(10, 1); no point of it is flagged with the defaults
+BAND = {"calibration": "none"}  # the score is the band distance (floors, adaptation as default)
 
 
 def with_values(values: np.ndarray) -> pd.Series:
@@ -19,18 +20,19 @@ def flagged(frame: pd.DataFrame) -> list[int]:
     return np.flatnonzero(frame["score"].to_numpy() > 1).tolist()
 
 
-def test_the_clean_series_is_quiet_and_a_spike_is_flagged_alone():
+def test_the_clean_series_is_quiet_and_a_spike_is_outside_the_band_alone():
     assert flagged(detectors.create("zscore").score(CLEAN)) == []
+    assert flagged(detectors.create("zscore", **BAND).score(CLEAN)) == []
     x = CLEAN.to_numpy().copy()
     x[500] += 10
-    frame = detectors.create("zscore").score(with_values(x))
+    frame = detectors.create("zscore", **BAND).score(with_values(x))
     assert flagged(frame) == [500]
 
 
 def test_score_is_the_z_score_over_the_previous_window_divided_by_k():
     x = CLEAN.to_numpy().copy()
     x[500] += 10
-    frame = detectors.create("zscore", window=60, k=4.0).score(with_values(x))
+    frame = detectors.create("zscore", window=60, k=4.0, **PLAIN).score(with_values(x))
     window = x[440:500]  # the point itself excluded; nothing in there was clipped
     mean, std = window.mean(), window.std(ddof=1)
     row = frame.iloc[500]
@@ -49,7 +51,7 @@ def test_a_huge_spike_does_not_hide_the_next_one():
     x = CLEAN.to_numpy().copy()
     x[500] = 1e6
     x[510] += 8
-    assert flagged(detectors.create("zscore").score(with_values(x))) == [500, 510]
+    assert flagged(detectors.create("zscore", **BAND).score(with_values(x))) == [500, 510]
     # a plain rolling z-score learns the spike and goes blind for a whole window
     s = with_values(x)
     plain = (s - s.rolling(60).mean().shift()) / s.rolling(60).std().shift()
@@ -59,23 +61,34 @@ def test_a_huge_spike_does_not_hide_the_next_one():
 def test_a_level_shift_is_flagged_then_absorbed_within_a_few_points():
     x = CLEAN.to_numpy().copy()
     x[1000:] += 10
-    frame = detectors.create("zscore").score(with_values(x))
+    frame = detectors.create("zscore", **BAND).score(with_values(x))
     hits = flagged(frame)
-    assert hits[0] == 1000 and hits[-1] < 1010  # flagged at once, absorbed within 10 points
+    assert hits[0] == 1000 and hits[-1] < 1010  # outside at once, absorbed within 10 points
     assert abs(frame["expected"].iloc[1200] - 20) < 0.5  # the band has moved to the new level
+    # the calibrated default needs a few points of the short window to be sure, then lets go
+    hits = flagged(detectors.create("zscore").score(with_values(x)))
+    assert 1000 <= hits[0] <= 1003 and hits[-1] < 1020
 
 
 def test_a_variance_change_is_flagged_then_absorbed():
     x = CLEAN.to_numpy().copy()
     x[1000:] = 10 + (x[1000:] - 10) * 5
-    hits = flagged(detectors.create("zscore").score(with_values(x)))
+    hits = flagged(detectors.create("zscore", **BAND).score(with_values(x)))
     assert hits and hits[0] >= 1000 and hits[-1] < 1060
 
 
 def test_a_constant_window_gives_finite_scores_and_min_scale_sets_a_floor():
     x = np.r_[np.full(100, 5.0), 6.0]
-    frame = detectors.create("zscore", window=30).score(with_values(x))
+    frame = detectors.create("zscore", window=30, **PLAIN).score(with_values(x))
     assert (frame["score"].iloc[30:100] == 0).all()
     assert 1 < frame["score"].iloc[100] < np.inf
-    floored = detectors.create("zscore", window=30, min_scale=0.5).score(with_values(x))
+    floored = detectors.create("zscore", window=30, min_scale=0.5, **PLAIN).score(with_values(x))
     assert floored["score"].iloc[100] == 0.4  # |6 - 5| / (5 * 0.5), k defaults to 5
+
+
+def test_the_level_floor_bounds_the_band_distance_after_a_flat_stretch():
+    x = np.r_[np.full(100, 5.0), 6.0]
+    frame = detectors.create("zscore", window=30, **BAND).score(with_values(x))
+    # no step seen yet: the floor is level_floor * |level| = 0.005 * 5, times k = 5
+    assert frame["upper"].iloc[100] == 5.0 + 5 * 0.005 * 5.0
+    assert frame["score"].iloc[100] == 8.0

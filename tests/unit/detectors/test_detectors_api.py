@@ -12,9 +12,28 @@ from aiops import detectors
 from aiops.errors import InvalidInput
 from tests.unit.detectors.detectors_support import index, noise
 
+COMMON = {  # the shared params of every calibrated kind, at their defaults
+    "calibration": "likelihood",
+    "alert_probability": 0.01,
+    "short_window": 10,
+    "long_window": 1000,
+    "adapt_after": 30,
+    "resolution_floor": 1.0,
+    "level_floor": 0.005,
+    "spread_floor": 0.25,
+}
+
 
 def test_create_knows_every_kind_and_refuses_others():
-    assert detectors.KINDS == ("zscore", "mad", "ewma", "quantile", "seasonal", "threshold")
+    assert detectors.KINDS == (
+        "auto",
+        "zscore",
+        "mad",
+        "ewma",
+        "quantile",
+        "seasonal",
+        "threshold",
+    )
     with pytest.raises(InvalidInput) as info:
         detectors.create("prophet")
     assert info.value.field == "kind"
@@ -25,7 +44,13 @@ def test_create_knows_every_kind_and_refuses_others():
 @pytest.mark.parametrize(
     ("kind", "params", "field", "words"),
     [
-        ("zscore", {"windw": 30}, "params.windw", "allowed: window, min_periods, k, min_scale"),
+        (
+            "zscore",
+            {"windw": 30},
+            "params.windw",
+            "allowed: window, min_periods, k, min_scale, calibration, alert_probability, "
+            "short_window, long_window, adapt_after, resolution_floor, level_floor, spread_floor",
+        ),
         ("zscore", {"window": 1}, "params.window", "integer in [2, 100000]"),
         ("zscore", {"window": 2.5}, "params.window", "integer"),
         ("zscore", {"window": True}, "params.window", "integer"),
@@ -50,6 +75,26 @@ def test_create_knows_every_kind_and_refuses_others():
         ("threshold", {}, "params.upper", "lower, upper or both"),
         ("threshold", {"lower": 5, "upper": 1}, "params.lower", "must not exceed upper"),
         ("threshold", {"upper": float("inf")}, "params.upper", "finite"),
+        ("threshold", {"upper": 1.0, "calibration": "none"}, "params.calibration", "allowed"),
+        ("auto", {"window": 7}, "params.window", "[8, 100000]"),
+        ("auto", {"decide_after": 15}, "params.decide_after", "[16, 100000]"),
+        ("auto", {"min_autocorrelation": 0}, "params.min_autocorrelation", "(0, 1]"),
+        # the shared params of every calibrated kind
+        ("mad", {"calibration": "numenta"}, "params.calibration", "'likelihood'"),
+        ("mad", {"calibration": None}, "params.calibration", "'none'"),
+        ("zscore", {"alert_probability": 0.5}, "params.alert_probability", "(0, 0.5)"),
+        ("ewma", {"alert_probability": 0}, "params.alert_probability", "(0, 0.5)"),
+        ("quantile", {"short_window": 0}, "params.short_window", "[1, 1000]"),
+        ("seasonal", {"short_window": 1.5}, "params.short_window", "[1, 1000]"),
+        ("auto", {"long_window": 9}, "params.long_window", "[10, 1000000]"),
+        ("zscore", {"adapt_after": 0}, "params.adapt_after", "[1, 1000000]"),
+        ("zscore", {"adapt_after": True}, "params.adapt_after", "[1, 1000000]"),
+        ("mad", {"resolution_floor": -1}, "params.resolution_floor", "[0, 100]"),
+        ("mad", {"resolution_floor": 101}, "params.resolution_floor", "[0, 100]"),
+        ("ewma", {"level_floor": 1.0}, "params.level_floor", "[0, 1)"),
+        ("ewma", {"level_floor": float("nan")}, "params.level_floor", "[0, 1)"),
+        ("quantile", {"spread_floor": 10.5}, "params.spread_floor", "[0, 10]"),
+        ("auto", {"spread_floor": "0.25"}, "params.spread_floor", "[0, 10]"),
     ],
 )
 def test_bad_params_name_the_param_and_what_is_allowed(kind, params, field, words):
@@ -62,8 +107,19 @@ def test_bad_params_name_the_param_and_what_is_allowed(kind, params, field, word
 
 def test_params_are_resolved_and_normalised():
     det = detectors.create("zscore", window=60.0)
-    assert det.params == {"window": 60, "min_periods": 30, "k": 5.0, "min_scale": 0.0}
+    assert det.params == {"window": 60, "min_periods": 30, "k": 5.0, "min_scale": 0.0, **COMMON}
     assert detectors.create("ewma", alpha=0.1).params["min_periods"] == 30
+    # auto's residuals are taken after the period is removed: no spread floor by default
+    assert detectors.create("auto").params == {
+        "window": 120,
+        "k": 5.0,
+        "decide_after": 600,
+        "min_autocorrelation": 0.6,
+        "min_scale": 0.0,
+        **COMMON,
+        "spread_floor": 0.0,
+    }
+    assert set(detectors.create("threshold", upper=1).params) == {"lower", "upper"}
     assert detectors.create("zscore", k=5).params_hash() == detectors.create("zscore").params_hash()
     assert detectors.create("zscore", k=3).params_hash() != detectors.create("zscore").params_hash()
     assert (
@@ -174,7 +230,13 @@ def test_state_is_plain_json_with_kind_params_and_version():
     det = detectors.create("ewma", alpha=0.2).fit(noise(100))
     state = det.state()
     assert state["kind"] == "ewma" and state["version"] == 1
-    assert state["params"] == {"alpha": 0.2, "min_periods": 15, "k": 5.0, "min_scale": 0.0}
+    assert state["params"] == {
+        "alpha": 0.2,
+        "min_periods": 15,
+        "k": 5.0,
+        "min_scale": 0.0,
+        **COMMON,
+    }
     assert set(state["learned"]) == {"mean", "var", "count"} and state["learned"]["count"] == 100
     assert state["last_timestamp"] == noise(100).index[-1].isoformat()
     fresh = detectors.create("ewma").state()

@@ -3,6 +3,9 @@
 The loops live in ``detectors_reference``: obvious code, no vectorisation, no shortcuts. This
 pins the exact sequential meaning of "clip anomalies before learning" for every window, young
 streams (partial windows), overlapping anomalies, NaN, and any split into pieces.
+
+The kinds' own models are compared with the shared floors, the bounded adaptation and the
+calibration switched off (``PLAIN``): the score is then the band distance of the definition.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from hypothesis import strategies as st
 
 from aiops import detectors
 from tests.unit.detectors import detectors_reference as ref
-from tests.unit.detectors.detectors_support import daily, messy
+from tests.unit.detectors.detectors_support import PLAIN, daily, messy
 
 SERIES = messy(1500)
 VALID = SERIES[np.isfinite(SERIES.to_numpy())]
@@ -38,8 +41,12 @@ CASES = [
 ]
 
 
+def create(kind: str, params: dict) -> detectors.Detector:
+    return detectors.create(kind, **params, **PLAIN)
+
+
 def reference(kind: str, params: dict, x: np.ndarray) -> np.ndarray:
-    p = detectors.create(kind, **params).params  # resolved defaults
+    p = create(kind, params).params  # resolved defaults
     if kind == "ewma":
         out = ref.ewma(x, p["alpha"], p["min_periods"], p["k"], p["min_scale"])
     elif kind == "quantile":
@@ -59,7 +66,7 @@ def assert_bands_equal(frame: pd.DataFrame, want: np.ndarray) -> None:
 @pytest.mark.parametrize(("kind", "params"), CASES)
 def test_bands_equal_the_point_by_point_definition(kind, params):
     want = reference(kind, params, VALID.to_numpy())
-    frame = detectors.create(kind, **params).score(SERIES)
+    frame = create(kind, params).score(SERIES)
     assert_bands_equal(frame.loc[VALID.index], want)
     flagged = (frame["score"] > 1).sum()
     assert flagged >= 20  # the cases do exercise the clipping recursion
@@ -70,7 +77,7 @@ def test_bands_equal_the_point_by_point_definition(kind, params):
 @given(cuts=st.lists(st.integers(1, len(VALID) - 1), min_size=1, max_size=5, unique=True))
 def test_any_split_equals_the_definition(kind, params, cuts):
     want = reference(kind, params, VALID.to_numpy())
-    det = detectors.create(kind, **params)
+    det = create(kind, params)
     bounds = [0, *sorted(cuts), len(VALID)]
     frame = pd.concat([det.score(VALID.iloc[a:b]) for a, b in itertools.pairwise(bounds)])
     assert_bands_equal(frame, want)
@@ -118,14 +125,14 @@ def seasonal_data() -> pd.Series:
 )
 def test_seasonal_equals_the_point_by_point_definition(params):
     series = seasonal_data()
-    p = detectors.create("seasonal", **params).params
+    p = create("seasonal", params).params
     want = seasonal_reference(series, p)
-    frame = detectors.create("seasonal", **params).score(series)
+    frame = create("seasonal", params).score(series)
     valid = np.isfinite(series.to_numpy())
     assert_bands_equal(frame[valid], want)
     if params.get("period") != "week":
         assert (frame["score"] > 1).sum() >= 10
-    det = detectors.create("seasonal", **params)
+    det = create("seasonal", params)
     for a, b in [(0, 1), (1, 500), (500, 501), (501, 1000), (1000, len(series))]:
         det = detectors.from_state(det.state())
         assert_bands_equal(
