@@ -9,6 +9,7 @@ Format (see ``examples/detectors.yaml`` and ``docs/store.md``)::
         params: {window: 60}          # model hyper-parameters (JSON)
         status: running               # optional: training | running | paused
         threshold: 1.0                # optional, score above which a point is anomalous
+        resolve_after: 20             # optional: normal steps allowed inside one incident
         interval: 1m                  # optional collection interval (default 60s)
         training_window: 1d           # optional: promote training -> running after this
         datasource:

@@ -42,11 +42,24 @@ def test_a_good_file_is_parsed_with_durations(tmp_path):
     assert spec.datasource is not None and spec.datasource.step_seconds == 30
 
 
+def test_resolve_after_is_read_from_the_file_with_the_default_when_absent(tmp_path):
+    from aiops.incidents import DEFAULT_RESOLVE_AFTER
+
+    (default,) = load_detectors_file(write(tmp_path, GOOD), kind_validator=accept_any_kind)
+    assert default.resolve_after == DEFAULT_RESOLVE_AFTER
+    (spec,) = load_detectors_file(
+        write(tmp_path, GOOD.replace("interval: 1m", "interval: 1m\n    resolve_after: 3")), kind_validator=accept_any_kind
+    )
+    assert spec.resolve_after == 3
+
+
 @pytest.mark.parametrize(
     ("old", "new", "field"),
     [
         ("interval: 1m", "interval: often", "interval"),
         ("interval: 1m", "interval: 1m\n    threshold: -2", "threshold"),
+        ("interval: 1m", "interval: 1m\n    resolve_after: -1", "resolve_after"),
+        ("interval: 1m", "interval: 1m\n    resolve_after: soon", "resolve_after"),
         ("step: 30s", "step: 30 seconds", "datasource.step"),
         ("kind: zscore", "kind: Z", "kind"),
         ("interval: 1m", "interval: 1m\n    colour: red", "colour"),
