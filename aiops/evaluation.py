@@ -56,6 +56,7 @@ __all__ = [
     "nab_evaluate",
     "nab_probation_rows",
     "nab_score",
+    "nab_score_rows",
     "parse_labels_csv",
     "parse_labels_json",
 ]
@@ -619,28 +620,33 @@ class NabSeries:
         """Windows that end after the probation period (the others are never scored)."""
         return [k for k, (_, last) in enumerate(self.windows) if last >= self.probation]
 
-    def row_values(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per row: its window (-1 outside) and its unweighted value: the reward of a detection
-        there inside a window (1 at the left edge, towards 0 at the right), the cost (-1 .. 0)
-        outside, scaled by the distance to the closest preceding window."""
-        win = np.full(self.n, -1, dtype=np.int64)
-        val = np.full(self.n, -1.0)
+    def row_values(self, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Per row (every row, or ``rows``): its window (-1 outside) and its unweighted value: the
+        reward of a detection there inside a window (1 at the left edge, towards 0 at the right),
+        the cost (-1 .. 0) outside, scaled by the distance to the closest preceding window."""
+        rows = np.arange(self.n, dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
+        win = np.full(len(rows), -1, dtype=np.int64)
+        val = np.full(len(rows), -1.0)
+        if not self.windows or not len(rows):
+            return win, val
+        firsts = np.array([first for first, _ in self.windows], dtype=np.int64)
         rights = np.array([last for _, last in self.windows], dtype=np.int64)
-        for k, (first, last) in enumerate(self.windows):
-            width = float(last - first + 1)
-            rows = np.arange(first, last + 1)
-            win[first : last + 1] = k
-            val[first : last + 1] = _nab_sigmoid(-(last - rows + 1) / width) / _NAB_LEFT_EDGE
-        outside = np.flatnonzero(win < 0)
-        if len(rights) and len(outside):
-            prev = np.searchsorted(rights, outside, side="left") - 1  # last window ending before
-            has = prev >= 0
-            rows, j = outside[has], prev[has]
-            firsts = np.array([first for first, _ in self.windows], dtype=np.float64)
-            denom = rights[j] - firsts[j]  # width - 1
-            with np.errstate(divide="ignore", invalid="ignore"):
-                dist = np.where(denom > 0, np.abs(rows - rights[j]) / np.where(denom > 0, denom, 1), np.inf)
-            val[rows] = _nab_sigmoid(dist)
+        k = np.searchsorted(firsts, rows, side="right") - 1  # the last window starting at or before
+        inside = (k >= 0) & (rows <= rights[np.maximum(k, 0)])
+        ki, ri = k[inside], rows[inside]
+        width = (rights[ki] - firsts[ki] + 1).astype(np.float64)
+        win[inside] = ki
+        val[inside] = _nab_sigmoid(-(rights[ki] - ri + 1) / width) / _NAB_LEFT_EDGE
+        outside = ~inside
+        prev = np.searchsorted(rights, rows[outside], side="left") - 1  # the last window ending before
+        has = prev >= 0
+        r, j = rows[outside][has], prev[has]
+        denom = (rights[j] - firsts[j]).astype(np.float64)  # width - 1
+        with np.errstate(divide="ignore", invalid="ignore"):
+            dist = np.where(denom > 0, np.abs(r - rights[j]) / np.where(denom > 0, denom, 1.0), np.inf)
+        out_val = val[outside]
+        out_val[has] = _nab_sigmoid(dist)
+        val[outside] = out_val
         return win, val
 
 
@@ -794,10 +800,52 @@ def nab_score(
     return out
 
 
+def nab_score_rows(
+    series: Sequence[NabSeries],
+    rows: Sequence[Any],
+    *,
+    profiles: Sequence[NabProfile] = NAB_PROFILES,
+) -> dict[str, NabScore]:
+    """:func:`nab_score` of detections given as row numbers (one sequence per series): the
+    same scores, in memory proportional to the detections, not the rows (``threshold`` 0.5)."""
+    if len(series) != len(rows):
+        raise InvalidInput(f"{len(series)} NAB series but {len(rows)} row lists", field="rows")
+    parts = []
+    for ser, r in zip(series, rows, strict=True):
+        r = np.unique(np.asarray(r, dtype=np.int64))
+        if len(r) and (r[0] < 0 or r[-1] >= ser.n):
+            raise InvalidInput(f"NAB series {ser.name!r}: detection rows must be within 0..{ser.n - 1}", field="rows")
+        r = r[r >= ser.probation]
+        parts.append((ser, *ser.row_values(r)))
+    windows_total = sum(len(ser.windows) for ser in series)
+    scorable = sum(len(ser.scorable) for ser in series)
+    out: dict[str, NabScore] = {}
+    for p in profiles:
+        raw, detected, detections, false = 0.0, 0, 0, 0
+        for ser, win, val in parts:
+            fp = win < 0
+            raw += p.fp_weight * float(val[fp].sum())
+            best = np.full(max(len(ser.windows), 1), -np.inf)
+            np.maximum.at(best, win[~fp], val[~fp])
+            for k in ser.scorable:
+                if best[k] > -np.inf:
+                    raw += p.tp_weight * float(best[k])
+                    detected += 1
+                else:
+                    raw -= p.fn_weight
+            detections += len(win)
+            false += int(fp.sum())
+        out[p.name] = NabScore(
+            profile=p.name, threshold=0.5, raw=raw, null=-p.fn_weight * scorable, perfect=p.tp_weight * windows_total,
+            windows=scorable, detected_windows=detected, detections=detections, false_detections=false,
+        )
+    return out
+
+
 # --------------------------------------------------------------------------- NAB score of stored anomalies
 
-MAX_NAB_ROWS = 20_000_000
-"""At most this many grid rows per series (a year at 2 s): beyond, ask for a shorter range."""
+MAX_NAB_ROWS = 1_000_000_000
+"""At most this many grid rows (30 years at 1 s): beyond, the range or step is a mistake."""
 
 
 @dataclass
@@ -942,14 +990,11 @@ def nab_evaluate(
     p_rows = nab_probation_rows(n, probation)
 
     def rows_of(times: list[float]) -> np.ndarray:
-        flags = np.zeros(n)
-        if times and n:
-            idx = np.floor((np.asarray(times) - g0) / step + 1e-6).astype(np.int64)
-            flags[idx[(idx >= 0) & (idx < n)]] = 1.0
-        return flags
+        idx = np.floor((np.asarray(times, dtype=np.float64) - g0) / step + 1e-6).astype(np.int64)
+        return np.unique(idx[(idx >= 0) & (idx < n)])
 
     series: list[NabSeries] = []
-    scores: list[np.ndarray] = []
+    scores: list[np.ndarray] = []  # detection rows per series
     meta: list[tuple[Mapping[str, str], bool]] = []
     for i, s in enumerate(labelled):
         wins: list[tuple[int, int]] = []
@@ -967,15 +1012,15 @@ def nab_evaluate(
         series.append(NabSeries(n, (), p_rows, series_key(lab)))
         scores.append(rows_of(found))
         meta.append((lab, False))
-    overall = nab_score(series, scores, threshold=0.5, profiles=profiles)
+    overall = nab_score_rows(series, scores, profiles=profiles)
     results = []
     std = next((p for p in profiles if p.name == "standard"), profiles[0])
     for ser, sc, (lab, is_labelled) in zip(series, scores, meta, strict=True):
-        one = nab_score([ser], [sc], threshold=0.5, profiles=(std,))[std.name]
+        one = nab_score_rows([ser], [sc], profiles=(std,))[std.name]
         results.append(
             NabSeriesResult(
                 labels=lab, labelled=is_labelled, windows=one.windows, detected_windows=one.detected_windows,
-                incidents=int(sc[p_rows:].sum()), false_incidents=one.false_detections, score=one.normalized,
+                incidents=one.detections, false_incidents=one.false_detections, score=one.normalized,
             )
         )
     return NabEvaluation(

@@ -23,6 +23,7 @@ from aiops.evaluation import (
     nab_evaluate,
     nab_probation_rows,
     nab_score,
+    nab_score_rows,
     parse_labels_json,
 )
 
@@ -204,8 +205,31 @@ def test_nab_evaluate_clips_windows_to_the_range_and_checks_its_inputs():
     with pytest.raises(InvalidInput, match="probation"):
         nab_evaluate(labels, [], step=60, probation=1.0)
     with pytest.raises(InvalidInput, match="shorter"):
-        nab_evaluate(labels, [], step=1, start=0, end=10**9)
+        nab_evaluate(labels, [], step=1, start=0, end=2 * 10**9)
     both = parse_labels_json([{"labels": {"job": "api"}, "start": T0, "end": T0 + 60},
                               {"labels": {"env": "prod"}, "start": T0, "end": T0 + 60}], "b.json")
     with pytest.raises(InvalidInput, match="matches both"):
         nab_evaluate(both, [({"job": "api", "env": "prod"}, T0)], step=60)
+
+
+def test_sparse_rows_give_the_dense_scores():
+    rng = np.random.default_rng(5)
+    series, dense, rows = [], [], []
+    for i in range(6):
+        n = int(rng.integers(30, 200))
+        cuts = np.sort(rng.choice(np.arange(1, n - 1), size=4, replace=False))
+        wins = [(int(cuts[0]), int(cuts[1])), (int(cuts[2]), int(cuts[3]))] if i % 3 else []
+        s = NabSeries.with_probation(n, wins, name=f"s{i}")
+        flags = (rng.random(n) < 0.1).astype(float)
+        series.append(s)
+        dense.append(flags)
+        rows.append(np.flatnonzero(flags))
+    a = nab_score(series, dense)
+    b = nab_score_rows(series, rows)
+    for name in a:
+        assert b[name].raw == pytest.approx(a[name].raw)
+        assert (b[name].detections, b[name].false_detections, b[name].detected_windows, b[name].windows) == (
+            a[name].detections, a[name].false_detections, a[name].detected_windows, a[name].windows)
+        assert (b[name].null, b[name].perfect) == (a[name].null, a[name].perfect)
+    with pytest.raises(InvalidInput, match="within"):
+        nab_score_rows([NabSeries(5, ())], [[7]])
