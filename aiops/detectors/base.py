@@ -59,9 +59,9 @@ from typing import Any, ClassVar, Self
 
 import numpy as np
 import pandas as pd
-from scipy.signal import lfilter
 from scipy.special import log_ndtr
 
+from aiops.detectors._kernels import calibration_pass, floor_pass
 from aiops.errors import InvalidInput
 
 __all__ = [
@@ -93,7 +93,6 @@ FLOOR_LEARN_CAP = 10.0
 average so far (a glitch does not widen every band after it)."""
 _JUST_ABOVE_ONE = float(np.nextafter(1.0, 2.0))
 _CHUNK = 1 << 16
-_EW_MIN_SEGMENT = 64
 
 
 # --------------------------------------------------------------------------- parameters
@@ -551,70 +550,56 @@ class Detector(ABC):
         """Scale floor before each point of ``x`` (finite values), learned from the points
         before it; advances the floor state. See the module docstring."""
         p = self.params
-        n = len(x)
-        alpha = 1.0 / p["long_window"]
-        prev = np.empty(n)
-        prev[0] = self._f_prev
-        prev[1:] = x[:-1]
-        step = np.abs(x - prev)  # NaN for the first point of the stream
-        with np.errstate(invalid="ignore"):
-            positive = np.where(step > 0, step, math.inf)
-        smallest = np.minimum.accumulate(positive)
-        res = np.empty(n)
-        res[0] = self._f_res
-        np.minimum(self._f_res, smallest[:-1], out=res[1:])
-        self._f_res = float(min(self._f_res, smallest[-1]))
-        self._f_prev = float(x[-1])
-        res[np.isinf(res)] = 0.0
-        floor = res
-        floor *= p["resolution_floor"]
-        np.fmax(floor, float(p["min_scale"]), out=floor)
-        # the slow averages are always learned (a setting changed later finds them ready)
-        for name, values, factor in (
-            ("_f_lvl", np.abs(x), p["level_floor"]),
-            ("_f_sp", step, p["spread_floor"]),
-        ):
-            before, after = _ew_before(values, alpha, getattr(self, name))
-            setattr(self, name, after)
-            if factor:
-                before *= factor
-                np.fmax(floor, before, out=floor)
+        floor = np.empty(len(x))
+        state = np.array([self._f_prev, self._f_res, self._f_lvl, self._f_sp])
+        floor_pass(
+            x,
+            state,
+            1.0 / p["long_window"],
+            FLOOR_LEARN_CAP,
+            float(p["min_scale"]),
+            p["resolution_floor"],
+            p["level_floor"],
+            p["spread_floor"],
+            floor,
+        )
+        self._f_prev, self._f_res, self._f_lvl, self._f_sp = (float(v) for v in state)
         return floor
 
     def _calibrate(self, z: np.ndarray, valid: np.ndarray) -> np.ndarray:
         """Band distances -> calibrated scores (see the module docstring); advances the state."""
         p = self.params
         out = np.zeros(len(z))
-        idx = np.flatnonzero(valid)
-        if not len(idx):
+        idx = None if valid.all() else np.flatnonzero(valid)
+        zv = z if idx is None else z[idx]
+        if not len(zv):
             return out
-        a = np.minimum(z[idx], CALIBRATION_CAP) * (1.0 / CALIBRATION_CAP)
         sw = p["short_window"]
-        tail = self._c_tail
-        full = np.concatenate([tail, a]) if len(tail) else a
-        sums = np.convolve(full, np.ones(sw))[len(tail) : len(full)]
-        counts = np.minimum(np.arange(len(tail) + 1, len(full) + 1), sw)
-        avg = sums / counts
-        alpha = 2.0 / (p["long_window"] + 1)
-        mean, var, self._c_mean, self._c_var = _ew_mean_var_before(
-            a, alpha, self._c_mean, self._c_var
+        ring = np.full(sw, np.nan)
+        if len(self._c_tail):
+            ring[sw - len(self._c_tail) :] = self._c_tail
+        state = np.array([self._c_mean, self._c_var, float(self._c_n)])
+        t = np.empty(len(zv))
+        calibration_pass(
+            zv,
+            ring,
+            state,
+            2.0 / (p["long_window"] + 1),
+            CALIBRATION_CAP,
+            CALIBRATION_SPREAD_FLOOR,
+            float(min(CALIBRATION_WARMUP, p["long_window"])),
+            t,
         )
-        before = self._c_n + np.arange(len(a))
-        self._c_n += len(a)
-        self._c_tail = full[len(full) - (sw - 1) :].copy() if sw > 1 else np.empty(0)
-        spread = np.sqrt(var)
-        np.fmax(spread, CALIBRATION_SPREAD_FLOOR, out=spread)
-        t = avg
-        t -= mean
-        t /= spread
+        self._c_mean, self._c_var = float(state[0]), float(state[1])
+        self._c_n = int(state[2])
+        self._c_tail = ring[~np.isnan(ring)]
         # below the long-run mean by a spread or more the score is under 0.04: 0 (saves time)
-        score = np.zeros(len(a))
-        high = np.flatnonzero(t > -1.0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            score[high] = log_ndtr(-t[high]) * (1.0 / math.log(p["alert_probability"]))
-        score[before < min(CALIBRATION_WARMUP, p["long_window"])] = 0.0
-        score[np.isnan(score)] = 0.0
+        high = np.flatnonzero(t > -1.0)  # NaN (warm-up) is not
+        score = np.zeros(len(zv))
+        score[high] = log_ndtr(-t[high]) * (1.0 / math.log(p["alert_probability"]))
         np.clip(score, 0.0, MAX_SCORE, out=score)
+        if idx is None:
+            return score
         out[idx] = score
         return out
 
@@ -757,66 +742,3 @@ class Detector(ABC):
     def _restore(self, learned: Mapping[str, Any]) -> None:
         """Load :meth:`_learned` output after a JSON round trip; raise InvalidInput if malformed."""
 
-
-def _ew_before(v: np.ndarray, alpha: float, m: float) -> tuple[np.ndarray, float]:
-    """Exponentially weighted mean of ``v`` *before* each point (NaN until one is known),
-    continuing from mean ``m`` (NaN: none yet; the first finite value starts it).
-
-    A value above :data:`FLOOR_LEARN_CAP` times the mean before it (when that mean is > 0) is
-    learned as that cap, so one glitch (a 1e9 sample) does not raise the floors for thousands
-    of points. Sequential, like every recursion here: run as linear filters over segments that
-    stop at a capped value (the same numbers, whatever the split into calls).
-    """
-    n = len(v)
-    out = np.full(n, np.nan)
-    start = 0
-    if math.isnan(m):
-        ok = np.flatnonzero(np.isfinite(v))
-        if not len(ok):
-            return out, m
-        start = int(ok[0]) + 1
-        m = float(v[start - 1])
-    decay = 1.0 - alpha
-    i, seg = start, _EW_MIN_SEGMENT
-    while i < n:
-        j = min(n, i + seg)
-        part = v[i:j]
-        means, _ = lfilter([alpha], [1.0, -decay], part, zi=[decay * m])
-        before = out[i:j]
-        before[0] = m
-        before[1:] = means[:-1]
-        with np.errstate(invalid="ignore"):
-            over = (part > FLOOR_LEARN_CAP * before) & (before > 0)
-        if over.any():
-            g = int(over.argmax())
-            out[i + g + 1 : j] = np.nan
-            m = decay * float(before[g]) + alpha * (FLOOR_LEARN_CAP * float(before[g]))
-            i += g + 1
-            seg = max(_EW_MIN_SEGMENT, seg // 2)
-        else:
-            m = float(means[-1])
-            i = j
-            seg = min(_CHUNK, seg * 2)
-    return out, m
-
-
-def _ew_mean_var_before(
-    a: np.ndarray, alpha: float, m: float, v: float
-) -> tuple[np.ndarray, np.ndarray, float, float]:
-    """Exponentially weighted mean and variance before each point (West/Finch form), and the
-    state after the last; ``m`` NaN starts from the first value with variance 0."""
-    n = len(a)
-    mean = np.empty(n)
-    var = np.empty(n)
-    if math.isnan(m):
-        m, v = float(a[0]), 0.0
-    decay = 1.0 - alpha
-    means, _ = lfilter([alpha], [1.0, -decay], a, zi=[decay * m])
-    mean[0] = m
-    mean[1:] = means[:-1]
-    d = a - mean
-    d *= d
-    variances, _ = lfilter([decay * alpha], [1.0, -decay], d, zi=[decay * v])
-    var[0] = v
-    var[1:] = variances[:-1]
-    return mean, var, float(means[-1]), float(variances[-1])
