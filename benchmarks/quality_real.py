@@ -56,6 +56,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from aiops import detectors  # noqa: E402
+from aiops.errors import InvalidInput  # noqa: E402
 from aiops.evaluation import NAB_PROFILES, NabScore, NabSeries, nab_score  # noqa: E402
 from aiops.incidents import DEFAULT_RESOLVE_AFTER, IncidentTracker  # noqa: E402
 
@@ -298,6 +299,12 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
     args = parser.parse_args()
 
+    kinds = [k for k in args.kinds.split(",") if k]
+    for k in kinds:
+        try:
+            detectors.detector_class(k)  # an unknown kind stops before any work
+        except InvalidInput as exc:
+            raise SystemExit(f"quality_real: {exc.message}") from None
     t = time.perf_counter()
     files = load_corpus(args.nab_root)
     n_rows = sum(len(f.ns) for f in files)
@@ -319,9 +326,6 @@ def main() -> None:
                                              "swept": {k: v.to_dict() for k, v in swept.items()}}, indent=1))
         return
 
-    kinds = [k for k in args.kinds.split(",") if k]
-    for k in kinds:
-        detectors.detector_class(k)  # InvalidInput on an unknown kind, before any work
     tmp = None
     out = args.out
     if out is None:
