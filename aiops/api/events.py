@@ -323,10 +323,12 @@ class EventHub:
     async def _replay(self, sub: Subscriber, send: Any) -> None:
         detector = next(iter(sub.detectors)) if len(sub.detectors) == 1 else None
         types = sorted(sub.types) or None
+        # the default stream leaves per-point anomalies out: let the store skip them too
+        skip = {"exclude_types": [EVENT_ANOMALY]} if not sub.anomalies and types is None else {}
         while sub.cursor < self.evicted_upto and sub.closing is None:
             covered = self.evicted_upto  # committed before the read below, so the read sees it
             page = await anyio.to_thread.run_sync(
-                lambda c=sub.cursor: self.store.events_after(c, REPLAY_PAGE, detector=detector, types=types)
+                lambda c=sub.cursor: self.store.events_after(c, REPLAY_PAGE, detector=detector, types=types, **skip)
             )
             count = 0
             for e in page:

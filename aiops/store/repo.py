@@ -1152,8 +1152,10 @@ class Store:
         limit: int = 100,
         detector: str | None = None,
         types: Sequence[str] | None = None,
+        exclude_types: Sequence[str] | None = None,
     ) -> list[Event]:
-        """Events with id > ``after_id``, ascending (the WebSocket tail and ``?since=``)."""
+        """Events with id > ``after_id``, ascending (the WebSocket tail and ``?since=``);
+        ``types`` keeps those types only, ``exclude_types`` leaves those out."""
         after_id = _non_negative_id(after_id, "after_id") or 0
         stmt = select(EventRow).where(EventRow.id > after_id)
         if detector is not None:
@@ -1162,6 +1164,10 @@ class Store:
             if isinstance(types, str):
                 types = [types]
             stmt = stmt.where(EventRow.type.in_(list(types)))
+        if exclude_types:
+            if isinstance(exclude_types, str):
+                exclude_types = [exclude_types]
+            stmt = stmt.where(EventRow.type.not_in(list(exclude_types)))
         stmt = stmt.order_by(EventRow.id).limit(_limit(limit))
         with self._tx() as s:
             return [Event.model_validate(r) for r in s.scalars(stmt)]
