@@ -1,7 +1,8 @@
 """``auto``: the default that needs no tuning. It looks at the series, picks a model, says why.
 
-From the first ``decide_after`` points of the stream it measures the sampling step, and looks
-for a period: the highest autocorrelation peak after the first zero crossing (lags up to half
+From the first points of the stream (at least ``decide_after``, and until they span
+``period_search_seconds``, two days by default, so a daily cycle is seen twice, or
+:data:`MAX_LOOK_POINTS`) it measures the sampling step, and looks for a period: the highest autocorrelation peak after the first zero crossing (lags up to half
 the points seen), corrected for the shorter overlap at long lags. A peak of at least
 ``min_autocorrelation`` means the series repeats itself (a daily cycle, a batch job every
 hour, ...); then each value is compared with the value one period earlier (the nearest sample
@@ -18,8 +19,9 @@ the window, and a lasting change becomes the new normal within one window.
 What it chose is in :meth:`AutoDetector.describe` (and in ``GET /api/detectors/{id}``):
 the model, the period and its autocorrelation, the sampling step, the value resolution and the
 typical level, and a sentence saying why. The decision is taken once, at a fixed point of the
-stream, so scoring in pieces or in one call gives the same scores. Until then points are
-learned and score 0 (warm-up).
+stream, so scoring in pieces or in one call gives the same scores. Until then values are
+compared with their recent past (the model without a period); when a period is chosen, the
+points looked at are learned again against it.
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ from aiops.errors import InvalidInput
 __all__ = ["AutoDetector", "find_period"]
 
 MAX_DECIDE_AFTER = 100_000
+MAX_LOOK_POINTS = 4_000
+"""The choice waits at most this many points for ``period_search_seconds`` of data (unless
+``decide_after`` asks for more): what is looked at stays in the state until then."""
 MAX_HISTORY = 200_000
 """At most this many points of history are kept for the period lookup (one period's worth)."""
 
@@ -85,7 +90,7 @@ def find_period(values: np.ndarray, min_autocorrelation: float) -> tuple[int, fl
 
 class AutoDetector(Detector):
     """Picks a model from the series itself. Params: window=120, k=5.0, decide_after=600,
-    min_autocorrelation=0.6, min_scale=0.0; spread_floor=0 (and the shared calibration params)."""
+    period_search_seconds=172800, min_autocorrelation=0.6, min_scale=0.0; spread_floor=0 (and the shared calibration params)."""
 
     kind = "auto"
     version = 1
@@ -106,8 +111,17 @@ class AutoDetector(Detector):
             "decide_after",
             int,
             600,
-            f"an integer in [16, {MAX_DECIDE_AFTER}] (points looked at before choosing)",
+            f"an integer in [16, {MAX_DECIDE_AFTER}] (points looked at, at least, before "
+            "choosing)",
             lambda v: 16 <= v <= MAX_DECIDE_AFTER,
+        ),
+        Param(
+            "period_search_seconds",
+            int,
+            2 * 86_400,
+            "an integer in [0, 31622400] (the choice also waits until the points seen span "
+            f"this long, so a daily cycle is seen twice, or until {MAX_LOOK_POINTS} points)",
+            lambda v: 0 <= v <= 31_622_400,
         ),
         Param(
             "min_autocorrelation",
@@ -188,9 +202,13 @@ class AutoDetector(Detector):
             return {
                 "kind": self.kind,
                 "decided": False,
+                "model": "rolling median/MAD",
                 "reason": (
-                    f"looking at the series: {len(self._buf_x)} of "
-                    f"{self.params['decide_after']} points seen"
+                    f"looking at the series for a period: {len(self._buf_x)} points seen (at "
+                    f"least {self.params['decide_after']}, spanning "
+                    f"{_duration(self.params['period_search_seconds'] * 10**9)} or "
+                    f"{max(self.params['decide_after'], MAX_LOOK_POINTS)} points); meanwhile "
+                    "values are compared with their recent past"
                 ),
             }
         return {"kind": self.kind, "decided": True, **self._choice}
@@ -208,13 +226,24 @@ class AutoDetector(Detector):
         up = np.full(n, np.nan)
         i = 0
         if self._choice is None:
-            take = min(self.params["decide_after"] - len(self._buf_x), n)
-            self._buf_t = np.concatenate([self._buf_t, t[:take]])
-            self._buf_x = np.concatenate([self._buf_x, x[:take]])
-            i = take
-            if len(self._buf_x) >= self.params["decide_after"]:
+            p = self.params
+            first = self._buf_t[0] if len(self._buf_t) else t[0]
+            counts = len(self._buf_x) + np.arange(1, n + 1)
+            ready = (counts >= p["decide_after"]) & (
+                (t - first >= p["period_search_seconds"] * 10**9)
+                | (counts >= max(p["decide_after"], MAX_LOOK_POINTS))
+            )
+            i = int(ready.argmax()) + 1 if ready.any() else n
+            # meanwhile, values are compared with their recent past (the model without period)
+            lo[:i], e[:i], up[:i] = self._model(t[:i], x[:i], self._floor[:i])
+            self._buf_t = np.concatenate([self._buf_t, t[:i]])
+            self._buf_x = np.concatenate([self._buf_x, x[:i]])
+            if ready.any():
                 self._decide()
-                self._model(self._buf_t, self._buf_x, None)  # learn what was looked at
+                if self._period_ns:  # learn what was looked at, against its period
+                    self._tail_y = np.empty(0)
+                    self._tail_r = np.empty(0)
+                    self._model(self._buf_t, self._buf_x, None)
                 self._buf_t = np.empty(0, dtype=np.int64)
                 self._buf_x = np.empty(0)
         if i < n:
@@ -310,8 +339,9 @@ class AutoDetector(Detector):
             return np.array(value, dtype=np.int64)
 
         p = self.params
-        self._buf_t = ints("buffer_ns", p["decide_after"])
-        self._buf_x = float_array(learned.get("buffer", []), "learned.buffer", p["decide_after"])
+        most = max(p["decide_after"], MAX_LOOK_POINTS)
+        self._buf_t = ints("buffer_ns", most)
+        self._buf_x = float_array(learned.get("buffer", []), "learned.buffer", most)
         self._hist_t = ints("history_ns", MAX_HISTORY)
         self._hist_x = float_array(learned.get("history", []), "learned.history", MAX_HISTORY)
         self._tail_y = float_array(learned.get("tail", []), "learned.tail", p["window"])

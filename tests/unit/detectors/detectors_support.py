@@ -61,7 +61,7 @@ CONTRACT_PARAMS: dict[str, dict[str, Any]] = {
     "threshold": {"lower": 2.0, "upper": 18.0},
 }
 WARM_UP: dict[str, int] = {
-    "auto": 200,
+    "auto": 16,  # 8 points for the median, 8 residuals for the MAD (window 30)
     "zscore": 10,
     "mad": 20,
     "ewma": 30,

@@ -114,6 +114,7 @@ def test_params_are_resolved_and_normalised():
         "window": 120,
         "k": 5.0,
         "decide_after": 600,
+        "period_search_seconds": 172_800,
         "min_autocorrelation": 0.6,
         "min_scale": 0.0,
         **COMMON,
