@@ -82,11 +82,12 @@ def calibration_pass(
     ``ring`` holds the last ``short_window`` scaled distances (oldest first, NaN where none
     yet); ``state`` = [long-run mean, long-run variance, count] (mean NaN: none yet). Both are
     updated in place. ``a = min(z, cap) / cap``; ``t = (mean of the ring - long-run mean
-    before the point) / max(long-run spread before it, spread_floor)``.
+    before the point) / max(long-run spread before it, spread_floor)``. The long-run mean and
+    variance weigh each point ``max(alpha, 1 / (count + 1))``: plain averages for the first
+    ``1 / alpha`` points, exponentially weighted after.
     """
     mean, var, count = state[0], state[1], state[2]
     w = len(ring)
-    decay = 1.0 - alpha
     total = 0.0
     filled = 0
     for k in range(w):
@@ -116,9 +117,15 @@ def calibration_pass(
             out_t[i] = (total / filled - mean) / spread
         else:
             out_t[i] = math.nan
+        # weight max(alpha, 1 / (count + 1)): a plain running mean and variance while young, so
+        # the long-run estimates are not stuck near the first value with a variance near 0
+        # (which alerted on clean noise for a few hundred points after the warm-up)
+        wt = 1.0 / (count + 1.0)
+        if wt < alpha:
+            wt = alpha
         d = a - mean
-        mean = alpha * a + decay * mean
-        var = decay * (var + alpha * d * d)
+        mean += wt * d
+        var = (1.0 - wt) * (var + wt * d * d)
         count += 1.0
     # oldest first again, so the saved state does not depend on where the ring stopped
     if head:
