@@ -2,6 +2,10 @@
 
 The vectorised detectors must give the same bands as these loops. Each returns a list of
 ``(lower, expected, upper)`` per point of ``x`` (finite values only, no missing handling).
+
+``adapt_after`` (the bounded adaptation of :mod:`aiops.detectors.base`): a point outside its
+band is learned clipped, unless it is more than the ``adapt_after``-th consecutive one outside;
+then it is learned raw. ``None``: always clipped.
 """
 
 from __future__ import annotations
@@ -27,7 +31,23 @@ def _clip(v: float, lo: float, up: float) -> float:
     return min(max(v, lo), up)
 
 
-def zscore(x, window, min_periods, k, min_scale=0.0):
+class _Learn:
+    """What a point is learned as: clipped, or raw past ``adapt_after`` consecutive outside."""
+
+    def __init__(self, adapt_after: int | None) -> None:
+        self.adapt_after = adapt_after
+        self.run = 0
+
+    def __call__(self, v: float, lo: float, up: float) -> float:
+        outside = not math.isnan(lo) and (v < lo or v > up)
+        self.run = self.run + 1 if outside else 0
+        if self.adapt_after is not None and self.run > self.adapt_after:
+            return v
+        return _clip(v, lo, up)
+
+
+def zscore(x, window, min_periods, k, min_scale=0.0, adapt_after=None):
+    learn = _Learn(adapt_after)
     c: list[float] = []
     out = []
     for v in x:
@@ -40,11 +60,12 @@ def zscore(x, window, min_periods, k, min_scale=0.0):
         else:
             band = (math.nan, math.nan, math.nan)
         out.append(band)
-        c.append(_clip(v, band[0], band[2]))
+        c.append(learn(v, band[0], band[2]))
     return out
 
 
-def quantile(x, window, min_periods, q_low, q_high, margin, min_scale=0.0):
+def quantile(x, window, min_periods, q_low, q_high, margin, min_scale=0.0, adapt_after=None):
+    learn = _Learn(adapt_after)
     c: list[float] = []
     out = []
     for v in x:
@@ -58,11 +79,12 @@ def quantile(x, window, min_periods, q_low, q_high, margin, min_scale=0.0):
         else:
             band = (math.nan, math.nan, math.nan)
         out.append(band)
-        c.append(_clip(v, band[0], band[2]))
+        c.append(learn(v, band[0], band[2]))
     return out
 
 
-def mad(x, window, min_periods, k, min_scale=0.0):
+def mad(x, window, min_periods, k, min_scale=0.0, adapt_after=None):
+    learn = _Learn(adapt_after)
     c: list[float] = []
     r: list[float] = []
     out = []
@@ -77,13 +99,14 @@ def mad(x, window, min_periods, k, min_scale=0.0):
         else:
             band = (math.nan, math.nan, math.nan)
         out.append(band)
-        ci = _clip(v, band[0], band[2])
+        ci = learn(v, band[0], band[2])
         c.append(ci)
         r.append(ci - m)
     return out
 
 
-def ewma(x, alpha, min_periods, k, min_scale=0.0):
+def ewma(x, alpha, min_periods, k, min_scale=0.0, adapt_after=None):
+    learn = _Learn(adapt_after)
     m = v = math.nan
     n = 0
     out = []
@@ -94,7 +117,7 @@ def ewma(x, alpha, min_periods, k, min_scale=0.0):
         else:
             band = (math.nan, math.nan, math.nan)
         out.append(band)
-        ci = _clip(xi, band[0], band[2])
+        ci = learn(xi, band[0], band[2])
         if n == 0:
             m, v = ci, 0.0
         else:

@@ -41,20 +41,36 @@ CASES = [
 ]
 
 
+# the bounded adaptation: past adapt_after consecutive points outside, learned raw (the messy
+# series' level shift and variance change make such runs)
+ADAPT_CASES = [
+    ("zscore", {"window": 30, "min_periods": 15, "k": 3.0, "adapt_after": 3}),
+    ("zscore", {"window": 7, "min_periods": 7, "k": 2.0, "adapt_after": 1}),
+    ("mad", {"window": 30, "min_periods": 15, "k": 3.0, "adapt_after": 4}),
+    ("mad", {"window": 60, "min_periods": 1, "k": 2.0, "adapt_after": 2}),
+    ("quantile", {"window": 40, "min_periods": 10, "q_low": 0.1, "q_high": 0.9, "margin": 0.5,
+                  "adapt_after": 3}),
+    ("ewma", {"alpha": 0.05, "k": 3.0, "adapt_after": 2}),
+    ("ewma", {"alpha": 0.3, "k": 2.0, "adapt_after": 1}),
+]  # fmt: skip
+
+
 def create(kind: str, params: dict) -> detectors.Detector:
-    return detectors.create(kind, **params, **PLAIN)
+    return detectors.create(kind, **{**PLAIN, **params})
 
 
 def reference(kind: str, params: dict, x: np.ndarray) -> np.ndarray:
     p = create(kind, params).params  # resolved defaults
+    adapt = p["adapt_after"]
     if kind == "ewma":
-        out = ref.ewma(x, p["alpha"], p["min_periods"], p["k"], p["min_scale"])
+        out = ref.ewma(x, p["alpha"], p["min_periods"], p["k"], p["min_scale"], adapt)
     elif kind == "quantile":
         out = ref.quantile(
-            x, p["window"], p["min_periods"], p["q_low"], p["q_high"], p["margin"], p["min_scale"]
-        )
+            x, p["window"], p["min_periods"], p["q_low"], p["q_high"], p["margin"],
+            p["min_scale"], adapt,
+        )  # fmt: skip
     else:
-        out = getattr(ref, kind)(x, p["window"], p["min_periods"], p["k"], p["min_scale"])
+        out = getattr(ref, kind)(x, p["window"], p["min_periods"], p["k"], p["min_scale"], adapt)
     return np.array(out)
 
 
@@ -63,7 +79,7 @@ def assert_bands_equal(frame: pd.DataFrame, want: np.ndarray) -> None:
     np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9, equal_nan=True)
 
 
-@pytest.mark.parametrize(("kind", "params"), CASES)
+@pytest.mark.parametrize(("kind", "params"), CASES + ADAPT_CASES)
 def test_bands_equal_the_point_by_point_definition(kind, params):
     want = reference(kind, params, VALID.to_numpy())
     frame = create(kind, params).score(SERIES)
@@ -72,7 +88,7 @@ def test_bands_equal_the_point_by_point_definition(kind, params):
     assert flagged >= 20  # the cases do exercise the clipping recursion
 
 
-@pytest.mark.parametrize(("kind", "params"), CASES)
+@pytest.mark.parametrize(("kind", "params"), CASES + ADAPT_CASES)
 @settings(max_examples=6, deadline=None)
 @given(cuts=st.lists(st.integers(1, len(VALID) - 1), min_size=1, max_size=5, unique=True))
 def test_any_split_equals_the_definition(kind, params, cuts):
@@ -81,6 +97,16 @@ def test_any_split_equals_the_definition(kind, params, cuts):
     bounds = [0, *sorted(cuts), len(VALID)]
     frame = pd.concat([det.score(VALID.iloc[a:b]) for a, b in itertools.pairwise(bounds)])
     assert_bands_equal(frame, want)
+
+
+@pytest.mark.parametrize(("kind", "params"), ADAPT_CASES)
+def test_a_lasting_change_is_learned_raw_after_adapt_after_points_outside(kind, params):
+    adapted = create(kind, params).score(VALID)
+    clipped = create(kind, {**params, "adapt_after": PLAIN["adapt_after"]}).score(VALID)
+    outside = (adapted["score"] > 1).to_numpy()
+    runs = np.diff(np.flatnonzero(np.diff(np.r_[0, outside.astype(int), 0])))[::2]
+    assert runs.max() > params["adapt_after"]  # the case does exercise the adaptation
+    assert not np.allclose(adapted["expected"], clipped["expected"], equal_nan=True)
 
 
 def seasonal_reference(series: pd.Series, p: dict) -> np.ndarray:
