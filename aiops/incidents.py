@@ -223,31 +223,38 @@ def follow(
     else:
         offset = 0
     n = len(t)
-    flags = np.nan_to_num(s, nan=0.0) > threshold
+    with np.errstate(invalid="ignore"):
+        flags = s > threshold  # NaN (a missing value) is normal
+    ends = [v for v in (last_ts, float(t[-1]) if n else None, until if step else None) if v is not None]
+    if not tracker.open and not flags.any():  # the common case: nothing to group
+        return [], {**tracker.state(), "last_ts": max(ends) if ends else None, "opened_at": None}
+    gaps = np.zeros(n, np.int64)
+    end_from, tail = None, 0
     if step and step > 0:
         prev = np.concatenate([[t[0] - step if last_ts is None else last_ts], t[:-1]]) if n else t
-        gaps = np.clip(np.rint((t - prev) / step).astype(np.int64) - 1, 0, r + 1) if n else np.zeros(0, np.int64)
+        if n:
+            gaps = np.clip(np.rint((t - prev) / step).astype(np.int64) - 1, 0, r + 1)
         end_from = t[-1] if n else last_ts
-        tail = 0
         if until is not None and end_from is not None and until > end_from:
             tail = int(min(max(round((until - end_from) / step), 0), r + 1))
+    if tail == 0 and not gaps.any():  # no missing step: group the points as they are
+        pos = np.arange(n)
+        exp_ts, exp_flags, exp_scores = t, flags, s
     else:
-        prev = t
-        gaps = np.zeros(n, np.int64)
-        end_from, tail = None, 0
-    fill_before = np.cumsum(gaps)
-    pos = np.arange(n) + fill_before  # where each real point sits among real and missing ones
-    total = n + int(fill_before[-1] if n else 0) + tail
-    exp_ts = np.empty(total)
-    exp_flags = np.zeros(total, dtype=bool)
-    exp_scores = np.zeros(total)
-    exp_ts[pos], exp_flags[pos], exp_scores[pos] = t, flags, np.nan_to_num(s, nan=0.0)
-    if n and fill_before[-1]:
-        owner = np.repeat(np.arange(n), gaps)
-        j = np.arange(len(owner)) - np.repeat(fill_before - gaps, gaps) + 1
-        exp_ts[pos[owner] - gaps[owner] + j - 1] = prev[owner] + step * j
-    if tail:
-        exp_ts[total - tail :] = end_from + step * np.arange(1, tail + 1)
+        fill_before = np.cumsum(gaps)
+        pos = np.arange(n) + fill_before  # where each real point sits among real and missing ones
+        total = n + int(fill_before[-1] if n else 0) + tail
+        exp_ts = np.empty(total)
+        exp_flags = np.zeros(total, dtype=bool)
+        exp_scores = np.zeros(total)
+        exp_ts[pos], exp_flags[pos], exp_scores[pos] = t, flags, s
+        if n and fill_before[-1]:
+            owner = np.repeat(np.arange(n), gaps)
+            j = np.arange(len(owner)) - np.repeat(fill_before - gaps, gaps) + 1
+            exp_ts[pos[owner] - gaps[owner] + j - 1] = prev[owner] + step * j
+        if tail:
+            exp_ts[total - tail :] = end_from + step * np.arange(1, tail + 1)
+    total = len(exp_ts)
     changes: list[IncidentChange] = []
     for span in tracker.feed(exp_flags, exp_scores):
         start = float(exp_ts[span.first]) if span.first >= 0 else opened_at
@@ -265,7 +272,6 @@ def follow(
         )
         opened_at = start
     new_state = tracker.state()
-    ends = [v for v in (last_ts, float(t[-1]) if n else None, until if step else None) if v is not None]
     new_state["last_ts"] = max(ends) if ends else None
     new_state["opened_at"] = opened_at if tracker.open else None
     return changes, new_state
