@@ -73,8 +73,12 @@ async def _exported_names(tmp_path: Path, prometheus_url: str) -> set[str]:
     try:
         make_detector(store, "det-a")
         labels = {"service": "checkout"}
+        at = datetime(2024, 1, 1, tzinfo=UTC)
         store.commit_detection("det-a", latest=[{"series_key": series_key(labels), "labels": labels,
-                                                 "ts": datetime(2024, 1, 1, tzinfo=UTC), "value": 1.0, "score": 2.0}])
+                                                 "ts": at, "value": 1.0, "score": 2.0}],
+                               incidents=[{"series_key": series_key(labels), "labels": labels, "opened_at": at,
+                                           "opened": True, "last_anomalous_at": at, "resolved_at": None,
+                                           "points": 1, "peak": {"ts": at, "score": 2.0, "value": 1.0}}])
         settings = make_settings(prometheus_url, f"sqlite:///{tmp_path / 'aiops.db'}", token=None, loki=False)
         async with httpx.AsyncClient(timeout=30) as http:
             app = create_app(settings, store=store, http_client=http)
@@ -114,6 +118,7 @@ async def test_every_dashboard_query_runs_on_prometheus_and_names_only_exported_
     exported = await _exported_names(tmp_path, prometheus.url)
     used = set().union(*(_metric_names(e) for e in exprs))
     assert "aiops_anomaly_score" in used and "aiops_anomaly_last_timestamp_seconds" in used
+    assert "aiops_incident_open" in used and "aiops_incidents_total" in used
     assert used <= exported, f"not exported by /metrics: {sorted(used - exported)}"
 
 
