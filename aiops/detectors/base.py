@@ -154,7 +154,7 @@ COMMON_PARAMS: tuple[Param, ...] = (
     Param(
         "alert_probability",
         float,
-        0.01,
+        0.02,
         "a number in (0, 0.5) (how unlikely recent behaviour must be to score 1)",
         lambda v: 0 < v < 0.5,
     ),

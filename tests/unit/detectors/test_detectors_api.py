@@ -14,7 +14,7 @@ from tests.unit.detectors.detectors_support import index, noise
 
 COMMON = {  # the shared params of every calibrated kind, at their defaults
     "calibration": "likelihood",
-    "alert_probability": 0.01,
+    "alert_probability": 0.02,
     "short_window": 10,
     "long_window": 1000,
     "adapt_after": 30,
