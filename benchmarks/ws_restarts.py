@@ -36,23 +36,23 @@ sys.path.insert(0, str(ROOT))
 
 from aiops.store import Store  # noqa: E402
 
-__all__ = ["run"]
+__all__ = ["run", "ApiProcess", "free_port"]
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-class _Api:
+class ApiProcess:
     """``aiops api`` in a subprocess, restartable on the same port."""
 
     def __init__(self, db_url: str, port: int, log: Path) -> None:
         self.port = port
         self.log = log
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(("AIOPS_", "PREFECT_"))}
-        self.env.update(AIOPS_DATABASE_URL=db_url, AIOPS_PROMETHEUS_URL=f"http://127.0.0.1:{_free_port()}",
+        self.env.update(AIOPS_DATABASE_URL=db_url, AIOPS_PROMETHEUS_URL=f"http://127.0.0.1:{free_port()}",
                         AIOPS_API_PORT=str(port), AIOPS_LOG_LEVEL="WARNING")
         self.proc: subprocess.Popen | None = None
 
@@ -125,7 +125,7 @@ async def _run(clients: int, restarts: int, batch: int, pause: float, workdir: P
     db_url = f"sqlite:///{workdir / 'aiops.db'}"
     with Store.open(db_url) as db:
         db.create_detector({"id": "det-a", "kind": "zscore"})
-    api = _Api(db_url, _free_port(), workdir / "api.log")
+    api = ApiProcess(db_url, free_port(), workdir / "api.log")
     api.start()
     stop, written = threading.Event(), []
     writer = threading.Thread(target=_writer, args=(db_url, stop, written, batch, pause), daemon=True)
