@@ -15,8 +15,10 @@ from aiops import detectors
 from aiops.detectors import COLUMNS, MAX_SCORE
 from tests.unit.detectors.detectors_support import (
     CONTRACT_PARAMS,
+    T0,
     WARM_UP,
     contract_series,
+    index,
     plain,
 )
 
@@ -215,3 +217,86 @@ def test_params_hash_is_stable_and_names_the_behaviour(kind):
     assert spelled_out.params_hash() == a.params_hash()
     others = {k: detectors.create(k, **CONTRACT_PARAMS[k]).params_hash() for k in detectors.KINDS}
     assert len(set(others.values())) == len(others)
+
+
+# ---- edge cases: documented behaviour, no crash, for every kind
+
+
+def band_distance(kind: str) -> dict:
+    return {} if kind == "threshold" else {"calibration": "none"}
+
+
+@pytest.mark.parametrize("kind", detectors.KINDS)
+def test_a_constant_series_never_alerts(kind):
+    constant = pd.Series(5.0, index=index(3 * 1440))  # three days: seasonal gets its visits
+    frame = make(kind, **band_distance(kind)).score(constant)
+    assert (frame["score"] == 0).all()  # every value is exactly the expected one
+    banded = frame["upper"].notna()
+    assert banded.mean() > 0.3
+    assert (frame["upper"][banded] >= 5.0).all() and (frame["lower"][banded] <= 5.0).all()
+    if kind != "threshold":  # (a fixed rule: its expected value is the middle of its band)
+        assert (frame["expected"][banded] == 5.0).all()
+    calibrated = make(kind).score(constant)["score"]
+    # calibrated: the recent distances are exactly their long-run mean, a tail of 1/2
+    p = make(kind).params.get("alert_probability")
+    top = 0.0 if p is None else np.log(0.5) / np.log(p)
+    assert calibrated.max() <= top + 1e-12 and top < 1
+
+
+@pytest.mark.parametrize("kind", detectors.KINDS)
+def test_all_missing_input_scores_zero_and_learns_nothing(kind):
+    missing = pd.Series(np.nan, index=SERIES.index[:500])
+    missing.iloc[::7] = np.inf  # +-inf is missing too
+    det = make(kind)
+    fresh = det.state()
+    frame = det.score(missing)
+    assert (frame["score"] == 0).all() and frame[["expected", "lower", "upper"]].isna().all().all()
+    state = det.state()
+    assert state["learned"] == fresh["learned"] and state.get("common") == fresh.get("common")
+    assert state["n_seen"] == 500 and det.last_timestamp == missing.index[-1]
+    # and then it goes on as if those points had never come
+    rest = SERIES.iloc[500:]
+    assert_same_frames(det.score(rest), make(kind).score(rest))
+
+
+@pytest.mark.parametrize("kind", detectors.KINDS)
+def test_a_single_point_is_warm_up_or_a_fixed_rule_and_round_trips(kind):
+    det = make(kind)
+    frame = det.score(SERIES.iloc[:1])
+    if kind == "threshold":
+        assert frame["score"].iloc[0] == 0 and frame["upper"].iloc[0] == 18.0
+    else:
+        assert frame["score"].iloc[0] == 0 and frame[["expected", "lower", "upper"]].isna().all(axis=1).iloc[0]
+    again = detectors.from_state(json_round_trip(det.state()))
+    assert_same_frames(again.score(SERIES.iloc[1:]), one_shot_of(kind).iloc[1:])
+
+
+def one_shot_of(kind: str) -> pd.DataFrame:
+    return make(kind).score(SERIES)
+
+
+@pytest.mark.parametrize("kind", detectors.KINDS)
+def test_a_missing_hour_is_skipped_and_pieces_still_equal_the_whole(kind):
+    gap = (SERIES.index >= SERIES.index[2000]) & (SERIES.index < SERIES.index[2060])
+    holed = SERIES[~gap]
+    whole = make(kind).score(holed)
+    assert whole.index.equals(holed.index)
+    assert np.isfinite(whole["score"]).all() and (whole["score"] >= 0).all()
+    assert whole["expected"].iloc[3000:].notna().mean() > 0.9  # it scores on after the hole
+    det = make(kind)
+    cut = int(np.searchsorted(holed.index, SERIES.index[2060]))  # right after the hole
+    pieces = pd.concat([det.score(holed.iloc[:cut]), det.score(holed.iloc[cut:])])
+    assert_same_frames(pieces, whole)
+
+
+@pytest.mark.parametrize("kind", detectors.KINDS)
+def test_irregular_sampling_is_scored_causally(kind):
+    rng = np.random.default_rng(4)
+    seconds = np.cumsum(rng.integers(5, 180, len(SERIES)))  # 5 s to 3 min apart
+    irregular = pd.Series(SERIES.to_numpy(), index=T0 + pd.to_timedelta(seconds, unit="s"))
+    whole = make(kind).score(irregular)
+    assert np.isfinite(whole["score"]).all() and (whole["score"] >= 0).all()
+    det = make(kind)
+    cuts = [0, 999, 1000, 3333, len(irregular)]
+    pieces = pd.concat([det.score(irregular.iloc[a:b]) for a, b in itertools.pairwise(cuts)])
+    assert_same_frames(pieces, whole)
