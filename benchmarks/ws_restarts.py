@@ -48,12 +48,13 @@ def free_port() -> int:
 class ApiProcess:
     """``aiops api`` in a subprocess, restartable on the same port."""
 
-    def __init__(self, db_url: str, port: int, log: Path) -> None:
+    def __init__(self, db_url: str, port: int, log: Path, **extra_env: str) -> None:
         self.port = port
         self.log = log
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(("AIOPS_", "PREFECT_"))}
         self.env.update(AIOPS_DATABASE_URL=db_url, AIOPS_PROMETHEUS_URL=f"http://127.0.0.1:{free_port()}",
                         AIOPS_API_PORT=str(port), AIOPS_LOG_LEVEL="WARNING")
+        self.env.update(extra_env)
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 60.0) -> None:
