@@ -5,9 +5,10 @@ From the first points of the stream (at least ``decide_after``, and until they s
 :data:`MAX_LOOK_POINTS`) it measures the sampling step, and looks for a period: the highest autocorrelation peak after the first zero crossing (lags up to half
 the points seen), corrected for the shorter overlap at long lags. A peak of at least
 ``min_autocorrelation`` means the series repeats itself (a daily cycle, a batch job every
-hour, ...); then each value is compared with the value one period earlier (the nearest sample
-within half a step of it; none there means the point is not scored), so the cycle itself is
-never an anomaly. Without a period the values are used as they are.
+hour, ...); then each value is compared with the median of the values 1, 2 and 3 periods
+earlier (the nearest sample within half a step of each; those that exist; none means the point
+is not scored), so the cycle itself is never an anomaly, and one odd period (an incident) is
+not echoed as a second anomaly a period later. Without a period the values are used as they are.
 
 On that (de-seasonalised) series the band is a rolling median and a rolling MAD of its
 one-step-ahead residuals over the last ``window`` points, as in ``mad``, floored and calibrated
@@ -27,6 +28,7 @@ points looked at are learned again against it.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -40,6 +42,8 @@ from aiops.errors import InvalidInput
 __all__ = ["AutoDetector", "find_period"]
 
 MAX_DECIDE_AFTER = 100_000
+SEASONS = 3
+"""A value is compared with the median of the values this many periods before it."""
 MAX_LOOK_POINTS = 4_000
 """The choice waits at most this many points for ``period_search_seconds`` of data (unless
 ``decide_after`` asks for more): what is looked at stays in the state until then."""
@@ -290,20 +294,27 @@ class AutoDetector(Detector):
         return lo, e, up
 
     def _seasonal_base(self, t: np.ndarray, x: np.ndarray) -> np.ndarray:
-        """The value one period before each point (nearest sample within half a step)."""
+        """The median of the values 1, 2 and 3 periods before each point (nearest sample
+        within half a step; those that exist): one odd period (an incident, a holiday) is not
+        echoed a period later."""
         ht = np.concatenate([self._hist_t, t])
         hx = np.concatenate([self._hist_x, x])
-        target = t - self._period_ns
-        j = np.searchsorted(ht, target, side="left")
-        # nearest of ht[j - 1] and ht[j] (both strictly before t since the period is > 0)
-        jl = np.clip(j - 1, 0, len(ht) - 1)
-        jr = np.clip(j, 0, len(ht) - 1)
-        dl = np.abs(ht[jl] - target)
-        dr = np.abs(ht[jr] - target)
-        pick = np.where(dr < dl, jr, jl)
-        dist = np.minimum(dl, dr)
-        base = np.where(dist <= self._tol_ns, hx[pick], np.nan)
-        keep = ht > t[-1] - self._period_ns - self._tol_ns - 1
+        refs = np.empty((SEASONS, len(t)))
+        for k in range(SEASONS):
+            target = t - (k + 1) * self._period_ns
+            j = np.searchsorted(ht, target, side="left")
+            # nearest of ht[j - 1] and ht[j] (both strictly before t since the period is > 0)
+            jl = np.clip(j - 1, 0, len(ht) - 1)
+            jr = np.clip(j, 0, len(ht) - 1)
+            dl = np.abs(ht[jl] - target)
+            dr = np.abs(ht[jr] - target)
+            pick = np.where(dr < dl, jr, jl)
+            dist = np.minimum(dl, dr)
+            refs[k] = np.where(dist <= self._tol_ns, hx[pick], np.nan)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all missing: NaN, not scored
+            base = np.nanmedian(refs, axis=0) if SEASONS > 1 else refs[0]
+        keep = ht > t[-1] - SEASONS * self._period_ns - self._tol_ns - 1
         start = max(int(np.argmax(keep)) if keep.any() else len(ht), len(ht) - MAX_HISTORY)
         self._hist_t = ht[start:].copy()
         self._hist_x = hx[start:].copy()
