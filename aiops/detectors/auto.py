@@ -34,8 +34,16 @@ from typing import Any
 
 import numpy as np
 
+from aiops.detectors._kernels import floor_pass
 from aiops.detectors._rolling import order_stats
-from aiops.detectors.base import Detector, Param, float_array, float_value, scale_floor
+from aiops.detectors.base import (
+    FLOOR_LEARN_CAP,
+    Detector,
+    Param,
+    float_array,
+    float_value,
+    scale_floor,
+)
 from aiops.detectors.mad import MAD_TO_STD
 from aiops.errors import InvalidInput
 
@@ -176,8 +184,13 @@ class AutoDetector(Detector):
             )
         self._period_ns = lag * step
         self._tol_ns = step // 2
-        resolution = None if math.isinf(self._f_res) else self._f_res
-        level = None if math.isnan(self._f_lvl) else self._f_lvl
+        # the floors as of the decision (the buffer is the stream so far): the detector's own
+        # floor state is already past the end of the current call, which depends on the split
+        floors = np.array([math.nan, math.inf, math.nan, math.nan])
+        alpha = 1.0 / self.params["long_window"]
+        floor_pass(x, floors, alpha, FLOOR_LEARN_CAP, 0.0, 0.0, 0.0, 0.0, np.empty(len(x)))
+        resolution = None if math.isinf(floors[1]) else float(floors[1])
+        level = None if math.isnan(floors[2]) else float(floors[2])
         unique = len(np.unique(x))
         self._choice = {
             "model": (
