@@ -49,15 +49,13 @@ def reference(script: Path, results: Path, nab_root: Path, threshold: float | No
 def time_path_difference(files: list[DataFile], scores: list[np.ndarray]) -> tuple[int, float] | None:
     """Largest raw-score difference between nab_evaluate (times) and nab_score (rows) over the
     regularly sampled files, and how many there are; None when detections are adjacent."""
-    if any(np.any(np.diff(np.flatnonzero(sc >= 0.5)) == 1) for sc in scores):
+    regular = [(f, sc) for f, sc in zip(files, scores, strict=True) if len(np.unique(np.diff(f.ns))) == 1]
+    if any(np.any(np.diff(np.flatnonzero(sc >= 0.5)) == 1) for _, sc in regular):
         return None
     worst, n = 0.0, 0
-    for f, sc in zip(files, scores, strict=True):
+    for f, sc in regular:
         ts = f.ns / 1e9
-        steps = np.unique(np.diff(ts))
-        if len(steps) != 1:
-            continue
-        step = float(steps[0])
+        step = float(ts[1] - ts[0])
         ts = ts - ts[0] % step  # on multiples of the step, as the product samples
         windows = [{"start": ts[a], "end": ts[b] + step} for a, b in f.nab.windows]
         labels = parse_labels_json({"series": [{"labels": {"file": f.rel}, "windows": windows}]}, f.rel)

@@ -7,8 +7,9 @@ own) and each data file of a NAB-format folder, exactly as a backfill would run 
   one), in time order;
 * learn (``fit``) on the probation period, NAB's first 15% of the file (at most 750 rows),
   then score the rest in pieces of ``--piece`` rows, carrying the detector's state;
-* group the points scored > 1 into incidents (:class:`aiops.incidents.IncidentTracker`, fed
-  the same pieces, the default ``resolve_after``): each incident's onset is one alert.
+* group the points scored > 1 into incidents as the flows do (:func:`aiops.incidents.follow`,
+  fed the same pieces, the default ``resolve_after``, the file's median step: a missing step
+  is a normal point): each incident's onset is one alert.
 
 Writes NAB-format outputs under ``--out`` (a temporary folder if not given):
 ``DIR/<kind>/<category>/<name>.csv`` (``timestamp,anomaly_score``: 1.0 at each incident
@@ -58,7 +59,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from aiops import detectors  # noqa: E402
 from aiops.errors import InvalidInput  # noqa: E402
 from aiops.evaluation import NAB_PROFILES, NabScore, NabSeries, nab_score  # noqa: E402
-from aiops.incidents import DEFAULT_RESOLVE_AFTER, IncidentTracker  # noqa: E402
+from aiops.incidents import DEFAULT_RESOLVE_AFTER, follow  # noqa: E402
 
 WEEK = 7 * 86_400.0
 SKIP_KINDS = ("threshold",)
@@ -122,17 +123,20 @@ class Run:
     seconds: float
 
 
-def run_kind(kind: str, f: DataFile, piece: int) -> Run:
+def run_kind(kind: str, f: DataFile, piece: int, resolve_after: int | None = None) -> Run:
     # the metric as stored: the first sample of each timestamp, in time order
     uniq, first_row = np.unique(f.ns, return_index=True)
     series = pd.Series(f.values[first_row], index=pd.to_datetime(uniq, utc=True))
     split = f.ns[f.probation] if f.probation < len(f.ns) else np.iinfo(np.int64).max
     n_train = int(np.searchsorted(uniq, split, side="left"))
     det = detectors.create(kind)
-    resolve_after = int(det.params.get("resolve_after", DEFAULT_RESOLVE_AFTER))
-    tracker = IncidentTracker(resolve_after)
+    if resolve_after is None:
+        resolve_after = int(det.params.get("resolve_after", DEFAULT_RESOLVE_AFTER))
+    secs = uniq / 1e9
+    step = float(np.median(np.diff(secs))) if len(secs) > 1 else None  # missing steps are normal
+    state = None
     score_u = np.zeros(len(uniq))
-    onset_u: list[int] = []
+    opened: list[float] = []
     seconds = 0.0
     t = time.perf_counter()
     if n_train:
@@ -144,7 +148,10 @@ def run_kind(kind: str, f: DataFile, piece: int) -> Run:
         s = det.score(chunk)["score"].to_numpy()
         seconds += time.perf_counter() - t
         score_u[a : a + len(s)] = s
-        onset_u.extend(a + span.first for span in tracker.feed(s > 1.0, s) if span.opened_here)
+        ts = secs[a : a + len(s)]
+        changes, state = follow(state, ts, s, threshold=1.0, resolve_after=resolve_after, step=step, until=ts[-1])
+        opened.extend(c.opened_at for c in changes if c.opened)
+    onset_u = np.searchsorted(secs, np.asarray(opened, dtype=np.float64))  # an incident opens at a point
     rows_scores = score_u[np.searchsorted(uniq, f.ns)]  # a repeated timestamp shares its score
     return Run(rows_scores, np.sort(first_row[onset_u]), len(uniq), seconds)
 
@@ -212,12 +219,12 @@ def _mean(xs: list[float]) -> float | None:
     return sum(xs) / len(xs) if xs else None
 
 
-def evaluate_kind(kind: str, files: list[DataFile], out: Path, piece: int) -> KindResult:
+def evaluate_kind(kind: str, files: list[DataFile], out: Path, piece: int, resolve_after: int | None = None) -> KindResult:
     onset_scores, cont_scores = [], []
     ttd_start, ttd_label = [], []
     points, seconds, weeks = 0, 0.0, 0.0
     for f in files:
-        run = run_kind(kind, f, piece)
+        run = run_kind(kind, f, piece, resolve_after)
         points += run.points
         seconds += run.seconds
         flags = np.zeros(len(f.ns))
@@ -294,6 +301,7 @@ def main() -> None:
     kinds_default = [k for k in detectors.KINDS if k not in SKIP_KINDS]
     parser.add_argument("--kinds", default=",".join(kinds_default), help=f"comma-separated (default {','.join(kinds_default)})")
     parser.add_argument("--piece", type=int, default=500, help="rows scored per call (default 500)")
+    parser.add_argument("--resolve-after", type=int, help=f"normal steps inside one incident (default {DEFAULT_RESOLVE_AFTER})")
     parser.add_argument("--rescore", type=Path, help="only score this NAB results folder")
     parser.add_argument("--threshold", type=float, default=0.5, help="with --rescore: the fixed threshold (default 0.5)")
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
@@ -334,10 +342,10 @@ def main() -> None:
     results = []
     for kind in kinds:
         t = time.perf_counter()
-        results.append(evaluate_kind(kind, files, out, args.piece))
+        results.append(evaluate_kind(kind, files, out, args.piece, args.resolve_after))
         print(f"{kind}: {time.perf_counter() - t:.1f}s", file=sys.stderr)
     print(f"\nNAB scores (0 = never fires, 100 = perfect); outputs in {out if tmp is None else '(temporary)'}")
-    print("onsets: incident onsets (score > 1, resolve_after default) as the detections; "
+    print(f"onsets: incident onsets (score > 1, resolve_after {DEFAULT_RESOLVE_AFTER if args.resolve_after is None else args.resolve_after}) as the detections; "
           "sweep: best threshold per profile on the continuous score")
     head = (f"{'kind':<10}{'std':>7}{'lowFP':>7}{'lowFN':>7} |{'std':>7}{'lowFP':>7}{'lowFN':>7}{'thr(std)':>10} |"
             f"{'caught':>8}{'incid.':>8}{'FA/s-wk':>9}{'TTD start':>10}{'TTD label':>10}{'Mpts/s':>8}")
