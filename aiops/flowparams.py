@@ -38,13 +38,22 @@ MAX_PARAMETERS_BYTES = 64 * 1024  # a run's parameters as JSON; posted lines bey
 MAX_QUERY_CHARS = 64_000
 MAX_PATH_CHARS = 4096
 _JOB_NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
-_DURATION = Annotated[str, StringConstraints(min_length=1, max_length=32)]
+# a positive duration such as 30s, 5m, 1h30m, 1d (at least one non-zero part)
+_UNITS = r"(ms|s|m|h|d)"
+DURATION_TEXT = rf"^([0-9]{{1,4}}{_UNITS}){{0,3}}0*[1-9][0-9]{{0,3}}{_UNITS}([0-9]{{1,4}}{_UNITS}){{0,3}}$"
+_DURATION = Annotated[str, StringConstraints(min_length=2, max_length=32, pattern=DURATION_TEXT)]
 
 M = TypeVar("M", bound=BaseModel)
 
 
 class _Parameters(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _no_number(value: Any) -> Any:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        raise ValueError("must be an RFC 3339 date-time string (e.g. 2026-01-01T00:00:00Z), not a number")
+    return value
 
 
 class DetectMetricsParameters(_Parameters):
@@ -56,11 +65,40 @@ class DetectMetricsParameters(_Parameters):
     )
     now: datetime | None = None
 
+    @field_validator("now", mode="before")
+    @classmethod
+    def _not_a_number(cls, value: Any) -> Any:
+        return _no_number(value)
+
+
+_SOURCES = ("selector", "path", "lines", "job")
+
+
+def _analyze_logs_schema(schema: dict[str, Any]) -> None:
+    """The rules the validators enforce, in the JSON schema too: exactly one source (absent
+    and null are the same), pattern names only as named, pattern values regular expressions."""
+    patterns = schema["properties"]["patterns"]["anyOf"][0]
+    patterns["additionalProperties"] = False
+    for value in patterns["patternProperties"].values():
+        value["format"] = "regex"
+        value["description"] = "RE2 syntax: no backreferences or lookaround"
+    schema["anyOf"] = [
+        {
+            "required": [name],
+            "properties": {
+                other: ({"not": {"type": "null"}} if other == name else {"type": "null"}) for other in _SOURCES
+            },
+        }
+        for name in _SOURCES
+    ]
+
 
 class AnalyzeLogsParameters(_Parameters):
     """``analyze-logs``: exactly one of ``selector`` (LogQL, read from ``datasource``),
     ``path`` (a local file under the allowed roots), ``lines`` or ``job`` (a configured log
     job); the window is ``since`` before ``end`` (default now) or ``start``/``end``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra=_analyze_logs_schema)
 
     selector: Annotated[str, StringConstraints(min_length=1, max_length=MAX_QUERY_CHARS)] | None = None
     path: Annotated[str, StringConstraints(min_length=1, max_length=MAX_PATH_CHARS)] | None = None
@@ -87,7 +125,7 @@ class AnalyzeLogsParameters(_Parameters):
     @classmethod
     def _bucket(cls, value: str) -> str:
         try:
-            delta = pd.Timedelta(value)
+            delta = pd.Timedelta(value.replace("d", "D"))  # pandas wants D for days
         except (TypeError, ValueError):
             raise ValueError(f"invalid bucket {value!r} (a duration such as 1m, 1h)") from None
         if delta <= pd.Timedelta(0):
@@ -100,6 +138,11 @@ class AnalyzeLogsParameters(_Parameters):
         if value is not None:
             compile_patterns(value)  # a backreference or lookaround: UnsupportedPattern, named
         return value
+
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _not_a_number(cls, value: Any) -> Any:
+        return _no_number(value)
 
     @field_validator("start", "end")
     @classmethod
@@ -116,8 +159,6 @@ class AnalyzeLogsParameters(_Parameters):
                 "give exactly one of selector, path, lines or job"
                 + (f" (got {', '.join(given)})" if given else "")
             )
-        if self.start is not None and self.end is not None and self.end <= self.start:
-            raise ValueError("end must be after start")
         return self
 
 
@@ -140,8 +181,10 @@ def validate_parameters(model: type[M], raw: dict[str, Any], *, flow: str) -> M:
 
 
 def check_analyze_logs_source(p: AnalyzeLogsParameters, settings: Settings) -> None:
-    """What the model cannot check alone: the log job is configured, the datasource is a
-    configured Loki, the path may be read (:class:`aiops.sources.files.LogAccess`)."""
+    """What the model cannot check alone: the window's order, the log job is configured, the
+    datasource is a configured Loki, the path may be read (:class:`aiops.sources.files.LogAccess`)."""
+    if p.start is not None and p.end is not None and p.end <= p.start:
+        raise InvalidInput("end must be after start", field="parameters.end")
     if p.job is not None:
         jobs = {j.name for j in settings.log_jobs}
         if p.job not in jobs:

@@ -89,8 +89,11 @@ def parse_time(value: Any, *, field: str = "time", now: float | None = None) -> 
     rel = _RELATIVE.match(text)
     if rel or text.startswith("-"):
         sign, amount = (rel.group(1), rel.group(2)) if rel else ("-", text[1:])
-        delta = parse_duration(amount, field=field)
-        return current - delta if sign == "-" else current + delta
+        delta = parse_duration(amount, field=field, allow_zero=True)  # now-0s is now
+        result = current - delta if sign == "-" else current + delta
+        if not 0 <= result <= _MAX_SECONDS:
+            raise InvalidInput(f"{field} {value!r} is outside 1970-2200", field=field)
+        return result
     try:
         return _from_number(float(text), field)
     except ValueError:

@@ -32,7 +32,7 @@ from aiops.api.errors import BodyTooLarge, JSONResponse, error_response, excepti
 from aiops.api.events import EventHub, websocket_endpoint
 from aiops.api.metrics import ApiMetrics, MetricsMiddleware
 from aiops.api.models import ReadinessResponse
-from aiops.api.openapi import Call, Operation, docs_html, openapi_document
+from aiops.api.openapi import Call, Operation, docs_html, openapi_document, operation_routes
 from aiops.api.runs import PrefectRunTrigger, RunTrigger
 from aiops.config import DatasourceConfig, Settings
 from aiops.errors import DatasourceUnavailable, InvalidInput
@@ -276,7 +276,7 @@ def create_app(
             yield
             holder.clear()
 
-    routes: list[Any] = [op.route() for op in ops]
+    routes: list[Any] = operation_routes(ops)
     routes.append(WebSocketRoute("/api/events/ws", websocket_endpoint, name="events_ws"))
     routes += page.asset_routes()
     token = settings.api_token.get_secret_value() if settings.api_token else None

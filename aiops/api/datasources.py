@@ -100,7 +100,7 @@ def _check_points(state: Any, start: float, end: float, step: float) -> None:
     limit = state.options.max_points_per_series
     if points > limit:
         raise InvalidInput(
-            f"the range resolves to {int(points):,} points per series; the API allows {limit:,} "
+            f"the range resolves to {points:,.0f} points per series; the API allows {limit:,} "
             "(raise step or shorten the range)",
             field="step",
         )

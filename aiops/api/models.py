@@ -7,6 +7,7 @@ smuggle a datasource URL (datasources are referenced by configured name only).
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -90,11 +91,98 @@ class ApiModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# --------------------------------------------------------------------------- cross-field rules
+# The rules a model's validator enforces between fields, written into its JSON schema too, so
+# the document says what the server refuses. ``None`` and an absent field are the same here.
+
+_NULL = {"type": "null"}
+_SET = {"not": {"type": "null"}}
+
+
+def _absent(*names: str) -> dict[str, Any]:
+    return {"properties": {n: _NULL for n in names}}
+
+
+def _present(*names: str) -> dict[str, Any]:
+    return {"required": list(names), "properties": {n: _SET for n in names}}
+
+
+def _one_of(*rules: dict[str, Any]) -> dict[str, Any]:
+    return {"anyOf": list(rules)}
+
+
+def _all(*rules: dict[str, Any]) -> dict[str, Any]:
+    return {"allOf": list(rules)}
+
+
+def _not_both(a: str, b: str) -> dict[str, Any]:
+    return {"not": _present(a, b)}
+
+
+def _needs(field: str, other: str) -> dict[str, Any]:
+    return _one_of(_absent(field), _present(other))
+
+
+def _rules(*rules: dict[str, Any]) -> dict[str, Any]:
+    return {"allOf": list(rules)}
+
+
+_INSTANT_OR_RANGE_WITH_STEP = _one_of(_absent("start", "end", "step"), _all(_present("start", "end", "step"), _absent("time")))
+_INSTANT_OR_RANGE = _all(
+    _one_of(_absent("start", "end"), _all(_present("start", "end"), _absent("time"))),
+    _needs("step", "start"),
+)
+
+
 # --------------------------------------------------------------------------- value types
+
+
+# The text forms of a time and a duration the API takes, as patterns (in the document too).
+_NUM = r"[0-9]+(\.[0-9]+)?"
+_NONZERO_NUM = r"(0*[1-9][0-9]*(\.[0-9]+)?|0+\.[0-9]*[1-9][0-9]*)"
+_UNIT = r"(ms|s|m|h|d|w|y)"
+_DURATION_BODY = rf"(({_NUM}{_UNIT})*{_NONZERO_NUM}{_UNIT}({_NUM}{_UNIT})*|{_NONZERO_NUM})"
+DURATION_PATTERN = rf"^\s*{_DURATION_BODY}\s*$"
+_DATE = (
+    r"(19[7-9][0-9]|2[01][0-9][0-9])-((0[13578]|1[02])-(0[1-9]|[12][0-9]|3[01])|(0[469]|11)-(0[1-9]|[12][0-9]|30)"
+    r"|02-(0[1-9]|1[0-9]|2[0-8]))"
+)
+_CLOCK = r"([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,9})?)?(Z|z|[+-]([01][0-9]|2[0-3]):?[0-5][0-9])?"
+# a relative time reaches at most ~46 years back or ahead (the server takes 1970-2200)
+_RELATIVE = r"([0-9]{1,7}(ms|s)|[0-9]{1,5}(m|h)|[0-9]{1,4}d|[0-9]{1,3}w){1,2}"
+TIME_PATTERN = (
+    rf"^\s*(now|now\s*[+-]\s*{_RELATIVE}|-{_RELATIVE}|(0|[1-9][0-9]{{0,8}}|1[0-9]{{9}})(\.[0-9]{{1,6}})?"
+    rf"|{_DATE}([Tt ]{_CLOCK})?)\s*$"
+)
+_TIME_TEXT = re.compile(TIME_PATTERN)
+# whole seconds as text, at most ~5 years: the documented subset of what the server reads
+WHOLE_SECONDS_PATTERN = (
+    r"^\s*([1-9][0-9]{0,7}|([1-9][0-9]{0,6}s|[1-9][0-9]{0,4}m|[1-9][0-9]{0,3}h|[1-9][0-9]{0,2}d|[1-9][0-9]?w){1,2})\s*$"
+)
+# Unix seconds up to 2200, or the same instant in milliseconds, microseconds, nanoseconds
+_TIME_NUMBERS = [
+    {"type": "number", "minimum": 0, "maximum": 7_258_118_400},
+    {"type": "number", "exclusiveMinimum": 1e11, "maximum": 7_258_118_400e3},
+    {"type": "number", "exclusiveMinimum": 1e14, "maximum": 7_258_118_400e6},
+    {"type": "number", "exclusiveMinimum": 1e17, "maximum": 7_258_118_400e9},
+]
+
+
+def _number_text(value: Any) -> bool:
+    """A query string's number (``1e9``, ``1.5``): read as the number it is."""
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def _time(value: Any) -> float:
     # A number, RFC 3339, "now", "now-1h" or "-15m": resolved when the request is read.
+    if isinstance(value, str) and _number_text(value) and not value.strip().startswith("-"):
+        value = float(value)  # "-15" is 15 seconds ago, as in the pattern
+    elif isinstance(value, str) and not _TIME_TEXT.match(value):
+        raise ValueError(f"time {value!r} is not a time (use RFC 3339, Unix seconds, 'now' or 'now-1h')")
     try:
         return parse_time(value, field="time")
     except InvalidInput as exc:
@@ -102,10 +190,19 @@ def _time(value: Any) -> float:
 
 
 def _duration(value: Any) -> float:
+    if isinstance(value, str) and _number_text(value):
+        value = float(value)
+    elif isinstance(value, str) and not re.match(DURATION_PATTERN, value):
+        raise ValueError(f"duration {value!r} is not a positive duration (use e.g. 30s, 5m, 1h30m, or seconds)")
     try:
         return parse_duration(value, field="duration")
     except InvalidInput as exc:
         raise ValueError(exc.message) from None
+
+
+def _integral(value: Any) -> Any:
+    # JSON Schema's "integer" includes 20.0; strings and booleans stay refused (strict int)
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 def _whole_seconds(value: Any) -> int:
@@ -115,14 +212,13 @@ def _whole_seconds(value: Any) -> int:
         raise ValueError(exc.message) from None
 
 
-_DURATION_TEXT = r"^\s*(\d+(\.\d+)?(ms|s|m|h|d|w|y))+\s*$|^\s*\d+(\.\d+)?\s*$"
 
 Time = Annotated[
     float,
     BeforeValidator(_time),
     WithJsonSchema(
         {
-            "anyOf": [{"type": "number", "minimum": 0}, {"type": "string"}],
+            "anyOf": [*_TIME_NUMBERS, {"type": "string", "pattern": TIME_PATTERN}],
             "description": "Unix seconds, RFC 3339, 'now', 'now-1h' or '-15m'",
             "examples": ["now-1h", "2026-01-01T00:00:00Z", 1767225600],
         }
@@ -135,7 +231,7 @@ Duration = Annotated[
         {
             "anyOf": [
                 {"type": "number", "exclusiveMinimum": 0},
-                {"type": "string", "pattern": _DURATION_TEXT},
+                {"type": "string", "pattern": DURATION_PATTERN},
             ],
             "description": "seconds, or a duration such as 30s, 5m, 1h30m",
             "examples": ["1m", 60],
@@ -150,13 +246,19 @@ WholeSeconds = Annotated[
         {
             "anyOf": [
                 {"type": "integer", "exclusiveMinimum": 0, "maximum": MAX_SECONDS},
-                {"type": "string", "pattern": r"^\s*(\d+(ms|s|m|h|d|w))+\s*$|^\s*\d+\s*$"},
+                {"type": "string", "pattern": WHOLE_SECONDS_PATTERN},
             ],
             "description": "whole seconds, or a duration such as 30s, 5m, 1h30m, 1d",
         }
     ),
 ]
 DatasourceName = Annotated[str, StringConstraints(pattern=DATASOURCE_NAME_PATTERN)]
+ResolveAfter = Annotated[
+    int,
+    BeforeValidator(_integral),
+    Field(ge=0, le=MAX_RESOLVE_AFTER, strict=True),
+    WithJsonSchema({"type": "integer", "minimum": 0, "maximum": MAX_RESOLVE_AFTER}),
+]
 DetectorId = Annotated[str, StringConstraints(pattern=DETECTOR_ID_PATTERN)]
 EventType = Annotated[str, StringConstraints(pattern=EVENT_TYPE_PATTERN)]
 QueryText = Annotated[str, StringConstraints(min_length=1, max_length=MAX_QUERY_CHARS)]
@@ -180,6 +282,8 @@ class PromQueryRequest(ApiModel):
     """Instant query (``query``, optional ``time``) or range query (``query``, ``start``,
     ``end``, ``step``) against a configured Prometheus datasource."""
 
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_rules(_INSTANT_OR_RANGE_WITH_STEP))
+
     query: QueryText
     time: Time | None = None
     start: Time | None = None
@@ -195,6 +299,17 @@ class PromQueryRequest(ApiModel):
 
 class PromBuilderRequest(PromQLSpec):
     """A :class:`~aiops.promql.PromQLSpec` plus how to run it. ``execute: false`` only builds."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        json_schema_extra=_rules(
+            _INSTANT_OR_RANGE_WITH_STEP,
+            _not_both("group_by", "without"),
+            _one_of({"properties": {"function_args": {"maxItems": 0}}}, _present("function")),
+            _needs("aggregation_param", "aggregation"),
+        ),
+    )
 
     execute: bool = True
     time: Time | None = None
@@ -216,6 +331,8 @@ class LokiQueryRequest(ApiModel):
     """Instant metric query (``query``, optional ``time``) or a range query (``start``,
     ``end``; ``step`` for metric queries, ``limit``/``direction`` for log queries)."""
 
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_rules(_INSTANT_OR_RANGE))
+
     query: QueryText
     time: Time | None = None
     start: Time | None = None
@@ -234,6 +351,18 @@ class LokiQueryRequest(ApiModel):
 class LokiBuilderRequest(LogQLSpec):
     """A :class:`~aiops.logql.LogQLSpec` plus how to run it. A log query without ``start``
     and ``end`` runs over the last hour; a metric query without them is an instant query."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        json_schema_extra=_rules(
+            _INSTANT_OR_RANGE,
+            _one_of(_present("selector"), {"required": ["labels"], "properties": {"labels": {"minItems": 1}}}),
+            _one_of(_absent("range_function", "range"), _present("range_function", "range")),
+            _not_both("by", "without"),
+            _one_of(_present("range_function"), _absent("aggregation", "by", "without")),
+        ),
+    )
 
     execute: bool = True
     time: Time | None = None
@@ -256,6 +385,22 @@ class LokiBuilderRequest(LogQLSpec):
 class LogAnalyzeRequest(ApiModel):
     """Either ``lines`` posted in the body, or a LogQL ``selector`` with a window
     (``since``, or ``start``/``end``; default the last hour) read from Loki."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra=_rules(
+            _one_of(
+                _all(_present("lines"), _absent("selector", "since", "start", "end")),
+                _all(
+                    _present("selector"),
+                    _absent("lines", "labels", "default_time"),
+                    _not_both("since", "start"),
+                    _not_both("since", "end"),
+                    _needs("end", "start"),
+                ),
+            ),
+        ),
+    )
 
     lines: list[str] | None = Field(None, max_length=MAX_ANALYZE_LINES)
     labels: dict[str, str] | None = None
@@ -308,8 +453,8 @@ class DetectorCreateRequest(ApiModel):
     params: dict[str, Any] = Field(default_factory=dict)
     status: Literal["training", "running", "paused"] | None = None
     threshold: float = Field(1.0, gt=0, allow_inf_nan=False)
-    resolve_after: int = Field(
-        DEFAULT_RESOLVE_AFTER, ge=0, le=MAX_RESOLVE_AFTER, strict=True,
+    resolve_after: ResolveAfter = Field(
+        DEFAULT_RESOLVE_AFTER,
         description="normal steps allowed inside one incident; the next normal step resolves it",
     )
     interval_seconds: WholeSeconds = Field(60, validation_alias=AliasChoices("interval_seconds", "interval"))
@@ -319,15 +464,25 @@ class DetectorCreateRequest(ApiModel):
     datasource: DatasourceAttachRequest | None = None
 
 
+def _patch_schema(schema: dict[str, Any]) -> None:
+    """At least one field; only ``training_window_seconds`` may be null (to clear it)."""
+    schema["minProperties"] = 1
+    schema["allOf"] = [
+        {"properties": {name: {"not": {"type": "null"}} for name in schema["properties"] if name != "training_window_seconds"}}
+    ]
+
+
 class DetectorPatchRequest(ApiModel):
     """Fields to change. ``status``: promote ``training`` -> ``running``, pause, resume."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_patch_schema)
 
     name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)] | None = None
     kind: Annotated[str, StringConstraints(pattern=KIND_PATTERN, max_length=64)] | None = None
     params: dict[str, Any] | None = None
     status: Literal["training", "running", "paused"] | None = None
     threshold: float | None = Field(None, gt=0, allow_inf_nan=False)
-    resolve_after: int | None = Field(None, ge=0, le=MAX_RESOLVE_AFTER, strict=True)
+    resolve_after: ResolveAfter | None = None
     interval_seconds: WholeSeconds | None = Field(
         None, validation_alias=AliasChoices("interval_seconds", "interval")
     )
@@ -352,8 +507,24 @@ class DetectorPatchRequest(ApiModel):
 # --------------------------------------------------------------------------- runs
 
 
+def _run_parameters_schema(schema: dict[str, Any]) -> None:
+    """Each flow's parameters as the flow's own model describes them (checked before the run)."""
+    from aiops.flowparams import FLOW_PARAMETERS
+
+    models = {**FLOW_PARAMETERS, "backfill": BackfillParameters}
+    schema["oneOf"] = [
+        {
+            "required": ["flow"] + (["parameters"] if flow != "detect-metrics" else []),
+            "properties": {"flow": {"const": flow}, "parameters": model.model_json_schema()},
+        }
+        for flow, model in models.items()
+    ]
+
+
 class RunRequest(ApiModel):
     """Trigger ``<flow>/default``; returns at once (the run is scheduled, not awaited)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_run_parameters_schema)
 
     flow: Literal["detect-metrics", "analyze-logs", "backfill"]
     parameters: dict[str, Any] = Field(default_factory=dict)

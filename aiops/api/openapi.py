@@ -25,7 +25,7 @@ from starlette.routing import Route
 from aiops.api.errors import InvalidBody, JSONResponse, validation_error
 from aiops.api.models import ErrorBody
 
-__all__ = ["Operation", "Call", "openapi_document", "docs_html", "WEBSOCKET_DOC"]
+__all__ = ["Operation", "Call", "operation_routes", "openapi_document", "docs_html", "WEBSOCKET_DOC"]
 
 Handler = Callable[["Call"], Awaitable[Any]]
 
@@ -36,10 +36,23 @@ _ERROR_STATUSES = {
     409: "conflicts with stored data",
     413: "request body too large",
     422: "the body or query string does not match its model",
+    429: "too many failed authentication attempts from this client: wait Retry-After seconds",
     500: "unexpected error (logged with a request id; no traceback is returned)",
     502: "the datasource answered something that could not be decoded",
     503: "a datasource, the store or Prefect is unavailable",
     504: "the datasource timed out",
+}
+
+
+_ERROR_HEADERS = {
+    401: {"WWW-Authenticate": {"description": "Bearer", "schema": {"type": "string"}, "required": True}},
+    429: {
+        "Retry-After": {
+            "description": "seconds until this client's token is looked at again",
+            "schema": {"type": "integer", "minimum": 1},
+            "required": True,
+        }
+    },
 }
 
 
@@ -93,6 +106,28 @@ class Operation:
         if isinstance(result, BaseModel):
             result = result.model_dump(mode="json", by_alias=True)
         return JSONResponse(result, status_code=status)
+
+
+def operation_routes(operations: Iterable[Operation]) -> list[Route]:
+    """One route per path serving every method the operations give it, so a method the path
+    does not have is a 405 whose ``Allow`` lists all the ones it does (one route per
+    operation would answer with the first route's methods only)."""
+    by_path: dict[str, dict[str, Operation]] = {}
+    for op in operations:
+        by_path.setdefault(op.path, {})[op.method.upper()] = op
+    routes = []
+    for path, ops in by_path.items():
+        if len(ops) == 1:
+            routes.append(next(iter(ops.values())).route())
+            continue
+
+        async def dispatch(request: Request, _ops: dict[str, Operation] = ops) -> Response:
+            method = "GET" if request.method == "HEAD" else request.method
+            return await _ops[method].endpoint(request)
+
+        name = "_".join(op.operation_id for op in ops.values())
+        routes.append(Route(path, dispatch, methods=list(ops), name=name))
+    return routes
 
 
 def _validate(model: type[BaseModel], data: Any, where: str) -> Any:
@@ -199,15 +234,15 @@ def openapi_document(operations: Iterable[Operation], *, title: str, version: st
                     "description": (model.__doc__ or "OK").strip().splitlines()[0],
                     "content": {"application/json": {"schema": ref(model, "serialization")}},
                 }
-        statuses = set(op.errors) | ({401} if not op.public else set()) | ({413, 422, 400} if op.body else set())
+        statuses = set(op.errors) | ({401, 429} if not op.public else set()) | ({413, 422, 400} if op.body else set())
         for status in sorted(statuses | {500}):
-            item["responses"].setdefault(
-                str(status),
-                {
-                    "description": _ERROR_STATUSES.get(status, "error"),
-                    "content": {"application/json": {"schema": ref(ErrorBody, "serialization")}},
-                },
-            )
+            answer: dict[str, Any] = {
+                "description": _ERROR_STATUSES.get(status, "error"),
+                "content": {"application/json": {"schema": ref(ErrorBody, "serialization")}},
+            }
+            if status in _ERROR_HEADERS:
+                answer["headers"] = _ERROR_HEADERS[status]
+            item["responses"].setdefault(str(status), answer)
         paths.setdefault(op.path, {})[op.method.lower()] = item
     return {
         "openapi": "3.1.0",

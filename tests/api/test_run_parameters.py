@@ -70,13 +70,18 @@ async def test_a_file_in_a_log_root_and_a_log_jobs_file_are_triggered(make_api, 
         ({"lines": ["x"], "since": "soon"}, "parameters.since"),
         ({"lines": ["x"], "bucket": "-1h"}, "parameters.bucket"),
         ({"lines": ["x"], "max_entries": 0}, "parameters.max_entries"),
-        ({"lines": ["x"], "start": "2026-01-02T00:00:00Z", "end": "2026-01-01T00:00:00Z"}, "end must be after start"),
     ],
 )
 async def test_bad_analyze_logs_parameters_are_a_422_before_the_run(api, parameters, words):
     r = await post_run(api, "analyze-logs", parameters)
     assert r.status_code == 422, r.text
     assert words in r.text
+    assert api.runs.calls == []
+
+
+async def test_a_window_in_the_wrong_order_is_a_400(api):
+    r = await post_run(api, "analyze-logs", {"lines": ["x"], "start": "2026-01-02T00:00:00Z", "end": "2026-01-01T00:00:00Z"})
+    assert r.status_code == 400 and "end must be after start" in r.json()["error"]
     assert api.runs.calls == []
 
 
