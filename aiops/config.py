@@ -24,6 +24,7 @@ import logging
 import os
 import re
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -47,7 +48,7 @@ from pydantic_settings import (
 
 from aiops.errors import ConfigError
 
-__all__ = ["DatasourceConfig", "LogJob", "Settings", "load_settings"]
+__all__ = ["DatasourceConfig", "LogJob", "Settings", "load_settings", "flow_run_environment", "SERVICE_ONLY_SECRETS"]
 
 DatasourceType = Literal["prometheus", "loki"]
 log = logging.getLogger(__name__)
@@ -210,6 +211,10 @@ class Settings(BaseSettings):
     retry_initial_seconds: float = Field(default=0.2, ge=0, le=60)
     retry_max_seconds: float = Field(default=30.0, gt=0, le=3600)
     max_concurrency: int = Field(default=8, ge=1, le=256)
+    # flow runs at once, per deployment (detection has its own single slot, each log job one):
+    # runs over the limit wait on the Prefect server and never hold a slot detection needs
+    log_run_limit: int = Field(default=2, ge=1, le=64)
+    backfill_run_limit: int = Field(default=1, ge=1, le=64)
     buffer_size: int = Field(default=10_000, ge=1, le=100_000_000)
 
     # storage
@@ -331,6 +336,16 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'aiops.db').resolve()}"
+
+
+# Settings only the API uses: never in the environment of flow runs (an analyze-logs run can
+# read files, and a flow has no use for the API's token).
+SERVICE_ONLY_SECRETS = ("AIOPS_API_TOKEN",)
+
+
+def flow_run_environment(env: Mapping[str, str]) -> dict[str, str]:
+    """``env`` without the settings flow runs must not see (:data:`SERVICE_ONLY_SECRETS`)."""
+    return {k: v for k, v in env.items() if k not in SERVICE_ONLY_SECRETS}
 
 
 def unknown_environment_settings() -> list[str]:

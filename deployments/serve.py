@@ -3,17 +3,24 @@
 The same set is declared in ``prefect.yaml`` for ``prefect deploy`` with a process work pool.
 ``serve`` pauses its deployments on shutdown unless told not to; we keep them active so a
 restart does not silently stop scheduled detection.
+
+Every deployment has its own concurrency limit (detection 1, on-demand log analysis
+``AIOPS_LOG_RUN_LIMIT``, backfill ``AIOPS_BACKFILL_RUN_LIMIT``, each log job 1) and the runner's
+limit is their sum: a run over its deployment's limit waits on the Prefect server without
+holding a runner slot, so hung or slow log analyses can never keep a detection tick from
+starting. Flow runs are started without the API's secrets in their environment.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 from prefect import serve
 from prefect.deployments.runner import RunnerDeployment
 
-from aiops.config import Settings, load_settings
+from aiops.config import SERVICE_ONLY_SECRETS, Settings, load_settings
 from aiops.errors import ConfigError
 from aiops.promql import detector_sampling_notes
 from aiops.store import Store, apply_detectors_file
@@ -44,6 +51,7 @@ def build_deployments(settings: Settings) -> list[RunnerDeployment]:
             DEPLOYMENT,
             description="Batch log analysis over a Loki selector, a file or posted lines (on demand).",
             tags=["aiops", "logs"],
+            concurrency_limit=settings.log_run_limit,
         )
     )
     deployments.append(
@@ -51,6 +59,7 @@ def build_deployments(settings: Settings) -> list[RunnerDeployment]:
             DEPLOYMENT,
             description="Run detectors (and log jobs) over a historical range, idempotently and resumably.",
             tags=["aiops", "backfill"],
+            concurrency_limit=settings.backfill_run_limit,
         )
     )
     for job in settings.log_jobs:
@@ -65,6 +74,29 @@ def build_deployments(settings: Settings) -> list[RunnerDeployment]:
             )
         )
     return deployments
+
+
+def runner_limit(deployments: list[RunnerDeployment]) -> int:
+    """Flow runs the runner may run at once: the sum of the deployments' own limits, so each
+    deployment always finds a free slot for the runs its limit admits."""
+    return sum(_limit_of(d) for d in deployments)
+
+
+def _limit_of(deployment: RunnerDeployment) -> int:
+    limit = deployment.concurrency_limit
+    value = getattr(limit, "limit", limit)
+    if not isinstance(value, int):
+        raise ConfigError(f"deployment {deployment.name!r} has no concurrency limit", setting="deployments")
+    return value
+
+
+def drop_service_secrets() -> list[str]:
+    """Remove the API's secrets from this process' environment, which the runner hands on to
+    every flow run it starts; returns the names removed."""
+    removed = [name for name in SERVICE_ONLY_SECRETS if os.environ.pop(name, None) is not None]
+    for name in removed:
+        log.info("%s is not passed on to flow runs", name)
+    return removed
 
 
 def prepare_store(settings: Settings) -> Store:
@@ -90,7 +122,9 @@ def main() -> int:
     except ConfigError as exc:
         print(f"aiops serve: configuration error: {exc.message}", file=sys.stderr)
         return 2
-    serve(*build_deployments(settings), pause_on_shutdown=False, limit=settings.max_concurrency)
+    drop_service_secrets()
+    deployments = build_deployments(settings)
+    serve(*deployments, pause_on_shutdown=False, limit=runner_limit(deployments))
     return 0
 
 

@@ -71,3 +71,46 @@ def test_expired_cached_results_are_pruned_and_fresh_ones_kept(tmp_path):
     with temporary_settings({PREFECT_RESULTS_LOCAL_STORAGE_PATH: tmp_path}):
         assert prune_result_storage(3600) == 1
     assert not old.exists() and fresh.exists()
+
+
+def test_every_deployment_has_its_own_limit_and_the_runner_has_room_for_all(tmp_path, monkeypatch):
+    """A hung log analysis can fill only the log slots: detection keeps its own."""
+    from deployments.serve import runner_limit
+
+    config = tmp_path / "aiops.yaml"
+    config.write_text("loki_url: http://127.0.0.1:3100\nlog_jobs:\n  - {name: web, selector: '{app=\"web\"}'}\n")
+    monkeypatch.setenv("AIOPS_CONFIG_FILE", str(config))
+    monkeypatch.setenv("AIOPS_LOG_RUN_LIMIT", "3")
+    settings = load_settings()
+    deployments = build_deployments(settings)
+    served = {f"{d.flow_name}/{d.name}": d.concurrency_limit for d in deployments}
+    assert served == {
+        "detect-metrics/default": 1,
+        "analyze-logs/default": 3,
+        "backfill/default": settings.backfill_run_limit,
+        "analyze-logs/job-web": 1,
+    }
+    assert runner_limit(deployments) == sum(served.values())
+    declared = {name: d.get("concurrency_limit") for name, d in yaml_deployments().items()}
+    assert all(isinstance(v, int) and v >= 1 for v in declared.values()), declared
+    queues = {name: d["work_pool"]["work_queue_name"] for name, d in yaml_deployments().items()}
+    assert len(set(queues.values())) == 3, "one work queue per flow"
+
+
+def test_the_runner_is_started_without_the_apis_token(monkeypatch, tmp_path):
+    """Flow runs inherit the serving process' environment: the token must not be in it."""
+    import os
+
+    import deployments.serve as serve_module
+
+    monkeypatch.setenv("AIOPS_API_TOKEN", "a-secret-token-0123456789")
+    monkeypatch.setenv("AIOPS_DATABASE_URL", f"sqlite:///{tmp_path / 'aiops.db'}")
+    seen = {}
+
+    def fake_serve(*deployments, limit, **kwargs):
+        seen.update(env=dict(os.environ), limit=limit, names=[d.name for d in deployments])
+
+    monkeypatch.setattr(serve_module, "serve", fake_serve)
+    assert serve_module.main() == 0
+    assert "AIOPS_API_TOKEN" not in seen["env"]
+    assert seen["limit"] == 1 + load_settings().log_run_limit + load_settings().backfill_run_limit
