@@ -21,6 +21,7 @@ from prefect.artifacts import acreate_table_artifact
 from prefect.runtime import flow_run
 
 from aiops.errors import AiopsError
+from aiops.flowparams import DetectMetricsParameters, validate_parameters
 from aiops.pipeline import collection_window, next_piece
 from aiops.store import Detector
 from tasks._runtime import prune_result_storage, settings, store
@@ -37,6 +38,8 @@ async def detect_metrics(detector_ids: list[str] | None = None, now: datetime | 
     """One tick of scheduled detection. ``detector_ids`` limits the tick to those detectors
     (still only when due); ``now`` pins the clock (tests, replays)."""
     log = get_run_logger()
+    given = {"detector_ids": detector_ids, "now": now}
+    validate_parameters(DetectMetricsParameters, {k: v for k, v in given.items() if v is not None}, flow="detect-metrics")
     config = settings()
     db = store(config)
     now = now or datetime.now(UTC)

@@ -227,3 +227,10 @@ async def test_a_lookback_reaching_back_before_the_data_is_crossed_quickly(aiops
     assert [a.ts for a in db.list_anomalies(detector="latency")] == [at(h.timestamp(SPIKE_INDEX))]
     assert len(calls) < 20  # 23,040 steps before the data: 10, 20, 40, ... steps per probe
     assert db.get_checkpoint("latency") == at(h.end)
+
+
+async def test_parameters_are_checked_by_the_same_model_as_the_api(aiops_env):
+    from aiops.errors import InvalidInput
+
+    with pytest.raises(InvalidInput, match="parameters.detector_ids"):
+        await detect_metrics(detector_ids=["Not A Slug"])
