@@ -81,3 +81,22 @@ def test_the_client_table_is_bounded():
     for i in range(10_000):
         limit.failed(f"10.0.{i // 256}.{i % 256}")
     assert len(limit) == 100
+
+
+async def test_a_throttled_client_is_refused_on_the_websocket_too(make_api):
+    import pytest
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import InvalidStatus
+
+    from tests.api.support import serve
+
+    async with make_api(api_auth_failure_limit=2) as api, serve(api.app) as hostport:
+        url = f"ws://{hostport}/api/events/ws"
+        statuses = []
+        for token in ("wrong-token-0123456789", "wrong-token-0123456789", TOKEN):
+            with pytest.raises(InvalidStatus) as info:
+                async with connect(f"{url}?token={token}", open_timeout=10):
+                    pass
+            statuses.append(info.value.response.status_code)
+        assert statuses == [401, 401, 429]
+        assert int(info.value.response.headers["retry-after"]) > 0
