@@ -11,11 +11,13 @@ import logging
 from typing import Any
 
 from aiops.api.models import (
+    MAX_MODELS_SHOWN,
     DetectorCreateRequest,
     DetectorList,
     DetectorListQuery,
     DetectorPatchRequest,
     DetectorPath,
+    DetectorRead,
     DetectorSaved,
 )
 from aiops.api.openapi import Call, Operation
@@ -73,9 +75,33 @@ async def create_detector(call: Call) -> Any:
     return 201, _saved(state, created)
 
 
+def model_summaries(store: Any, detector_id: str) -> tuple[list[dict[str, Any]], int]:
+    """Per series, what the saved model learned (``auto``: what it chose and why)."""
+    from aiops import detectors
+
+    states = store.load_states(detector_id)
+    out = []
+    for series_state in list(states.values())[:MAX_MODELS_SHOWN]:
+        try:
+            summary = detectors.from_state(series_state.state).describe()
+        except InvalidInput as exc:  # a state from another version: say so, do not fail
+            summary = {"error": f"saved model could not be read: {exc.message}"}
+        out.append(
+            {
+                "labels": series_state.labels,
+                "trained_at": series_state.trained_at,
+                "model": summary,
+            }
+        )
+    return out, len(states)
+
+
 async def get_detector(call: Call) -> Any:
     path: DetectorPath = call.path
-    return _out(await call.state.db(call.state.store.get_detector, path.id))
+    store = call.state.store
+    detector = await call.state.db(store.get_detector, path.id)
+    models, total = await call.state.db(model_summaries, store, path.id)
+    return {**_out(detector), "models": models, "models_total": total}
 
 
 async def update_detector(call: Call) -> Any:
@@ -130,8 +156,10 @@ OPERATIONS = [
         "Read a detector",
         "detectors",
         path_params=DetectorPath,
-        responses={200: Detector},
+        responses={200: DetectorRead},
         errors=(404, 422),
+        description="With `models`: per series, what its model learned; for kind `auto`, the "
+        "model it chose (period, resolution, level) and why.",
     ),
     Operation(
         "PATCH",

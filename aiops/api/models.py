@@ -7,6 +7,7 @@ smuggle a datasource URL (datasources are referenced by configured name only).
 
 from __future__ import annotations
 
+from datetime import datetime
 import re
 from typing import Annotated, Any, Literal
 from uuid import UUID
@@ -84,6 +85,7 @@ LOKI_MAX_LIMIT = 5_000
 MAX_ANALYZE_LINES = 100_000
 MAX_QUERY_CHARS = 64_000
 MAX_ID = 2**63 - 1  # ids are 64-bit integers in the store
+MAX_MODELS_SHOWN = 100  # GET /api/detectors/{id}: per-series model summaries listed
 MAX_SECONDS = 10 * 366 * 86_400  # intervals, steps, lookbacks, training windows: at most ~10 years
 
 
@@ -449,7 +451,9 @@ class DetectorCreateRequest(ApiModel):
 
     id: DetectorId
     name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)] | None = None
-    kind: Annotated[str, StringConstraints(pattern=KIND_PATTERN, max_length=64)]
+    kind: Annotated[str, StringConstraints(pattern=KIND_PATTERN, max_length=64)] = Field(
+        "auto", description="the model; `auto` (the default) picks one from the series and says why"
+    )
     params: dict[str, Any] = Field(default_factory=dict)
     status: Literal["training", "running", "paused"] | None = None
     threshold: float = Field(1.0, gt=0, allow_inf_nan=False)
@@ -742,6 +746,27 @@ class DatasourceAttached(BaseModel):
         description="how the query reads samples at this step, when some would be lost (e.g. a step "
         "longer than the datasource's lookback delta)",
     )
+
+
+class SeriesModel(BaseModel):
+    """What the model of one series learned (``auto``: what it chose and why)"""
+
+    labels: dict[str, str] = Field(description="the series' label set")
+    trained_at: datetime | None = Field(None, description="when the model last learned")
+    model: dict[str, Any] = Field(
+        description="the detector's own summary: for `auto`, `decided`, `model`, "
+        "`period_seconds`, `autocorrelation`, `resolution`, `typical_level` and `reason`"
+    )
+
+
+class DetectorRead(Detector):
+    """A detector, with what its model learned per series"""
+
+    models: list[SeriesModel] = Field(
+        default_factory=list,
+        description=f"one entry per series the detector has seen (at most {MAX_MODELS_SHOWN})",
+    )
+    models_total: int = Field(0, ge=0, description="how many series the detector has seen")
 
 
 class DetectorSaved(Detector):

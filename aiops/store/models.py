@@ -257,7 +257,7 @@ class DetectorSpec(_Frozen):
 
     id: Annotated[str, StringConstraints(pattern=DETECTOR_ID_PATTERN)]
     name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-    kind: Annotated[str, StringConstraints(pattern=KIND_PATTERN, max_length=64)]
+    kind: Annotated[str, StringConstraints(pattern=KIND_PATTERN, max_length=64)] = "auto"
     params: JSONDict = Field(default_factory=dict)
     status: DetectorStatus | None = None
     threshold: float = Field(1.0, gt=0, allow_inf_nan=False)

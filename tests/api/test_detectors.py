@@ -27,7 +27,9 @@ async def test_create_read_list_and_delete_a_detector(api):
         "detector_id": "api-latency", "name": "prometheus", "query": "rate(x[5m])",
         "step_seconds": 30, "lookback_seconds": 7200, "created_at": None, "updated_at": None,
     }
-    assert (await api.client.get("/api/detectors/api-latency")).json() == created
+    read = (await api.client.get("/api/detectors/api-latency")).json()
+    assert read.pop("models") == [] and read.pop("models_total") == 0  # no series seen yet
+    assert read == created
     listed = (await api.client.get("/api/detectors")).json()["detectors"]
     assert [d["id"] for d in listed] == ["api-latency"]
     assert (await api.client.get("/api/detectors", params={"status": "running"})).json()["detectors"] == []
@@ -136,7 +138,6 @@ async def test_datasource_of_an_unknown_detector_is_a_404(api):
     assert r.status_code == 404 and "ghost" in r.json()["error"]
 
 
-
 async def test_a_step_longer_than_the_lookback_delta_is_a_warning_when_saved(api, caplog):
     """An hourly step on a plain selector would find no sample of a series sampled off the
     hour: saving says so (the answer and the log) and how the detector reads it instead."""
@@ -159,3 +160,29 @@ async def test_a_step_longer_than_the_lookback_delta_is_a_warning_when_saved(api
     assert r.json()["warnings"] == []
     r = await api.client.patch("/api/detectors/hourly", json={"threshold": 2})
     assert r.status_code == 200 and r.json()["warnings"] == []
+
+
+async def test_reading_an_auto_detector_says_what_it_chose_per_series_and_why(api):
+    import numpy as np
+    import pandas as pd
+
+    from aiops import detectors
+
+    r = await api.client.post("/api/detectors", json={"id": "auto-demo", "kind": "auto"})
+    assert r.status_code == 201, r.text
+    idx = pd.date_range("2024-03-04", periods=4 * 96, freq="15min", tz="UTC")
+    hours = (idx.hour + idx.minute / 60).to_numpy()
+    daily = pd.Series(50 + 10 * np.sin(2 * np.pi * hours / 24), index=idx)
+    flat = pd.Series(np.random.default_rng(0).normal(5.0, 1.0, len(idx)), index=idx)
+    states = {}
+    for key, series in (("a", daily), ("b", flat)):
+        model = detectors.create("auto", decide_after=300)
+        model.fit(series)
+        states[f"instance=\"{key}\""] = ({"instance": key}, model.state())
+    api.store.save_states("auto-demo", states)
+    read = (await api.client.get("/api/detectors/auto-demo")).json()
+    assert read["models_total"] == 2
+    chosen = {m["labels"]["instance"]: m["model"] for m in read["models"]}
+    assert chosen["a"]["decided"] and chosen["a"]["period_seconds"] == 86_400
+    assert "repeats every 1 d" in chosen["a"]["reason"]
+    assert chosen["b"]["period_seconds"] is None and "no period" in chosen["b"]["reason"]
