@@ -65,14 +65,12 @@ async def analyze_logs(
     )
     config = settings()
     check_analyze_logs_source(params, config)
-    aligned = False
     if job is not None:
         spec = {j.name: j for j in config.log_jobs}[job]
         selector, path, datasource, bucket = spec.selector, spec.path, spec.datasource, spec.bucket
         patterns = spec.patterns if patterns is None else patterns
         since = f"{spec.window_seconds}s"
-        aligned = start is None and end is None
-        if aligned:  # scheduled: windows on the job's grid, so a rerun is the same window
+        if start is None and end is None:  # scheduled: windows on the job's grid, so a rerun is the same window
             now = datetime.now(UTC).timestamp()
             end = datetime.fromtimestamp(now - now % spec.interval_seconds, UTC)
     source = source_name(job=job, selector=selector, path=path, datasource=datasource)
