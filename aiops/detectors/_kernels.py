@@ -75,6 +75,7 @@ def calibration_pass(
     cap: float,
     spread_floor: float,
     warmup: float,
+    dead: float,
     out_t: np.ndarray,
 ) -> None:  # pragma: no cover - compiled
     """Standardised recent band distance of each point into ``out_t`` (NaN while warming up).
@@ -99,7 +100,7 @@ def calibration_pass(
         a = z[i]
         if a > cap:
             a = cap
-        a /= cap
+        a = (a - dead) / (cap - dead) if a > dead else 0.0
         old = ring[head]
         if old == old:
             total -= old

@@ -34,14 +34,17 @@ What every model kind shares (not ``threshold``, which is a fixed rule):
   model learns the raw values: a lasting change of level is alerted at its onset, then becomes
   the new normal within about ``adapt_after`` points plus one window.
 * **Calibrated score** (``calibration="likelihood"``, the default). The band distance ``z``
-  (1 at the band edge) is capped at :data:`CALIBRATION_CAP` and scaled into ``a`` in [0, 1]; the
-  score compares the average of the last ``short_window`` values of ``a`` with their long-run
+  (1 at the band edge) is capped at :data:`CALIBRATION_CAP` and scaled into ``a`` in [0, 1],
+  distances up to :data:`CALIBRATION_DEAD_ZONE` counting as 0 (the wiggle of a flat, quantised
+  series is nothing); the score compares the average of the last ``short_window`` values of ``a`` with their long-run
   mean and spread (exponentially weighted over about ``long_window`` points), as Numenta's
   anomaly likelihood does: ``tail = P(N(0, 1) > (avg - mean) / spread)`` and
   ``score = log(tail) / log(alert_probability)``, so the score is 1 when the recent behaviour is
   as unlikely as ``alert_probability`` under the series' own history, whatever its noise looks
   like. The alert rate on normal data is then about the same on every series. The first
-  :data:`CALIBRATION_WARMUP` band distances only teach the calibration (score 0). With
+  :data:`CALIBRATION_WARMUP` band distances only teach the calibration (score 0). A point within
+  :data:`ORDINARY_DISTANCE` of its expected value scores at most 1: a spike flags itself, not
+  the ordinary points after it. With
   ``calibration="none"`` the score is the band distance itself (``score <= 1`` exactly inside
   ``[lower, upper]``).
 """
@@ -84,10 +87,17 @@ REL_SCALE_FLOOR = 1e-9
 """A scale is never below this fraction of ``|expected|`` (float noise on a constant series)."""
 CALIBRATION_CAP = 4.0
 """Band distances beyond this (20 standard deviations at k = 5) all count as fully anomalous."""
+CALIBRATION_DEAD_ZONE = 0.3
+"""Band distances up to this (1.5 standard deviations at k = 5) count as 0 for the calibration:
+the one-step wiggle of a flat, quantised series is not evidence of anything."""
+ORDINARY_DISTANCE = 0.5
+"""A point this close to its expected value (half the band: 2.5 standard deviations at k = 5)
+never scores above 1, however unusual the points before it."""
 CALIBRATION_WARMUP = 50
 """Band distances that teach the calibration before it scores (capped at ``long_window``)."""
-CALIBRATION_SPREAD_FLOOR = 1e-3
-"""Smallest long-run spread of the scaled distance ``a`` (a series that never moved)."""
+CALIBRATION_SPREAD_FLOOR = 0.02
+"""Smallest long-run spread of the scaled distance ``a``: with the dead zone most ``a`` are 0,
+and a spread near 0 made one ordinary excursion of clean noise an alert."""
 FLOOR_LEARN_CAP = 10.0
 """The floors' slow averages learn a ``|value|`` or ``|step|`` at most this many times their
 average so far (a glitch does not widen every band after it)."""
@@ -588,6 +598,7 @@ class Detector(ABC):
             CALIBRATION_CAP,
             CALIBRATION_SPREAD_FLOOR,
             float(min(CALIBRATION_WARMUP, p["long_window"])),
+            CALIBRATION_DEAD_ZONE,
             t,
         )
         self._c_mean, self._c_var = float(state[0]), float(state[1])
@@ -598,6 +609,9 @@ class Detector(ABC):
         score = np.zeros(len(zv))
         score[high] = log_ndtr(-t[high]) * (1.0 / math.log(p["alert_probability"]))
         np.clip(score, 0.0, MAX_SCORE, out=score)
+        # a point that is itself ordinary is never anomalous, however unusual the points just
+        # before it: a spike flags itself, not the ordinary points after it
+        np.minimum(score, 1.0, out=score, where=zv <= ORDINARY_DISTANCE)
         if idx is None:
             return score
         out[idx] = score
