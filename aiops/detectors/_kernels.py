@@ -20,6 +20,22 @@ __all__ = ["calibration_pass", "floor_pass"]
 
 
 @njit(cache=True, nogil=True)
+def decimal_resolution(v: float) -> float:  # pragma: no cover - compiled
+    """The last decimal place ``v`` is written to (1 for 7 or 1000, 0.01 for 0.25), from 1 to
+    1e-6; 0 for 0, or when ``v`` has more decimals than that (a measured float)."""
+    a = abs(v)
+    if a == 0.0 or a != a or a == math.inf:
+        return 0.0
+    scale = 1.0
+    for _ in range(7):
+        s = a * scale
+        if abs(s - round(s)) <= 1e-9 * max(s, 1.0):
+            return 1.0 / scale
+        scale *= 10.0
+    return 0.0
+
+
+@njit(cache=True, nogil=True)
 def floor_pass(
     x: np.ndarray,
     state: np.ndarray,
@@ -38,8 +54,11 @@ def floor_pass(
     for i in range(len(x)):
         xi = x[i]
         f = min_scale
-        if res < math.inf and resolution_floor * res > f:
-            f = resolution_floor * res
+        # the resolution: the smallest step seen; before any step, how the value is written
+        # (a counter flat at 0 whose first 1 is one step, not an infinitely unlikely value)
+        r = res if res < math.inf else decimal_resolution(xi)
+        if resolution_floor * r > f:
+            f = resolution_floor * r
         if lvl == lvl and level_floor * lvl > f:
             f = level_floor * lvl
         if sp == sp and spread_floor * sp > f:

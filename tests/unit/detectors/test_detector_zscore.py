@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from aiops import detectors
 from tests.unit.detectors.detectors_support import PLAIN, noise
@@ -88,7 +89,17 @@ def test_a_constant_window_gives_finite_scores_and_min_scale_sets_a_floor():
 
 def test_the_level_floor_bounds_the_band_distance_after_a_flat_stretch():
     x = np.r_[np.full(100, 5.0), 6.0]
-    frame = detectors.create("zscore", window=30, **BAND).score(with_values(x))
+    frame = detectors.create("zscore", window=30, resolution_floor=0.0, **BAND).score(
+        with_values(x)
+    )
     # no step seen yet: the floor is level_floor * |level| = 0.005 * 5, times k = 5
     assert frame["upper"].iloc[100] == 5.0 + 5 * 0.005 * 5.0
     assert frame["score"].iloc[100] == 8.0
+
+
+def test_before_any_step_the_resolution_is_how_the_value_is_written():
+    x = np.r_[np.full(100, 5.0), 6.0, 6.25]
+    frame = detectors.create("zscore", window=30, **BAND).score(with_values(x))
+    # 6 is written to the unit: a scale of 1, times k = 5; then the step 1 is the resolution
+    assert frame["upper"].iloc[100] == 5.0 + 5 * 1.0
+    assert frame["score"].iloc[100] == pytest.approx(0.2)
