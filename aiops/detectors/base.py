@@ -24,7 +24,8 @@ What every model kind shares (not ``threshold``, which is a fixed rule):
 * **Scale floor from the series itself.** The band's scale is never below
   ``max(min_scale, resolution_floor * resolution, level_floor * level, spread_floor * spread)``
   (a standard deviation, before ``k``): ``resolution`` is
-  the smallest non-zero step between consecutive values seen so far (1 for a counter), ``level``
+  the smallest non-zero step between consecutive values seen so far (1 for a counter; before
+  any step, the last decimal place the value is written to), ``level``
   a slow average of ``|value|`` and ``spread`` a slow average of ``|step|`` (both over about
   ``long_window`` points, each value learned at most :data:`FLOOR_LEARN_CAP` times the average
   so far, so a glitch does not widen the bands after it). A flat stretch followed by an
