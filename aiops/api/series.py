@@ -30,6 +30,7 @@ import pandas as pd
 from pydantic import BaseModel, Field
 
 from aiops import detectors as models
+from aiops.detectors.auto import MAX_LOOK_POINTS
 from aiops.api.models import MAX_SECONDS, ApiModel, DetectorPath, Duration, Time
 from aiops.api.openapi import Call, Operation
 from aiops.errors import InvalidInput
@@ -101,9 +102,24 @@ class SeriesResponse(BaseModel):
 
 
 def warmup_points(model: models.Detector, step: float) -> int:
-    """Points a fresh ``model`` needs before its band is fully formed."""
+    """Points a fresh ``model`` needs before its band is fully formed, and (calibrated kinds)
+    its score: the calibration's long-run history of band distances follows the band."""
+    p = model.params
+    band = _band_warmup(model, step)
+    if not model.calibrated or p["calibration"] == "none":
+        return band
+    return band + int(p["long_window"])
+
+
+def _band_warmup(model: models.Detector, step: float) -> int:
     p = model.params
     kind = model.kind
+    if kind == "auto":  # it looks for a period first, then two windows of median and MAD
+        look = max(
+            int(p["decide_after"]),
+            min(math.ceil(int(p["period_search_seconds"]) / step), MAX_LOOK_POINTS),
+        )
+        return look + 2 * int(p["window"])
     if kind == "mad":  # the median window, then as many residuals for the scale
         return 2 * int(p["window"])
     if "window" in p:

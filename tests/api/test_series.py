@@ -21,8 +21,13 @@ pytestmark = pytest.mark.prometheus
 QUERY = "aiops_test_anomaly"
 
 
+# The band mechanics, exactly: the band distance as the score (a calibrated score also needs
+# the long-run history of band distances, which the replay adds: see the warm-up test below).
+PARAMS = {"window": 40, "calibration": "none"}
+
+
 def detector(api, detector_id: str = "flat", *, query: str = QUERY, name: str = "prometheus", **extra):
-    spec = {"id": detector_id, "kind": "zscore", "params": {"window": 40}, "status": "running",
+    spec = {"id": detector_id, "kind": "zscore", "params": PARAMS, "status": "running",
             "datasource": {"name": name, "query": query, "step": 15}, **extra}
     return api.store.create_detector(spec)
 
@@ -39,7 +44,7 @@ async def test_series_carry_values_band_and_score_and_the_spike_breaks_the_band(
     assert r.status_code == 200, r.text
     body = r.json()
     assert (body["start"], body["end"], body["step"]) == (rng["start"], rng["end"], 15)
-    assert body["kind"] == "zscore" and body["params"]["window"] == 40 and body["threshold"] == 1
+    assert body["kind"] == "zscore" and PARAMS.items() <= body["params"].items() and body["threshold"] == 1
     assert body["datasource"] == "prometheus" and body["query"] == QUERY
     assert body["warmup_points"] == 40 and body["warmup_complete"] is True
     assert body["series_total"] == 2 and body["truncated"] is False
@@ -69,7 +74,7 @@ async def test_the_band_is_the_pipelines_band(api, prometheus):
     frame = (await api.state.prometheus().query_range(QUERY, rng["start"] - 40 * 15, rng["end"], 15)).to_frame()
     from aiops.transform import standardize
 
-    run = run_detection(detector_id="flat", kind="zscore", params={"window": 40}, threshold=1.0,
+    run = run_detection(detector_id="flat", kind="zscore", params=PARAMS, threshold=1.0,
                         mode="running", frame=standardize(frame, step=15), states={})
     [event] = run.events
     a = next(s for s in body["series"] if s["key"] == event["series_key"])
@@ -213,3 +218,15 @@ async def test_no_value_makes_it_answer_5xx(api, name):
     for start, end, step in [("0", "7258118399", "1y"), ("0", "1", "1"), ("1", "2", "1e308"), ("now-1y", "now", "1h")]:
         r = await api.client.get("/api/detectors/flat/series", params={"start": start, "end": end, "step": step})
         assert r.status_code < 500, (start, end, step, r.text)
+
+
+def test_a_calibrated_score_replays_the_long_run_history_of_its_band_distances():
+    from aiops import detectors
+    from aiops.api.series import warmup_points
+
+    assert warmup_points(detectors.create("zscore", window=40, calibration="none"), 15) == 40
+    # the calibration's long-run mean and spread of band distances follow the band
+    assert warmup_points(detectors.create("zscore", window=40), 15) == 40 + 1000
+    # auto first looks for a period (600 points, two days at most 4,000 points), then its windows
+    assert warmup_points(detectors.create("auto", long_window=100), 60) == 2880 + 240 + 100
+    assert warmup_points(detectors.create("threshold", upper=1.0), 15) == 0
