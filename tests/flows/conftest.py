@@ -42,7 +42,9 @@ def prefect_events(monkeypatch):
     monkeypatch.setattr(EventsWorker, "instance", lambda *_: worker)
 
     def collected() -> list:
-        worker.drain()
+        # drain() only waits when called from sync code (from async code it returns an
+        # awaitable): wait on the worker's own future, bounded, so async tests see every event
+        worker._drain().result(timeout=60)
         return [e for client in AssertingPassthroughEventsClient.all for e in client.events]
 
     yield collected

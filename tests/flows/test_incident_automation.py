@@ -50,7 +50,7 @@ async def test_the_documented_automation_starts_a_log_triage_when_an_incident_op
     finally:
         store.close()
     assert emit_incidents(detector, inserted) == 1
-    (sent,) = [e for e in prefect_events() if e.event == "aiops.incident.opened"]  # drains the worker
+    (sent,) = [e for e in prefect_events() if e.event == "aiops.incident.opened"]  # waits for the worker
     assert sent.resource.id == "aiops.detector.api-latency"
 
     runs = []
