@@ -40,7 +40,8 @@ What every model kind shares (not ``threshold``, which is a fixed rule):
   series is nothing); the score compares the average of the last ``short_window`` values of ``a`` with their long-run
   mean and spread (exponentially weighted over about ``long_window`` points), as Numenta's
   anomaly likelihood does: ``tail = P(N(0, 1) > (avg - mean) / spread)`` and
-  ``score = log(tail) / log(alert_probability)``, so the score is 1 when the recent behaviour is
+  ``score = log(2 tail) / log(2 alert_probability)`` above the mean (0 at or below it), so the
+  score is 1 when the recent behaviour is
   as unlikely as ``alert_probability`` under the series' own history, whatever its noise looks
   like. The alert rate on normal data is then about the same on every series. The first
   :data:`CALIBRATION_WARMUP` band distances only teach the calibration (score 0). A point within
@@ -605,10 +606,13 @@ class Detector(ABC):
         self._c_mean, self._c_var = float(state[0]), float(state[1])
         self._c_n = int(state[2])
         self._c_tail = ring[~np.isnan(ring)]
-        # below the long-run mean by a spread or more the score is under 0.04: 0 (saves time)
-        high = np.flatnonzero(t > -1.0)  # NaN (warm-up) is not
+        # score = log(2 tail) / log(2 p): 0 at or below the long-run mean (a constant or
+        # quiet series scores 0), 1 where the tail is alert_probability
+        high = np.flatnonzero(t > 0.0)  # NaN (warm-up) is not
         score = np.zeros(len(zv))
-        score[high] = log_ndtr(-t[high]) * (1.0 / math.log(p["alert_probability"]))
+        score[high] = (log_ndtr(-t[high]) + math.log(2.0)) * (
+            1.0 / math.log(2.0 * p["alert_probability"])
+        )
         np.clip(score, 0.0, MAX_SCORE, out=score)
         # a point that is itself ordinary is never anomalous, however unusual the points just
         # before it: a spike flags itself, not the ordinary points after it

@@ -94,10 +94,16 @@ def test_alert_probability_sets_how_unlikely_recent_behaviour_must_be():
     heavy = on_time_axis("mad", SHAPES["student_t_df2"])
     strict = detectors.create("mad", alert_probability=1e-4).score(heavy)["score"]
     loose = detectors.create("mad", alert_probability=0.2).score(heavy)["score"]
-    # score = log(tail) / log(alert_probability): the same tail, rescaled
+    # score = log(2 tail) / log(2 alert_probability): the same tail, rescaled
     # (a point inside its band is capped at 1: compare where neither is capped)
     both = (strict > 0) & (loose > 0) & (loose < 1)
     assert both.sum() > 100
     ratio = (strict[both] / loose[both]).to_numpy()
-    np.testing.assert_allclose(ratio, np.log(0.2) / np.log(1e-4), rtol=1e-9)
+    np.testing.assert_allclose(ratio, np.log(0.4) / np.log(2e-4), rtol=1e-9)
     assert (loose > 1).sum() > (strict > 1).sum()
+
+
+@pytest.mark.parametrize("kind", CALIBRATED)
+def test_a_constant_series_scores_exactly_zero(kind):
+    frame = detectors.create(kind).score(on_time_axis(kind, np.full(3000, 7.0)))
+    assert (frame["score"] == 0).all()
