@@ -33,7 +33,10 @@ What every model kind shares (not ``threshold``, which is a fixed rule):
 * **Bounded adaptation.** A point outside its band is learned clipped to the band (an anomaly
   does not widen the band it broke), but after ``adapt_after`` consecutive points outside, the
   model learns the raw values: a lasting change of level is alerted at its onset, then becomes
-  the new normal within about ``adapt_after`` points plus one window.
+  the new normal within about ``adapt_after`` points plus one window (``zscore``, ``mad``,
+  ``quantile``, ``ewma``). ``auto`` never clips (its medians ignore anomalies shorter than
+  half a window and follow a lasting change within one); ``seasonal`` learns once per period,
+  clipped, at its ``alpha`` rate, so it accepts ``adapt_after`` but does not use it.
 * **Calibrated score** (``calibration="likelihood"``, the default). The band distance ``z``
   (1 at the band edge) is capped at :data:`CALIBRATION_CAP` and scaled into ``a`` in [0, 1],
   distances up to :data:`CALIBRATION_DEAD_ZONE` counting as 0 (the wiggle of a flat, quantised
