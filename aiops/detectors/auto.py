@@ -174,7 +174,7 @@ class AutoDetector(Detector):
             reason_period = (
                 f"the series repeats every {_duration(lag * step)} (autocorrelation {acf:.2f} "
                 f">= {self.params['min_autocorrelation']}), so each value is compared with the "
-                "value one period earlier"
+                f"median of the values 1 to {SEASONS} periods earlier"
             )
         else:
             reason_period = (
