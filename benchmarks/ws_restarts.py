@@ -85,17 +85,31 @@ class ApiProcess:
             self.proc.wait(timeout=10)
 
 
-def _writer(db_url: str, stop: threading.Event, written: list[int], batch: int, pause: float) -> None:
+def _writer(db_url: str, stop: threading.Event, written: list[int], batch: int, pause: float,
+            errors: list[BaseException]) -> None:
     """Insert ``batch`` events at a time until ``stop``; the ids committed go to ``written``."""
     base = datetime(2026, 1, 1, tzinfo=UTC).timestamp()
-    with Store.open(db_url) as db:
-        n = 0
-        while not stop.wait(pause):
-            rows = [{"type": "anomaly", "detector_id": "det-a", "labels": {"instance": "a"},
-                     "ts": datetime.fromtimestamp(base + n + i, UTC), "value": 1.0, "score": 2.0}
-                    for i in range(batch)]
-            n += batch
-            written.extend(e.id for e in db.insert_events(rows))
+    try:
+        with Store.open(db_url) as db:
+            n = 0
+            while not stop.wait(pause):
+                rows = [{"type": "anomaly", "detector_id": "det-a", "labels": {"instance": "a"},
+                         "ts": datetime.fromtimestamp(base + n + i, UTC), "value": 1.0, "score": 2.0}
+                        for i in range(batch)]
+                n += batch
+                written.extend(e.id for e in db.insert_events(rows))
+    except BaseException as exc:  # surfaced by the main loop
+        errors.append(exc)
+
+
+async def _until(condition: Any, timeout: float, what: str, errors: list[BaseException]) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if errors:
+            raise RuntimeError(f"the event writer failed: {errors[0]!r}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} not reached within {timeout:.0f}s")
+        await asyncio.sleep(0.05)
 
 
 async def _client(port: int, received: list[int], done: asyncio.Event, stats: dict[str, int]) -> None:
@@ -128,8 +142,8 @@ async def _run(clients: int, restarts: int, batch: int, pause: float, workdir: P
         db.create_detector({"id": "det-a", "kind": "zscore"})
     api = ApiProcess(db_url, free_port(), workdir / "api.log")
     api.start()
-    stop, written = threading.Event(), []
-    writer = threading.Thread(target=_writer, args=(db_url, stop, written, batch, pause), daemon=True)
+    stop, written, errors = threading.Event(), [], []
+    writer = threading.Thread(target=_writer, args=(db_url, stop, written, batch, pause, errors), daemon=True)
     writer.start()
     done = asyncio.Event()
     received: list[list[int]] = [[] for _ in range(clients)]
@@ -138,16 +152,18 @@ async def _run(clients: int, restarts: int, batch: int, pause: float, workdir: P
     kinds = []
     try:
         for r in range(restarts):
-            target = len(written) + 5 * batch
-            while len(written) < target:  # let events flow before the next stop
-                await asyncio.sleep(0.05)
+            target = len(written) + 5 * batch  # let events flow before the next stop
+            await _until(lambda t=target: len(written) >= t, 120, f"{target} events written", errors)
             sig = signal.SIGTERM if r % 2 == 0 else signal.SIGKILL
             kinds.append(sig.name)
             await asyncio.to_thread(api.stop, sig)
             await asyncio.to_thread(api.start)
         target = len(written) + 5 * batch
-        while len(written) < target:
-            await asyncio.sleep(0.05)
+        await _until(lambda: len(written) >= target, 120, f"{target} events written", errors)
+    except BaseException:
+        done.set()
+        api.stop(signal.SIGKILL)
+        raise
     finally:
         stop.set()
         await asyncio.to_thread(writer.join, 30)
