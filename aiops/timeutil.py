@@ -126,5 +126,9 @@ def _from_number(number: float, field: str) -> float:
     return number
 
 
-def to_datetime(seconds: float) -> datetime:
-    return datetime.fromtimestamp(seconds, tz=UTC)
+def to_datetime(seconds: float, *, field: str = "time") -> datetime:
+    """Unix seconds as an aware UTC datetime; outside what a datetime holds: InvalidInput."""
+    try:
+        return datetime.fromtimestamp(seconds, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        raise InvalidInput(f"{field} {seconds!r} is outside the range of dates", field=field) from None

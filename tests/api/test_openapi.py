@@ -104,7 +104,7 @@ schema.config.phases.coverage.enabled = False
 
 
 @schema.parametrize()
-@settings(max_examples=10, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@settings(max_examples=10, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True, database=None)
 def test_the_api_conforms_to_its_document(case, fuzzed_app):
     response = case.call_and_validate(
         app=fuzzed_app, base_url="http://testserver", headers=dict(AUTH), timeout=30, checks=CHECKS
