@@ -1,6 +1,6 @@
 """``python -m aiops.demo``: the demo workload process, and its incident schedule.
 
-    python -m aiops.demo serve --state .aiops/demo/workload.json --port 9191 --log-file .aiops/demo/app.log
+    python -m aiops.demo serve --state .aiops/demo/workload.json --port 9191 --log-file .aiops/logs/demo-app.log
     python -m aiops.demo incidents --state .aiops/demo/workload.json --since 2h --until 1h
 """
 

@@ -14,7 +14,11 @@ lives under ``$AIOPS_DATA_DIR/demo``:
 * ``config.yaml``: the effective config file, rendered from the shipped demo config
   (``deployments/demo/config.yaml``: the ``demo`` datasource and the demo log job) merged
   with the user's own settings.
-* ``app.log``: the demo log file the workload writes and the demo log job reads.
+
+The demo log file the workload writes and the demo log job reads is
+``$AIOPS_DATA_DIR/logs/demo-app.log``: in the default ``AIOPS_LOG_ROOTS``, so it can be
+analysed on demand too (API, CLI) while the demo folder, which holds the rendered config,
+stays unreadable to runs.
 """
 
 from __future__ import annotations
@@ -306,7 +310,7 @@ def start_demo(
         state, state_file, prom_data, labels={"job": "demo", "instance": exporter},
         history_seconds=options.history_seconds, step=parse_duration(options.scrape_interval, field="scrape_interval"),
     )
-    log_file = demo_dir / "app.log"
+    log_file = settings.data_dir.resolve() / "logs" / "demo-app.log"
     proc = supervisor.start(
         "demo workload",
         [python, "-m", "aiops.demo", "serve", "--state", str(state_file), "--port", str(exporter_port),

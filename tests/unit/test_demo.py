@@ -169,7 +169,7 @@ def test_the_rendered_config_merges_the_users_and_refuses_name_clashes(monkeypat
     assert data["timeout_seconds"] == 12 and data["prometheus_url"] == ["http://127.0.0.1:9190"]
     assert set(data["datasources"]) == {"logs", "demo"}
     assert [j["name"] for j in data["log_jobs"]] == ["nginx", "demo-app"]
-    assert data["log_jobs"][1]["path"] == str((tmp_path / "data/demo/app.log").resolve())
+    assert data["log_jobs"][1]["path"] == str((tmp_path / "data/logs/demo-app.log").resolve())
     monkeypatch.setenv("AIOPS_CONFIG_FILE", str(out))  # the children load it
     settings = load_settings()
     assert settings.datasource_configs()["demo"].urls == ("http://127.0.0.1:9190",)
