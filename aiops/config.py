@@ -338,9 +338,14 @@ class Settings(BaseSettings):
         return f"sqlite:///{(self.data_dir / 'aiops.db').resolve()}"
 
 
-# Settings only the API uses: never in the environment of flow runs (an analyze-logs run can
-# read files, and a flow has no use for the API's token).
-SERVICE_ONLY_SECRETS = ("AIOPS_API_TOKEN",)
+# Secrets only the API or the Prefect server use: never in the environment of flow runs (a
+# flow has no use for them, and whatever a run holds a bug in it could leak).
+SERVICE_ONLY_SECRETS = (
+    "AIOPS_API_TOKEN",
+    "PREFECT_SERVER_API_AUTH_STRING",  # the server's side; clients use PREFECT_API_AUTH_STRING
+    "PREFECT_SERVER_DATABASE_CONNECTION_URL",
+    "PREFECT_SERVER_DATABASE_PASSWORD",
+)
 
 
 def flow_run_environment(env: Mapping[str, str]) -> dict[str, str]:

@@ -93,7 +93,10 @@ def _limit_of(deployment: RunnerDeployment) -> int:
 def drop_service_secrets() -> list[str]:
     """Remove the API's secrets from this process' environment, which the runner hands on to
     every flow run it starts; returns the names removed."""
-    removed = [name for name in SERVICE_ONLY_SECRETS if os.environ.pop(name, None) is not None]
+    names = SERVICE_ONLY_SECRETS
+    if not os.environ.get("PREFECT_API_URL"):  # an in-process (ephemeral) server needs its own settings
+        names = tuple(n for n in names if not n.startswith("PREFECT_SERVER_"))
+    removed = [name for name in names if os.environ.pop(name, None) is not None]
     for name in removed:
         log.info("%s is not passed on to flow runs", name)
     return removed

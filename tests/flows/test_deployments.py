@@ -104,6 +104,8 @@ def test_the_runner_is_started_without_the_apis_token(monkeypatch, tmp_path):
     import deployments.serve as serve_module
 
     monkeypatch.setenv("AIOPS_API_TOKEN", "a-secret-token-0123456789")
+    monkeypatch.setenv("PREFECT_SERVER_DATABASE_CONNECTION_URL", "postgresql+asyncpg://prefect:secret@127.0.0.1/prefect")
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:4200/api")  # a real server: runs need none of its secrets
     monkeypatch.setenv("AIOPS_DATABASE_URL", f"sqlite:///{tmp_path / 'aiops.db'}")
     seen = {}
 
@@ -113,4 +115,5 @@ def test_the_runner_is_started_without_the_apis_token(monkeypatch, tmp_path):
     monkeypatch.setattr(serve_module, "serve", fake_serve)
     assert serve_module.main() == 0
     assert "AIOPS_API_TOKEN" not in seen["env"]
+    assert "PREFECT_SERVER_DATABASE_CONNECTION_URL" not in seen["env"]
     assert seen["limit"] == 1 + load_settings().log_run_limit + load_settings().backfill_run_limit
