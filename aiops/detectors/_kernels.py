@@ -125,7 +125,9 @@ def calibration_pass(
             total -= old
             filled -= 1
         ring[head] = a
-        head = (head + 1) % w
+        head += 1
+        if head == w:
+            head = 0
         total += a
         filled += 1
         if mean != mean:
