@@ -240,6 +240,29 @@ def _non_negative_id(value: int | None, field: str) -> int | None:
     return value
 
 
+def _by_source(stmt: Any, column: Any, source: str, backfill_id: str | None) -> Any:
+    """Keep ``live`` rows (no backfill id), ``backfill`` ones or ``all``; ``backfill_id``
+    keeps one backfill's. ``column`` is the table's ``backfill_id``."""
+    if source not in ("all", "live", "backfill"):
+        raise InvalidInput(f"source must be all, live or backfill, not {source!r}", field="source")
+    if source == "live":
+        stmt = stmt.where(column.is_(None))
+    elif source == "backfill":
+        stmt = stmt.where(column.is_not(None))
+    if backfill_id is not None:
+        stmt = stmt.where(column == backfill_id)
+    return stmt
+
+
+def _time_range(since: datetime | None, until: datetime | None) -> tuple[datetime | None, datetime | None]:
+    """``since`` and ``until`` as UTC, checked to be in order."""
+    since_utc = None if since is None else utc(since, "since")
+    until_utc = None if until is None else utc(until, "until")
+    if since_utc and until_utc and since_utc > until_utc:
+        raise InvalidInput("since must not be after until", field="since")
+    return since_utc, until_utc
+
+
 def _check_json(value: Any, field: str) -> Any:
     try:
         _json_dumps(value)
@@ -1059,11 +1082,9 @@ class Store:
         """Incidents that overlap ``[since, until)`` (opened before ``until``, not resolved
         before ``since``), paginated by id like :meth:`list_anomalies`. ``state`` keeps
         ``open`` or ``resolved`` ones; ``source`` ``live``, ``backfill`` or ``all``."""
-        if source not in ("all", "live", "backfill"):
-            raise InvalidInput(f"source must be all, live or backfill, not {source!r}", field="source")
         if state not in (None, "open", "resolved"):
             raise InvalidInput(f"state must be open or resolved, not {state!r}", field="state")
-        stmt = select(IncidentRow)
+        stmt = _by_source(select(IncidentRow), IncidentRow.backfill_id, source, backfill_id)
         if detector is not None:
             stmt = stmt.where(IncidentRow.detector_id == detector)
         if series_key is not None:
@@ -1072,16 +1093,7 @@ class Store:
             stmt = stmt.where(IncidentRow.resolved_at.is_(None))
         elif state == "resolved":
             stmt = stmt.where(IncidentRow.resolved_at.is_not(None))
-        if source == "live":
-            stmt = stmt.where(IncidentRow.backfill_id.is_(None))
-        elif source == "backfill":
-            stmt = stmt.where(IncidentRow.backfill_id.is_not(None))
-        if backfill_id is not None:
-            stmt = stmt.where(IncidentRow.backfill_id == backfill_id)
-        since_utc = None if since is None else utc(since, "since")
-        until_utc = None if until is None else utc(until, "until")
-        if since_utc and until_utc and since_utc > until_utc:
-            raise InvalidInput("since must not be after until", field="since")
+        since_utc, until_utc = _time_range(since, until)
         if since_utc is not None:
             stmt = stmt.where(IncidentRow.resolved_at.is_(None) | (IncidentRow.resolved_at >= since_utc))
         if until_utc is not None:
@@ -1188,21 +1200,11 @@ class Store:
         """Anomalies with ``since <= ts < until``, paginated by id (``after_id`` ascending, or
         ``newest_first`` with ``before_id``). ``source`` keeps ``live`` ones, ``backfill``
         ones or ``all``; ``backfill_id`` keeps those of one backfill."""
-        if source not in ("all", "live", "backfill"):
-            raise InvalidInput(f"source must be all, live or backfill, not {source!r}", field="source")
         stmt = select(EventRow).where(EventRow.type == EVENT_ANOMALY)
+        stmt = _by_source(stmt, EventRow.backfill_id, source, backfill_id)
         if detector is not None:
             stmt = stmt.where(EventRow.detector_id == detector)
-        if source == "live":
-            stmt = stmt.where(EventRow.backfill_id.is_(None))
-        elif source == "backfill":
-            stmt = stmt.where(EventRow.backfill_id.is_not(None))
-        if backfill_id is not None:
-            stmt = stmt.where(EventRow.backfill_id == backfill_id)
-        since_utc = None if since is None else utc(since, "since")
-        until_utc = None if until is None else utc(until, "until")
-        if since_utc and until_utc and since_utc > until_utc:
-            raise InvalidInput("since must not be after until", field="since")
+        since_utc, until_utc = _time_range(since, until)
         if since_utc is not None:
             stmt = stmt.where(EventRow.ts >= since_utc)
         if until_utc is not None:
