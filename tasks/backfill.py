@@ -21,7 +21,7 @@ from aiops.store import Detector
 from aiops.transform import standardize
 from tasks._runtime import store
 from tasks.detect import run_detector
-from tasks.logs import change_events
+from tasks.logs import commit_window
 
 __all__ = ["score_backfill_piece", "commit_backfill_log_window"]
 
@@ -82,17 +82,7 @@ async def commit_backfill_log_window(
 ) -> dict[str, Any]:
     """The window's report, the miner state and its change events in one transaction
     (nothing is written when the window already has a report)."""
-    saved, inserted = await to_thread.run_sync(
-        lambda: store().commit_log_window(
-            source,
-            window[0],
-            window[1],
-            report,
-            report.get("templates"),
-            miner_state=miner_state,
-            events=change_events(source, window[1], report, flow_run_id),
-            backfill_id=backfill_id,
-            flow_run_id=flow_run_id,
-        )
+    saved, inserted = await commit_window(
+        source, window, report, miner_state, flow_run_id, backfill_id=backfill_id
     )
     return {"report_id": saved.id, "events": len(inserted)}

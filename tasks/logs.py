@@ -95,6 +95,31 @@ def change_events(source: str, at: datetime, report: dict[str, Any], flow_run_id
     ]
 
 
+async def commit_window(
+    source: str,
+    window: tuple[datetime, datetime],
+    report: dict[str, Any],
+    miner_state: dict[str, Any],
+    flow_run_id: str | None,
+    backfill_id: str | None = None,
+) -> tuple[Any, list[Any]]:
+    """``Store.commit_log_window`` for one analysed window (live or backfill), in a thread:
+    the report, the miner state and the change events in one transaction."""
+    return await to_thread.run_sync(
+        lambda: store().commit_log_window(
+            source,
+            window[0],
+            window[1],
+            report,
+            report.get("templates"),
+            miner_state=miner_state,
+            events=change_events(source, window[1], report, flow_run_id),
+            backfill_id=backfill_id,
+            flow_run_id=flow_run_id,
+        )
+    )
+
+
 @task(name="store-log-report")
 async def store_log_report(
     source: str,
@@ -107,19 +132,7 @@ async def store_log_report(
     failure leaves nothing half-written, so a rerun stores all of it); then emit the events.
     A window the source already has a report for is not written again (0 events)."""
     log = get_run_logger()
-    db = store()
-    saved, inserted = await to_thread.run_sync(
-        lambda: db.commit_log_window(
-            source,
-            window[0],
-            window[1],
-            report,
-            report.get("templates"),
-            miner_state=miner_state,
-            events=change_events(source, window[1], report, flow_run_id),
-            flow_run_id=flow_run_id,
-        )
-    )
+    saved, inserted = await commit_window(source, window, report, miner_state, flow_run_id)
     resource = {"prefect.resource.id": f"aiops.logs.{source}", "prefect.resource.name": source}
     for event in inserted[:100]:
         emit_event(event=f"aiops.{event.type}", resource=resource, payload={"id": event.id, **event.payload})
