@@ -11,13 +11,14 @@ import argparse
 import asyncio
 import json
 import math
+import re
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from aiops.errors import AiopsError, ConfigError, DatasourceError
+from aiops.errors import AiopsError, ConfigError, DatasourceError, NotFound
 
 __all__ = ["main"]
 
@@ -452,6 +453,110 @@ def _print_where(prefect_api: str, api: str | None, settings: Any, where: dict[s
     print("\n".join(lines), flush=True)
 
 
+# ---------------------------------------------------------------------------------- detectors
+
+
+def _detector_row(det: Any) -> list[str]:
+    ds = det.datasource
+    return [det.id, det.kind, det.status, f"{det.interval_seconds}s",
+            f"{ds.name}: {ds.query}" if ds else "(no datasource)"]
+
+
+def _detectors_apply(args: argparse.Namespace) -> int:
+    """Upsert a detectors file into the store now (what `aiops up`/`serve` do at start)."""
+    from aiops.promql import detector_sampling_notes
+    from aiops.store import Store, apply_detectors_file
+
+    settings = _settings()
+    path = args.file or settings.detectors_file
+    if not path:
+        raise ConfigError("give a detectors FILE or set AIOPS_DETECTORS_FILE", setting="AIOPS_DETECTORS_FILE")
+    url = settings.resolved_database_url()
+    if url.startswith("sqlite:///"):
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    with Store.open(url) as db:
+        result = apply_detectors_file(db, path)
+        configs = settings.datasource_configs()
+        notes = {d.id: detector_sampling_notes(d, configs) for d in db.list_detectors()
+                 if d.id in {*result["created"], *result["updated"], *result["unchanged"]}}
+    if args.json:
+        print(json.dumps({"file": str(path), **result, "warnings": {k: v for k, v in notes.items() if v}}))
+        return 0
+    rows = [[det_id, what] for what in ("created", "updated", "unchanged") for det_id in result[what]]
+    for row in rows:
+        if row[0] in result["reset"]:
+            row[1] += " (new model: learned state dropped)"
+    _print_table(["detector", "change"], rows)
+    print(f"{path}: {len(result['created'])} created, {len(result['updated'])} updated, "
+          f"{len(result['unchanged'])} unchanged")
+    for det_id, det_notes in notes.items():
+        for note in det_notes:
+            print(f"warning: detector {det_id}: {note}", file=sys.stderr)
+    return 0
+
+
+def _detectors_list(args: argparse.Namespace) -> int:
+    from aiops.store import Store
+
+    settings = _settings()
+    with Store.open(settings.resolved_database_url()) as db:
+        items = db.list_detectors(status=args.status)
+    if args.json:
+        print(json.dumps({"detectors": [d.model_dump(mode="json") for d in items]}))
+    elif not items:
+        print("(no detectors: load a detectors file with `aiops detectors apply FILE`)")
+    else:
+        _print_table(["id", "kind", "status", "interval", "query"], [_detector_row(d) for d in items])
+    return 0
+
+
+def _detectors_show(args: argparse.Namespace) -> int:
+    from aiops.store import Store
+
+    settings = _settings()
+    with Store.open(settings.resolved_database_url()) as db:
+        det = db.get_detector(args.id)
+        status = db.collector_status(det.id)
+        states = db.state_info(det.id)
+    out = det.model_dump(mode="json")
+    out["series"] = len(states)
+    out["collector"] = status.model_dump(mode="json")
+    if args.json:
+        print(json.dumps(out))
+        return 0
+    ds = det.datasource
+    rows = [("id", det.id), ("name", det.name), ("kind", det.kind), ("params", json.dumps(det.params)),
+            ("status", det.status), ("threshold", f"{det.threshold:g}"), ("resolve_after", str(det.resolve_after)),
+            ("interval", f"{det.interval_seconds}s"),
+            ("training window", "-" if det.training_window_seconds is None else f"{det.training_window_seconds}s"),
+            ("datasource", ds.name if ds else "-"), ("query", ds.query if ds else "-"),
+            ("step", f"{ds.step_seconds:g}s" if ds else "-"), ("series with a model", str(len(states))),
+            ("updated", det.updated_at.isoformat())]
+    rows += [("last run", str(out["collector"].get("last_run_at") or "never")),
+             ("last error", str(out["collector"].get("last_error") or "-"))]
+    width = max(len(k) for k, _ in rows)
+    print("\n".join(f"{k.ljust(width)}  {v}" for k, v in rows))
+    return 0
+
+
+def _not_found_hint(exc: NotFound) -> str:
+    """Why a detector may be missing: a detectors file is only read by `aiops up`/`serve`."""
+    det_id = exc.detail.get("detector")
+    if not isinstance(det_id, str):
+        return ""
+    try:
+        from aiops.config import load_settings
+        from aiops.store import load_detectors_file
+
+        path = load_settings().detectors_file
+        if path and any(spec.id == det_id for spec in load_detectors_file(path)):
+            return (f"; it is in the detectors file {path}, which only `aiops up`/`serve` load at start: "
+                    f"load it now with `aiops detectors apply {path}`")
+    except AiopsError:
+        pass
+    return "; `aiops detectors list` shows the stored ones, `aiops detectors apply FILE` loads a detectors file"
+
+
 # ---------------------------------------------------------------------------------- evaluate
 
 
@@ -603,6 +708,21 @@ def _build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true", help="print JSON for scripts")
     ev.set_defaults(handler=_evaluate)
 
+    dt = sub.add_parser("detectors", help="list, show, or load detectors from a detectors file")
+    dsub = dt.add_subparsers(dest="detectors_command", required=True)
+    da = dsub.add_parser("apply", help="upsert a detectors file into the store now (kept models stay)")
+    da.add_argument("file", nargs="?", help="detectors YAML file (default AIOPS_DETECTORS_FILE)")
+    da.add_argument("--json", action="store_true", help="print JSON for scripts")
+    da.set_defaults(handler=_detectors_apply)
+    dl = dsub.add_parser("list", help="the stored detectors")
+    dl.add_argument("--status", choices=("training", "running", "paused"), help="only detectors in this status")
+    dl.add_argument("--json", action="store_true", help="print JSON for scripts")
+    dl.set_defaults(handler=_detectors_list)
+    dsh = dsub.add_parser("show", help="one stored detector, its datasource and collector status")
+    dsh.add_argument("id", help="detector id")
+    dsh.add_argument("--json", action="store_true", help="print JSON for scripts")
+    dsh.set_defaults(handler=_detectors_show)
+
     c = sub.add_parser("config", help="print the effective configuration (secrets hidden)")
     c.set_defaults(handler=_show_config)
     return parser
@@ -617,14 +737,44 @@ def _show_config(args: argparse.Namespace) -> int:
     return 0
 
 
+_NEGATIVE_TIME = re.compile(r"^-(?:\d+(?:\.\d+)?(?:ms|s|m|h|d|w|y))+$")
+
+
+def _value_options(parser: argparse.ArgumentParser) -> set[str]:
+    """Every ``--option`` of the parser and its subcommands that takes a value."""
+    out: set[str] = set()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                out |= _value_options(sub)
+        elif action.option_strings and action.nargs != 0:
+            out.update(action.option_strings)
+    return out
+
+
+def _join_negative_times(argv: Sequence[str], value_options: set[str]) -> list[str]:
+    """``--start -1h`` becomes ``--start=-1h``: argparse would take ``-1h`` for an option."""
+    out: list[str] = []
+    for token in argv:
+        if out and out[-1] in value_options and _NEGATIVE_TIME.match(token):
+            out[-1] = f"{out[-1]}={token}"
+        else:
+            out.append(token)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(_join_negative_times(argv, _value_options(parser)))
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         return handler(args) or 0
     except ConfigError as exc:
         print(f"aiops: configuration error: {exc.message}", file=sys.stderr)
+        return 2
+    except NotFound as exc:
+        print(f"aiops: {exc.message}{_not_found_hint(exc)}", file=sys.stderr)
         return 2
     except DatasourceError as exc:
         where = f" [{exc.datasource} {exc.url}]" if exc.url else ""
