@@ -176,7 +176,7 @@ async def loki_analyze(call: Call) -> Any:
     if body.lines is not None:
         default_time = None if body.default_time is None else pd.Timestamp(body.default_time, unit="s", tz="UTC")
         report = await anyio.to_thread.run_sync(
-            partial(_analyze_lines, body.lines, body.labels, default_time, bucket, body.top_templates)
+            partial(_analyze_lines, body.lines, body.labels, default_time, bucket, body.top_templates, body.patterns)
         )
         return {"mode": "sync", "source": "lines", "lines": len(body.lines), "report": report}
 
@@ -195,7 +195,7 @@ async def loki_analyze(call: Call) -> Any:
         reason = f"more than {options.analyze_sync_max_lines} lines in the window"
         return await _analyze_async(state, body, window, reason)
     report = await anyio.to_thread.run_sync(
-        partial(_analyze_frame, streams.frame, body.selector, (start, end), bucket, body.top_templates)
+        partial(_analyze_frame, streams.frame, body.selector, (start, end), bucket, body.top_templates, body.patterns)
     )
     return {
         "mode": "sync",
@@ -215,6 +215,8 @@ async def _analyze_async(state: Any, body: LogAnalyzeRequest, window: dict[str, 
         "end": window["end"],
         "datasource": body.datasource,
     }
+    if body.patterns is not None:
+        parameters["patterns"] = body.patterns
     info = await state.runs.trigger(deployment_name("analyze-logs"), parameters)
     log.info("log analysis handed to Prefect (%s): run %s", reason, info.id, extra={"query": body.selector})
     return 202, {
@@ -226,24 +228,30 @@ async def _analyze_async(state: Any, body: LogAnalyzeRequest, window: dict[str, 
     }
 
 
-def _analyze_lines(lines: list[str], labels: Any, default_time: Any, bucket: str, top: int) -> dict[str, Any]:
+def _analyze_lines(
+    lines: list[str], labels: Any, default_time: Any, bucket: str, top: int, patterns: Any = None
+) -> dict[str, Any]:
     from aiops.logs import analyze, from_lines
 
     try:
         frame = from_lines(lines, labels=labels, default_time=default_time)
-        return analyze(frame, bucket=bucket, top_templates=top).to_dict()
+        return analyze(frame, bucket=bucket, top_templates=top, patterns=patterns).to_dict()
     except InvalidInput:
         raise
     except ValueError as exc:
         raise InvalidInput(f"cannot analyse these lines: {exc}", field="lines") from None
 
 
-def _analyze_frame(frame: Any, selector: str, window: tuple[float, float], bucket: str, top: int) -> dict[str, Any]:
+def _analyze_frame(
+    frame: Any, selector: str, window: tuple[float, float], bucket: str, top: int, patterns: Any = None
+) -> dict[str, Any]:
     from aiops.logs import analyze
 
     try:
         span = (pd.Timestamp(window[0], unit="s", tz="UTC"), pd.Timestamp(window[1], unit="s", tz="UTC"))
-        return analyze(frame, bucket=bucket, top_templates=top, window=span, selector=selector).to_dict()
+        return analyze(
+            frame, bucket=bucket, top_templates=top, window=span, selector=selector, patterns=patterns
+        ).to_dict()
     except InvalidInput:
         raise
     except ValueError as exc:

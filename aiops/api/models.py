@@ -20,6 +20,7 @@ from pydantic import (
     Field,
     StringConstraints,
     WithJsonSchema,
+    field_validator,
     model_validator,
 )
 
@@ -39,6 +40,7 @@ from aiops.store.models import (
 from aiops.store.models import parse_duration as parse_whole_seconds
 from aiops.errors import InvalidInput
 from aiops.incidents import DEFAULT_RESOLVE_AFTER, MAX_RESOLVE_AFTER
+from aiops.logs.patterns import MAX_PATTERN_LENGTH, MAX_PATTERNS, compile_patterns
 from aiops.timeutil import parse_duration, parse_time
 
 __all__ = [
@@ -414,6 +416,21 @@ class LogAnalyzeRequest(ApiModel):
     datasource: DatasourceName = "loki"
     bucket: Duration = 3600.0
     top_templates: int = Field(100, ge=1, le=1000)
+    patterns: dict[
+        Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")],
+        Annotated[str, StringConstraints(min_length=1, max_length=MAX_PATTERN_LENGTH)],
+    ] | None = Field(
+        None,
+        max_length=MAX_PATTERNS,
+        description="named anomaly patterns (RE2 syntax) replacing the defaults, as a log job's `patterns`",
+    )
+
+    @field_validator("patterns")
+    @classmethod
+    def _patterns(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        if value is not None:
+            compile_patterns(value)  # a backreference or lookaround: UnsupportedPattern, named
+        return value
 
     @model_validator(mode="after")
     def _shape(self) -> LogAnalyzeRequest:

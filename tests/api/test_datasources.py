@@ -229,6 +229,34 @@ async def test_analyze_posted_lines_synchronously(api):
     assert api.runs.calls == []
 
 
+async def test_analyze_counts_the_custom_patterns_a_log_job_can_have(api):
+    lines = [f"2026-01-01T00:00:{i:02d}Z INFO payment {i} declined by bank" for i in range(5)]
+    lines += [f"2026-01-01T00:01:{i:02d}Z INFO request {i} ok" for i in range(5)]
+    r = await api.client.post(
+        "/api/datasources/loki/analyze", json={"lines": lines, "patterns": {"payment_declined": "payment .* declined"}}
+    )
+    assert r.status_code == 200, r.text
+    report = r.json()["report"]
+    assert report["pattern_counts"] == {"payment_declined": 5}
+    # a window handed to Prefect takes them along, as the flow's `patterns` parameter
+    r = await api.client.post(
+        "/api/datasources/loki/analyze",
+        json={"selector": '{app="api"}', "start": "now-6h", "end": "now", "patterns": {"slow": "took [0-9]+s"}},
+    )
+    assert r.status_code == 202, r.text
+    ((_, params, _),) = api.runs.calls
+    assert params["patterns"] == {"slow": "took [0-9]+s"}
+
+
+@pytest.mark.parametrize(
+    "patterns", [{"bad name!": "x"}, {"backref": "(a)\\1"}, {"empty": ""}, {"open": "(unclosed"}]
+)
+async def test_bad_analyze_patterns_are_422_naming_patterns(api, patterns):
+    r = await api.client.post("/api/datasources/loki/analyze", json={"lines": ["x"], "patterns": patterns})
+    assert r.status_code == 422, r.text
+    assert "patterns" in r.text
+
+
 async def test_analyze_a_short_window_reads_loki_and_answers_at_once(api):
     now = time.time_ns()
     _add_lines(api.loki, now, count=6)
