@@ -561,8 +561,8 @@ def _not_found_hint(exc: NotFound) -> str:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    """Score a detector's stored anomalies against labelled windows (docs/evaluation.md)."""
-    from aiops.evaluation import evaluate, load_labels, nab_evaluate
+    """Score detectors' stored anomalies against labelled windows (docs/evaluation.md)."""
+    from aiops.evaluation import SeriesQuality, evaluate, labels_for_series, load_labels, nab_evaluate
     from aiops.store import Store
     from aiops.timeutil import parse_duration, parse_time, to_datetime
 
@@ -574,29 +574,55 @@ def _evaluate(args: argparse.Namespace) -> int:
     if start is not None and end is not None and end <= start:
         raise AiopsError("--end must be after --start")
     tolerance = parse_duration(args.tolerance, field="--tolerance", allow_zero=True)
+    gap_arg = parse_duration(args.gap, field="--gap", allow_zero=True) if args.gap else None
+    since = None if start is None else to_datetime(start)
+    until = None if end is None else to_datetime(end)
+    results = []
     with Store.open(settings.resolved_database_url()) as db:
-        det = db.get_detector(args.detector)
-        step = det.datasources[0].step_seconds if det.datasources else 60
-        gap = parse_duration(args.gap, field="--gap", allow_zero=True) if args.gap else 5.0 * step
-        since = None if start is None else to_datetime(start)
-        until = None if end is None else to_datetime(end)
-        detections, after = [], None
-        while True:
-            page = db.list_anomalies(
-                detector=det.id, since=since, until=until, after_id=after, limit=10_000,
-                source=args.source, backfill_id=args.backfill,
-            )
-            detections.extend((e.labels, e.ts) for e in page)
-            if len(page) < 10_000:
-                break
-            after = page[-1].id
-    result = evaluate(labels, detections, tolerance=tolerance, gap=gap, start=start, end=end)
-    resolve_after = args.resolve_after if args.resolve_after is not None else getattr(det, "resolve_after", None)
-    nab = nab_evaluate(labels, detections, step=step, resolve_after=resolve_after, start=start, end=end,
-                       probation=args.probation)
+        dets = [db.get_detector(d) for d in dict.fromkeys(args.detector)]
+        scores = db.latest_scores()
+        for det in dets:
+            step = det.datasources[0].step_seconds if det.datasources else 60
+            gap = gap_arg if gap_arg is not None else 5.0 * step
+            detections, after = [], None
+            while True:
+                page = db.list_anomalies(
+                    detector=det.id, since=since, until=until, after_id=after, limit=10_000,
+                    source=args.source, backfill_id=args.backfill,
+                )
+                detections.extend((e.labels, e.ts) for e in page)
+                if len(page) < 10_000:
+                    break
+                after = page[-1].id
+            # the series this detector watches: its models (live and the backfill's), its
+            # latest scores and its detections; a labelled series none of them matches is
+            # another detector's, not a miss of this one
+            known = [i.labels for i in db.state_info(det.id)]
+            known += [sc.labels for sc in scores if sc.detector_id == det.id]
+            if args.backfill:
+                known += [v.get("labels") or {} for v in db.load_backfill_states(args.backfill, det.id).values()]
+            known += [lab for lab, _ in detections]
+            mine, left_out = labels_for_series(labels, known)
+            result = evaluate(mine, detections, tolerance=tolerance, gap=gap, start=start, end=end)
+            resolve_after = args.resolve_after if args.resolve_after is not None else det.resolve_after
+            nab = nab_evaluate(mine, detections, step=step, resolve_after=resolve_after, start=start, end=end,
+                               probation=args.probation)
+            results.append((det, step, gap, detections, result, nab, left_out))
+
+    def as_dict(det: Any, result: Any, nab: Any, left_out: list) -> dict[str, Any]:
+        return {"detector": det.id, "kind": det.kind, "labels": str(args.labels), **result.to_dict(),
+                "nab": nab.to_dict(), "other_series": [dict(s.labels) for s in left_out]}
+
+    overall = SeriesQuality(labels=None)
+    for *_, result, _nab, _left in results:
+        overall.add(result.overall)
     if args.json:
-        print(json.dumps({"detector": det.id, "kind": det.kind, "labels": str(args.labels), **result.to_dict(),
-                          "nab": nab.to_dict()}))
+        if len(results) == 1:
+            det, _, _, _, result, nab, left_out = results[0]
+            print(json.dumps(as_dict(det, result, nab, left_out)))
+        else:
+            print(json.dumps({"labels": str(args.labels), "overall": overall.to_dict(),
+                              "detectors": [as_dict(d, r, n, lo) for d, _, _, _, r, n, lo in results]}))
         return 0
 
     def num(v: float | None) -> str:
@@ -605,25 +631,39 @@ def _evaluate(args: argparse.Namespace) -> int:
     def ttd(v: float | None) -> str:
         return "n/a" if v is None else f"{v:.0f}s"
 
+    several = len(results) > 1
     rows = []
-    for q in [*result.series, result.overall]:
-        name = "overall" if q.labels is None else ("{" + ",".join(f'{k}="{v}"' for k, v in q.labels.items()) + "}")
-        if q.labels is not None and not q.labelled:
-            name += " (unlabelled)"
-        rows.append([name, str(q.windows), str(q.detected_windows), num(q.recall), str(q.events),
+    for det, _, _, _, result, _, _ in results:
+        for q in [*result.series, result.overall]:
+            name = "overall" if q.labels is None else ("{" + ",".join(f'{k}="{v}"' for k, v in q.labels.items()) + "}")
+            if q.labels is not None and not q.labelled:
+                name += " (unlabelled)"
+            rows.append(([det.id] if several else []) + [
+                name, str(q.windows), str(q.detected_windows), num(q.recall), str(q.events),
+                str(q.false_events), num(q.precision), num(q.f1), ttd(q.mean_ttd_seconds)])
+    if several:
+        q = overall
+        rows.append(["all", "overall", str(q.windows), str(q.detected_windows), num(q.recall), str(q.events),
                      str(q.false_events), num(q.precision), num(q.f1), ttd(q.mean_ttd_seconds)])
-    _print_table(["series", "windows", "found", "recall", "events", "FP events", "precision", "F1", "mean TTD"], rows)
+    _print_table((["detector"] if several else [])
+                 + ["series", "windows", "found", "recall", "events", "FP events", "precision", "F1", "mean TTD"], rows)
     span = f"{args.start or 'all'} .. {args.end or 'all'}"
-    print(f"detector {det.id} ({det.kind}), {len(detections)} detections in {span}; "
-          f"tolerance {tolerance:g}s, events merge detections <= {gap:g}s apart")
-    print()
-    nab_rows = [[name, "n/a" if p.normalized is None else f"{p.normalized:.1f}", f"{p.raw:.3f}",
-                 f"{p.detected_windows}/{p.windows}", str(p.detections), str(p.false_detections)]
-                for name, p in nab.profiles.items()]
-    _print_table(["NAB profile", "score", "raw", "found", "incidents", "false"], nab_rows)
-    skipped = f", the first {nab.probation:.0%} not scored" if nab.probation else ""
-    print(f"NAB score (0 = never fires, 100 = perfect): incident onsets as detections (resolve_after "
-          f"{nab.resolve_after}), on {nab.rows} steps of {step:g}s{skipped}")
+    for det, step, gap, detections, result, nab, left_out in results:
+        print(f"detector {det.id} ({det.kind}), {len(detections)} detections in {span}; "
+              f"tolerance {tolerance:g}s, events merge detections <= {gap:g}s apart")
+        if left_out:
+            print(f"  {len(left_out)} labelled series not watched by {det.id}, not counted: "
+                  + ", ".join("{" + s.key + "}" for s in left_out[:5]) + (" ..." if len(left_out) > 5 else ""))
+    for det, step, _, _, _, nab, _ in results:
+        print()
+        nab_rows = [[name, "n/a" if p.normalized is None else f"{p.normalized:.1f}", f"{p.raw:.3f}",
+                     f"{p.detected_windows}/{p.windows}", str(p.detections), str(p.false_detections)]
+                    for name, p in nab.profiles.items()]
+        _print_table([f"NAB profile ({det.id})" if several else "NAB profile", "score", "raw", "found", "incidents",
+                      "false"], nab_rows)
+        skipped = f", the first {nab.probation:.0%} not scored" if nab.probation else ""
+        print(f"NAB score (0 = never fires, 100 = perfect): incident onsets as detections (resolve_after "
+              f"{nab.resolve_after}), on {nab.rows} steps of {step:g}s{skipped}")
     return 0
 
 
@@ -691,8 +731,9 @@ def _build_parser() -> argparse.ArgumentParser:
     u.add_argument("--incident-duration", default="4m", help="typical incident length (default 4m)")
     u.set_defaults(handler=_up)
 
-    ev = sub.add_parser("evaluate", help="score a detector's stored anomalies against labelled windows")
-    ev.add_argument("--detector", required=True, help="detector id")
+    ev = sub.add_parser("evaluate", help="score detectors' stored anomalies against labelled windows")
+    ev.add_argument("--detector", required=True, action="append", metavar="ID",
+                    help="detector id (repeatable: each is scored on the labelled series it watches)")
     ev.add_argument("--labels", required=True, help="labelled windows: a .json or .csv file (docs/evaluation.md)")
     ev.add_argument("--start", help="only detections and windows from here: RFC 3339, Unix seconds or now-7d")
     ev.add_argument("--end", help="... up to here (exclusive)")

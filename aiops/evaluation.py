@@ -52,6 +52,7 @@ __all__ = [
     "dump_labels_json",
     "evaluate",
     "incident_onsets",
+    "labels_for_series",
     "load_labels",
     "nab_evaluate",
     "nab_probation_rows",
@@ -103,6 +104,19 @@ class Labels:
     @property
     def windows(self) -> int:
         return sum(len(s.windows) for s in self.series)
+
+
+def labels_for_series(labels: Labels, known: Iterable[Mapping[str, str]]) -> tuple[Labels, list[LabelledSeries]]:
+    """The series of ``labels`` that match at least one of ``known`` (the label sets of the
+    series a detector watches or flagged), and those left out. A labels file may describe
+    the series of several detectors: the windows of a series a detector never saw are not
+    its misses. With nothing known, every series is kept (nothing says which are foreign)."""
+    seen = [dict(k) for k in known]
+    if not seen:
+        return labels, []
+    kept = [s for s in labels.series if any(s.matches(k) for k in seen)]
+    left = [s for s in labels.series if not any(s.matches(k) for k in seen)]
+    return Labels(series=tuple(kept), source=labels.source), left
 
 
 def _bad(source: str, where: str, field_name: str, problem: str) -> InvalidInput:

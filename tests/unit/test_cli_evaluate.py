@@ -150,3 +150,41 @@ def test_bad_nab_options_exit_2(db, labels, capsys):
     assert "probation" in capsys.readouterr().err
     assert main(["evaluate", "--detector", "lat", "--labels", labels, "--resolve-after", "-1"]) == 2
     assert "resolve_after" in capsys.readouterr().err
+
+
+def test_several_detectors_each_scored_on_the_labelled_series_it_watches(tmp_path, monkeypatch, capsys):
+    url = Store.default_url(tmp_path / "multi")
+    monkeypatch.setenv("AIOPS_DATABASE_URL", url)
+    with Store.open(url) as store:
+        for det_id in ("lat", "err"):
+            store.create_detector({"id": det_id, "kind": "zscore", "datasource": {"query": det_id, "step": 60}})
+        # lat watches job=api (a model, no anomaly in its window: a real miss) and job=web (found);
+        # err watches job=db only, and found its window
+        store.save_states("lat", {'job="api"': ({"job": "api"}, {"kind": "zscore"})})
+        store.insert_events(
+            [
+                {"detector_id": "lat", "labels": {"__name__": "latency", "job": "web"}, "ts": at(3700), "score": 3.0},
+                {"detector_id": "err", "labels": {"job": "db"}, "ts": at(7300), "score": 3.0},
+            ]
+        )
+    labels = tmp_path / "labels.json"
+    labels.write_text(json.dumps([
+        {"labels": {"job": "api"}, "start": T0 + 600, "end": T0 + 900},
+        {"labels": {"job": "web"}, "start": T0 + 3600, "end": T0 + 3900},
+        {"labels": {"job": "db"}, "start": T0 + 7200, "end": T0 + 7500},
+    ]))
+    assert main(["evaluate", "--detector", "lat", "--detector", "err", "--labels", str(labels), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    by_det = {d["detector"]: d for d in out["detectors"]}
+    lat, err = by_det["lat"], by_det["err"]
+    # db's window is not a miss of lat, nor api's and web's of err
+    assert (lat["overall"]["windows"], lat["overall"]["detected_windows"]) == (2, 1)
+    assert lat["other_series"] == [{"job": "db"}]
+    assert (err["overall"]["windows"], err["overall"]["detected_windows"], err["overall"]["false_events"]) == (1, 1, 0)
+    assert sorted(s["job"] for s in err["other_series"]) == ["api", "web"]
+    o = out["overall"]
+    assert (o["windows"], o["detected_windows"], o["events"], o["false_events"]) == (3, 2, 2, 0)
+
+    assert main(["evaluate", "--detector", "lat", "--detector", "err", "--labels", str(labels)]) == 0
+    text = capsys.readouterr().out
+    assert "NAB profile (lat)" in text and "NAB profile (err)" in text and "not watched by err" in text
