@@ -64,14 +64,43 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 WILDCARD = "<*>"
-MASKS = ("<URL>", "<EMAIL>", "<PATH>", "<UUID>", "<TS>", "<IP>", "<HEX>", "<NUM>")
+MASKS = (
+    "<URL>", "<EMAIL>", "<PATH>", "<UUID>", "<TS>", "<HOST>", "<IP>", "<SIZE>", "<DUR>",
+    "<VER>", "<HEX>", "<NUM>",
+)
 
-_STATE_VERSION = 1
+_STATE_VERSION = 2
 
 # --------------------------------------------------------------------------------------------
 # Masking (slow path: once per shape, or per line in ``add``)
 # --------------------------------------------------------------------------------------------
 _MONTHS = "Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec"
+_DAYS = "Mon|Tue|Wed|Thu|Fri|Sat|Sun"
+_TLDS = (
+    "com|net|org|edu|gov|mil|int|io|co|ai|app|dev|cloud|info|biz|me|tv|xyz|online|site|"
+    "local|localdomain|internal|lan|home|corp|svc|"
+    "uk|de|fr|jp|cn|hk|ru|br|in|au|ca|nl|se|ch|it|es|kr|tw|pl|eu|us|sg|za|mx|be|at|dk|no|fi|"
+    "ie|nz|il|cz|pt|gr|tr|ar|cl|id|my|th|vn|ua|ro|hu"
+)
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_SOURCE_FILES = "java|kt|scala|groovy|py|go|rs|c|cc|cpp|cxx|h|hpp|m|mm|js|mjs|ts|rb|php|cs|swift|erl|ex|exs"
+_HOST_PORT = re.compile(  # not file:line of a stack frame (Main.java:42, main.go:7)
+    r"(?<![\w.-])(?:" + _LABEL + r"\.)+(?!(?:" + _SOURCE_FILES + r"):)"
+    r"[A-Za-z][A-Za-z0-9-]{0,62}:\d{1,5}(?![\w.:])"
+)
+_HOST_NAME = re.compile(r"(?<![\w.-])(?:" + _LABEL + r"\.)+(?:" + _TLDS + r")\.?(?![\w.-])")
+_UNIT_SIZE = r"(?:bytes?|[KMGTPE]i?B|kB|B)"
+_SIZE = re.compile(
+    r"(?<![\w.])\d+(?:\.\d+)?\s?" + _UNIT_SIZE + r"(?![\w])"
+    r"(?:\s\(\d+(?:\.\d+)?\s?" + _UNIT_SIZE + r"\))?"
+)
+_UNIT_TIME = r"(?:ns|us|µs|ms|s|m|h|d)"
+_DURATION = re.compile(
+    r"(?<![\w.])<?\d+(?:\.\d+)?(?:"
+    r"\s?(?:msecs?|millis(?:econds?)?|secs?|seconds?|mins?|minutes?|hours?|hrs?|days?)\b"
+    r"|(?:" + _UNIT_TIME + r")(?:\d+(?:\.\d+)?" + _UNIT_TIME + r")*(?![\w.])"
+    r"|\s(?:ms|s)\b)"
+)
 _HEXRUN_UUID = re.compile(
     r"-*[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}-*"
 )
@@ -84,7 +113,11 @@ _MASK_RULES: list[tuple[str, re.Pattern[str], Any]] = [
         re.compile(r"(?<![\w.+-])[\w.+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})+\b"),
         "<EMAIL>",
     ),
+    # host:port and DNS names under a common top-level domain (not dotted code names)
+    (":", _HOST_PORT, "<HOST>"),
+    (".", _HOST_NAME, "<HOST>"),
     ("/", re.compile(r"(?<![\w.:/\\])(?:~|\.{1,2})?(?:/[\w.@%+~,=-]+){2,}/?"), "<PATH>"),
+    ("/", re.compile(r"(?<![\w./\\])\.{1,2}/[\w.@%+~,=-]+/?"), "<PATH>"),
     (":\\", re.compile(r"\b[A-Za-z]:\\(?:[^\\\s\"']+\\)*[^\\\s\"']*"), "<PATH>"),
     # glog header keeps its level letter: E0115 10:00:00.123456 -> E<TS>
     (":", re.compile(r"\b([IWEF])\d{4} \d{1,2}:\d{2}:\d{2}(?:\.\d+)?"), r"\1<TS>"),
@@ -102,6 +135,14 @@ _MASK_RULES: list[tuple[str, re.Pattern[str], Any]] = [
         re.compile(r"\d{1,2}/(?:" + _MONTHS + r")/\d{4}(?::\d{2}:\d{2}:\d{2}(?: [+-]\d{4})?)?"),
         "<TS>",
     ),
+    (
+        ":",
+        re.compile(
+            r"\b(?:" + _DAYS + r") (?:" + _MONTHS + r") {1,2}\d{1,2} \d{1,2}:\d{2}:\d{2}"
+            r"(?: [A-Z]{3,4})? \d{4}\b"
+        ),
+        "<TS>",
+    ),
     (":", re.compile(r"\b(?:" + _MONTHS + r") {1,2}\d{1,2} \d{1,2}:\d{2}:\d{2}\b"), "<TS>"),
     (":", re.compile(r"(?<![\w:])\d{1,2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z\b)?"), "<TS>"),
     (
@@ -112,6 +153,10 @@ _MASK_RULES: list[tuple[str, re.Pattern[str], Any]] = [
         "ipv6",
     ),
     (".", re.compile(r"(?<![\w.])\d+\.\d+\.\d+\.\d+(?::\d+)?(?![\w.])"), "<IP>"),
+    ("", _SIZE, "<SIZE>"),
+    ("", _DURATION, "<DUR>"),
+    (":", re.compile(r"(?<![\w:.])\d{2}:\d{2}(?![\w:.])"), "<DUR>"),
+    (".", re.compile(r"(?<![\w.])v?\d+\.\d+\.\d+(?:[-+][0-9A-Za-z][0-9A-Za-z.-]*)?(?![\w.])"), "<VER>"),
     ("0", re.compile(r"\b0[xX][0-9a-fA-F]+\b"), "<HEX>"),
     # hex-ish runs, the same definition the shape keys use (8+ chars of [0-9a-fA-F-])
     ("", re.compile(r"(?<![0-9a-fA-F-])[0-9a-fA-F-]{8,}(?![0-9a-fA-F-])"), None),
@@ -158,7 +203,7 @@ def mask_line(line: str) -> str:
     '<TS> took <NUM>ms from <IP> id=<HEX>'
     """
     text = line if len(line) <= MAX_LINE_CHARS else line[:MAX_LINE_CHARS]
-    if any(c.isdigit() for c in text) or "/" in text or "@" in text or "\\" in text:
+    if any(c.isdigit() for c in text) or any(c in text for c in "/@\\."):
         for trigger, rx, repl in _MASK_RULES:
             if trigger and trigger not in text:
                 continue
@@ -307,6 +352,44 @@ def shape_keys(lines: Sequence[str], blob: bytes | None = None) -> list[bytes]:
 # --------------------------------------------------------------------------------------------
 # The miner
 # --------------------------------------------------------------------------------------------
+_VARIABLE_TOKEN = re.compile(r"<(?:\*|URL|EMAIL|PATH|UUID|TS|IP|HEX|NUM|HOST|SIZE|DUR|VER)>")
+_ERROR_SIGNATURE = re.compile(
+    r"[A-Za-z](?:Exception|Error|Failure|Fault)\b|\b(?:Exception|Error)\b|^E[A-Z]{3,}[,.:;]?$"
+)
+_LETTER = re.compile(r"[A-Za-z]")
+_SIBLING_POSITIONS = 64
+"""Positions (from the start of a template) whose values are counted for generalisation."""
+_MAX_ALIASES = 10_000
+_LEGACY_CONFIG = ("sim_threshold", "depth", "max_children")
+
+
+def _is_error_signature(token: str) -> bool:
+    """Exception/error class names and errno names: never turned into a variable."""
+    return bool(_ERROR_SIGNATURE.search(token))
+
+
+def _template_key(masked: str) -> tuple[tuple[str, ...], list[str]]:
+    """``(key, display tokens)`` of a masked line.
+
+    Every token holding a placeholder is a variable (``<*>`` in the key) and a run of them
+    counts as one, so that parameter lists of any length share a key; the display tokens keep
+    the masked text (a run joined by spaces) for the template text.
+    """
+    key: list[str] = []
+    shown: list[str] = []
+    for tok in masked.split(" ") if masked else ():
+        if "<" in tok and _VARIABLE_TOKEN.search(tok):
+            if key and key[-1] == WILDCARD:
+                shown[-1] = shown[-1] + " " + tok if shown[-1] != WILDCARD else WILDCARD
+                continue
+            key.append(WILDCARD)
+            shown.append(tok)
+        else:
+            key.append(tok)
+            shown.append(tok)
+    return tuple(key), shown
+
+
 @dataclass(frozen=True, slots=True)
 class AddResult:
     """What :meth:`TemplateMiner.add` tells about one line."""
@@ -320,8 +403,9 @@ class AddResult:
 class _Cluster:
     __slots__ = (
         "id",
+        "key",
         "tokens",
-        "path",
+        "general",
         "count",
         "first_seen",
         "last_seen",
@@ -329,12 +413,15 @@ class _Cluster:
         "last_used",
         "evicted",
         "slot",
+        "seq",
+        "merged_into",
     )
 
-    def __init__(self, cid: str, tokens: list[str], path: tuple[Any, ...], slot: int) -> None:
+    def __init__(self, cid: str, key: tuple[str, ...], tokens: list[str], slot: int, seq: int):
         self.id = cid
+        self.key = key
         self.tokens = tokens
-        self.path = path
+        self.general: tuple[int, ...] = ()  # positions turned into <*> by generalisation
         self.count = 0
         self.first_seen: int | None = None
         self.last_seen: int | None = None
@@ -342,6 +429,8 @@ class _Cluster:
         self.last_used = 0
         self.evicted = False
         self.slot = slot
+        self.seq = seq
+        self.merged_into: _Cluster | None = None
 
     @property
     def template(self) -> str:
@@ -356,6 +445,16 @@ class _Cluster:
             "last_seen_ns": self.last_seen,
             "examples": list(self.examples),
         }
+
+
+class _Siblings:
+    """Templates equal but at one position, and the distinct values seen there (bounded)."""
+
+    __slots__ = ("values", "members")
+
+    def __init__(self) -> None:
+        self.values: set[str] = set()
+        self.members: list[_Cluster] = []
 
 
 class _Shape:
@@ -384,64 +483,60 @@ class _Batch:
 
 
 class TemplateMiner:
-    """Drain-style template miner with stable ids, bounded memory and JSON state.
+    """Streaming template miner with stable ids, bounded memory and JSON state.
 
-    ``sim_threshold``: minimum share of equal tokens to join a cluster (0..1).
-    ``depth``: prefix-tree depth (>= 3; the first ``depth - 2`` tokens route a line).
-    ``max_children``: children per tree node before tokens fall into a ``<*>`` branch.
-    ``max_clusters``: live clusters kept; least recently used are evicted beyond it.
-    ``max_examples``: example lines kept per cluster.
+    ``merge_threshold``: distinct words seen at one position, among templates otherwise equal,
+    before that position becomes a variable (``<*>``) and the templates merge.
+    ``max_clusters``: live templates kept; least recently used are evicted beyond it.
+    ``max_examples``: example lines kept per template.
     ``cache_size``: entries in the shape and masked-text caches before they are cleared.
     """
 
     def __init__(
         self,
         *,
-        sim_threshold: float = 0.5,
-        depth: int = 4,
-        max_children: int = 100,
+        merge_threshold: int = 5,
         max_clusters: int = 10_000,
         max_examples: int = 3,
         cache_size: int = 200_000,
     ) -> None:
-        if not 0.0 <= sim_threshold <= 1.0:
-            raise InvalidInput("sim_threshold must be within [0, 1]", field="sim_threshold")
-        if depth < 3:
-            raise InvalidInput("depth must be at least 3", field="depth")
-        if max_children < 2:
-            raise InvalidInput("max_children must be at least 2", field="max_children")
+        if isinstance(merge_threshold, bool) or not isinstance(merge_threshold, int):
+            raise InvalidInput("merge_threshold must be an integer", field="merge_threshold")
+        if merge_threshold < 2:
+            raise InvalidInput("merge_threshold must be at least 2", field="merge_threshold")
         if max_clusters < 1:
             raise InvalidInput("max_clusters must be at least 1", field="max_clusters")
         if max_examples < 0:
             raise InvalidInput("max_examples must not be negative", field="max_examples")
-        self.sim_threshold = float(sim_threshold)
-        self.depth = int(depth)
-        self.max_children = int(max_children)
+        self.merge_threshold = int(merge_threshold)
         self.max_clusters = int(max_clusters)
         self.max_examples = int(max_examples)
         self.cache_size = int(cache_size)
-        self._root: dict[Any, Any] = {}
+        self._templates: dict[tuple[str, ...], _Cluster] = {}
+        self._patterns: dict[int, dict[tuple[int, ...], int]] = {}
+        self._siblings: dict[tuple[int, int, int], _Siblings] = {}
+        self._by_len: dict[int, dict[str, _Cluster]] = {}
         self._by_id: dict[str, _Cluster] = {}
+        self._aliases: dict[str, str] = {}
         self._slots: list[_Cluster | None] = []
         self._free: list[int] = []
         self._tick = 0
+        self._seq = 0
         self._shapes: dict[bytes, _Shape] = {}
         self._masked: dict[str, _Cluster] = {}
 
     # -- config / state ----------------------------------------------------------------------
     def config(self) -> dict[str, Any]:
         return {
-            "sim_threshold": self.sim_threshold,
-            "depth": self.depth,
-            "max_children": self.max_children,
+            "merge_threshold": self.merge_threshold,
             "max_clusters": self.max_clusters,
             "max_examples": self.max_examples,
             "cache_size": self.cache_size,
         }
 
     def state(self) -> dict[str, Any]:
-        """JSON-serialisable state: config and clusters (with their tree paths)."""
-        clusters = sorted(self._by_id.values(), key=lambda c: c.slot)
+        """JSON-serialisable state: config, templates and the ids merged into others."""
+        clusters = sorted(self._by_id.values(), key=lambda c: c.seq)
         return {
             "version": _STATE_VERSION,
             "config": self.config(),
@@ -449,8 +544,9 @@ class TemplateMiner:
             "clusters": [
                 {
                     "id": c.id,
+                    "key": list(c.key),
                     "tokens": list(c.tokens),
-                    "path": list(c.path),
+                    "general": list(c.general),
                     "count": c.count,
                     "first_seen": c.first_seen,
                     "last_seen": c.last_seen,
@@ -459,32 +555,56 @@ class TemplateMiner:
                 }
                 for c in clusters
             ],
+            "aliases": dict(self._aliases),
         }
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any], **overrides: Any) -> TemplateMiner:
-        """Rebuild a miner from :meth:`state`. ``overrides`` replace config values."""
+        """Rebuild a miner from :meth:`state` (this version's or the previous one's).
+
+        ``overrides`` replace config values. Templates from a version 1 state (the Drain
+        miner) keep their ids and text.
+        """
         if not isinstance(state, Mapping) or "clusters" not in state:
             raise InvalidInput("not a template miner state", field="state")
         version = state.get("version")
-        if version != _STATE_VERSION:
+        if version not in (1, _STATE_VERSION):
             raise InvalidInput(
                 f"unsupported template miner state version {version!r}", field="state"
             )
-        config = {**dict(state.get("config") or {}), **overrides}
-        miner = cls(**config)
+        raw_config = dict(state.get("config") or {})
+        for legacy in _LEGACY_CONFIG:
+            raw_config.pop(legacy, None)
+        try:
+            miner = cls(**{**raw_config, **overrides})
+        except TypeError as exc:
+            raise InvalidInput(f"corrupt template miner state: {exc}", field="state") from exc
         miner._tick = int(state.get("tick") or 0)
         try:
             for raw in state["clusters"]:
                 tokens = [str(t) for t in raw["tokens"]]
-                path = tuple(raw["path"])
-                cluster = miner._new_cluster_obj(str(raw["id"]), tokens, path)
+                if version == 1:
+                    key, tokens = _template_key(" ".join(tokens))
+                    general: tuple[int, ...] = tuple(
+                        i for i, t in enumerate(tokens) if t == WILDCARD
+                    )
+                else:
+                    key = tuple(str(t) for t in raw["key"])
+                    general = tuple(int(i) for i in raw.get("general") or ())
+                    if len(key) != len(tokens):
+                        raise ValueError("key and tokens differ in length")
+                if key in miner._templates:
+                    continue
+                cluster = miner._new_cluster_obj(str(raw["id"]), key, tokens)
+                cluster.general = general
                 cluster.count = int(raw.get("count") or 0)
                 cluster.first_seen = raw.get("first_seen")
                 cluster.last_seen = raw.get("last_seen")
                 cluster.examples = [str(e) for e in raw.get("examples") or []][: miner.max_examples]
                 cluster.last_used = int(raw.get("last_used") or 0)
-                miner._leaf(path, create=True).append(cluster)
+                miner._index(cluster, merge=False)
+            for old, new in dict(state.get("aliases") or {}).items():
+                miner._aliases[str(old)] = str(new)
         except (KeyError, TypeError, ValueError) as exc:
             raise InvalidInput(f"corrupt template miner state: {exc}", field="state") from exc
         return miner
@@ -493,8 +613,16 @@ class TemplateMiner:
     def __len__(self) -> int:
         return len(self._by_id)
 
+    def resolve(self, template_id: str) -> str:
+        """The live id for ``template_id``: itself, or the template it was merged into."""
+        seen = 0
+        while template_id in self._aliases and seen < 64:
+            template_id = self._aliases[template_id]
+            seen += 1
+        return template_id
+
     def get(self, template_id: str) -> dict[str, Any] | None:
-        cluster = self._by_id.get(template_id)
+        cluster = self._by_id.get(self.resolve(template_id))
         return None if cluster is None else cluster.to_dict()
 
     def templates(self) -> list[dict[str, Any]]:
@@ -521,10 +649,12 @@ class TemplateMiner:
         """Add many lines at once; returns the template id of each line.
 
         ``timestamps``: optional Unix nanoseconds per line (sequence or int64 array).
-        Lines differing only in numbers and ids cost one dictionary lookup each.
+        Lines differing only in numbers and ids cost one dictionary lookup each. Ids are
+        those of the templates as they stand after the whole batch (a template that merged
+        into another during the batch reports the survivor's id).
         """
         lines = list(lines) if not isinstance(lines, list) else lines
-        batch = self._add_batch(lines, timestamps)
+        batch = self.add_batch(lines, timestamps)
         ids = np.array([c.id if c is not None else "" for c in batch.slots], dtype=object)
         return ids[batch.line_slot].tolist() if len(lines) else []
 
@@ -532,15 +662,22 @@ class TemplateMiner:
         """The id of the template ``line`` would join, without adding it."""
         masked = mask_line(line)
         cluster = self._masked.get(masked)
-        if cluster is not None and not cluster.evicted:
-            return cluster.id
-        cluster, _ = self._search(masked.split(" ") if masked else [])
-        return None if cluster is None else cluster.id
+        if cluster is not None:
+            cluster = self._live(cluster)
+            if not cluster.evicted:
+                return cluster.id
+        key, _shown = _template_key(masked)
+        found = self._templates.get(key) or self._fit(key)
+        return None if found is None else found.id
 
-    # -- internals -------------------------------------------------------------------------------
-    def _add_batch(
+    # -- the batch interface -------------------------------------------------------------------
+    def add_batch(
         self, lines: Sequence[str], timestamps: Any = None, keys: list[bytes] | None = None
     ) -> _Batch:
+        """Add a batch; the lines grouped by shape with their templates (the analyzer's input).
+
+        ``keys``: the lines' shape keys when the caller already scanned them.
+        """
         n = len(lines)
         self._tick += 1
         if n == 0:
@@ -564,6 +701,8 @@ class TemplateMiner:
         get_shape = self._shapes.get
         for u, key in enumerate(uniques):
             shape = get_shape(key)
+            if shape is not None and shape.cluster.merged_into is not None:
+                shape.cluster = self._live(shape.cluster)
             if shape is None or shape.cluster.evicted:
                 line = lines[int(first[u])]
                 masked = mask_line(line)
@@ -571,6 +710,9 @@ class TemplateMiner:
                 shape = _Shape(masked, cluster, line)
                 self._shapes[key] = shape
             shapes.append(shape)
+        for shape in shapes:  # templates may have merged while this batch was resolved
+            if shape.cluster.merged_into is not None:
+                shape.cluster = self._live(shape.cluster)
         shape_lo = shape_hi = None
         if timestamps is not None:
             ts = np.asarray(timestamps, dtype=np.int64)
@@ -615,102 +757,209 @@ class TemplateMiner:
         self._evict()
         return batch
 
-    def _resolve(self, masked: str, line: str) -> tuple[_Cluster, bool]:
-        cluster = self._masked.get(masked)
-        created = False
-        if cluster is None or cluster.evicted:
-            tokens = masked.split(" ") if masked else []
-            cluster, _sim = self._search(tokens)
-            if cluster is None:
-                cluster = self._create(tokens, masked)
-                created = True
-            else:
-                merged = [t if t == tok else WILDCARD for t, tok in zip(cluster.tokens, tokens)]
-                if merged != cluster.tokens:
-                    cluster.tokens = merged
-            self._masked[masked] = cluster
-            if len(cluster.examples) < self.max_examples and line not in cluster.examples:
-                cluster.examples.append(line)
-        return cluster, created
+    _add_batch = add_batch  # the name the analyzer used before the interface was public
 
-    def _leaf(self, path: tuple[Any, ...], create: bool) -> list[_Cluster]:
-        node: dict[Any, Any] | None = self._root
-        for key in path:
-            nxt = node.get(key)
-            if nxt is None:
-                if not create:
-                    return []
-                nxt = node[key] = {}
-            node = nxt
-        leaf = node.get(None)
-        if leaf is None:
-            leaf = []
-            if create:
-                node[None] = leaf
-        return leaf
-
-    def _search(self, tokens: list[str]) -> tuple[_Cluster | None, float]:
-        node: Any = self._root.get(len(tokens))
-        if node is None:
-            return None, 0.0
-        for tok in tokens[: self.depth - 2]:
-            nxt = node.get(tok)
-            if nxt is None:
-                nxt = node.get(WILDCARD)
-                if nxt is None:
-                    return None, 0.0
-            node = nxt
-        best, best_sim, best_params = None, -1.0, -1
-        n = len(tokens)
-        for cluster in node.get(None, ()):
-            equal = params = 0
-            for t, tok in zip(cluster.tokens, tokens):
-                if t == WILDCARD:
-                    params += 1
-                elif t == tok:
-                    equal += 1
-            sim = equal / n if n else 1.0
-            if sim > best_sim or (sim == best_sim and params > best_params):
-                best, best_sim, best_params = cluster, sim, params
-        if best is not None and best_sim >= self.sim_threshold:
-            return best, best_sim
-        return None, best_sim
-
-    def _route(self, tokens: list[str]) -> tuple[Any, ...]:
-        """Tree path for a new cluster (a token falls into ``<*>`` once its node is full)."""
-        path: list[Any] = [len(tokens)]
-        node = self._root.setdefault(len(tokens), {})
-        for tok in tokens[: self.depth - 2]:
-            if tok not in node:
-                children = sum(1 for k in node if k is not None)
-                if children >= self.max_children:
-                    tok = WILDCARD
-            path.append(tok)
-            node = node.setdefault(tok, {})
-        return tuple(path)
-
-    def _create(self, tokens: list[str], masked: str) -> _Cluster:
-        base = "t" + hashlib.blake2b(masked.encode("utf-8"), digest_size=6).hexdigest()
-        cid, n = base, 1
-        while cid in self._by_id:
-            n += 1
-            cid = f"{base}-{n}"
-        path = self._route(tokens)
-        cluster = self._new_cluster_obj(cid, list(tokens), path)
-        self._leaf(path, create=True).append(cluster)
+    # -- internals -------------------------------------------------------------------------------
+    @staticmethod
+    def _live(cluster: _Cluster) -> _Cluster:
+        while cluster.merged_into is not None:
+            cluster = cluster.merged_into
         return cluster
 
-    def _new_cluster_obj(self, cid: str, tokens: list[str], path: tuple[Any, ...]) -> _Cluster:
+    def _resolve(self, masked: str, line: str) -> tuple[_Cluster, bool]:
+        cached = self._masked.get(masked)
+        if cached is not None:
+            cached = self._live(cached)
+            if not cached.evicted:
+                return cached, False
+        key, shown = _template_key(masked)
+        cluster = self._templates.get(key) or self._fit(key)
+        created = False
+        if cluster is None:
+            cluster = self._create(key, shown, masked)
+            if len(cluster.examples) < self.max_examples:
+                cluster.examples.append(line)
+            self._index(cluster, merge=True)
+            live = self._live(cluster)
+            created = live is cluster
+            cluster = live
+        else:
+            self._widen(cluster, shown)
+            if len(cluster.examples) < self.max_examples and line not in cluster.examples:
+                cluster.examples.append(line)
+        self._masked[masked] = cluster
+        return cluster, created
+
+    @staticmethod
+    def _widen(cluster: _Cluster, shown: Sequence[str]) -> None:
+        """Display tokens that differ from the joining line's become ``<*>``."""
+        tokens = cluster.tokens
+        for i, tok in enumerate(shown):
+            if tokens[i] != tok and tokens[i] != WILDCARD:
+                tokens[i] = WILDCARD
+
+    def _fit(self, key: tuple[str, ...]) -> _Cluster | None:
+        """The most specific generalised template that ``key`` fits, if any."""
+        patterns = self._patterns.get(len(key))
+        if not patterns:
+            return None
+        best: _Cluster | None = None
+        for general in patterns:
+            if any(key[p] != WILDCARD and _is_error_signature(key[p]) for p in general):
+                continue
+            probe = list(key)
+            for p in general:
+                probe[p] = WILDCARD
+            found = self._templates.get(tuple(probe))
+            if found is not None and (best is None or len(found.general) < len(best.general)):
+                best = found
+        return best
+
+    def _create(self, key: tuple[str, ...], shown: list[str], masked: str) -> _Cluster:
+        base = "t" + hashlib.blake2b(masked.encode("utf-8"), digest_size=6).hexdigest()
+        cid, n = base, 1
+        while cid in self._by_id or cid in self._aliases:
+            n += 1
+            cid = f"{base}-{n}"
+        return self._new_cluster_obj(cid, key, list(shown))
+
+    def _new_cluster_obj(self, cid: str, key: tuple[str, ...], tokens: list[str]) -> _Cluster:
         if self._free:
             slot = self._free.pop()
         else:
             slot = len(self._slots)
             self._slots.append(None)
-        cluster = _Cluster(cid, tokens, path, slot)
+        self._seq += 1
+        cluster = _Cluster(cid, key, tokens, slot, self._seq)
         cluster.last_used = self._tick
         self._slots[slot] = cluster
         self._by_id[cid] = cluster
         return cluster
+
+    # indexes: template key, generalisation patterns, length, siblings --------------------------
+    def _sibling_keys(self, cluster: _Cluster) -> list[tuple[int, int, int, str]]:
+        key, n = cluster.key, len(cluster.key)
+        out = []
+        for p in range(min(n, _SIBLING_POSITIONS)):
+            tok = key[p]
+            if tok == WILDCARD or _is_error_signature(tok):
+                continue
+            out.append((n, p, hash(key[:p] + key[p + 1 :]), tok))
+        return out
+
+    def _index(self, cluster: _Cluster, merge: bool) -> None:
+        """Register ``cluster`` everywhere; with ``merge``, generalise when a position has
+        shown ``merge_threshold`` distinct words among otherwise equal templates."""
+        self._templates[cluster.key] = cluster
+        n = len(cluster.key)
+        self._by_len.setdefault(n, {})[cluster.id] = cluster
+        if cluster.general:
+            pats = self._patterns.setdefault(n, {})
+            pats[cluster.general] = pats.get(cluster.general, 0) + 1
+        trigger: tuple[int, _Siblings] | None = None
+        for n_, p, h, tok in self._sibling_keys(cluster):
+            sib = self._siblings.get((n_, p, h))
+            if sib is None:
+                sib = self._siblings[(n_, p, h)] = _Siblings()
+            sib.members.append(cluster)
+            if len(sib.values) < self.merge_threshold:
+                sib.values.add(tok)
+            if trigger is None and merge and len(sib.values) >= self.merge_threshold:
+                trigger = (p, sib)
+        if trigger is not None:
+            self._generalise(cluster, *trigger)
+
+    def _unindex(self, cluster: _Cluster) -> None:
+        if self._templates.get(cluster.key) is cluster:
+            del self._templates[cluster.key]
+        n = len(cluster.key)
+        same_len = self._by_len.get(n)
+        if same_len is not None:
+            same_len.pop(cluster.id, None)
+        if cluster.general:
+            pats = self._patterns.get(n, {})
+            left = pats.get(cluster.general, 0) - 1
+            if left > 0:
+                pats[cluster.general] = left
+            else:
+                pats.pop(cluster.general, None)
+        for n_, p, h, _tok in self._sibling_keys(cluster):
+            sib = self._siblings.get((n_, p, h))
+            if sib is None:
+                continue
+            if cluster in sib.members:
+                sib.members.remove(cluster)
+            if not sib.members:
+                del self._siblings[(n_, p, h)]
+
+    def _generalise(self, cluster: _Cluster, p: int, sib: _Siblings) -> None:
+        """Turn position ``p`` of ``cluster`` and its siblings into ``<*>`` and merge them."""
+        rest = cluster.key[:p] + cluster.key[p + 1 :]
+        if not any(t != WILDCARD and _LETTER.search(t) for t in rest):
+            return  # nothing constant would be left to say what the template is
+        members = [
+            m
+            for m in sib.members
+            if not m.evicted and m.merged_into is None and m.key[:p] + m.key[p + 1 :] == rest
+        ]
+        if not members:
+            return
+        new_key = rest[:p] + (WILDCARD,) + rest[p:]
+        existing = self._templates.get(new_key)
+        if existing is not None and existing not in members:
+            members.append(existing)
+        survivor = min(members, key=lambda c: c.seq)
+        for m in members:
+            self._unindex(m)
+        same_len = self._by_len.get(len(new_key), {})
+        for other in list(same_len.values()):  # templates the wider one now covers
+            if other not in members and self._covers(new_key, other.key, p):
+                self._unindex(other)
+                members.append(other)
+        survivor.key = new_key
+        survivor.general = tuple(sorted(set(survivor.general) | {p}))
+        survivor.tokens[p] = WILDCARD
+        for m in members:
+            if m is not survivor:
+                self._absorb(survivor, m)
+        self._index(survivor, merge=True)
+
+    @staticmethod
+    def _covers(template: tuple[str, ...], key: tuple[str, ...], p: int) -> bool:
+        if _is_error_signature(key[p]):
+            return False
+        return all(t == WILDCARD or t == k for t, k in zip(template, key))
+
+    def _absorb(self, survivor: _Cluster, other: _Cluster) -> None:
+        survivor.count += other.count
+        survivor.last_used = max(survivor.last_used, other.last_used)
+        if other.first_seen is not None:
+            survivor.first_seen = (
+                other.first_seen
+                if survivor.first_seen is None
+                else min(survivor.first_seen, other.first_seen)
+            )
+        if other.last_seen is not None:
+            survivor.last_seen = (
+                other.last_seen
+                if survivor.last_seen is None
+                else max(survivor.last_seen, other.last_seen)
+            )
+        for ex in other.examples:
+            if len(survivor.examples) >= self.max_examples:
+                break
+            if ex not in survivor.examples:
+                survivor.examples.append(ex)
+        self._widen(survivor, other.tokens)
+        other.merged_into = survivor
+        del self._by_id[other.id]
+        self._slots[other.slot] = None
+        self._free.append(other.slot)
+        self._aliases[other.id] = survivor.id
+        if len(self._aliases) > _MAX_ALIASES:
+            for old in list(self._aliases)[: len(self._aliases) - _MAX_ALIASES]:
+                del self._aliases[old]
+        logger.debug("template %s merged into %s", other.id, survivor.id)
 
     def _evict(self) -> None:
         extra = len(self._by_id) - self.max_clusters
@@ -719,19 +968,16 @@ class TemplateMiner:
         victims = sorted(self._by_id.values(), key=lambda c: (c.last_used, c.count, c.id))[:extra]
         for cluster in victims:
             cluster.evicted = True
+            self._unindex(cluster)
             del self._by_id[cluster.id]
             self._slots[cluster.slot] = None
             self._free.append(cluster.slot)
-            leaf = self._leaf(cluster.path, create=False)
-            if cluster in leaf:
-                leaf.remove(cluster)
         logger.debug("evicted %d template clusters (max_clusters=%d)", extra, self.max_clusters)
-
 
 # --------------------------------------------------------------------------------------------
 # LogQL
 # --------------------------------------------------------------------------------------------
-_PLACEHOLDER = re.compile(r"<\*>|<(?:URL|EMAIL|PATH|UUID|TS|IP|HEX|NUM)>")
+_PLACEHOLDER = re.compile(r"<\*>|<(?:URL|EMAIL|PATH|UUID|TS|HOST|IP|SIZE|DUR|VER|HEX|NUM)>")
 _LOKI_CAPTURE = re.compile(r"<[A-Za-z_][A-Za-z0-9_]*>")
 
 

@@ -196,7 +196,7 @@ def test_java_fixture_values_and_templates() -> None:
     assert top["count"] == 12
     assert top["template"] == (
         "<TS> INFO [http-nio-<NUM>-exec-<NUM>] c.e.shop.OrderController - "
-        "GET <PATH> completed in <NUM>ms"
+        "GET <PATH> completed in <DUR>"
     )
     assert top["level"] == "info"
     assert len(top["examples"]) == 3

@@ -15,7 +15,16 @@ from aiops.logs.templates import MAX_LINE_CHARS, shape_keys, template_to_pattern
 @pytest.mark.parametrize(
     ("line", "masked"),
     [
-        ("took 250ms", "took <NUM>ms"),
+        ("took 250ms", "took <DUR>"),
+        ("took 1.5 seconds and 2 s", "took <DUR> and <DUR>"),
+        ("lifetime <1 sec, up 00:07, elapsed 1h2m3.5s", "lifetime <DUR>, up <DUR>, elapsed <DUR>"),
+        ("sent 5248 bytes (5.12 KB) and 12 MB", "sent <SIZE> and <SIZE>"),
+        ("connect to proxy.example.co.uk:5070 and db-1.svc:5432", "connect to <HOST> and <HOST>"),
+        ("resolve www.example.com failed", "resolve <HOST> failed"),
+        ("at com.acme.Main.run(Main.java:42)", "at com.acme.Main.run(Main.java:<NUM>)"),
+        ("running v1.2.3-rc1 and 2.10.0", "running <VER> and <VER>"),
+        ("load ./runtime_malloc failed", "load <PATH> failed"),
+        ("Thu Jun  9 06:23:40 PDT 2005 status", "<TS> status"),
         ("user 42 logged in", "user <NUM> logged in"),
         ("from 10.0.0.1:8080 to 192.168.1.20", "from <IP> to <IP>"),
         ("peer fe80::1 and 2001:db8::8a2e:370:7334", "peer <IP> and <IP>"),
@@ -68,13 +77,75 @@ def test_add_reports_new_then_existing_template() -> None:
     assert second.count == 2
 
 
-def test_template_generalises_and_keeps_its_id() -> None:
+def test_a_position_with_many_distinct_words_becomes_a_variable() -> None:
     miner = TemplateMiner()
-    first = miner.add("cache miss for key alpha in region eu")
-    second = miner.add("cache miss for key beta in region eu")
-    assert second.template_id == first.template_id
-    assert second.template == "cache miss for key <*> in region eu"
-    assert not second.is_new
+    words = ["alpha", "beta", "gamma", "delta", "epsilon"]
+    results = [miner.add(f"cache miss for key {w} in region eu") for w in words]
+    first = results[0]
+    assert all(r.is_new for r in results[:4])  # four words: still four templates
+    assert not results[-1].is_new  # the fifth makes the position a variable
+    assert results[-1].template_id == first.template_id  # the oldest template's id survives
+    assert results[-1].template == "cache miss for key <*> in region eu"
+    assert {miner.resolve(r.template_id) for r in results} == {first.template_id}
+    assert miner.get(results[2].template_id)["count"] == 5
+    assert len(miner) == 1
+    # later lines join the wider template
+    later = miner.add("cache miss for key zeta in region eu")
+    assert later.template_id == first.template_id and later.count == 6
+
+
+def test_a_few_distinct_words_stay_separate_templates() -> None:
+    miner = TemplateMiner()
+    ids = {
+        miner.add(f"[instance: {i:04x}aa-bb] VM {state} (Lifecycle Event)").template_id
+        for i, state in enumerate(["Started", "Paused", "Resumed", "Stopped"] * 3)
+    }
+    assert len(ids) == 4
+
+
+def test_varying_first_words_meet_their_template() -> None:
+    miner = TemplateMiner()
+    apps = ["chrome", "firefox", "dropbox", "slack", "zoom", "teams"]
+    ids = miner.add_many([f"{app} open through proxy HTTPS" for app in apps])
+    assert len(set(ids)) == 1
+    assert miner.templates()[0]["template"] == "<*> open through proxy HTTPS"
+
+
+def test_error_signatures_are_never_wildcarded() -> None:
+    miner = TemplateMiner()
+    errors = [
+        "ConnectException",
+        "SQLTimeoutException",
+        "IOException",
+        "IllegalStateException",
+        "NullPointerException",
+        "OutOfMemoryError",
+        "ECONNREFUSED",
+    ]
+    ids = miner.add_many([f"request failed: {e} user={i}" for i, e in enumerate(errors)])
+    assert len(set(ids)) == len(errors)
+    assert {t["template"] for t in miner.templates()} >= {
+        "request failed: ConnectException user=<NUM>",
+        "request failed: SQLTimeoutException user=<NUM>",
+    }
+
+
+def test_parameter_lists_of_any_length_share_a_template() -> None:
+    miner = TemplateMiner()
+    ids = miner.add_many(
+        [
+            "PCI link (IRQs 3 4 5) enabled",
+            "PCI link (IRQs 3 4 5 6 7 9 10 11 12) enabled",
+            "PCI link (IRQs 10) enabled",
+        ]
+    )
+    assert len(set(ids)) == 1
+
+
+def test_a_merge_leaves_a_constant_word() -> None:
+    miner = TemplateMiner()
+    ids = miner.add_many([f"{w} job_{i}" for i, w in enumerate(["Launch", "Kill", "Start", "Stop", "Pause", "Wait"])])
+    assert len(set(ids)) == 6  # "<*> <*>" would say nothing
 
 
 def test_dissimilar_lines_get_separate_templates() -> None:
@@ -151,7 +222,7 @@ def test_examples_are_bounded() -> None:
 
 
 def test_state_round_trips_through_json() -> None:
-    miner = TemplateMiner(sim_threshold=0.6, depth=5)
+    miner = TemplateMiner(merge_threshold=4)
     miner.add_many(LINES, timestamps=list(range(len(LINES))))
     state = json.loads(json.dumps(miner.state()))
     restored = TemplateMiner.from_state(state)
@@ -183,10 +254,31 @@ def test_least_recently_used_clusters_are_evicted() -> None:
 
 
 def test_bad_config_is_invalid_input() -> None:
-    with pytest.raises(InvalidInput, match="sim_threshold"):
-        TemplateMiner(sim_threshold=2)
-    with pytest.raises(InvalidInput, match="depth"):
-        TemplateMiner(depth=2)
+    with pytest.raises(InvalidInput, match="merge_threshold"):
+        TemplateMiner(merge_threshold=1)
+    with pytest.raises(InvalidInput, match="max_clusters"):
+        TemplateMiner(max_clusters=0)
+
+
+def test_a_state_of_the_previous_miner_still_loads() -> None:
+    legacy = {
+        "version": 1,
+        "config": {"sim_threshold": 0.5, "depth": 4, "max_children": 100, "max_clusters": 50},
+        "tick": 3,
+        "clusters": [
+            {
+                "id": "tabc",
+                "tokens": ["user", "<NUM>", "logged", "in", "from", "<IP>"],
+                "path": [6, "user", "<*>"],
+                "count": 7,
+                "examples": ["user 1 logged in from 10.0.0.1"],
+            }
+        ],
+    }
+    miner = TemplateMiner.from_state(legacy)
+    assert miner.max_clusters == 50
+    assert miner.add("user 9 logged in from 10.0.0.9").template_id == "tabc"
+    assert miner.get("tabc")["count"] == 8
 
 
 @pytest.mark.parametrize(
