@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from aiops.errors import InvalidInput
+from aiops.logs.events import Events, exception_type, join_events
 from aiops.logs.extract import (
     CATEGORIES,
     LEVEL_CODE,
@@ -38,6 +39,7 @@ from aiops.logs.extract import (
     value_slots,
 )
 from aiops.logs.frame import validate_frame
+from aiops.logs.headers import HeaderModel, Split, compile_format, learn_headers
 from aiops.logs.patterns import PatternSet, compile_patterns
 from aiops.logs.templates import (
     MAX_LINE_CHARS,
@@ -94,6 +96,13 @@ def _stats(values: np.ndarray) -> dict[str, Any]:
     }
 
 
+_FRAMES = ("{}", "<*> {}", "<*>{}<*>")  # whole line, after a header, inside the line
+
+
+def _top(counts: Mapping[str, int]) -> str | None:
+    return max(counts.items(), key=lambda kv: (kv[1], kv[0]))[0] if counts else None
+
+
 def _round(x: float) -> float:
     return float(f"{x:.6g}") if math.isfinite(x) else x
 
@@ -126,6 +135,8 @@ class LogReport:
     rates: dict[str, Any] = field(default_factory=dict)
     template_counts: dict[str, int] = field(default_factory=dict)
     changes: list[dict[str, Any]] = field(default_factory=list)
+    components: dict[str, dict[str, int]] = field(default_factory=dict)
+    header: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -137,9 +148,9 @@ class LogReport:
 
 
 class _ShapeFeatures:
-    __slots__ = ("level", "numeric_level", "types", "catmask", "slots")
+    __slots__ = ("level", "numeric_level", "types", "catmask", "slots", "component", "framing")
 
-    def __init__(self, line: str) -> None:
+    def __init__(self, line: str, split: Split | None = None) -> None:
         data = _line_bytes(line)
         one = shape_scan(data, 1, runs=True)
         assert one.run_starts is not None and one.run_ends is not None
@@ -149,6 +160,17 @@ class _ShapeFeatures:
         self.level = LEVEL_CODE[level]
         self.numeric_level = numeric
         self.types = tuple(extract_error_types(head))
+        self.component: str | None = None
+        # how the message sits in the line, for LogQL: 0 whole line, 1 after a header,
+        # 2 inside (a JSON/logfmt field)
+        self.framing = 0
+        if split is not None and split.has_header:
+            self.framing = 2 if split.embedded else 1
+        if split is not None:
+            header_level = split.fields.get("level")
+            if header_level in LEVEL_CODE and not numeric:
+                self.level = LEVEL_CODE[header_level]
+            self.component = split.fields.get("component") or None
         mask = 0
         for t in self.types:
             mask |= _CAT_BIT[categorize(t)]
@@ -166,6 +188,46 @@ class _Tpl:
     first: int = np.iinfo(np.int64).max
     last: int = np.iinfo(np.int64).min
     levels: np.ndarray = field(default_factory=lambda: np.zeros(len(LEVELS), np.int64))
+    components: dict[str, int] = field(default_factory=dict)
+    framing: int = -1
+
+
+class _Messages(Sequence[str]):
+    """The miner's view of a chunk: each event's *message* (header split off; for a
+    multi-line event its first line's message plus the exception type its continuation
+    names), computed only for the lines the miner reads (one per new shape, and examples)."""
+
+    def __init__(self, lines: list[str], header: HeaderModel | None) -> None:
+        self._lines = lines
+        self._header = header
+        self._splits: dict[int, Split] = {}
+
+    def __len__(self) -> int:
+        return len(self._lines)
+
+    def __iter__(self) -> Any:
+        return (self[i] for i in range(len(self._lines)))
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self._lines)))]
+        return self.split_at(int(i)).message
+
+    def split_at(self, i: int) -> Split:
+        got = self._splits.get(i)
+        if got is None:
+            got = self._splits[i] = _split_event(self._lines[i], self._header)
+        return got
+
+
+def _split_event(text: str, header: HeaderModel | None) -> Split:
+    first = text.split("\n", 1)[0] if "\n" in text else text
+    split = header.split(first) if header is not None else Split(first)
+    if first is not text:
+        exc = exception_type(text)
+        if exc and exc not in split.message:
+            split = Split(f"{split.message} {exc}", split.fields, split.has_header, split.embedded)
+    return split
 
 
 class LogAnalyzer:
@@ -185,8 +247,19 @@ class LogAnalyzer:
         selector: str | None = None,
         logql_range: str = "5m",
         chunk_lines: int = 65_536,
+        log_format: str | None = None,
+        headers: bool = True,
+        multiline: bool = True,
     ) -> None:
         self.patterns: PatternSet = compile_patterns(patterns)
+        # the header shape: explicit, else learned from the first frame (None: not yet)
+        self._header: HeaderModel | None = (
+            compile_format(log_format) if log_format else None if headers else HeaderModel()
+        )
+        self.log_format = log_format
+        self.multiline = bool(multiline)
+        self.joined_lines = 0
+        self._shape_info: dict[bytes, _ShapeFeatures] = {}
         try:
             delta = pd.Timedelta(bucket)
         except (TypeError, ValueError) as exc:
@@ -238,44 +311,77 @@ class LogAnalyzer:
             col = col.map(lambda x: x if isinstance(x, str) else "" if _missing(x) else str(x))
         lines = col.tolist()
         ts = frame["timestamp"].array.asi8
+        if self._header is None:
+            self._header = learn_headers(lines)
+            logger.debug("log header learned: %s", self._header.describe())
+        events = self._events(lines, frame)
+        if events.joined:
+            lines = events.texts
+            ts = ts[events.first_row]
+            self.joined_lines += events.joined
+        mark = None if self._row_tids is None else len(self._row_tids)
         for start in range(0, len(lines), self.chunk_lines):
             chunk = lines[start : start + self.chunk_lines]
             self._chunk(chunk, np.ascontiguousarray(ts[start : start + self.chunk_lines]))
+        if self._row_tids is not None and mark is not None and events.joined:
+            per_event = np.concatenate(self._row_tids[mark:])
+            del self._row_tids[mark:]
+            self._row_tids.append(per_event[events.row_event])
         return self
+
+    def _events(self, lines: list[str], frame: pd.DataFrame) -> Events:
+        if not self.multiline or len(lines) < 2:
+            idx = np.arange(len(lines), dtype=np.int64)
+            return Events(lines, idx, idx, 0)
+        streams = None
+        if "labels" in frame.columns:
+            col = frame["labels"].to_numpy()
+            first = col[0]
+            if not all(x is first for x in col):
+                streams = col.tolist()
+        return join_events(lines, header=self._header, streams=streams)
 
     def _tid_of(self, cluster: Any) -> int:
         tid = self._tid.get(cluster.id)
         if tid is None:
             tid = len(self._tpl)
             self._tid[cluster.id] = tid
-            self._tpl.append(_Tpl(cluster.id, cluster.template, list(cluster.examples)))
+            self._tpl.append(_Tpl(cluster.id, cluster.template, []))
         else:
-            tpl = self._tpl[tid]
-            tpl.template = cluster.template
-            if len(tpl.examples) < len(cluster.examples):
-                tpl.examples = list(cluster.examples)
+            self._tpl[tid].template = cluster.template
         return tid
 
     def _chunk(self, lines: list[str], ts: np.ndarray) -> None:
         n = len(lines)
         blob = _encode_lines(lines)
         scan = shape_scan(blob, n, runs=True)
-        batch = self.miner._add_batch(lines, ts, keys=scan.keys)
+        view = _Messages(lines, self._header)
+        batch = self.miner._add_batch(view, ts, keys=scan.keys)
         assert batch.order is not None and batch.bounds is not None and batch.shape_slot is not None
         assert batch.shape_lo is not None and batch.shape_hi is not None
         shapes, codes, order, bounds = batch.shapes, batch.line_shape, batch.order, batch.bounds
         nshapes = len(shapes)
         shape_counts = np.diff(bounds)
 
-        # structural features, once per shape
+        # structural features, once per shape, from the raw text (and its header fields)
         s_level = np.empty(nshapes, np.int8)
         s_cat = np.zeros(nshapes, np.uint8)
         shape_slots = []
         numeric = False
-        for u, shape in enumerate(shapes):
-            feat = shape.features
+        if len(self._shape_info) > self.miner.cache_size:
+            self._shape_info.clear()
+        first_line = order[bounds[:-1]].tolist()
+        s_comp: list[str | None] = []
+        s_frame: list[int] = []
+        keys = scan.keys
+        info = self._shape_info
+        for u in range(nshapes):
+            i = first_line[u]
+            feat = info.get(keys[i])
             if feat is None:
-                feat = shape.features = _ShapeFeatures(shape.line)
+                feat = info[keys[i]] = _ShapeFeatures(lines[i], view.split_at(i))
+            s_comp.append(feat.component)
+            s_frame.append(feat.framing)
             s_level[u] = feat.level
             s_cat[u] = feat.catmask
             numeric = numeric or feat.numeric_level
@@ -366,6 +472,20 @@ class LogAnalyzer:
         np.maximum.at(t_last, shape_tid, batch.shape_hi)
         if self._row_tids is not None:
             self._row_tids.append(shape_tid[codes])
+        for u, comp in enumerate(s_comp):
+            tpl = self._tpl[int(shape_tid[u])]
+            room = self.miner.max_examples - len(tpl.examples)
+            if room > 0:  # raw lines (the miner keeps messages)
+                lo = int(bounds[u])
+                for i in order[lo : min(lo + 4 * self.miner.max_examples, int(bounds[u + 1]))].tolist():
+                    if len(tpl.examples) >= self.miner.max_examples:
+                        break
+                    if lines[i] not in tpl.examples:
+                        tpl.examples.append(lines[i])
+            if tpl.framing < 0:
+                tpl.framing = s_frame[u]
+            if comp is not None:
+                tpl.components[comp] = tpl.components.get(comp, 0) + int(shape_counts[u])
         for tid in np.unique(shape_tid).tolist():
             tpl = self._tpl[tid]
             tpl.count += int(t_cnt[tid])
@@ -449,8 +569,6 @@ class LogAnalyzer:
             live = self.miner._by_id.get(self._tpl[t].id)
             if live is not None:
                 self._tpl[t].template = live.template
-                if len(live.examples) > len(self._tpl[t].examples):
-                    self._tpl[t].examples = list(live.examples)
         listed = order[: self.top_templates]
         templates = []
         for t in listed:
@@ -467,9 +585,12 @@ class LogAnalyzer:
                 "last_seen": _iso(tpl.last),
                 "rate_per_second": _rate(tpl.count, seconds),
                 "examples": list(tpl.examples),
+                "component": _top(tpl.components),
             }
             if self.selector is not None:
-                entry["logql"] = template_logql(tpl.template, self.selector, self.logql_range)
+                entry["logql"] = template_logql(
+                    _FRAMES[max(tpl.framing, 0)].format(tpl.template), self.selector, self.logql_range
+                )
             templates.append(entry)
         listed_lines = sum(self._tpl[t].count for t in listed)
         repeated = sum(self._tpl[t].count for t in order if self._tpl[t].count > 1)
@@ -536,11 +657,31 @@ class LogAnalyzer:
             },
             rates=rates,
             template_counts={self._tpl[t].id: self._tpl[t].count for t in order},
+            components=self._components(order),
+            header={
+                "format": self._header.describe() if self._header is not None else "none",
+                "explicit": self.log_format is not None,
+                "joined_lines": self.joined_lines,
+            },
         )
         if previous is not None:
             texts = {self._tpl[t].id: (self._tpl[t].template, self._tpl[t].errors) for t in order}
             report.changes = _compare(previous, report, texts=texts)
         return report
+
+    def _components(self, order: list[int], top: int = 100) -> dict[str, dict[str, int]]:
+        """Per component (logger): events, distinct templates and error events."""
+        acc: dict[str, list[int]] = {}
+        for t in order:
+            tpl = self._tpl[t]
+            for comp, count in tpl.components.items():
+                row = acc.setdefault(comp, [0, 0, 0])
+                row[0] += count
+                row[1] += 1
+                if tpl.count:
+                    row[2] += round(tpl.errors * count / tpl.count)
+        ranked = sorted(acc.items(), key=lambda kv: (-kv[1][0], kv[0]))[:top]
+        return {c: {"count": v[0], "templates": v[1], "error_count": v[2]} for c, v in ranked}
 
     def _performance(self, order: list[int], top: int = 20) -> dict[str, Any]:
         out: dict[str, Any] = {}
