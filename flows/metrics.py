@@ -1,18 +1,27 @@
-"""Flow ``detect-metrics``: every tick, run the detectors that are due.
+"""Flow ``detect-metrics``: every tick, run the detectors that are due, in batches.
 
-For each due detector: collect from its checkpoint to now (in pieces that fit the bounded
-buffer, so a long downtime is caught up without a gap), transform, then ``training``
-detectors fit and ``running`` detectors score; the store commits events, model states,
-checkpoint, collector status, incidents and their grouping state together, and only then are
-the incidents opened or resolved emitted as Prefect events. A failing detector is recorded
-in its collector status and the run log and does not stop the others. A table artifact
-summarises the tick (incidents opened and resolved per detector).
+The run claims due detectors in batches (``AIOPS_BATCH_SIZE``, one datasource per batch) in
+the store, with a lease it renews while it lives, so several runs (several workers) share
+the detectors and never process the same window twice (:mod:`aiops.store.batch`). Per
+batch, each detector's window (from its checkpoint to now, in pieces that fit the bounded
+buffer, so a long downtime is caught up without a gap) goes through three task runs per
+piece for the whole batch: ``collect-batch``, ``detect-batch`` (``training`` detectors fit,
+``running`` ones score) and ``publish-batch`` (events, model states, checkpoints, collector
+statuses, incidents and their grouping state of the whole batch in one transaction; only
+then are the incidents opened or resolved emitted as Prefect events). A failing detector is
+recorded in its collector status and the run log and does not stop the others. A table
+artifact summarises the tick, one row per detector this run processed; the log says why
+every other detector did not run here (not due, claimed by another run).
 """
 
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+import os
+import socket
+import uuid
+from collections import defaultdict
+from datetime import UTC, datetime
 from typing import Any
 
 from anyio import to_thread
@@ -20,17 +29,16 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_table_artifact
 from prefect.runtime import flow_run
 
-from aiops.errors import AiopsError
 from aiops.flowparams import DetectMetricsParameters, validate_parameters
-from aiops.pipeline import collection_window, next_piece
 from aiops.store import Detector
+from aiops.tick import Batch, error_message, outcome_row, plan_work
 from tasks._runtime import prune_result_storage, settings, store
-from tasks.collect import collect_metrics
-from tasks.detect import detect_anomalies
-from tasks.publish import publish_detection
-from tasks.transform import transform_metrics
+from tasks.batch import collect_batch, detect_batch, publish_batch, record_outcomes
 
 __all__ = ["detect_metrics"]
+
+#: Batches a run works on at once: one collects (waits on the datasource) while another scores.
+LANES = 2
 
 
 @flow(name="detect-metrics", log_prints=False)
@@ -57,31 +65,78 @@ async def detect_metrics(detector_ids: list[str] | None = None, now: datetime | 
     for det_id, reason in sorted(not_due.items()):
         log.info("detector %s not run: %s", det_id, reason)
     run_id = str(flow_run.id) if flow_run.id else None
-    limit = asyncio.Semaphore(config.max_concurrency)
+    owner = run_id or f"local-{uuid.uuid4()}"
+    holder = f"{socket.gethostname()}:{os.getpid()}"
+    by_id = {d.id: d for d in due}
+    remaining = sorted(by_id)
+    rows: list[dict[str, Any]] = []
+    elsewhere: dict[str, str] = {}  # due here, but processed by another run since the tick began
+    claim_lock = asyncio.Lock()
 
-    async def guarded(det: Detector) -> dict[str, Any]:
-        async with limit:
-            return await _process(det, now, run_id, config)
+    async def lane() -> None:
+        while True:
+            async with claim_lock:
+                if not remaining:
+                    return
+                claimed = await to_thread.run_sync(
+                    lambda: db.claim_detectors(remaining, owner, now=now, lease_seconds=config.claim_lease_seconds,
+                                               limit=config.batch_size, holder=holder)
+                )
+                considered = set(claimed.considered)
+                remaining[:] = [i for i in remaining if i not in considered]
+            for det_id, old in claimed.taken_over.items():
+                log.warning("detector %s: the claim of run %s (%s) lapsed at %s: taken over", det_id, old.owner,
+                            old.holder or "?", old.expires_at.isoformat() if old.expires_at else "?")
+            for det_id, why in claimed.not_due.items():
+                elsewhere[det_id] = why
+                log.info("detector %s not run here: %s", det_id, why)
+            if not claimed.claimed:
+                if not considered:
+                    return  # the rest is held (or being claimed right now) by other runs
+                continue
+            groups: dict[str, list[Detector]] = defaultdict(list)
+            for det_id in claimed.claimed:
+                groups[by_id[det_id].datasources[0].name].append(by_id[det_id])
+            for name, dets in sorted(groups.items()):
+                rows.extend(await _process_batch(name, dets, now, run_id, owner, config))
 
-    rows = await asyncio.gather(*(guarded(d) for d in due))
+    heartbeat = asyncio.create_task(_renew_leases(owner, config.claim_lease_seconds))
+    try:
+        await asyncio.gather(*(lane() for _ in range(LANES)))
+    finally:
+        heartbeat.cancel()
+        await asyncio.gather(heartbeat, return_exceptions=True)
+    held: dict[str, Any] = {}
+    if remaining:
+        held = await to_thread.run_sync(db.claims, remaining)
+        by_owner: dict[tuple[str, str], list[str]] = defaultdict(list)
+        for det_id in remaining:
+            claim = held.get(det_id)
+            key = (claim.owner or "?", claim.holder or "?") if claim else ("another run", "being claimed")
+            by_owner[key].append(det_id)
+        for (other, where), ids in sorted(by_owner.items()):
+            log.info("%d detector(s) not run here: claimed by run %s (%s): %s", len(ids), other, where, ", ".join(ids))
+    rows.sort(key=lambda r: r["detector"])
     failed = [r for r in rows if r["status"] == "failed"]
     summary = {
         "due": len(due),
         "ok": sum(r["status"] == "ok" for r in rows),
         "skipped": sum(r["status"] == "skipped" for r in rows),
         "failed": len(failed),
+        "taken_over": sum(r["status"] == "taken-over" for r in rows),
         "anomalies": sum(r["anomalies"] for r in rows),
         "incidents_opened": sum(r["incidents_opened"] for r in rows),
         "incidents_resolved": sum(r["incidents_resolved"] for r in rows),
         "detectors": rows,
         "not_due": not_due,
+        "elsewhere": {**elsewhere, **{i: f"claimed by run {c.owner}" for i, c in held.items()}},
     }
     await acreate_table_artifact(
         key="detect-metrics-summary",
         table=rows or [{"detector": "-", "status": "nothing due", "reason": "; ".join(f"{k}: {v}" for k, v in not_due.items()) or "no detectors"}],
         description=f"detect-metrics at {now:%Y-%m-%d %H:%M:%S}Z: {summary['ok']} ok, {summary['failed']} failed, "
-        f"{summary['skipped']} skipped; incidents: {summary['incidents_opened']} opened, "
-        f"{summary['incidents_resolved']} resolved ({summary['anomalies']} anomalous points)",
+        f"{summary['skipped']} skipped, {len(summary['elsewhere'])} run elsewhere; incidents: "
+        f"{summary['incidents_opened']} opened, {summary['incidents_resolved']} resolved ({summary['anomalies']} anomalous points)",
     )
     if summary["incidents_opened"] or summary["incidents_resolved"]:
         log.info(
@@ -91,62 +146,79 @@ async def detect_metrics(detector_ids: list[str] | None = None, now: datetime | 
     return summary
 
 
-async def _process(det: Detector, now: datetime, run_id: str | None, config: Any) -> dict[str, Any]:
+async def _renew_leases(owner: str, lease_seconds: float) -> None:
+    """Keep this run's claims alive while it works (a killed run's claims lapse instead)."""
+    log = get_run_logger()
+    db = store()
+    while True:
+        await asyncio.sleep(lease_seconds / 3)
+        try:
+            await to_thread.run_sync(db.renew_claims, owner, lease_seconds)
+        except Exception as exc:  # the next renewal may succeed; a commit checks the claim anyway
+            log.warning("could not renew the claims of this run: %s", error_message(exc))
+
+
+async def _process_batch(
+    datasource: str, detectors: list[Detector], now: datetime, run_id: str | None, owner: str, config: Any
+) -> list[dict[str, Any]]:
+    """Every detector of one claimed batch through its window; returns their outcome rows."""
     log = get_run_logger()
     db = store(config)
-    row: dict[str, Any] = {"detector": det.id, "mode": det.status, "status": "ok", "window": "", "series": 0,
-                           "samples": 0, "dropped": 0, "incidents_opened": 0, "incidents_resolved": 0,
-                           "anomalies": 0, "error": "", "warning": ""}
-    ds = det.datasources[0]
-    context = f"detector={det.id} datasource={ds.name} query={ds.query!r}"
-    if ds.name not in config.datasource_configs():
-        reason = f"datasource {ds.name!r} is not configured (configured: {', '.join(config.datasource_configs())})"
-        await to_thread.run_sync(db.record_skip, det.id, reason, now)
-        log.error("detector %s skipped: %s", det.id, reason)
-        return {**row, "status": "skipped", "error": reason}
+    rows: list[dict[str, Any]] = []
+    skipped: dict[str, str] = {}
+    failed: dict[str, str] = {}
+    if datasource not in config.datasource_configs():
+        reason = f"datasource {datasource!r} is not configured (configured: {', '.join(config.datasource_configs())})"
+        for det in detectors:
+            log.error("detector %s skipped: %s", det.id, reason)
+            skipped[det.id] = reason
+            rows.append({**outcome_row(det), "status": "skipped", "error": reason})
+        await to_thread.run_sync(record_outcomes, owner, {}, skipped, now)
+        return rows
+    works = []
     try:
-        checkpoint = await to_thread.run_sync(db.get_checkpoint, det.id)
-        window = collection_window(
-            step_seconds=ds.step_seconds, lookback_seconds=ds.lookback_seconds, checkpoint=checkpoint, now=now
-        )
-        if window is None:
-            reason = "no complete step since the checkpoint"
-            await to_thread.run_sync(db.record_skip, det.id, reason, now)
-            return {**row, "status": "skipped", "error": reason}
-        row["window"] = f"{window.start:%Y-%m-%d %H:%M:%S} .. {window.end:%H:%M:%S}"
-        known_series = len(await to_thread.run_sync(db.state_info, det.id))
-        cursor, empty = window.start, 0
-        while cursor <= window.end:
-            piece = next_piece(window, cursor, known_series, config.buffer_size, empty_probes=empty)
-            cursor = piece.end + timedelta(seconds=window.step)
-            collected = await collect_metrics.with_options(retries=config.retry_attempts - 1)(
-                ds.name, ds.query, piece.start, piece.end, ds.step_seconds, config.buffer_size
-            )
-            frame = transform_metrics(collected["frame"], ds.step_seconds)
-            run = await detect_anomalies(det, frame, run_id, until=piece.end)
-            known_series = max(known_series, collected["series"])
-            empty = empty + 1 if collected["series"] == 0 else 0
-            row["series"] = max(row["series"], run.series)
-            row["samples"] += collected["samples"]
-            row["dropped"] += collected["dropped"]
-            if collected.get("warning"):  # samples exist but the query read none of them
-                row["warning"] = collected["warning"]
-                log.warning("detector %s (%s): %s", det.id, context, collected["warning"])
-            stored = await publish_detection(
-                det,
-                run,
-                piece.end,
-                {"samples": row["samples"], "series": known_series, "dropped": row["dropped"],
-                 "buffered": len(collected["frame"]), "at": now, "warning": collected.get("warning")},
-            )
-            for key, count in stored.items():
-                row[key] += count
-        return row
-    except Exception as exc:  # one detector's failure must not stop the others
-        message = exc.message if isinstance(exc, AiopsError) else f"{type(exc).__name__}: {exc}"
-        log.error("detector %s failed (%s): %s", det.id, context, message)
+        inputs = await to_thread.run_sync(db.load_batch, [d.id for d in detectors])
+    except Exception as exc:
+        message = error_message(exc)
+        log.error("batch of %d detectors on %s failed: %s", len(detectors), datasource, message)
+        for det in detectors:
+            failed[det.id] = message
+            rows.append({**outcome_row(det), "status": "failed", "error": message})
+        await _record(log, owner, failed, {}, now)
+        return rows
+    for det in detectors:
+        planned = plan_work(det, inputs[det.id], now)
+        if isinstance(planned, str):
+            skipped[det.id] = planned
+            rows.append({**outcome_row(det), "status": "skipped", "error": planned})
+        else:
+            works.append(planned)
+    batch = Batch(datasource, works, now)
+    publish = publish_batch.with_options(retries=config.retry_attempts - 1)
+    while batch.active():
+        active = batch.active()
+        for work in active:
+            work.next_piece(config.buffer_size)
+        label = f"{datasource}: {batch.label()} [{min(w.piece.start for w in active):%H:%M}-{max(w.piece.end for w in active):%H:%M}]"
         try:
-            await to_thread.run_sync(lambda: db.record_collection(det.id, False, error=message, at=now))
-        except AiopsError as inner:
-            log.error("could not record the failure of detector %s: %s", det.id, inner)
-        return {**row, "status": "failed", "error": message}
+            await collect_batch(batch, label)
+            await detect_batch(batch, label, run_id)
+            await publish(batch, label, owner)
+        except Exception as exc:  # the batch's step failed as a whole: its detectors fail, the tick goes on
+            message = error_message(exc)
+            log.error("batch %s failed: %s", label, message)
+            for work in batch.active():
+                work.fail(message)
+    for work in works:
+        rows.append(work.row)
+        if work.row["status"] == "failed":
+            failed[work.id] = work.row["error"]
+    await _record(log, owner, failed, skipped, now)
+    return rows
+
+
+async def _record(log: Any, owner: str, failed: dict[str, str], skipped: dict[str, str], now: datetime) -> None:
+    try:
+        await to_thread.run_sync(record_outcomes, owner, failed, skipped, now)
+    except Exception as exc:
+        log.error("could not record the outcome of %d detector(s): %s", len(failed) + len(skipped), error_message(exc))

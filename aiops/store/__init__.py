@@ -11,7 +11,9 @@ Everything SQL lives in :mod:`aiops.store.repo`; models returned are in
 :mod:`aiops.store.models`; the detectors file is read by :mod:`aiops.store.detectors_file`.
 """
 
+from aiops.store.batch import BatchCommit, BatchInputs, BatchResult, Claim, ClaimResult
 from aiops.store.detectors_file import apply_detectors_file, load_detectors_file
+from aiops.store.health import read_datasource_health, record_datasource_health
 from aiops.store.models import (
     EVENT_ANOMALY,
     EVENT_INCIDENT_OPENED,
@@ -43,11 +45,18 @@ from aiops.store.repo import KindValidator, Store, accept_any_kind, default_kind
 
 __all__ = [
     "Store",
+    "BatchCommit",
+    "BatchInputs",
+    "BatchResult",
+    "Claim",
+    "ClaimResult",
     "KindValidator",
     "default_kind_validator",
     "accept_any_kind",
     "load_detectors_file",
     "apply_detectors_file",
+    "record_datasource_health",
+    "read_datasource_health",
     "EVENT_ANOMALY",
     "EVENT_LOG_NEW_TEMPLATE",
     "EVENT_INCIDENT_OPENED",

@@ -56,6 +56,7 @@ __all__ = [
     "SeriesScoreRow",
     "IncidentRow",
     "IncidentStateRow",
+    "DetectorClaimRow",
 ]
 
 NAMING_CONVENTION = {
@@ -373,3 +374,20 @@ class IncidentStateRow(Base):
     labels: Mapped[dict[str, Any]]
     state: Mapped[dict[str, Any]]
     updated_at: Mapped[datetime]
+
+
+class DetectorClaimRow(Base):
+    """Which detect-metrics run holds a detector, until when (a lease the run renews while it
+    lives). ``owner`` NULL: free. Runs claim with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL
+    (``BEGIN IMMEDIATE`` serialises them on SQLite), and a commit only lands while its run
+    still owns the claim, so two runs never process the same detector window."""
+
+    __tablename__ = "detector_claim"
+
+    detector_id: Mapped[str] = mapped_column(
+        ForeignKey("detector.id", ondelete="CASCADE"), primary_key=True
+    )
+    owner: Mapped[str | None] = mapped_column(String(64))
+    holder: Mapped[str | None] = mapped_column(String(200))  # host and pid, for operators
+    claimed_at: Mapped[datetime | None]
+    expires_at: Mapped[datetime | None]

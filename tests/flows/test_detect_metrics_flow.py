@@ -203,20 +203,14 @@ async def test_a_lookback_reaching_back_before_the_data_is_crossed_quickly(aiops
 
     h = prometheus.history
     calls = []
-    real = module.collect_metrics
+    real = module.collect_batch
 
-    class Counting:
-        def with_options(self, **kw):
-            task = real.with_options(**kw)
+    async def counting(batch, label):
+        samples = await real(batch, label)
+        calls.append(samples)
+        return samples
 
-            async def call(*args):
-                result = await task(*args)
-                calls.append(result["samples"])
-                return result
-
-            return call
-
-    monkeypatch.setattr(module, "collect_metrics", Counting())
+    monkeypatch.setattr(module, "collect_batch", counting)
     monkeypatch.setenv("AIOPS_BUFFER_SIZE", "100000")
     db = store()
     make_detector(db, lookback=4 * 86400)

@@ -11,6 +11,8 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
@@ -89,8 +91,9 @@ async def test_a_datasource_cut_for_150s_is_caught_up_with_no_difference(aiops_e
 
 
 def test_a_tick_killed_half_way_resumes_with_no_duplicate_and_the_same_result(aiops_env, prometheus, monkeypatch):
-    """SIGKILL a tick in another process after a few of its pieces were committed; the next
-    tick resumes from the checkpoint, and the result equals a detector that was never killed."""
+    """SIGKILL a tick in another process after a few of its pieces were committed; once the
+    killed run's claim has lapsed, the next tick resumes from the checkpoint, and the result
+    equals a detector that was never killed."""
     from prefect.settings import PREFECT_API_URL
 
     h = prometheus.history
@@ -98,6 +101,7 @@ def test_a_tick_killed_half_way_resumes_with_no_duplicate_and_the_same_result(ai
     make_detector(db, "killed", "prometheus", lookback=6 * 3600)
     now = h.end + h.step
     monkeypatch.setenv("AIOPS_BUFFER_SIZE", "200")  # 100 steps of 2 series a piece: ~15 pieces
+    monkeypatch.setenv("AIOPS_CLAIM_LEASE_SECONDS", "3")  # the killed run's claim lapses soon
     script = (
         "import asyncio, datetime as d\n"
         "from flows.metrics import detect_metrics\n"
@@ -123,6 +127,11 @@ def test_a_tick_killed_half_way_resumes_with_no_duplicate_and_the_same_result(ai
 
     make_detector(db, "whole", "prometheus", lookback=6 * 3600)
     asyncio.run(detect_metrics(["whole"], now=at(now)))  # the same window, never interrupted
+    # the killed run's claim on its detector lapses after its lease (nobody renews it)
+    deadline = time.monotonic() + 60
+    while db.claims(["killed"]):
+        assert time.monotonic() < deadline, "the killed run's claim never lapsed"
+        threading.Event().wait(0.2)
     later = now + TICK  # both are due again: the killed one resumes from its checkpoint
     asyncio.run(detect_metrics(now=at(later)))
     killed, whole = found(db, "killed"), found(db, "whole")
