@@ -1,24 +1,52 @@
-"""Backfill planning, pure: which windows a backfill covers, its id, and how far it got.
+"""Backfill planning: what a backfill request means, which windows it covers, its id, the
+pieces each window is read in, and how far it got.
 
 A backfill runs detectors (or log jobs) over ``[start, end)`` cut into windows. The flow
 (``flows/backfill.py``) processes each detector's windows in time order, so its models evolve
 as they would have live; the store records each window as it completes, so the same request
-run again (same id) skips what is done. Nothing here does I/O.
+run again (same id) skips what is done.
+
+:func:`resolve_backfill` is the one place a request is checked and resolved (times, windows,
+detectors with a configured datasource, configured log jobs, the id): the command
+(``aiops backfill``), ``POST /api/runs`` and the flow itself all call it, so they accept and
+refuse the same requests with the same errors; each names the fields its own way
+(:data:`FLOW_FIELDS`, :data:`API_FIELDS`, :data:`CLI_FIELDS`).
+Only the resolver (detectors and pending windows), :class:`PiecePlan` and
+:class:`ProgressWatcher` read the store; the rest is pure.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any
+import re
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from aiops.errors import InvalidInput, NotFound
+from aiops.pipeline import Window, next_piece
+from aiops.timeutil import parse_duration
+
+if TYPE_CHECKING:
+    from aiops.config import LogJob, Settings
+    from aiops.store import Detector
 
 __all__ = [
     "BackfillRequest",
+    "ResolvedBackfill",
+    "resolve_backfill",
+    "FLOW_FIELDS",
+    "API_FIELDS",
+    "CLI_FIELDS",
+    "WindowBudget",
+    "Piece",
+    "PendingWindows",
+    "PiecePlan",
+    "ProgressWatcher",
     "plan_windows",
     "backfill_id_for",
     "step_span",
@@ -28,8 +56,23 @@ __all__ = [
     "MAX_WINDOWS",
 ]
 
+log = logging.getLogger(__name__)
+
 #: Windows per detector (or log job) in one backfill: 30 days of 1-minute windows is 43,200.
 MAX_WINDOWS = 50_000
+
+#: A backfill id given by the caller (the API's model checks the same pattern).
+BACKFILL_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+
+_FIELD_NAMES = ("detector_ids", "log_jobs", "start", "end", "window", "train", "log_window", "backfill_id")
+#: How each caller names a request's fields in its errors: the flow's parameters, the API's
+#: ``parameters.<name>``, the command's options.
+FLOW_FIELDS: Mapping[str, str] = {n: n for n in _FIELD_NAMES}
+API_FIELDS: Mapping[str, str] = {n: f"parameters.{n}" for n in _FIELD_NAMES}
+CLI_FIELDS: Mapping[str, str] = {
+    "detector_ids": "--detector", "log_jobs": "--log-job", "start": "--start", "end": "--end",
+    "window": "--window", "train": "--train", "log_window": "--log-window", "backfill_id": "--id",
+}
 
 
 def _utc(value: datetime, field: str) -> datetime:
@@ -88,7 +131,8 @@ def step_span(window_start: datetime, window_end: datetime, step: float) -> tupl
 
 @dataclass(frozen=True)
 class BackfillRequest:
-    """A validated backfill request (the flow and the CLI share the checks)."""
+    """A backfill request's times and sizes, checked (:func:`resolve_backfill` adds the
+    detectors, the log jobs and the id)."""
 
     detector_ids: tuple[str, ...]
     log_jobs: tuple[str, ...]
@@ -110,40 +154,231 @@ class BackfillRequest:
         train_seconds: float | None,
         log_window_seconds: float,
         now: datetime | None = None,
+        fields: Mapping[str, str] = FLOW_FIELDS,
     ) -> BackfillRequest:
+        """The request's times and sizes checked; errors carry ``fields[name]`` as their field."""
+        f = fields
         if start is None or end is None:
-            raise InvalidInput("a backfill needs a start and an end", field="start" if start is None else "end")
-        start, end = _utc(start, "start"), _utc(end, "end")
+            raise InvalidInput("a backfill needs a start and an end", field=f["start"] if start is None else f["end"])
+        start, end = _utc(start, f["start"]), _utc(end, f["end"])
         if end <= start:
-            raise InvalidInput("end must be after start", field="end")
+            raise InvalidInput("end must be after start", field=f["end"])
         if end > (now or datetime.now(UTC)):
-            raise InvalidInput("a backfill covers the past: end is in the future", field="end")
+            raise InvalidInput("a backfill covers the past: end is in the future", field=f["end"])
         detectors = tuple(dict.fromkeys(detector_ids or ()))
         jobs = tuple(dict.fromkeys(log_jobs or ()))
         if not detectors and not jobs:
-            raise InvalidInput("give at least one detector id (or log job)", field="detector_ids")
+            raise InvalidInput("give at least one detector id (or log job)", field=f["detector_ids"])
         span = (end - start).total_seconds()
         for name, size in (("window", window_seconds), ("log_window", log_window_seconds)):
             if size <= 0:
-                raise InvalidInput(f"{name} must be longer than zero", field=name)
+                raise InvalidInput(f"{name} must be longer than zero", field=f[name])
         if detectors and span / window_seconds > MAX_WINDOWS:
             raise InvalidInput(
                 f"{math.ceil(span / window_seconds)} windows per detector is more than {MAX_WINDOWS}: use a larger window",
-                field="window",
+                field=f["window"],
             )
         if jobs and span / log_window_seconds > MAX_WINDOWS:
             raise InvalidInput(
                 f"{math.ceil(span / log_window_seconds)} log windows is more than {MAX_WINDOWS}: use a larger log_window",
-                field="log_window",
+                field=f["log_window"],
             )
         train_until = None
         if train_seconds is not None:
             if train_seconds <= 0:
-                raise InvalidInput("train must be longer than zero", field="train")
+                raise InvalidInput("train must be longer than zero", field=f["train"])
             if train_seconds >= span:
-                raise InvalidInput("the training prefix covers the whole range: nothing would be scored", field="train")
+                raise InvalidInput("the training prefix covers the whole range: nothing would be scored", field=f["train"])
             train_until = start + timedelta(seconds=train_seconds)
         return cls(detectors, jobs, start, end, float(window_seconds), train_until, float(log_window_seconds))
+
+
+@dataclass(frozen=True)
+class ResolvedBackfill:
+    """A backfill request resolved against the settings and the store: what the flow runs."""
+
+    backfill_id: str
+    request: BackfillRequest
+    detectors: tuple[Detector, ...]
+    log_jobs: tuple[LogJob, ...]
+    window: str
+    train: str | None
+    log_window: str
+
+    @property
+    def windows(self) -> list[tuple[datetime, datetime]]:
+        """The detector windows (a training prefix ends one)."""
+        r = self.request
+        return plan_windows(r.start, r.end, r.window_seconds, cut_at=[r.train_until] if r.train_until else [])
+
+    @property
+    def log_windows(self) -> list[tuple[datetime, datetime]]:
+        r = self.request
+        return plan_windows(r.start, r.end, r.log_window_seconds) if self.log_jobs else []
+
+
+def resolve_backfill(
+    *,
+    detector_ids: Sequence[str] | None,
+    log_jobs: Sequence[str] | None,
+    start: datetime | None,
+    end: datetime | None,
+    window: str = "1d",
+    train: str | None = None,
+    log_window: str = "1h",
+    backfill_id: str | None = None,
+    settings: Settings,
+    get_detector: Callable[[str], Detector],
+    fields: Mapping[str, str] = FLOW_FIELDS,
+    now: datetime | None = None,
+) -> ResolvedBackfill:
+    """Check a backfill request and resolve it, the same way for every caller: durations,
+    times and sizes (:meth:`BackfillRequest.check`), then every detector exists
+    (:class:`NotFound`), has a datasource and reads one that is configured, then every log
+    job is configured, then the id (given, or derived from the request so a rerun resumes).
+    Every refusal but a missing detector is an :class:`InvalidInput` whose field is named
+    by ``fields``. Reads detectors with ``get_detector`` (a store's: blocking, so call this
+    off an event loop), only once the times and sizes are found good."""
+    f = fields
+    request = BackfillRequest.check(
+        detector_ids=detector_ids,
+        log_jobs=log_jobs,
+        start=start,
+        end=end,
+        window_seconds=parse_duration(window, field=f["window"]),
+        train_seconds=None if train is None else parse_duration(train, field=f["train"]),
+        log_window_seconds=parse_duration(log_window, field=f["log_window"]),
+        now=now,
+        fields=f,
+    )
+    configured = settings.datasource_configs()
+    detectors = []
+    for det_id in request.detector_ids:
+        det = get_detector(det_id)  # NotFound names it
+        if not det.datasources:
+            raise InvalidInput(f"detector {det_id!r} has no datasource to backfill from", field=f["detector_ids"])
+        name = det.datasources[0].name
+        if name not in configured:
+            raise InvalidInput(
+                f"detector {det_id!r} reads datasource {name!r}, which is not configured "
+                f"(configured: {', '.join(sorted(configured)) or 'none'})",
+                field=f["detector_ids"],
+            )
+        detectors.append(det)
+    known_jobs = {j.name: j for j in settings.log_jobs}
+    for name in request.log_jobs:
+        if name not in known_jobs:
+            raise InvalidInput(
+                f"no log job named {name!r} (configured: {', '.join(sorted(known_jobs)) or 'none'})",
+                field=f["log_jobs"],
+            )
+    if backfill_id is not None and not BACKFILL_ID_PATTERN.match(backfill_id):
+        raise InvalidInput(
+            f"backfill id {backfill_id!r} must be 1-64 letters, digits and _.:- (starting with a letter or digit)",
+            field=f["backfill_id"],
+        )
+    bf_id = backfill_id or backfill_id_for(
+        list(request.detector_ids), request.start, request.end, window,
+        train=train, log_jobs=list(request.log_jobs), log_window=log_window,
+    )
+    return ResolvedBackfill(
+        bf_id, request, tuple(detectors), tuple(known_jobs[n] for n in request.log_jobs), window, train, log_window
+    )
+
+
+class WindowBudget:
+    """How many more windows this run may process (``max_windows``), shared by every
+    detector and log job of the run (thread-safe)."""
+
+    def __init__(self, limit: int | None) -> None:
+        self._left = math.inf if limit is None else limit
+        self._lock = threading.Lock()
+
+    def take(self, n: int = 1) -> int:
+        """Up to ``n`` windows; how many were granted (0 when the budget is spent)."""
+        with self._lock:
+            granted = int(min(n, self._left))
+            self._left -= granted
+            return granted
+
+    def give_back(self, n: int) -> None:
+        with self._lock:
+            self._left += n
+
+
+@dataclass(frozen=True, slots=True)
+class Piece:
+    """What to read next for one detector."""
+
+    window: Any  # the stored BackfillWindow
+    span: Window | None  # its steps to fetch now; None when the window holds no step
+    first: bool  # the window's first piece
+    last: bool  # ... and its last: commit after scoring it
+
+
+class PendingWindows:
+    """A detector's pending windows in time order, read from the store a page at a time:
+    :meth:`peek` the next, :meth:`pop` it once taken. Blocking (store reads)."""
+
+    def __init__(self, db: Any, bf_id: str, detector_id: str, *, page: int = 500) -> None:
+        self.db, self.bf_id, self.detector_id, self.page = db, bf_id, detector_id, page
+        self._windows: list[Any] = []
+        self._after: datetime | None = None
+
+    def peek(self) -> Any | None:
+        if not self._windows:
+            page = self.db.next_pending_windows(self.bf_id, detector_id=self.detector_id, limit=self.page)
+            self._windows = [w for w in page if self._after is None or w.window_start > self._after]
+        return self._windows[0] if self._windows else None
+
+    def pop(self) -> Any:
+        w = self._windows.pop(0)
+        self._after = w.window_start
+        return w
+
+
+class PiecePlan:
+    """The pieces of a detector's pending windows, in time order: each window cut into
+    pieces that fit ``capacity`` samples for the series seen so far (a short probe first
+    when none is known yet). Takes windows from the store a page at a time, within
+    ``budget``, and not past ``until`` (a window start) when given. Blocking (store reads):
+    call :meth:`next` off an event loop."""
+
+    def __init__(
+        self, db: Any, bf_id: str, detector_id: str, step: float, capacity: int, budget: WindowBudget,
+        *, until: datetime | None = None,
+    ) -> None:
+        self.step, self.capacity, self.budget, self.until = step, capacity, budget, until
+        self._pending = PendingWindows(db, bf_id, detector_id)
+        self._current: tuple[Any, Window | None, datetime] | None = None
+        self.empty_probes = 0  # probes in a row that found no series
+
+    def _next_window(self) -> Any | None:
+        w = self._pending.peek()
+        if w is None or (self.until is not None and w.window_start > self.until):
+            return None
+        if not self.budget.take():
+            return None
+        return self._pending.pop()
+
+    def next(self, known_series: int) -> Piece | None:
+        first = False
+        if self._current is None or (self._current[1] is not None and self._current[2] > self._current[1].end):
+            w = self._next_window()
+            if w is None:
+                return None
+            span = step_span(w.window_start, w.window_end, self.step)
+            whole = Window(span[0], span[1], self.step) if span else None
+            self._current = (w, whole, whole.start if whole else w.window_start)
+            first = True
+        w, whole, cursor = self._current
+        if whole is None:
+            self._current = None
+            return Piece(w, None, True, True)
+        piece = next_piece(whole, cursor, known_series, self.capacity, empty_probes=self.empty_probes)
+        after = piece.end + timedelta(seconds=self.step)
+        self._current = (w, whole, after)
+        return Piece(w, piece, first, after > whole.end)
 
 
 def log_source(backfill_id: str, job: str) -> str:
@@ -183,3 +418,50 @@ def progress_bar(done: int, total: int, width: int = 30) -> str:
     share = 1.0 if total == 0 else min(1.0, done / total)
     filled = int(round(share * width))
     return f"[{'#' * filled}{'.' * (width - filled)}] {share:4.0%} {done}/{total}"
+
+
+@dataclass
+class ProgressWatcher:
+    """A thread that redraws a backfill's progress bar from the store while it runs (the
+    command's bar): ``show(text, final)`` is called when the text changes and once at the
+    end. Reads its own store (``open_store()``), so it never waits on the run's."""
+
+    open_store: Callable[[], Any]
+    resolved: ResolvedBackfill
+    show: Callable[[str, bool], None]
+    interval: float = 5.0
+    _stop: threading.Event = field(default_factory=threading.Event, init=False)
+    _thread: threading.Thread | None = field(default=None, init=False)
+
+    def text(self, db: Any) -> str:
+        r = self.resolved
+        p = progress_counts(db, r.backfill_id, detectors=bool(r.detectors),
+                            log_jobs=[j.name for j in r.log_jobs], log_windows=r.log_windows)
+        return progress_bar(p["done"], p["total"])
+
+    def _watch(self) -> None:
+        last = ""
+        with self.open_store() as db:
+            while not self._stop.wait(self.interval):
+                try:
+                    text = self.text(db)
+                except Exception as exc:  # a locked or busy store: try again next time
+                    log.debug("backfill %s: progress not read: %s", self.resolved.backfill_id, exc)
+                    continue
+                if text != last:
+                    self.show(text, False)
+                    last = text
+            try:
+                self.show(self.text(db), True)
+            except Exception as exc:
+                log.debug("backfill %s: progress not read: %s", self.resolved.backfill_id, exc)
+
+    def __enter__(self) -> ProgressWatcher:
+        self._thread = threading.Thread(target=self._watch, name="backfill-progress", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        if self._thread is not None and self._thread.is_alive():
+            self._thread.join(timeout=10)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import math
 import re
@@ -192,135 +193,92 @@ def _print_report(report: dict[str, Any], top: int) -> None:
 
 
 def _prefect_home(settings: Any) -> str:
-    """Where the local Prefect server keeps its SQLite database: under the data dir."""
-    home = (settings.data_dir / "prefect").resolve()
-    home.mkdir(parents=True, exist_ok=True)
-    return str(home)
+    from aiops.supervisor import prefect_home
 
-
-def _use_local_prefect(settings: Any) -> None:
-    """Run flows from this process against the local Prefect server (``aiops up``) when it
-    is up and PREFECT_API_URL is unset, so the run shows in the UI; otherwise Prefect starts
-    a temporary server whose history lands in the same data directory."""
-    import os
-
-    import httpx
-
-    if os.environ.get("PREFECT_API_URL"):
-        return
-    url = f"http://127.0.0.1:{settings.prefect_port}/api"
-    try:
-        if httpx.get(url + "/health", timeout=1.0).status_code == 200:
-            os.environ["PREFECT_API_URL"] = url
-            return
-    except httpx.TransportError:
-        pass
-    os.environ.setdefault("PREFECT_HOME", _prefect_home(settings))
+    return prefect_home(settings)
 
 
 def _backfill(args: argparse.Namespace) -> int:
     """Run the backfill flow from this process, with a progress bar on stderr."""
     import os
-    import threading
     from datetime import UTC, datetime
 
-    from aiops.backfill import BackfillRequest, backfill_id_for, plan_windows, progress_bar, progress_counts
+    from aiops.backfill import CLI_FIELDS, ProgressWatcher, resolve_backfill
     from aiops.store import Store
-    from aiops.timeutil import parse_duration, parse_time
+    from aiops.supervisor import use_local_prefect
+    from aiops.timeutil import parse_time
 
     settings = _settings()
-    now = time.time()
     # relative times ("now", "now-30d") are cut to the minute, so the same command run again
     # within a minute names the same backfill; the resume hint gives the exact times
-    now = math.floor(now / 60) * 60
+    now = math.floor(time.time() / 60) * 60
     start = datetime.fromtimestamp(parse_time(args.start, field="--start", now=now), UTC)
     end = datetime.fromtimestamp(parse_time(args.end, field="--end", now=now), UTC)
     again = f"aiops backfill ... --start {start:%Y-%m-%dT%H:%M:%SZ} --end {end:%Y-%m-%dT%H:%M:%SZ}"
-    request = BackfillRequest.check(
-        detector_ids=args.detector, log_jobs=args.log_job, start=start, end=end,
-        window_seconds=parse_duration(args.window, field="--window"),
-        train_seconds=None if args.train is None else parse_duration(args.train, field="--train"),
-        log_window_seconds=parse_duration(args.log_window, field="--log-window"),
-    )
     url = settings.resolved_database_url()
-    with Store.open(url) as db:  # refuse unknown detectors before starting Prefect
-        for det_id in request.detector_ids:
-            db.get_detector(det_id)
-    bf_id = args.id or backfill_id_for(
-        list(request.detector_ids), request.start, request.end, args.window,
-        train=args.train, log_jobs=list(request.log_jobs), log_window=args.log_window,
-    )
+    with contextlib.ExitStack() as opened:  # the store is opened only for detectors to look up
+        stores: list[Store] = []
+
+        def get_detector(det_id: str) -> Any:
+            if not stores:
+                stores.append(opened.enter_context(Store.open(url)))
+            return stores[0].get_detector(det_id)
+
+        # refuse what the flow would refuse, before starting Prefect
+        resolved = resolve_backfill(
+            detector_ids=args.detector, log_jobs=args.log_job, start=start, end=end, window=args.window,
+            train=args.train, log_window=args.log_window, backfill_id=args.id, settings=settings,
+            get_detector=get_detector, fields=CLI_FIELDS,
+        )
+    bf_id, request = resolved.backfill_id, resolved.request
     if not args.verbose:
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    _use_local_prefect(settings)
+    use_local_prefect(settings)
     from flows.backfill import backfill
 
     print(f"aiops: backfill {bf_id}: {request.start:%Y-%m-%d %H:%M} .. {request.end:%Y-%m-%d %H:%M} UTC", file=sys.stderr)
-    stop = threading.Event()
     tty = sys.stderr.isatty()
 
-    log_windows = plan_windows(request.start, request.end, request.log_window_seconds) if request.log_jobs else []
+    def show(text: str, final: bool) -> None:
+        print(("\r" if tty else "") + "aiops: " + text, end="\n" if final or not tty else "", file=sys.stderr, flush=True)
 
-    def progress_text(db: Store) -> str:
-        p = progress_counts(db, bf_id, detectors=bool(request.detector_ids), log_jobs=request.log_jobs, log_windows=log_windows)
-        return progress_bar(p["done"], p["total"])
-
-    def watch() -> None:
-        last = ""
-        with Store.open(url) as db:
-            while not stop.wait(0.5 if tty else 5.0):
-                try:
-                    text = progress_text(db)
-                except AiopsError:
-                    continue
-                if text != last:
-                    print(("\r" if tty else "") + "aiops: " + text, end="" if tty else "\n", file=sys.stderr, flush=True)
-                    last = text
-            text = progress_text(db)
-            print(("\r" if tty else "") + "aiops: " + text, file=sys.stderr, flush=True)
-
-    watcher = threading.Thread(target=watch, name="backfill-progress", daemon=True)
-    if not args.json:
-        watcher.start()
+    watcher = ProgressWatcher(lambda: Store.open(url), resolved, show, interval=0.5 if tty else 5.0)
     try:
-        result = asyncio.run(backfill(
-            detector_ids=list(request.detector_ids), start=request.start, end=request.end, window=args.window,
-            backfill_id=bf_id, max_windows=args.max_windows, train=args.train, log_jobs=list(request.log_jobs),
-            log_window=args.log_window, emit_events=args.emit_events,
-        ))
+        with watcher if not args.json else contextlib.nullcontext():
+            result = asyncio.run(backfill(
+                detector_ids=list(request.detector_ids), start=request.start, end=request.end, window=args.window,
+                backfill_id=bf_id, max_windows=args.max_windows, train=args.train, log_jobs=list(request.log_jobs),
+                log_window=args.log_window, emit_events=args.emit_events,
+            ))
     except KeyboardInterrupt:
         print(f"\naiops: interrupted; resume backfill {bf_id} with: {again}", file=sys.stderr)
         return 130
-    finally:
-        stop.set()
-        if watcher.is_alive():
-            watcher.join(timeout=10)
     failed = [r for r in [*result["detectors"], *result["logs"]] if r["error"]]
     if args.json:
         print(json.dumps(result, default=str))
-    else:
-        if result["detectors"]:
-            _print_table(
-                ["detector", "windows", "samples", "incidents opened", "resolved", "anomalies", "error"],
-                [[r["detector"], str(r["windows"]), str(r["samples"]), str(r.get("incidents_opened", 0)),
-                  str(r.get("incidents_resolved", 0)), str(r["anomalies"]), r["error"] or ""]
-                 for r in result["detectors"]],
-            )
-        if result["logs"]:
-            _print_table(
-                ["log job", "windows", "lines", "events", "error"],
-                [[r["job"], str(r["windows"]), str(r["lines"]), str(r["events"]), r["error"] or ""] for r in result["logs"]],
-            )
-        p = result["progress"]
-        print(f"backfill {bf_id}: {p['done']}/{p['total']} windows done, incidents: "
-              f"{result.get('incidents_opened', 0)} opened, {result.get('incidents_resolved', 0)} resolved "
-              f"({result['anomalies']} new anomalous points)"
-              + (f"; {p['pending'] + p['failed'] + p['running']} left: resume with {again}"
-                 if p["done"] < p["total"] else ""))
-        print(f"incidents: GET /api/incidents?source=backfill&backfill_id={bf_id}")
-        print(f"anomalies: GET /api/anomalies?source=backfill&backfill_id={bf_id}")
-        for warning in result.get("warnings", []):
-            print(f"warning: {warning}")
+        return 1 if failed else 0
+    if result["detectors"]:
+        _print_table(
+            ["detector", "windows", "samples", "incidents opened", "resolved", "anomalies", "error"],
+            [[r["detector"], str(r["windows"]), str(r["samples"]), str(r.get("incidents_opened", 0)),
+              str(r.get("incidents_resolved", 0)), str(r["anomalies"]), r["error"] or ""]
+             for r in result["detectors"]],
+        )
+    if result["logs"]:
+        _print_table(
+            ["log job", "windows", "lines", "events", "error"],
+            [[r["job"], str(r["windows"]), str(r["lines"]), str(r["events"]), r["error"] or ""] for r in result["logs"]],
+        )
+    p = result["progress"]
+    print(f"backfill {bf_id}: {p['done']}/{p['total']} windows done, incidents: "
+          f"{result.get('incidents_opened', 0)} opened, {result.get('incidents_resolved', 0)} resolved "
+          f"({result['anomalies']} new anomalous points)"
+          + (f"; {p['pending'] + p['failed'] + p['running']} left: resume with {again}"
+             if p["done"] < p["total"] else ""))
+    print(f"incidents: GET /api/incidents?source=backfill&backfill_id={bf_id}")
+    print(f"anomalies: GET /api/anomalies?source=backfill&backfill_id={bf_id}")
+    for warning in result.get("warnings", []):
+        print(f"warning: {warning}")
     return 1 if failed else 0
 
 

@@ -30,7 +30,15 @@ from typing import Any
 
 from aiops.errors import AiopsError
 
-__all__ = ["Supervisor", "RestartPolicy", "descendants", "process_alive", "process_start_time"]
+__all__ = [
+    "Supervisor",
+    "RestartPolicy",
+    "descendants",
+    "process_alive",
+    "process_start_time",
+    "prefect_home",
+    "use_local_prefect",
+]
 
 log = logging.getLogger(__name__)
 
@@ -300,3 +308,29 @@ def _kill(pid: int, sig: int) -> None:
         os.kill(pid, sig)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def prefect_home(settings: Any) -> str:
+    """Where the local Prefect server of ``aiops up`` keeps its SQLite database: under the data dir."""
+    home = (settings.data_dir / "prefect").resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    return str(home)
+
+
+def use_local_prefect(settings: Any) -> None:
+    """Run flows from this process against the local Prefect server (``aiops up``) when it
+    is up and PREFECT_API_URL is unset, so the run shows in the UI; otherwise Prefect starts
+    a temporary server whose history lands in the same data directory."""
+    import httpx
+
+    if os.environ.get("PREFECT_API_URL"):
+        return
+    url = f"http://127.0.0.1:{settings.prefect_port}/api"
+    try:
+        if httpx.get(url + "/health", timeout=1.0).status_code == 200:
+            os.environ["PREFECT_API_URL"] = url
+            log.info("flows run against the local Prefect server at %s", url)
+            return
+    except httpx.TransportError:
+        pass
+    os.environ.setdefault("PREFECT_HOME", prefect_home(settings))

@@ -15,6 +15,14 @@ run in parallel under ``max_concurrency``.
 Log jobs are analysed window by window (``log_window``, hourly by default), one report per
 window under the source ``backfill:<id>:job:<name>`` with its own template miner.
 
+The request is checked and resolved by :func:`aiops.backfill.resolve_backfill`, exactly as
+``aiops backfill`` and ``POST /api/runs`` check it. With ``AIOPS_DASK_ADDRESS`` set, the
+detectors' windows fan out to that Dask cluster (``prefect-dask``) in coarse pieces (one
+window x a group of detectors, the task ``backfill-window``); each group's windows still run
+oldest first, one at a time, and every piece commits through the same store path, so the
+result, the resumability and the idempotency are those of an in-process run. Log jobs always
+run in-process.
+
 Anomalous points are grouped into incidents with the backfill's own grouping state (apart
 from live), so an incident spanning windows or pieces stays one. Backfilled incidents are
 history, not alerts: no Prefect events unless ``emit_events``, and the WebSocket leaves them
@@ -24,10 +32,8 @@ out unless a client asks. Progress is a Prefect progress artifact.
 from __future__ import annotations
 
 import asyncio
-import math
 import time
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import pandas as pd
@@ -36,19 +42,23 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_progress_artifact, acreate_table_artifact, aupdate_progress_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
-from prefect.utilities.annotations import quote
 
-from aiops.backfill import BackfillRequest, backfill_id_for, log_source, plan_windows, progress_counts, step_span
-from aiops.config import LogJob
-from aiops.errors import AiopsError, ConfigError, InvalidInput
-from aiops.pipeline import DetectionRun, Window, next_piece
+from aiops.backfill import (
+    PendingWindows,
+    ResolvedBackfill,
+    WindowBudget,
+    backfill_id_for,
+    log_source,
+    plan_windows,
+    progress_counts,
+    resolve_backfill,
+)
+from aiops.config import LogJob, Settings
+from aiops.errors import AiopsError, ConfigError
 from aiops.store import Detector
-from aiops.timeutil import parse_duration
 from tasks._runtime import settings, store
-from tasks.backfill import commit_backfill_log_window, score_backfill_piece
-from tasks.collect import collect_metrics
+from tasks.backfill import backfill_window, commit_backfill_log_window, merge_rows, new_detector_row, run_detector_windows
 from tasks.logs import analyze_window, load_file_lines, load_loki_lines
-from tasks.publish import count_events, emit_incidents
 
 __all__ = ["backfill", "plan_windows", "backfill_id_for", "log_source", "BACKFILL_CAPACITY"]
 
@@ -94,74 +104,66 @@ async def backfill(
     of the range without scoring it. ``max_windows`` caps how many windows this run processes
     (the rest stay pending). ``emit_events`` also sends Prefect events for the anomalies found."""
     log = get_run_logger()
-    request = BackfillRequest.check(
-        detector_ids=detector_ids,
-        log_jobs=log_jobs,
-        start=start,
-        end=end,
-        window_seconds=parse_duration(window, field="window"),
-        train_seconds=None if train is None else parse_duration(train, field="train"),
-        log_window_seconds=parse_duration(log_window, field="log_window"),
-    )
     config = settings()
     db = store(config)
-    detectors = [await to_thread.run_sync(db.get_detector, d) for d in request.detector_ids]
-    configured = config.datasource_configs()
-    for det in detectors:
-        if not det.datasources:
-            raise InvalidInput(f"detector {det.id!r} has no datasource to backfill from", field="detector_ids")
-        if det.datasources[0].name not in configured:
-            raise ConfigError(
-                f"detector {det.id!r} reads datasource {det.datasources[0].name!r}, which is not configured "
-                f"(configured: {', '.join(configured) or 'none'})",
-                setting="datasources",
-            )
-    known_jobs = {j.name: j for j in config.log_jobs}
-    for name in request.log_jobs:
-        if name not in known_jobs:
-            raise ConfigError(f"no log job named {name!r} (configured: {', '.join(known_jobs) or 'none'})", setting="log_jobs")
-    jobs = [known_jobs[n] for n in request.log_jobs]
-
-    bf_id = backfill_id or backfill_id_for(
-        list(request.detector_ids), request.start, request.end, window,
-        train=train, log_jobs=list(request.log_jobs), log_window=log_window,
-    )
-    cuts = [request.train_until] if request.train_until else []
-    windows = plan_windows(request.start, request.end, request.window_seconds, cut_at=cuts)
-    log_windows = plan_windows(request.start, request.end, request.log_window_seconds) if jobs else []
+    resolved = await to_thread.run_sync(lambda: resolve_backfill(
+        detector_ids=detector_ids, log_jobs=log_jobs, start=start, end=end, window=window, train=train,
+        log_window=log_window, backfill_id=backfill_id, settings=config, get_detector=db.get_detector,
+    ))
+    bf_id, request = resolved.backfill_id, resolved.request
+    detectors, jobs = list(resolved.detectors), list(resolved.log_jobs)
+    windows, log_windows = resolved.windows, resolved.log_windows
     planned = 0
     if detectors:
         planned = await to_thread.run_sync(db.plan_backfill, bf_id, [d.id for d in detectors], windows)
     done_logs = {j.name: await to_thread.run_sync(db.log_report_windows, log_source(bf_id, j.name)) for j in jobs}
+
     def counts() -> dict[str, int]:
         return progress_counts(db, bf_id, detectors=bool(detectors), log_jobs=[j.name for j in jobs], log_windows=log_windows)
 
     before = await to_thread.run_sync(counts)
     log.info(
         "backfill %s over %s .. %s: %d detector(s) x %d windows (%d newly planned), %d log job(s) x %d windows; "
-        "%d of %d windows already done",
+        "%d of %d windows already done%s",
         bf_id, request.start, request.end, len(detectors), len(windows), planned, len(jobs), len(log_windows),
-        before["done"], before["total"],
+        before["done"], before["total"], f"; on the Dask cluster at {config.dask_address}" if config.dask_address and detectors else "",
     )
     artifact = await acreate_progress_artifact(
         progress=100.0 * before["done"] / max(1, before["total"]), key="backfill-progress", description=f"backfill {bf_id}"
     )
     progress = _Progress(artifact, before["total"], before["done"])
     run_id = str(flow_run.id) if flow_run.id else None
-    budget = {"left": math.inf if max_windows is None else max_windows}
+    budget = WindowBudget(max_windows)
     limit = asyncio.Semaphore(config.max_concurrency)
     capacity = max(config.buffer_size, BACKFILL_CAPACITY)
 
     async def one_detector(det: Detector) -> dict[str, Any]:
         async with limit:
-            return await _backfill_detector(det, bf_id, request, capacity, run_id, budget, progress, emit_events, config)
+            return await run_detector_windows(
+                det, bf_id, train_until=request.train_until, capacity=capacity, run_id=run_id, budget=budget,
+                config=config, emit_events=emit_events, on_window=progress.advance,
+                on_failure=lambda: progress.advance(0, force=True),
+            )
 
     async def one_job(job: LogJob) -> dict[str, Any]:
         async with limit:
             return await _backfill_logs(job, bf_id, log_windows, done_logs[job.name], run_id, budget, progress)
 
-    results = await asyncio.gather(*(one_detector(d) for d in detectors), *(one_job(j) for j in jobs))
-    rows, log_rows = list(results[: len(detectors)]), list(results[len(detectors):])
+    if config.dask_address and detectors:
+        on_dask = _on_dask(config.dask_address, detectors, resolved, config, capacity, run_id, budget, progress, emit_events)
+        results = await asyncio.gather(on_dask, *(one_job(j) for j in jobs))
+        rows, log_rows = results[0], list(results[1:])
+    else:
+        results = await asyncio.gather(*(one_detector(d) for d in detectors), *(one_job(j) for j in jobs))
+        rows, log_rows = list(results[: len(detectors)]), list(results[len(detectors):])
+    for row in rows:
+        if row["error"] is None:
+            log.info("backfill %s: detector %s: %s", bf_id, row["detector"],
+                     {k: v for k, v in row.items() if k not in ("error", "warning")})
+        if row["windows_without_samples"] and row["error"] is None:
+            row["warning"] = (f"{row['windows_without_samples']} of {row['windows']} windows got no samples although "
+                              f"the series has samples in them; first: {row['warning']}")
+            log.warning("backfill %s: detector %s: %s", bf_id, row["detector"], row["warning"])
     final = await to_thread.run_sync(counts)
     await aupdate_progress_artifact(artifact_id=artifact, progress=100.0 * final["done"] / max(1, final["total"]))
     failed = [r for r in [*rows, *log_rows] if r["error"]]
@@ -192,162 +194,89 @@ async def backfill(
     }
 
 
-async def _backfill_detector(
-    det: Detector,
-    bf_id: str,
-    request: BackfillRequest,
+def _dask_runner(address: str) -> Any:
+    """A started ``DaskTaskRunner`` connected to the cluster at ``address`` (blocking), or a
+    :class:`ConfigError` naming the setting when the scheduler cannot be reached."""
+    from prefect_dask import DaskTaskRunner
+
+    runner = DaskTaskRunner(address=address, client_kwargs={"timeout": "10s"})
+    runner.__enter__()
+    try:
+        runner.client  # connects
+    except Exception as exc:
+        runner.__exit__(None, None, None)
+        raise ConfigError(
+            f"cannot reach the Dask scheduler at {address} (AIOPS_DASK_ADDRESS): {type(exc).__name__}: {exc}",
+            setting="AIOPS_DASK_ADDRESS",
+        ) from None
+    return runner
+
+
+async def _on_dask(
+    address: str,
+    detectors: list[Detector],
+    resolved: ResolvedBackfill,
+    config: Settings,
     capacity: int,
     run_id: str | None,
-    budget: dict[str, float],
+    budget: WindowBudget,
     progress: _Progress,
     emit_events: bool,
-    config: Any,
-) -> dict[str, Any]:
-    """This detector's pending windows, oldest first; stops at the first failure (later
-    windows must not run before it: the models evolve in time order).
-
-    A pipeline one piece deep: while a piece is scored and committed, the next one is
-    already being fetched, so Prometheus and the scoring overlap."""
+) -> list[dict[str, Any]]:
+    """The detectors' windows as coarse ``backfill-window`` tasks on the Dask cluster at
+    ``address``: the detectors in ``max_concurrency`` groups, each group's pieces (its
+    detectors' oldest pending window) one at a time, the groups side by side. A detector
+    that fails at a window leaves its group's later pieces (it stays retryable)."""
     log = get_run_logger()
     db = store(config)
-    ds = det.datasources[0]
-    step = float(ds.step_seconds)
-    row: dict[str, Any] = {"detector": det.id, "windows": 0, "samples": 0, "anomalies": 0,
-                           "incidents_opened": 0, "incidents_resolved": 0,
-                           "max_piece_samples": 0, "first_window": None, "last_window": None, "error": None,
-                           "windows_without_samples": 0, "warning": None}
-    stored = await to_thread.run_sync(db.load_backfill_states, bf_id, det.id)
-    states: dict[str, Any] = {key: item["state"] for key, item in stored.items()}
-    incident_states = await to_thread.run_sync(db.load_incident_states, det.id, bf_id)
-    known = {"series": len(states)}
-    collect = collect_metrics.with_options(retries=config.retry_attempts - 1, cache_policy=NO_CACHE)
-    plan = _PiecePlan(db, bf_id, det.id, step, capacity, budget)
+    runner = await to_thread.run_sync(_dask_runner, address)
+    rows = {d.id: new_detector_row(d.id) for d in detectors}
+    n_groups = min(len(detectors), config.max_concurrency)
+    groups = [detectors[i::n_groups] for i in range(n_groups)]
 
-    def fetch(piece: _Piece | None) -> asyncio.Task | None:
-        if piece is None or piece.span is None:
-            return None
-        return asyncio.create_task(collect(ds.name, ds.query, piece.span.start, piece.span.end, step, capacity))
+    async def one_group(group: list[Detector]) -> None:
+        live = {d.id: (d, PendingWindows(db, resolved.backfill_id, d.id)) for d in group}
+        while live:
+            nexts = {i: await to_thread.run_sync(p.peek) for i, (_, p) in live.items()}
+            for i in [i for i, w in nexts.items() if w is None]:
+                del live[i]
+            if not live:
+                return
+            first = min(nexts[i].window_start for i in live)
+            due = [i for i in live if nexts[i].window_start == first]
+            ids = due[: budget.take(len(due))]
+            if not ids:  # max_windows reached
+                return
+            parameters = {
+                "config": config, "backfill_id": resolved.backfill_id, "detectors": [live[i][0] for i in ids],
+                "detector_count": len(ids), "window_start": first, "train_until": resolved.request.train_until,
+                "capacity": capacity, "flow_run_id": run_id, "emit_events": emit_events,
+            }
+            future = await to_thread.run_sync(lambda: runner.submit(backfill_window, parameters=parameters))
+            try:
+                out = await to_thread.run_sync(future.result)
+            except Exception as exc:  # the piece itself failed (a worker died...): its windows stay retryable
+                message = exc.message if isinstance(exc, AiopsError) else f"{type(exc).__name__}: {exc}"
+                log.error("backfill %s: piece %s x %s failed on the Dask cluster: %s",
+                          resolved.backfill_id, first, ", ".join(ids), message)
+                for i in ids:
+                    rows[i]["error"] = message
+                    del live[i]
+                await progress.advance(0, force=True)
+                continue
+            for row in out:
+                merge_rows(rows[row["detector"]], row)
+                if row["error"]:
+                    del live[row["detector"]]
+                else:
+                    live[row["detector"]][1].pop()
+                await progress.advance(row["windows"], force=bool(row["error"]))
 
-    piece = await plan.next(known["series"])
-    pending_fetch = fetch(piece)
-    earlier: DetectionRun | None = None
-    unread = False  # a piece of the current window got no samples although its series has some
-    while piece is not None:
-        w = piece.window
-        next_fetch: asyncio.Task | None = None
-        try:
-            if piece.first:
-                await to_thread.run_sync(db.mark_window, bf_id, det.id, w.window_start, "running")
-            collected = await pending_fetch if pending_fetch is not None else None
-            if collected is not None:
-                if collected["dropped"]:
-                    raise AiopsError(f"{collected['dropped']} samples did not fit the buffer of {capacity}")
-                known["series"] = max(known["series"], collected["series"])
-                plan.empty_probes = plan.empty_probes + 1 if collected["series"] == 0 else 0
-                row["samples"] += collected["samples"]
-                row["max_piece_samples"] = max(row["max_piece_samples"], collected["samples"])
-                if collected.get("warning"):
-                    unread = True
-                    row["warning"] = row["warning"] or collected["warning"]
-            following = await plan.next(known["series"])
-            next_fetch = fetch(following)
-            mode = "training" if request.train_until and w.window_end <= request.train_until else "running"
-            frame = collected["frame"] if collected is not None else None
-            earlier, inserted = await score_backfill_piece(
-                det, bf_id, w.window_start, quote(frame), step, quote(states), mode, run_id, quote(earlier), piece.last,
-                quote(incident_states), piece.span.end if piece.span is not None else None,
-            )
-            for key, (_, state) in earlier.states.items():
-                states[key] = state
-            for key, (_, state) in earlier.incident_states.items():
-                incident_states[key] = state
-        except Exception as exc:  # the window stays retryable; later ones wait for it
-            if next_fetch is not None:
-                next_fetch.cancel()
-            message = exc.message if isinstance(exc, AiopsError) else f"{type(exc).__name__}: {exc}"
-            await to_thread.run_sync(lambda: db.mark_window(bf_id, det.id, w.window_start, "failed", message))
-            log.error(
-                "backfill %s: detector %s (datasource %s, query %r) failed at window %s: %s",
-                bf_id, det.id, ds.name, ds.query, w.window_start, message,
-            )
-            await progress.advance(0, force=True)
-            return {**row, "error": message}
-        if piece.last:
-            earlier = None
-            if emit_events and inserted:
-                emit_incidents(det, inserted)
-            row["windows"] += 1
-            for key, count in count_events(inserted).items():
-                row[key] += count
-            row["first_window"] = row["first_window"] or w.window_start.isoformat()
-            row["last_window"] = w.window_start.isoformat()
-            if unread:
-                row["windows_without_samples"] += 1
-                unread = False
-            await progress.advance()
-        piece, pending_fetch = following, next_fetch
-    log.info("backfill %s: detector %s: %s", bf_id, det.id, {k: v for k, v in row.items() if k not in ("error", "warning")})
-    if row["windows_without_samples"]:
-        row["warning"] = (f"{row['windows_without_samples']} of {row['windows']} windows got no samples although "
-                          f"the series has samples in them; first: {row['warning']}")
-        log.warning("backfill %s: detector %s (datasource %s): %s", bf_id, det.id, ds.name, row["warning"])
-    return row
-
-
-@dataclass(frozen=True, slots=True)
-class _Piece:
-    window: Any  # the stored BackfillWindow
-    span: Window | None  # its steps to fetch now; None when the window holds no step
-    first: bool  # the window's first piece
-    last: bool  # ... and its last: commit after scoring it
-
-
-class _PiecePlan:
-    """The pieces of a detector's pending windows, in time order: each window cut into
-    pieces that fit ``capacity`` samples for the series seen so far (a short probe first
-    when none is known yet). Takes windows from the store a page at a time, within budget."""
-
-    def __init__(self, db: Any, bf_id: str, detector_id: str, step: float, capacity: int, budget: dict[str, float]) -> None:
-        self.db, self.bf_id, self.detector_id = db, bf_id, detector_id
-        self.step, self.capacity, self.budget = step, capacity, budget
-        self._windows: list[Any] = []
-        self._after: datetime | None = None
-        self._current: tuple[Any, Window | None, datetime] | None = None
-        self.empty_probes = 0  # probes in a row that found no series
-
-    async def _next_window(self) -> Any | None:
-        if self.budget["left"] <= 0:
-            return None
-        if not self._windows:
-            page = await to_thread.run_sync(
-                lambda: self.db.next_pending_windows(self.bf_id, detector_id=self.detector_id, limit=500)
-            )
-            self._windows = [w for w in page if self._after is None or w.window_start > self._after]
-            if not self._windows:
-                return None
-        w = self._windows.pop(0)
-        self._after = w.window_start
-        self.budget["left"] -= 1
-        return w
-
-    async def next(self, known_series: int) -> _Piece | None:
-        first = False
-        if self._current is None or (self._current[1] is not None and self._current[2] > self._current[1].end):
-            w = await self._next_window()
-            if w is None:
-                return None
-            span = step_span(w.window_start, w.window_end, self.step)
-            whole = Window(span[0], span[1], self.step) if span else None
-            self._current = (w, whole, whole.start if whole else w.window_start)
-            first = True
-        w, whole, cursor = self._current
-        if whole is None:
-            self._current = None
-            return _Piece(w, None, True, True)
-        piece = next_piece(whole, cursor, known_series, self.capacity, empty_probes=self.empty_probes)
-        after = piece.end + timedelta(seconds=self.step)
-        self._current = (w, whole, after)
-        return _Piece(w, piece, first, after > whole.end)
+    try:
+        await asyncio.gather(*(one_group(g) for g in groups))
+    finally:
+        await to_thread.run_sync(lambda: runner.__exit__(None, None, None))
+    return [rows[d.id] for d in detectors]
 
 
 async def _backfill_logs(
@@ -356,7 +285,7 @@ async def _backfill_logs(
     windows: list[tuple[datetime, datetime]],
     done: set[tuple[datetime, datetime]],
     run_id: str | None,
-    budget: dict[str, float],
+    budget: WindowBudget,
     progress: _Progress,
 ) -> dict[str, Any]:
     """One report per window, in time order, with the backfill's own template miner."""
@@ -372,9 +301,8 @@ async def _backfill_logs(
     for w_start, w_end in windows:
         if (w_start, w_end) in done:
             continue
-        if budget["left"] <= 0:
+        if not budget.take():
             break
-        budget["left"] -= 1
         try:
             if job.selector is not None:
                 loaded = await load_loki_lines.with_options(cache_policy=NO_CACHE)(job.datasource, job.selector, w_start, w_end)

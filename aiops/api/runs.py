@@ -202,44 +202,29 @@ async def _trigger(state: Any, deployment: str, parameters: Mapping[str, Any], k
 
 
 async def backfill_parameters(state: Any, raw: Mapping[str, Any]) -> dict[str, Any]:
-    """Check a backfill's parameters as the flow will (times, windows, detectors with a
-    datasource, configured log jobs), so bad ones are a 4xx now rather than a failed run
-    later; returns them with the backfill id filled in."""
+    """Check a backfill's parameters as the flow will (:func:`aiops.backfill.resolve_backfill`:
+    times, windows, detectors with a configured datasource, configured log jobs), so bad ones
+    are a 4xx naming ``parameters.<field>`` now rather than a failed run later; returns them
+    with the backfill id filled in."""
     from datetime import UTC, datetime
 
-    from aiops.backfill import BackfillRequest, backfill_id_for
-    from aiops.timeutil import parse_duration
+    from aiops.backfill import API_FIELDS, resolve_backfill
 
     try:
         p = BackfillParameters.model_validate(raw)
     except ValidationError as exc:
         raise validation_error(exc, "parameters") from None
-    request = BackfillRequest.check(
-        detector_ids=p.detector_ids,
-        log_jobs=p.log_jobs,
-        start=datetime.fromtimestamp(p.start, UTC),
-        end=datetime.fromtimestamp(p.end, UTC),
-        window_seconds=parse_duration(p.window, field="parameters.window"),
-        train_seconds=None if p.train is None else parse_duration(p.train, field="parameters.train"),
-        log_window_seconds=parse_duration(p.log_window, field="parameters.log_window"),
-    )
-    for det_id in request.detector_ids:
-        det = await state.db(state.store.get_detector, det_id)
-        if not det.datasources:
-            raise InvalidInput(f"detector {det_id!r} has no datasource to backfill from", field="parameters.detector_ids")
-    jobs = {j.name for j in state.settings.log_jobs}
-    for name in request.log_jobs:
-        if name not in jobs:
-            raise InvalidInput(f"no log job named {name!r} (configured: {', '.join(sorted(jobs)) or 'none'})", field="parameters.log_jobs")
-    bf_id = p.backfill_id or backfill_id_for(
-        list(request.detector_ids), request.start, request.end, p.window,
-        train=p.train, log_jobs=list(request.log_jobs), log_window=p.log_window,
-    )
+    resolved = await state.db(lambda: resolve_backfill(
+        detector_ids=p.detector_ids, log_jobs=p.log_jobs,
+        start=datetime.fromtimestamp(p.start, UTC), end=datetime.fromtimestamp(p.end, UTC),
+        window=p.window, train=p.train, log_window=p.log_window, backfill_id=p.backfill_id,
+        settings=state.settings, get_detector=state.store.get_detector, fields=API_FIELDS,
+    ))
     return {
         **p.model_dump(exclude_none=True),
-        "start": request.start.isoformat(),
-        "end": request.end.isoformat(),
-        "backfill_id": bf_id,
+        "start": resolved.request.start.isoformat(),
+        "end": resolved.request.end.isoformat(),
+        "backfill_id": resolved.backfill_id,
     }
 
 

@@ -281,10 +281,8 @@ async def test_a_log_backfill_writes_one_report_per_window_once(aiops_env, monke
 
 
 async def test_a_log_backfill_names_an_unknown_job(aiops_env, monkeypatch):
-    from aiops.errors import ConfigError
-
     t0 = write_log_job(aiops_env, monkeypatch)
-    with pytest.raises(ConfigError, match="no log job named 'nope'"):
+    with pytest.raises(InvalidInput, match="no log job named 'nope'"):
         await backfill(log_jobs=["nope"], start=t0, end=t0 + timedelta(hours=1))
 
 
