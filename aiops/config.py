@@ -211,6 +211,9 @@ class Settings(BaseSettings):
     retry_initial_seconds: float = Field(default=0.2, ge=0, le=60)
     retry_max_seconds: float = Field(default=30.0, gt=0, le=3600)
     max_concurrency: int = Field(default=8, ge=1, le=256)
+    # the API probes every datasource URL this often in the background (0: never) and shares
+    # what it and the flows learn through the store (GET /api/datasources/health, /metrics)
+    health_probe_seconds: float = Field(default=30.0, ge=0, le=3600)
     # flow runs at once, per deployment (detection has its own single slot, each log job one):
     # runs over the limit wait on the Prefect server and never hold a slot detection needs
     log_run_limit: int = Field(default=2, ge=1, le=64)
@@ -219,6 +222,11 @@ class Settings(BaseSettings):
     # backfills fan out to this existing Dask cluster (its scheduler, e.g. tcp://10.0.0.5:8786);
     # unset: they run in-process
     dask_address: str | None = None
+    # detect-metrics: detectors claimed, collected, scored and committed together (one task
+    # run per step per batch, one transaction per piece of a batch); a claim's lease, renewed
+    # while the run lives, after which a dead run's detectors are taken by the next tick
+    batch_size: int = Field(default=100, ge=1, le=10_000)
+    claim_lease_seconds: float = Field(default=20.0, ge=1, le=3600)
 
     # storage
     data_dir: Path = Path(".aiops")
