@@ -89,6 +89,10 @@ _HOST_PORT = re.compile(  # not file:line of a stack frame (Main.java:42, main.g
     r"[A-Za-z][A-Za-z0-9-]{0,62}:\d{1,5}(?![\w.:])"
 )
 _HOST_NAME = re.compile(r"(?<![\w.-])(?:" + _LABEL + r"\.)+(?:" + _TLDS + r")\.?(?![\w.-])")
+_HTTP_5XX = re.compile(  # server errors stay apart: status=<5xx>, "GET / HTTP/1.1" <5xx>
+    r"(?P<ctx>(?i:\b(?:status|status_?code|http_?status|code|response))\"?\s?[=:]\s?\"?"
+    r"|HTTP/\d(?:\.\d)?\"? )5\d\d(?![\w.])"
+)
 _UNIT_SIZE = r"(?:bytes?|[KMGTPE]i?B|kB|B)"
 _SIZE = re.compile(
     r"(?<![\w.])\d+(?:\.\d+)?\s?" + _UNIT_SIZE + r"(?![\w])"
@@ -153,6 +157,7 @@ _MASK_RULES: list[tuple[str, re.Pattern[str], Any]] = [
         "ipv6",
     ),
     (".", re.compile(r"(?<![\w.])\d+\.\d+\.\d+\.\d+(?::\d+)?(?![\w.])"), "<IP>"),
+    ("5", _HTTP_5XX, r"\g<ctx><5xx>"),
     ("", _SIZE, "<SIZE>"),
     ("", _DURATION, "<DUR>"),
     (":", re.compile(r"(?<![\w:.])\d{2}:\d{2}(?![\w:.])"), "<DUR>"),
@@ -160,7 +165,7 @@ _MASK_RULES: list[tuple[str, re.Pattern[str], Any]] = [
     ("0", re.compile(r"\b0[xX][0-9a-fA-F]+\b"), "<HEX>"),
     # hex-ish runs, the same definition the shape keys use (8+ chars of [0-9a-fA-F-])
     ("", re.compile(r"(?<![0-9a-fA-F-])[0-9a-fA-F-]{8,}(?![0-9a-fA-F-])"), None),
-    ("", re.compile(r"\d+(?:\.\d+)?"), "<NUM>"),
+    ("", re.compile(r"(?<!<)\d+(?:\.\d+)?(?!xx>)"), "<NUM>"),
 ]
 
 MAX_LINE_CHARS = 4096
@@ -222,6 +227,7 @@ def mask_line(line: str) -> str:
 # --------------------------------------------------------------------------------------------
 _U1, _U6, _U10 = np.uint8(1), np.uint8(6), np.uint8(10)
 _U32, _U45, _U48, _U97 = np.uint8(32), np.uint8(45), np.uint8(48), np.uint8(97)
+_U34, _U53, _U58, _U61 = np.uint8(34), np.uint8(53), np.uint8(58), np.uint8(61)
 _SHAPE_CHUNK_BYTES = 1 << 20  # numpy passes stay in cache
 
 
@@ -253,6 +259,21 @@ def _scan_part(a: np.ndarray, runs: bool) -> tuple[bytes, np.ndarray | None, np.
     drop = dgo & prev
     drop[1:] |= cov[1:] & cov[:-1]
     out = np.where(dg, _U48, a)
+    # a 3-digit number from 500 after "=", ":" or '"' (and a space) may be a server error
+    # status: its "5" stays in the key, so that 5xx lines mask apart from the others
+    if n >= 4:
+        d = np.append(dgo, False)  # a run may end the part
+        first = dgo & ~prev
+        # run of exactly three digits starting at i, for i in 1 .. n-3
+        three = first[1:-2] & d[2:-2] & d[3:-1] & ~d[4:]
+        before = a[:-3]
+        sep = (before == _U61) | (before == _U58) | (before == _U34)
+        sep[1:] |= (before[1:] == _U32) & (
+            (before[:-1] == _U58) | (before[:-1] == _U34) | (before[:-1] == _U61)
+        )
+        status = np.zeros(n, bool)
+        status[1:-2] = three & sep & (a[1:-2] == _U53)
+        np.copyto(out, a, where=status)
     start = cov.copy()
     start[1:] &= ~cov[:-1]
     np.copyto(out, _U1, where=start)
@@ -977,7 +998,7 @@ class TemplateMiner:
 # --------------------------------------------------------------------------------------------
 # LogQL
 # --------------------------------------------------------------------------------------------
-_PLACEHOLDER = re.compile(r"<\*>|<(?:URL|EMAIL|PATH|UUID|TS|HOST|IP|SIZE|DUR|VER|HEX|NUM)>")
+_PLACEHOLDER = re.compile(r"<\*>|<(?:URL|EMAIL|PATH|UUID|TS|HOST|IP|SIZE|DUR|VER|HEX|NUM|5xx)>")
 _LOKI_CAPTURE = re.compile(r"<[A-Za-z_][A-Za-z0-9_]*>")
 
 

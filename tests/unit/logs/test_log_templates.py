@@ -24,6 +24,8 @@ from aiops.logs.templates import MAX_LINE_CHARS, shape_keys, template_to_pattern
         ("at com.acme.Main.run(Main.java:42)", "at com.acme.Main.run(Main.java:<NUM>)"),
         ("running v1.2.3-rc1 and 2.10.0", "running <VER> and <VER>"),
         ("load ./runtime_malloc failed", "load <PATH> failed"),
+        ("status: 200 then status=503", "status: <NUM> then status=<5xx>"),
+        ('"GET /a HTTP/1.1" 502 17', '"GET /a HTTP/<NUM>" <5xx> <NUM>'),
         ("Thu Jun  9 06:23:40 PDT 2005 status", "<TS> status"),
         ("user 42 logged in", "user <NUM> logged in"),
         ("from 10.0.0.1:8080 to 192.168.1.20", "from <IP> to <IP>"),
@@ -128,6 +130,18 @@ def test_error_signatures_are_never_wildcarded() -> None:
         "request failed: ConnectException user=<NUM>",
         "request failed: SQLTimeoutException user=<NUM>",
     }
+
+
+def test_server_errors_get_their_own_template() -> None:
+    miner = TemplateMiner()
+    lines = [f"GET /api/items status={code} in 3ms" for code in (200, 201, 404, 503, 504)]
+    ids = miner.add_many(lines + ["GET /api/items status=500 in 9ms"])
+    assert ids[0] == ids[1] == ids[2]
+    assert ids[3] == ids[4] == ids[5] != ids[0]
+    assert miner.get(ids[3])["template"] == "GET <PATH> status=<5xx> in <DUR>"
+    # one line at a time agrees with the batch path, at the very end of a batch too
+    one = TemplateMiner()
+    assert [one.add(line).template_id for line in lines[-2:]] == ids[3:5]
 
 
 def test_parameter_lists_of_any_length_share_a_template() -> None:
