@@ -19,7 +19,34 @@ TRANSIENT = (DatasourceUnavailable, DatasourceTimeout, StoreUnavailable)
 
 
 def settings() -> Settings:
-    return load_settings()
+    config = load_settings()
+    _share_health(config)
+    return config
+
+
+_health_url: str | None = None
+
+
+def _share_health(config: Settings) -> None:
+    """Every datasource client of this flow run reports to the process' health ledger; write
+    what it learns to the store, so the API's failover, ``/api/datasources/health`` and
+    ``aiops_datasource_up`` know that a flow just reached (or failed to reach) a URL."""
+    global _health_url
+    url = config.resolved_database_url()
+    if url == _health_url:
+        return
+    with _lock:
+        _health_url = url
+    import os
+    import socket
+
+    from aiops.sources.health import LEDGER
+    from aiops.store import record_datasource_health
+
+    LEDGER.configure(
+        lambda observations: record_datasource_health(store(config), observations),
+        observer=f"flow@{socket.gethostname()}:{os.getpid()}",
+    )
 
 
 def store(config: Settings | None = None) -> Store:

@@ -36,6 +36,7 @@ from aiops.api.openapi import Call, Operation, docs_html, openapi_document, oper
 from aiops.api.runs import PrefectRunTrigger, RunTrigger
 from aiops.config import DatasourceConfig, Settings
 from aiops.errors import DatasourceUnavailable, InvalidInput
+from aiops.api.health import HealthProber
 from aiops.sources import build_client
 
 __all__ = ["create_app", "ApiOptions", "ApiState", "operations", "HEALTHZ_PATH"]
@@ -88,6 +89,7 @@ class ApiState:
     hub: EventHub
     metrics: ApiMetrics
     openapi: dict[str, Any] = field(default_factory=dict)
+    prober: HealthProber | None = None
 
     async def db(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Call a sync store method in a worker thread."""
@@ -255,6 +257,11 @@ def create_app(
             )
             await hub.start()
             stack.push_async_callback(hub.stop)
+            prober = HealthProber(clients, db, interval=settings.health_probe_seconds, timeout=opts.probe_timeout)
+            if settings.health_probe_seconds > 0 and clients:
+                tasks = await stack.enter_async_context(anyio.create_task_group())
+                stack.callback(tasks.cancel_scope.cancel)
+                tasks.start_soon(prober.run)
             holder.update(clients=clients, store=db, hub=hub)
             app.state.api = ApiState(
                 settings=settings,
@@ -267,6 +274,7 @@ def create_app(
                 hub=hub,
                 metrics=metrics,
                 openapi=document,
+                prober=prober,
             )
             log.info(
                 "aiops API ready: datasources %s, auth %s",

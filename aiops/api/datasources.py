@@ -36,9 +36,11 @@ from aiops.api.models import (
     RunResponse,
 )
 from aiops.api.detectors import sampling_warnings
+from aiops.api.health import adopt_shared
 from aiops.api.openapi import Call, Operation
 from aiops.api.runs import deployment_name
-from aiops.errors import InvalidInput
+from aiops.errors import AiopsError, InvalidInput
+from aiops.store import read_datasource_health
 from aiops.timeutil import to_datetime
 
 __all__ = ["OPERATIONS", "PUBLIC_PATHS"]
@@ -69,6 +71,14 @@ async def datasource_health(call: Call) -> Any:
     if query.probe and clients:
         with anyio.move_on_after(state.options.probe_timeout):
             await asyncio.gather(*(c.http.check_health() for c in clients), return_exceptions=True)
+    if clients:
+        # what the background probes and the flows learned, when newer than this process' own
+        try:
+            shared = await state.db(read_datasource_health, state.store)
+        except AiopsError as exc:
+            log.warning("datasource health: cannot read shared observations: %s", exc)
+        else:
+            adopt_shared(state.clients, shared)
     reports = []
     for c in clients:
         report = c.health().to_dict()
@@ -173,6 +183,10 @@ async def loki_analyze(call: Call) -> Any:
     body: LogAnalyzeRequest = call.body
     state = call.state
     bucket = f"{body.bucket:g}s"
+    if body.patterns is not None:
+        from aiops.logs.patterns import compile_patterns
+
+        compile_patterns(body.patterns)  # a regex RE2 cannot run: a 400 naming it
     if body.lines is not None:
         default_time = None if body.default_time is None else pd.Timestamp(body.default_time, unit="s", tz="UTC")
         report = await anyio.to_thread.run_sync(

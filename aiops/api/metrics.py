@@ -3,7 +3,9 @@
 * request count and latency per route template (a pure ASGI middleware),
 * WebSocket clients, events sent, slow consumers closed, events tailed,
 * datasource client counters (requests, cache hits/misses, retries, failovers, errors) and
-  per-URL health, read at scrape time from each client's ``DatasourceStats``,
+  per-URL health, read at scrape time from each client's ``DatasourceStats``; the health
+  includes what the background probes and the flows shared through the store
+  (``aiops_datasource_up{datasource, url}``: 1 reachable at the latest check, 0 down),
 * ``aiops_anomaly_score{detector=..., <series labels>}``: the latest score of every
   detector's series (normal ones too, so alerts can use ``> 1``), from
   ``store.latest_scores()`` at scrape time. Series labels are
@@ -73,6 +75,11 @@ class _DatasourceCollector(Collector):
         up = GaugeMetricFamily("aiops_datasource_url_up", "URL health: 1 up, 0.5 degraded, 0 down", labels=["datasource", "url"])
         latency = GaugeMetricFamily("aiops_datasource_url_latency_seconds", "Smoothed response latency per URL", labels=["datasource", "url"])
         failures = GaugeMetricFamily("aiops_datasource_url_consecutive_failures", "Consecutive failures per URL", labels=["datasource", "url"])
+        reachable = GaugeMetricFamily(
+            "aiops_datasource_up",
+            "1 when the URL answered at its latest check (background probe, a flow's or the API's request), 0 when down",
+            labels=["datasource", "url"],
+        )
         for name, client in self._clients().items():
             stats = client.stats
             kind = client.http.type
@@ -81,11 +88,12 @@ class _DatasourceCollector(Collector):
             for h in client.health().urls:
                 if h.status in _STATUS_VALUE:
                     up.add_metric([name, h.url], _STATUS_VALUE[h.status])
+                    reachable.add_metric([name, h.url], 0.0 if h.status == "down" else 1.0)
                 if h.latency_ms is not None:
                     latency.add_metric([name, h.url], h.latency_ms / 1000.0)
                 failures.add_metric([name, h.url], float(h.consecutive_failures))
         yield from counters.values()
-        yield from (up, latency, failures)
+        yield from (up, reachable, latency, failures)
 
 
 class _ScoreCollector(Collector):

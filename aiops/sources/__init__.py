@@ -1,4 +1,7 @@
-"""Datasource clients built from settings: one shared request path, one client per datasource."""
+"""Datasource clients built from settings: one shared request path, one client per datasource.
+
+Every client built here reports its requests' outcomes to the process' health ledger
+(:data:`aiops.sources.health.LEDGER`), which the service shares through the store."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ import ssl
 import httpx
 
 from aiops.config import DatasourceConfig, Settings
+from aiops.sources.health import LEDGER
 from aiops.sources.http import RetryPolicy
 
 __all__ = ["retry_policy", "http_timeout", "http_client", "tls_context", "build_prometheus", "build_loki", "build_client"]
@@ -42,7 +46,7 @@ def build_prometheus(config: DatasourceConfig, settings: Settings, client: httpx
     """A :class:`~aiops.sources.prometheus.PrometheusClient` for one configured datasource."""
     from aiops.sources.prometheus import PrometheusClient
 
-    return PrometheusClient(
+    prometheus = PrometheusClient(
         client,
         list(config.urls),
         name=config.name,
@@ -53,13 +57,15 @@ def build_prometheus(config: DatasourceConfig, settings: Settings, client: httpx
         max_concurrency=settings.max_concurrency,
         headers=dict(config.headers),
     )
+    prometheus.http.health_sink = LEDGER.observe
+    return prometheus
 
 
 def build_loki(config: DatasourceConfig, settings: Settings, client: httpx.AsyncClient):
     """A :class:`~aiops.sources.loki.LokiClient` for one configured datasource."""
     from aiops.sources.loki import LokiClient
 
-    return LokiClient(
+    loki = LokiClient(
         client,
         list(config.urls),
         name=config.name,
@@ -70,6 +76,8 @@ def build_loki(config: DatasourceConfig, settings: Settings, client: httpx.Async
         timeout=http_timeout(settings, config),
         headers=dict(config.headers),
     )
+    loki.http.health_sink = LEDGER.observe
+    return loki
 
 
 def build_client(config: DatasourceConfig, settings: Settings, client: httpx.AsyncClient):

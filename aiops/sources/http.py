@@ -104,6 +104,7 @@ class UrlHealth:
     consecutive_failures: int = 0
     requests: int = 0
     failures: int = 0
+    observer: str | None = None  # who said so, when another process did (HttpDatasource.adopt)
     _down_since: float | None = field(default=None, repr=False)
 
     def record_ok(self, seconds: float) -> None:
@@ -111,6 +112,7 @@ class UrlHealth:
         self.latency_ms = ms if self.latency_ms is None else 0.7 * self.latency_ms + 0.3 * ms
         self.requests += 1
         self.consecutive_failures = 0
+        self.observer = None
         self.last_ok_at = datetime.now(UTC)
         self._down_since = None
         self.status = "degraded" if seconds > SLOW_SECONDS else "up"
@@ -120,6 +122,7 @@ class UrlHealth:
         self.requests += 1
         self.failures += 1
         self.consecutive_failures += 1
+        self.observer = None
         self.last_error = error
         self.last_error_at = datetime.now(UTC)
         if hard or self.consecutive_failures >= 3:
@@ -148,6 +151,7 @@ class UrlHealth:
             "consecutive_failures": self.consecutive_failures,
             "requests": self.requests,
             "failures": self.failures,
+            "observer": self.observer,
         }
 
 
@@ -257,6 +261,7 @@ class HttpDatasource:
         headers: Mapping[str, str] | None = None,
         error_message: ErrorParser = _default_error_message,
         ready_path: str = "/-/ready",
+        health_sink: Callable[[HttpDatasource, UrlHealth], None] | None = None,
     ) -> None:
         if isinstance(urls, str):
             urls = [u.strip() for u in urls.split(",") if u.strip()]
@@ -273,6 +278,8 @@ class HttpDatasource:
         self.error_message = error_message
         self.ready_path = ready_path
         self.health = {u: UrlHealth(u) for u in self.urls}
+        # told of every attempt's outcome (aiops.sources.health shares it between processes)
+        self.health_sink = health_sink
         self.active_url: str | None = None
         self.stats = DatasourceStats()
 
@@ -369,6 +376,28 @@ class HttpDatasource:
             overall = "degraded" if statuses & {"up", "degraded"} else "down"
         return DatasourceHealth(self.name, self.type, overall, self.active_url, urls)
 
+    def adopt(self, url: str, status: str, observed_at: datetime, **fields: Any) -> bool:
+        """Take another process' newer word about ``url`` (a stored health observation):
+        a URL a flow found down is skipped here too, one it reached is tried again. Older
+        news than this process' own is ignored. Returns whether it was taken."""
+        h = self.health.get(url.rstrip("/"))
+        if h is None or status not in ("up", "degraded", "down"):
+            return False
+        own = [t for t in (h.last_ok_at, h.last_error_at) if t is not None]
+        if own and max(own) >= observed_at:
+            return False
+        h.status = status  # type: ignore[assignment]
+        for name in ("latency_ms", "last_error", "last_error_at", "last_ok_at", "consecutive_failures", "observer"):
+            if name in fields:
+                setattr(h, name, fields[name])
+        age = max(0.0, (datetime.now(UTC) - observed_at).total_seconds())
+        h._down_since = time.monotonic() - age if status == "down" else None
+        return True
+
+    def _tell(self, h: UrlHealth) -> None:
+        if self.health_sink is not None:
+            self.health_sink(self, h)
+
     async def check_health(self) -> DatasourceHealth:
         """Probe every URL's readiness endpoint once (no retries) and update health."""
         await asyncio.gather(*(self._probe(u) for u in self.urls))
@@ -383,11 +412,13 @@ class HttpDatasource:
             resp = await self.client.get(url + self.ready_path, timeout=self.timeout, headers=self.headers)
         except httpx.HTTPError as exc:
             h.record_failure(_describe(exc), hard=isinstance(exc, httpx.ConnectError))
+            self._tell(h)
             return
         if resp.status_code == 200:
             h.record_ok(time.perf_counter() - started)
         else:
             h.record_failure(f"readiness answered HTTP {resp.status_code}", hard=False)
+        self._tell(h)
 
     async def _walk(
         self,
@@ -432,6 +463,7 @@ class HttpDatasource:
                     query=query,
                 )
                 h.record_failure(last.message, hard=False)
+                self._tell(h)
                 continue
             except httpx.TransportError as exc:
                 last = DatasourceUnavailable(
@@ -441,11 +473,13 @@ class HttpDatasource:
                     query=query,
                 )
                 h.record_failure(last.message, hard=isinstance(exc, httpx.ConnectError))
+                self._tell(h)
                 continue
             elapsed = time.perf_counter() - started
             status = resp.status_code
             if 200 <= status < 300:
                 h.record_ok(elapsed)
+                self._tell(h)
                 self.active_url = url
                 return Fetched(
                     data=self._decode(resp, decode, url, query),
@@ -456,6 +490,7 @@ class HttpDatasource:
             message = self.error_message(resp)
             if status == 429 or status >= 500:
                 h.record_failure(f"HTTP {status}: {message}", hard=False)
+                self._tell(h)
                 cls = DatasourceTimeout if status == 504 else DatasourceUnavailable
                 last = cls(
                     f"datasource {self.name!r} answered HTTP {status} at {url}: {message}",
@@ -467,6 +502,7 @@ class HttpDatasource:
                 continue
             # The URL works; the request is wrong. Never retried, never failed over.
             h.record_ok(elapsed)
+            self._tell(h)
             self.active_url = url
             if status in (400, 422):
                 raise BadQuery(message, datasource=self.name, url=url, query=query, upstream_status=status)

@@ -13,6 +13,7 @@ Everything SQL lives in :mod:`aiops.store.repo`; models returned are in
 
 from aiops.store.batch import BatchCommit, BatchInputs, BatchResult, Claim, ClaimResult
 from aiops.store.detectors_file import apply_detectors_file, load_detectors_file
+from aiops.store.health import read_datasource_health, record_datasource_health
 from aiops.store.models import (
     EVENT_ANOMALY,
     EVENT_INCIDENT_OPENED,
@@ -54,6 +55,8 @@ __all__ = [
     "accept_any_kind",
     "load_detectors_file",
     "apply_detectors_file",
+    "record_datasource_health",
+    "read_datasource_health",
     "EVENT_ANOMALY",
     "EVENT_LOG_NEW_TEMPLATE",
     "EVENT_INCIDENT_OPENED",

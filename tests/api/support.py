@@ -70,6 +70,7 @@ def make_settings(prometheus_url: str, db_url: str, *, token: str | None = TOKEN
         retry_initial_seconds=0,
         cache_ttl_seconds=300,
         config_file=None,
+        health_probe_seconds=extra.pop("health_probe_seconds", 0),  # tests that want probes ask
         **extra,
     )
 
