@@ -20,7 +20,6 @@ from pydantic import (
     Field,
     StringConstraints,
     WithJsonSchema,
-    field_validator,
     model_validator,
 )
 
@@ -40,7 +39,7 @@ from aiops.store.models import (
 from aiops.store.models import parse_duration as parse_whole_seconds
 from aiops.errors import InvalidInput
 from aiops.incidents import DEFAULT_RESOLVE_AFTER, MAX_RESOLVE_AFTER
-from aiops.logs.patterns import MAX_PATTERN_LENGTH, MAX_PATTERNS, compile_patterns
+from aiops.logs.patterns import MAX_PATTERN_LENGTH, MAX_PATTERNS
 from aiops.timeutil import parse_duration, parse_time
 
 __all__ = [
@@ -386,6 +385,27 @@ class LokiBuilderRequest(LogQLSpec):
         return LogQLSpec.model_validate(self.model_dump(include=set(LogQLSpec.model_fields)))
 
 
+_PATTERN_NAME = r"^[A-Za-z0-9_.:-]{1,64}$"
+# The regexes themselves are checked by the handler (RE2: a backreference or lookaround is a
+# 400 naming the pattern); the schema says what JSON can say.
+LogPatterns = Annotated[
+    dict[
+        Annotated[str, StringConstraints(pattern=_PATTERN_NAME)],
+        Annotated[str, StringConstraints(min_length=1, max_length=MAX_PATTERN_LENGTH)],
+    ],
+    Field(max_length=MAX_PATTERNS),
+    WithJsonSchema({
+        "type": "object",
+        "maxProperties": MAX_PATTERNS,
+        "additionalProperties": False,
+        "patternProperties": {
+            _PATTERN_NAME: {"type": "string", "minLength": 1, "maxLength": MAX_PATTERN_LENGTH,
+                            "description": "a regular expression, RE2 syntax: no backreferences or lookaround"},
+        },
+    }),
+]
+
+
 class LogAnalyzeRequest(ApiModel):
     """Either ``lines`` posted in the body, or a LogQL ``selector`` with a window
     (``since``, or ``start``/``end``; default the last hour) read from Loki."""
@@ -416,21 +436,9 @@ class LogAnalyzeRequest(ApiModel):
     datasource: DatasourceName = "loki"
     bucket: Duration = 3600.0
     top_templates: int = Field(100, ge=1, le=1000)
-    patterns: dict[
-        Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")],
-        Annotated[str, StringConstraints(min_length=1, max_length=MAX_PATTERN_LENGTH)],
-    ] | None = Field(
-        None,
-        max_length=MAX_PATTERNS,
-        description="named anomaly patterns (RE2 syntax) replacing the defaults, as a log job's `patterns`",
+    patterns: LogPatterns | None = Field(
+        None, description="named anomaly patterns (RE2 syntax) replacing the defaults, as a log job's `patterns`"
     )
-
-    @field_validator("patterns")
-    @classmethod
-    def _patterns(cls, value: dict[str, str] | None) -> dict[str, str] | None:
-        if value is not None:
-            compile_patterns(value)  # a backreference or lookaround: UnsupportedPattern, named
-        return value
 
     @model_validator(mode="after")
     def _shape(self) -> LogAnalyzeRequest:
