@@ -30,7 +30,26 @@ def _settings():
 
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_format)
+    _prefect_logging(settings)
     return settings
+
+
+def _prefect_logging(settings: Any) -> None:
+    """With ``AIOPS_LOG_FORMAT=json``, flow and task run logs (this process' and the flow run
+    subprocesses') are JSON with the run's fields too: Prefect reads its logging config from
+    ``deployments/logging-json.yml`` (unless the operator named another one). Call before
+    Prefect is imported."""
+    import importlib.util
+    import os
+    from pathlib import Path
+
+    if settings.log_format != "json":
+        return
+    spec = importlib.util.find_spec("deployments")  # finds the package without importing it
+    path = Path(spec.origin).parent / "logging-json.yml" if spec and spec.origin else None
+    if path is not None and path.exists():
+        os.environ.setdefault("PREFECT_LOGGING_SETTINGS_PATH", str(path))
+        os.environ.setdefault("PREFECT_LOGGING_LOGGERS_AIOPS_LEVEL", settings.log_level)
 
 
 # ---------------------------------------------------------------------------------- query
@@ -287,9 +306,9 @@ def _backfill(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     """Serve the deployments from this process (blocks)."""
+    _settings()  # before Prefect is imported: it sets up its logging then
     from deployments.serve import main as serve_main
 
-    _settings()
     return serve_main()
 
 

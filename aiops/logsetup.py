@@ -1,8 +1,10 @@
 """Logging for the service: readable text for people, one JSON object per line for machines.
 
 Context travels as ``extra=`` fields on log calls (``detector``, ``datasource``, ``url``,
-``query``, ``run_id``, ...); both formats print them, so an operator can tell from the logs
-alone which detector, datasource and query a message is about.
+``query``, ``window``, ``run_id``, ...); both formats print them, so an operator can tell from
+the logs alone which detector, datasource and query a message is about. Flow and task run logs
+get the same fields from their run's parameters when ``AIOPS_LOG_FORMAT=json``
+(``deployments/logging-json.yml``: Prefect's logging config with this JSON formatter).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 
 __all__ = ["configure_logging", "JsonFormatter", "ContextTextFormatter"]
 
-CONTEXT_KEYS = ("detector", "datasource", "url", "query", "run_id", "flow_run_id", "series", "job")
+CONTEXT_KEYS = ("detector", "datasource", "url", "query", "window", "run_id", "flow_run_id", "series", "job")
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
 
@@ -36,6 +38,8 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
         }
         out.update(_context(record))
+        if "run_id" not in out and "flow_run_id" in out:  # Prefect's run logger names it so
+            out["run_id"] = out["flow_run_id"]
         if record.exc_info:
             out["exception"] = self.formatException(record.exc_info)
         return json.dumps(out, default=str, ensure_ascii=False)
