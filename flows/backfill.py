@@ -65,6 +65,9 @@ __all__ = ["backfill", "plan_windows", "backfill_id_for", "log_source", "BACKFIL
 #: Samples read per request at most (the buffer); a window with more is read in pieces.
 BACKFILL_CAPACITY = 1_000_000
 
+#: How long to try reaching the Dask scheduler of AIOPS_DASK_ADDRESS before giving up.
+DASK_CONNECT_TIMEOUT = "10s"
+
 
 class _Progress:
     """Counts windows done; updates the Prefect progress artifact at most every second."""
@@ -184,6 +187,7 @@ async def backfill(
     )
     return {
         "backfill_id": bf_id,
+        "runner": f"dask {config.dask_address}" if config.dask_address and detectors else "in-process",
         "warnings": warnings,
         "progress": final,
         "detectors": rows,
@@ -199,7 +203,7 @@ def _dask_runner(address: str) -> Any:
     :class:`ConfigError` naming the setting when the scheduler cannot be reached."""
     from prefect_dask import DaskTaskRunner
 
-    runner = DaskTaskRunner(address=address, client_kwargs={"timeout": "10s"})
+    runner = DaskTaskRunner(address=address, client_kwargs={"timeout": DASK_CONNECT_TIMEOUT})
     runner.__enter__()
     try:
         runner.client  # connects
