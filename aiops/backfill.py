@@ -21,13 +21,14 @@ import hashlib
 import logging
 import math
 import re
+import socket
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from aiops.errors import InvalidInput, NotFound
+from aiops.errors import ConfigError, InvalidInput, NotFound
 from aiops.pipeline import Window, next_piece
 from aiops.timeutil import parse_duration
 
@@ -47,6 +48,7 @@ __all__ = [
     "PendingWindows",
     "PiecePlan",
     "ProgressWatcher",
+    "check_dask_scheduler",
     "plan_windows",
     "backfill_id_for",
     "step_span",
@@ -465,3 +467,20 @@ class ProgressWatcher:
         self._stop.set()
         if self._thread is not None and self._thread.is_alive():
             self._thread.join(timeout=10)
+
+
+def check_dask_scheduler(address: str, *, timeout: float = 5.0) -> None:
+    """A :class:`ConfigError` naming ``AIOPS_DASK_ADDRESS`` unless something accepts TCP
+    connections at the Dask scheduler ``address`` (``tcp://host:port``), so a command fails
+    with one line before any flow starts, not with a connection error from inside the run."""
+    m = re.fullmatch(r"(?:\w+://)?\[?([^\]]+?)\]?:(\d+)", address)
+    if m is None:
+        raise ConfigError(f"{address!r} is not a Dask scheduler address (AIOPS_DASK_ADDRESS)", setting="AIOPS_DASK_ADDRESS")
+    try:
+        with socket.create_connection((m.group(1), int(m.group(2))), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot reach the Dask scheduler at {address} (AIOPS_DASK_ADDRESS): {exc.strerror or exc}",
+            setting="AIOPS_DASK_ADDRESS",
+        ) from None

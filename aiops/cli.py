@@ -222,7 +222,7 @@ def _backfill(args: argparse.Namespace) -> int:
     import os
     from datetime import UTC, datetime
 
-    from aiops.backfill import CLI_FIELDS, ProgressWatcher, resolve_backfill
+    from aiops.backfill import CLI_FIELDS, ProgressWatcher, check_dask_scheduler, resolve_backfill
     from aiops.store import Store
     from aiops.supervisor import use_local_prefect
     from aiops.timeutil import parse_time
@@ -250,6 +250,8 @@ def _backfill(args: argparse.Namespace) -> int:
             get_detector=get_detector, fields=CLI_FIELDS,
         )
     bf_id, request = resolved.backfill_id, resolved.request
+    if settings.dask_address and resolved.detectors:
+        check_dask_scheduler(settings.dask_address)
     if not args.verbose:
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     use_local_prefect(settings)

@@ -90,8 +90,9 @@ def backfill_sync(ids, start, end, **kw):
     return asyncio.run(backfill(ids, start, end, window="1h", **kw))
 
 
-async def test_an_unreachable_dask_scheduler_is_one_clear_error(aiops_env, prometheus, monkeypatch):
+async def test_an_unreachable_dask_scheduler_is_one_clear_error(aiops_env, prometheus, monkeypatch, capsys):
     import flows.backfill as module
+    from aiops.cli import main
 
     db = store()
     db.create_detector({"id": "z", "name": "z", "kind": "zscore", "status": "paused",
@@ -102,3 +103,9 @@ async def test_an_unreachable_dask_scheduler_is_one_clear_error(aiops_env, prome
     h = prometheus.history
     with pytest.raises(ConfigError, match=f"cannot reach the Dask scheduler at {address} \\(AIOPS_DASK_ADDRESS\\)"):
         await backfill(["z"], at(h.start), at(h.end + h.step), window="2h")
+
+    # the command says so in one line before it starts anything
+    capsys.readouterr()
+    assert main(["backfill", "--detector", "z", "--start", str(h.start), "--end", str(h.end + h.step)]) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("aiops: configuration error: cannot reach the Dask scheduler at " + address)
