@@ -25,7 +25,13 @@ import numpy as np
 import pandas as pd
 
 from aiops.errors import InvalidInput
-from aiops.logs.events import Events, exception_type, join_events
+from aiops.logs.events import (
+    Events,
+    exception_type,
+    header_first_chars,
+    join_events,
+    strict_header,
+)
 from aiops.logs.extract import (
     CATEGORIES,
     LEVEL_CODE,
@@ -197,10 +203,11 @@ class _Messages(Sequence[str]):
     multi-line event its first line's message plus the exception type its continuation
     names), computed only for the lines the miner reads (one per new shape, and examples)."""
 
-    def __init__(self, lines: list[str], header: HeaderModel | None) -> None:
+    def __init__(self, lines: list[str], header: HeaderModel | None, keys: list[bytes]) -> None:
         self._lines = lines
         self._header = header
-        self._splits: dict[int, Split] = {}
+        self._keys = keys
+        self._splits: dict[bytes, Split] = {}
 
     def __len__(self) -> int:
         return len(self._lines)
@@ -214,9 +221,12 @@ class _Messages(Sequence[str]):
         return self.split_at(int(i)).message
 
     def split_at(self, i: int) -> Split:
-        got = self._splits.get(i)
+        """The split of line ``i``; lines of one shape share the first one's (they differ
+        only in digits and ids, so they split the same way)."""
+        key = self._keys[i]
+        got = self._splits.get(key)
         if got is None:
-            got = self._splits[i] = _split_event(self._lines[i], self._header)
+            got = self._splits[key] = _split_event(self._lines[i], self._header)
         return got
 
 
@@ -259,6 +269,8 @@ class LogAnalyzer:
         self.log_format = log_format
         self.multiline = bool(multiline)
         self.joined_lines = 0
+        self._strict: bool | None = None  # lines without the header continue an event
+        self._common: frozenset[str] | None = None
         self._shape_info: dict[bytes, _ShapeFeatures] = {}
         try:
             delta = pd.Timedelta(bucket)
@@ -315,14 +327,20 @@ class LogAnalyzer:
             self._header = learn_headers(lines)
             logger.debug("log header learned: %s", self._header.describe())
         events = self._events(lines, frame)
+        flat = lines
         if events.joined:
-            lines = events.texts
+            lines = flat = events.texts
             ts = ts[events.first_row]
             self.joined_lines += events.joined
+            multi = np.flatnonzero(np.diff(np.append(events.first_row, len(events.row_event))) > 1)
+            if multi.size:  # the batch path reads inner newlines as spaces
+                flat = list(lines)
+                for e in multi.tolist():
+                    flat[e] = flat[e].replace("\n", " ")
         mark = None if self._row_tids is None else len(self._row_tids)
         for start in range(0, len(lines), self.chunk_lines):
-            chunk = lines[start : start + self.chunk_lines]
-            self._chunk(chunk, np.ascontiguousarray(ts[start : start + self.chunk_lines]))
+            end = start + self.chunk_lines
+            self._chunk(lines[start:end], np.ascontiguousarray(ts[start:end]), flat[start:end])
         if self._row_tids is not None and mark is not None and events.joined:
             per_event = np.concatenate(self._row_tids[mark:])
             del self._row_tids[mark:]
@@ -336,10 +354,14 @@ class LogAnalyzer:
         streams = None
         if "labels" in frame.columns:
             col = frame["labels"].to_numpy()
-            first = col[0]
-            if not all(x is first for x in col):
+            if len(set(map(id, col))) > 1:  # rows of one stream share one dict
                 streams = col.tolist()
-        return join_events(lines, header=self._header, streams=streams)
+        if self._strict is None:
+            self._strict = strict_header(lines, self._header)
+            self._common = header_first_chars(lines, self._header) if self._strict else frozenset()
+        return join_events(
+            lines, header=self._header, streams=streams, strict=self._strict, common=self._common
+        )
 
     def _tid_of(self, cluster: Any) -> int:
         tid = self._tid.get(cluster.id)
@@ -351,11 +373,11 @@ class LogAnalyzer:
             self._tpl[tid].template = cluster.template
         return tid
 
-    def _chunk(self, lines: list[str], ts: np.ndarray) -> None:
+    def _chunk(self, lines: list[str], ts: np.ndarray, flat: list[str] | None = None) -> None:
         n = len(lines)
-        blob = _encode_lines(lines)
+        blob = _encode_lines(lines if flat is None else flat)
         scan = shape_scan(blob, n, runs=True)
-        view = _Messages(lines, self._header)
+        view = _Messages(lines, self._header, scan.keys)
         batch = self.miner._add_batch(view, ts, keys=scan.keys)
         assert batch.order is not None and batch.bounds is not None and batch.shape_slot is not None
         assert batch.shape_lo is not None and batch.shape_hi is not None

@@ -81,8 +81,8 @@ _GLOG_LEVEL = {"I": "info", "W": "warn", "E": "error", "F": "fatal", "D": "debug
 _MONTHS = "Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec"
 
 _TOKEN = re.compile(r"\[[^\]\n]{0,200}\]:?|\S+")
-_MAX_TOKENS = 14
-_SAMPLE = 2000
+_MAX_TOKENS = 12
+_SAMPLE = 1000
 
 # token classes (one letter each)
 DATE, TIME, MONTH, NUM, GLOG, LEVEL, BRACKET, BRACKET_TS, COMP, SEP, NAME, OTHER = (
@@ -115,8 +115,9 @@ _LEVEL = re.compile(r"[\[<(]?([A-Za-z]{3,11})[\]>)]?:?")
 _COMP_PID = re.compile(r"([^\s\[\]]{1,200}?)\[(\d+)\]:?")
 _COMP_SRC = re.compile(r"([\w./-]+:\d+)\]")  # glog: file.go:42]
 _COMP = re.compile(r"([^\s:\"'][^\s\"']{0,200}):")
-_SEP = re.compile(r"-{1,2}|\||:|>|>>|::|\u2014")
+_SEP = re.compile(r"-{1,3}|\||:|>|>>|::|\u2014")
 _NAME = re.compile(r"[\w$@.:/-]{1,200}")
+_DOTTED = re.compile(r"[A-Za-z_$][\w$-]*(?:[./][\w$<>\[\]-]+)+")
 _BRACKET_TIME = re.compile(r"\d{1,2}:\d{2}:\d{2}|\d{4}-\d{2}-\d{2}|\d{2}/\w{3}/\d{4}")
 
 
@@ -336,8 +337,10 @@ class HeaderModel:
         elif fit == n and self.sep_within:
             toks = _tokens(line, n + self.sep_within + 1)
             j = _sep_after(toks, n, self.sep_within)
-            if j is not None:
-                fit = j + 1
+            if j is not None and j + 1 < len(toks):
+                fields = _fields(toks[:n])
+                fields.setdefault("component", toks[n].group())
+                return Split(line[toks[j + 1].start() :], fields, True)
         if fit >= len(toks):  # nothing left: the header is all there is
             return Split(line[toks[-1].end() :].strip() if toks else line, _fields(toks), True)
         return Split(line[toks[fit].start() :], _fields(toks[:fit]), True)
@@ -386,12 +389,12 @@ def _fields(toks: Sequence[re.Match[str]]) -> dict[str, str]:
                 out["pid"] = m2.group(2)
             else:
                 m3 = _COMP_SRC.fullmatch(tok)
-                out["component"] = m3.group(1) if m3 else tok.rstrip(":")
+                out["component"] = m3.group(1).rsplit(":", 1)[0] if m3 else tok.rstrip(":")
         elif c == BRACKET and "thread" not in out:
             out["thread"] = tok.strip("[]:")
         elif c == NUM and "pid" not in out and ts:
             out["pid"] = tok
-        elif c == NAME:
+        elif c in (NAME, OTHER):
             names.append(tok)
             if seen_level and "component" not in out and ("." in tok or "/" in tok):
                 out["component"] = tok
@@ -413,11 +416,13 @@ def learn_headers(lines: Sequence[str], *, sample: int = _SAMPLE, min_share: flo
     header (messages only, or too mixed), which keeps every text line whole.
     """
     seqs: list[list[str]] = []
-    for line in lines:
+    text: list[str] = []
+    for line in lines[: 8 * sample]:
         if len(seqs) >= sample:
             break
-        if not line or line[0] in " \t" or split_structured(line) is not None:
+        if not line or line[0] in " \t" or _looks_structured(line):
             continue
+        text.append(line)
         seqs.append([_cls(m.group()) for m in _tokens(line)])
     if len(seqs) < 1:
         return HeaderModel()
@@ -428,6 +433,7 @@ def learn_headers(lines: Sequence[str], *, sample: int = _SAMPLE, min_share: flo
     if n0 < 0.5 * len(seqs):
         return HeaderModel()
     rows = [s for s in seqs if s and s[0] == c0]
+    text = [t for t, s in zip(text, seqs) if s and s[0] == c0]  # lines that start like a header
     total = len(rows)
     classes: list[str] = []
     for i in range(_MAX_TOKENS):
@@ -459,12 +465,15 @@ def learn_headers(lines: Sequence[str], *, sample: int = _SAMPLE, min_share: flo
     ):
         h = term + 1
         if classes[term] == LEVEL:
-            for _ in range(2):  # "INFO [main] a.b.C:", "INFO a.b.c [req-1 ...]", "INFO comp:"
-                if h < p and classes[h] in (BRACKET, COMP):
+            # what follows a level in common layouts: "INFO [main] a.b.C:", "INFO a.b.c
+            # [req-1 ...]", "INFO comp:", Spring's "INFO 4242 --- [main] a.b.C : "
+            for _ in range(6):
+                c = classes[h] if h < p else None
+                if c in (BRACKET, COMP, NUM, SEP):
                     h += 1
-                    if classes[h - 1] == COMP:
+                    if c == COMP:
                         break
-                elif h < p and classes[h] == NAME and _dotted_share(rows, lines, h) >= min_share:
+                elif c == NAME and _dotted_share(text, h) >= min_share:
                     h += 1
                 else:
                     break
@@ -474,19 +483,15 @@ def learn_headers(lines: Sequence[str], *, sample: int = _SAMPLE, min_share: flo
             h += 1
     elif ts_end > 0:
         h = ts_end
-        if h + 1 < p and classes[h] == NAME and classes[h + 1] == SEP:
-            h += 2
-        elif h < p and classes[h] == SEP:
+        if h < p and classes[h] == SEP:
             h += 1
     if h == 0:
         return HeaderModel()
     lead = ts_end if ts_end and ts_end <= h else min(h, 1)
     sep_within = 0
-    if h == ts_end:  # "[time] program - message", "time program *64 - message"
+    if h == ts_end and (h >= p or classes[h] == NAME):  # "[time] program [*64] - message"
         hits = 0
-        for line in lines[: 4 * sample]:
-            if not line or line[0] in " \t" or split_structured(line) is not None:
-                continue
+        for line in text:
             toks = _tokens(line, h + 4)
             hits += _sep_after(toks, h, 3) is not None
         if hits >= min_share * len(seqs):
@@ -505,20 +510,28 @@ def _sep_after(toks: Sequence[re.Match[str]], start: int, within: int) -> int | 
     return None
 
 
-def _dotted_share(rows: list[list[str]], lines: Sequence[str], pos: int) -> float:
+def _looks_structured(line: str) -> bool:
+    """Cheap test for a JSON or logfmt line (the learner skips them)."""
+    c = line[0]
+    if c == "{":
+        return True
+    head = line[:40]
+    eq = head.find("=")
+    return 0 < eq and " " not in head[:eq] and split_structured(line) is not None
+
+
+def _dotted_share(lines: Sequence[str], pos: int) -> float:
     """Share of text sample lines whose token at ``pos`` is a dotted or path-like name."""
     seen = hit = 0
     for line in lines:
         if seen >= 400:
             break
-        if not line or line[0] in " \t" or line.lstrip()[:1] == "{":
-            continue
         toks = _tokens(line, pos + 1)
         if len(toks) <= pos:
             continue
         seen += 1
         tok = toks[pos].group()
-        if ("." in tok.strip(".") or "/" in tok) and not tok.endswith("."):
+        if _DOTTED.fullmatch(tok):
             hit += 1
     return hit / seen if seen else 0.0
 
