@@ -208,6 +208,92 @@ def _print_report(report: dict[str, Any], top: int) -> None:
         )
 
 
+# ---------------------------------------------------------------------------------- tail
+
+
+def _tail_logs(args: argparse.Namespace) -> int:
+    """Analyse a Loki selector or a growing file live, one report per short window, until
+    Ctrl-C or SIGTERM (which report the window so far and stop cleanly)."""
+    import signal
+
+    from aiops.live import LiveLogAnalysis, run_live
+    from aiops.sources.tail import FileTail, LokiTail
+    from aiops.timeutil import parse_duration
+
+    settings = _settings()
+    if (args.file is None) == (args.selector is None):
+        raise AiopsError("give a FILE or --selector (one of them)")
+    window = parse_duration(args.window, field="--window")
+    patterns = None
+    if args.job:
+        job = next((j for j in settings.log_jobs if j.name == args.job), None)
+        if job is None:
+            names = ", ".join(j.name for j in settings.log_jobs) or "none"
+            raise ConfigError(f"no log job named {args.job!r} (configured: {names})", setting="log_jobs")
+        patterns = job.patterns
+    if args.file is not None:
+        from aiops.sources.files import LogAccess
+
+        path = LogAccess.from_settings(settings).check(args.file)  # the service's confinement
+        tail = FileTail(path, from_start=args.from_start)
+        source = tail.batches(poll_seconds=min(1.0, window / 10), labels={"file": str(args.file)})
+        what = str(args.file)
+    else:
+        from aiops.sources import retry_policy, tls_context
+
+        config = settings.datasource_configs().get(args.datasource)
+        if config is None or config.type != "loki":
+            raise ConfigError(
+                f"no Loki datasource named {args.datasource!r}: set AIOPS_LOKI_URL or add it to the config file",
+                setting="AIOPS_LOKI_URL",
+            )
+        since = parse_duration(args.since, field="--since", allow_zero=True)
+        loki = LokiTail(
+            list(config.urls), args.selector, name=config.name, tenant=config.tenant, headers=dict(config.headers),
+            start_ns=time.time_ns() - int(since * 1e9), delay_for=args.delay_for, retry=retry_policy(settings),
+            open_timeout=settings.connect_timeout_seconds, ssl=tls_context(),
+        )
+        source = loki.batches()
+        what = f"{config.name}: {args.selector}"
+    analysis = LiveLogAnalysis(window, patterns=patterns, selector=args.selector, top_templates=args.top)
+
+    def emit(w: Any) -> None:
+        if args.json:
+            print(json.dumps(w.to_dict(), ensure_ascii=False, default=str), flush=True)
+            return
+        r = w.report.to_dict()
+        changes = r.get("changes") or []
+        kinds: dict[str, int] = {}
+        for c in changes:
+            kinds[c["type"]] = kinds.get(c["type"], 0) + 1
+        print(f"{w.start:%H:%M:%S}-{w.end:%H:%M:%S}{' (partial)' if w.partial else ''}  {w.lines} lines, "
+              f"{r['error_count']} errors, {r['anomaly_count']} anomalies"
+              + (f", dropped {w.dropped}" if w.dropped else "")
+              + ("; " + ", ".join(f"{n} {k.removeprefix('log.').replace('_', ' ')}" for k, n in kinds.items()) if kinds else ""),
+              flush=True)
+        for c in changes[: args.top]:
+            detail = c.get("template") or c.get("error_type") or c.get("name") or ""
+            print(f"  {c['type']}: {str(detail)[:120]}", flush=True)
+        for note in w.notes:
+            print(f"  note: {note}", flush=True)
+
+    async def main_loop() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        print(f"aiops: tailing {what} in windows of {window:g}s; Ctrl-C stops", file=sys.stderr, flush=True)
+        try:
+            return await run_live(source, analysis, emit, stop=stop, max_windows=args.max_windows)
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+
+    windows = asyncio.run(main_loop())
+    print(f"aiops: stopped after {windows} windows", file=sys.stderr, flush=True)
+    return 0
+
+
 # ---------------------------------------------------------------------------------- backfill
 
 
@@ -674,6 +760,20 @@ def _build_parser() -> argparse.ArgumentParser:
     lg.add_argument("--top", type=int, default=10, help="rows per table (default 10)")
     lg.add_argument("--json", action="store_true", help="print the whole report as JSON")
     lg.set_defaults(handler=lambda a: asyncio.run(_analyze_logs(a)))
+
+    tl = sub.add_parser("tail-logs", help="analyse a Loki selector or a growing file live, in short windows")
+    tl.add_argument("file", nargs="?", help="a growing log file (followed across rotation and truncation)")
+    tl.add_argument("--selector", help='a LogQL log query tailed from Loki, e.g. {app="api"}')
+    tl.add_argument("--datasource", default="loki", help="configured Loki datasource name")
+    tl.add_argument("--window", default="1m", help="report every window of this length (default 1m)")
+    tl.add_argument("--since", default="0s", help="Loki: start this far back (default: new lines only)")
+    tl.add_argument("--delay-for", type=int, default=0, help="Loki: seconds to wait for late lines (0-5)")
+    tl.add_argument("--from-start", action="store_true", help="file: read what is there first (default: new lines only)")
+    tl.add_argument("--job", metavar="NAME", help="use this configured log job's anomaly patterns")
+    tl.add_argument("--max-windows", type=int, help="stop after this many windows")
+    tl.add_argument("--top", type=int, default=5, help="changes listed per window (default 5)")
+    tl.add_argument("--json", action="store_true", help="one JSON object per window")
+    tl.set_defaults(handler=_tail_logs)
 
     bf = sub.add_parser("backfill", help="run detectors (and log jobs) over a past range, resumably")
     bf.add_argument("--detector", action="append", default=[], metavar="ID", help="detector id (repeatable)")

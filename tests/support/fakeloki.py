@@ -11,9 +11,11 @@ Use it in-process with ``httpx.ASGITransport(FakeLoki().app)``, or serve it with
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -22,13 +24,16 @@ from urllib.parse import parse_qs
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from aiops.querylang import parse_selector, unquote
 
 MAX_ENTRIES = 5000
 MAX_QUERY_HOURS = 721
 MAX_POINTS = 11000
+MAX_TAIL_DELAY_SECONDS = 5
+TAIL_POLL_SECONDS = 0.02  # how often an open tail looks for new entries (the stand-in's pace)
 
 _FILTER = re.compile(r'\s*(\|=|!=)\s*("(?:[^"\\]|\\.)*")')
 _METRIC = re.compile(
@@ -56,6 +61,11 @@ class FakeLoki:
     entries: list[Entry] = field(default_factory=list)
     fail_next: list[int] = field(default_factory=list)  # statuses to answer before serving
     requests: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    # tail: close the next tails with 1011 after sending this many messages (one per tail)
+    tail_close_after: list[int] = field(default_factory=list)
+    # tail: report this many dropped entries in the next message sent
+    tail_drop_next: int = 0
+    tails_open: int = 0
 
     def add(self, labels: dict[str, str], ns: int, line: str) -> None:
         self.entries.append(Entry(ns, dict(labels), line))
@@ -72,6 +82,7 @@ class FakeLoki:
             Route("/loki/api/v1/index/stats", self._stats),
             Route("/loki/api/v1/patterns", self._patterns),
             Route("/loki/api/v1/push", self._push, methods=["POST"]),
+            WebSocketRoute("/loki/api/v1/tail", self._tail),
         ]
         app = Starlette(routes=routes)
         return app
@@ -241,6 +252,81 @@ class FakeLoki:
 
         return await self._guard(request, handle)
 
+    # tail -------------------------------------------------------------------------------------
+
+    async def _tail(self, ws: WebSocket) -> None:
+        """``GET /loki/api/v1/tail`` (WebSocket): the entries of a log query from ``start``
+        (default an hour ago; at most ``limit`` of them, the newest, oldest first), then every
+        new entry as it arrives, each message ``{"streams": [...], "dropped_entries": ...}``.
+        Bad parameters are refused before the upgrade with Loki's plain-text 400; a failure
+        after it closes the socket with 1011 and the reason."""
+        p = ws.query_params
+        self.requests.append((ws.url.path, dict(p)))
+        try:
+            if self.fail_next:
+                status = self.fail_next.pop(0)
+                raise LokiError(status, f"injected failure {status}")
+            if self.require_tenant and ws.headers.get("X-Scope-OrgID") != self.require_tenant:
+                raise LokiError(401, "no org id")
+            q = p.get("query", "")
+            if _METRIC.match(q.strip()):
+                raise LokiError(400, "tail not supported for metric queries")
+            _parse_log(q)
+            delay = int(p.get("delay_for", "0") or 0)
+            if delay < 0 or delay > MAX_TAIL_DELAY_SECONDS:
+                raise LokiError(400, f"delay_for can't be greater than {MAX_TAIL_DELAY_SECONDS}")
+            limit = int(p.get("limit", "100") or 100)
+            if limit <= 0:
+                raise LokiError(400, "limit must be a positive value")
+            start = _time(p.get("start"), default=_now_ns() - 3600 * 10**9)
+        except (LokiError, ValueError) as exc:
+            status, message = (exc.status, exc.message) if isinstance(exc, LokiError) else (400, str(exc))
+            await ws.send_denial_response(PlainTextResponse(message, status_code=status))
+            return
+        await ws.accept()
+        self.tails_open += 1
+        close_after = self.tail_close_after.pop(0) if self.tail_close_after else None
+        import anyio
+
+        async def watch_client(scope: anyio.CancelScope) -> None:
+            while (await ws.receive())["type"] != "websocket.disconnect":
+                pass
+            scope.cancel()  # the client went away: stop sending
+
+        try:
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(watch_client, tasks.cancel_scope)
+                first = sorted((e for e in self._select(q) if e.ns >= start), key=lambda e: e.ns)[-limit:]
+                seen, pending, sent = len(self.entries), first, 0
+                while True:
+                    if pending or self.tail_drop_next:
+                        if close_after is not None and sent >= close_after:
+                            await ws.close(code=1011, reason="injected tail failure")
+                            tasks.cancel_scope.cancel()
+                            return
+                        await ws.send_text(json.dumps(self._tail_message(pending)))
+                        sent += 1
+                    await anyio.sleep(TAIL_POLL_SECONDS)
+                    fresh = self.entries[seen:]
+                    seen += len(fresh)
+                    wanted = {id(e) for e in self._select(q)} if fresh else set()
+                    pending = [e for e in fresh if id(e) in wanted]
+        except (WebSocketDisconnect, RuntimeError):
+            return
+        finally:
+            self.tails_open -= 1
+
+    def _tail_message(self, entries: list[Entry]) -> dict[str, Any]:
+        streams: dict[tuple, dict[str, Any]] = {}
+        for e in entries:
+            key = tuple(sorted(e.labels.items()))
+            streams.setdefault(key, {"stream": dict(e.labels), "values": []})["values"].append([str(e.ns), e.line])
+        dropped = None
+        if self.tail_drop_next:
+            dropped = [{"labels": {"app": "dropped"}, "timestamp": str(_now_ns())} for _ in range(self.tail_drop_next)]
+            self.tail_drop_next = 0
+        return {"streams": list(streams.values()), "dropped_entries": dropped}
+
     def _in_span(self, r: Request) -> list[Entry]:
         end = _time(r.query_params.get("end"), default=_now_ns())
         start = _time(r.query_params.get("start"), default=end - 6 * 3600 * 10**9)
@@ -344,3 +430,29 @@ def _match(m: Any, value: str) -> bool:
         return value != m.value
     hit = re.fullmatch(m.value, value) is not None
     return hit if m.op == "=~" else not hit
+
+
+@contextlib.contextmanager
+def serving(fake: FakeLoki) -> Iterator[str]:
+    """Serve ``fake`` over real HTTP (and WebSocket) on 127.0.0.1; yields its base URL."""
+    import threading
+
+    import uvicorn
+
+    from tests.support.prometheus import free_port
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(fake.app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    started = threading.Event()
+    for _ in range(200):  # up to 10 s for the socket to listen
+        if server.started:
+            break
+        started.wait(0.05)
+    assert server.started, "fake Loki did not start"
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
