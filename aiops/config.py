@@ -122,6 +122,17 @@ class LogJob(BaseModel):
     since_seconds: int | None = Field(default=None, ge=1, le=30 * 86400)
     bucket: str = "1h"
     patterns: dict[str, str] | None = None
+    # an explicit header format (docs/log-analysis.md, "Headers"); default: learned from the lines
+    log_format: str | None = None
+
+    @field_validator("log_format")
+    @classmethod
+    def _log_format(cls, value: str | None) -> str | None:
+        if value is not None:
+            from aiops.logs.headers import compile_format
+
+            compile_format(value)  # InvalidInput (a ValueError) names what is wrong
+        return value
 
     @model_validator(mode="before")
     @classmethod

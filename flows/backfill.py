@@ -319,7 +319,7 @@ async def _backfill_logs(
                 truncated, reason = False, None
             analysed = analyze(
                 frame, patterns=job.patterns, bucket=job.bucket, miner_state=miner_state, previous=previous,
-                selector=job.selector, window=(w_start, w_end),
+                selector=job.selector, window=(w_start, w_end), log_format=job.log_format,
             )
             report = analysed["report"]
             report["source"] = {"name": source, "job": job.name, "truncated": truncated, "reason": reason}

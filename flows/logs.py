@@ -65,9 +65,11 @@ async def analyze_logs(
     )
     config = settings()
     check_analyze_logs_source(params, config)
+    log_format = None
     if job is not None:
         spec = {j.name: j for j in config.log_jobs}[job]
         selector, path, datasource, bucket = spec.selector, spec.path, spec.datasource, spec.bucket
+        log_format = spec.log_format
         patterns = spec.patterns if patterns is None else patterns
         since = f"{spec.window_seconds}s"
         if start is None and end is None:  # scheduled: windows on the job's grid, so a rerun is the same window
@@ -105,6 +107,7 @@ async def analyze_logs(
         previous=previous,
         selector=selector,
         window=(start, end),
+        log_format=log_format,
     )
     report = analysed["report"]
     report["source"] = {"name": source, "truncated": loaded["truncated"], "reason": loaded["reason"]}

@@ -70,10 +70,14 @@ def analyze_window(
     previous: dict[str, Any] | None,
     selector: str | None,
     window: tuple[datetime, datetime] | None,
+    log_format: str | None = None,
 ) -> dict[str, Any]:
-    """The report of one window (pure): ``{"report": {...}, "miner_state": {...}}``."""
+    """The report of one window (pure): ``{"report": {...}, "miner_state": {...}}``.
+    ``log_format``: the log job's explicit header format (default: learned from the lines)."""
     miner = TemplateMiner.from_state(miner_state) if miner_state else TemplateMiner()
-    analyzer = LogAnalyzer(patterns=patterns, bucket=bucket, miner=miner, selector=selector)
+    analyzer = LogAnalyzer(
+        patterns=patterns, bucket=bucket, miner=miner, selector=selector, log_format=log_format
+    )
     report = analyzer.update(frame).report(previous=previous, window=window)
     return {"report": report.to_dict(), "miner_state": miner.state()}
 

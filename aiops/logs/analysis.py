@@ -747,6 +747,7 @@ def analyze(
     window: Any = None,
     selector: str | None = None,
     top_templates: int = 100,
+    log_format: str | None = None,
 ) -> LogReport:
     """Analyse a log frame (see :mod:`aiops.logs.frame`).
 
@@ -757,6 +758,8 @@ def analyze(
     ``previous``: an earlier report / report dict / miner state: fills ``changes``.
     ``window``: ``(start, end)`` of the period, for rates. ``selector``: a LogQL stream
     selector; when given each listed template carries ready-to-run LogQL.
+    ``log_format``: an explicit header format (:func:`aiops.logs.headers.compile_format`);
+    default: the header is learned from the lines.
     """
     analyzer = LogAnalyzer(
         patterns=patterns,
@@ -764,6 +767,7 @@ def analyze(
         miner=miner,
         selector=selector,
         top_templates=top_templates,
+        log_format=log_format,
     )
     return analyzer.update(frame).report(previous=previous, window=window)
 

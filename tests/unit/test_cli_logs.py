@@ -20,7 +20,7 @@ def log_roots(monkeypatch, tmp_path):
 def test_people_get_a_summary_and_tables(capsys):
     assert main(["analyze-logs", FIXTURE]) == 0
     out = capsys.readouterr().out
-    assert out.splitlines()[0].startswith("33 lines, 8 errors")
+    assert out.splitlines()[0].startswith("28 lines, 8 errors")  # 33 lines, stack traces joined: 28 events
     assert "java.net.ConnectException" in out and "top templates:" in out
 
 
@@ -30,7 +30,7 @@ def test_scripts_get_the_report_keys(capsys):
     for key in ("total_logs", "error_count", "anomaly_count", "error_rate", "anomaly_rate", "pattern_counts",
                 "error_types", "error_categories", "performance", "templates", "time_distribution"):
         assert key in report
-    assert report["total_logs"] == 33
+    assert report["total_logs"] == 28  # events: 5 stack-trace lines joined to their entries
 
 
 def test_bad_invocations_name_the_problem(capsys, monkeypatch, tmp_path):

@@ -196,3 +196,15 @@ def test_a_bad_explicit_format_is_invalid_input_naming_the_problem(fmt: str, say
         LogAnalyzer(log_format=fmt) if fmt else compile_format(fmt)
     assert says in str(err.value)
     assert err.value.field == "log_format"
+
+
+def test_a_log_job_with_a_bad_format_fails_when_the_config_loads():
+    from pydantic import ValidationError
+
+    from aiops.config import LogJob
+
+    with pytest.raises(ValidationError) as err:
+        LogJob(name="shop", path="/var/log/shop.log", log_format="%{ts} %{level}")
+    assert "log_format" in str(err.value) and "no %{message}" in str(err.value)
+    job = LogJob(name="shop", path="/var/log/shop.log", log_format="%{ts} %{level} %{message}")
+    assert job.log_format == "%{ts} %{level} %{message}"
