@@ -24,7 +24,7 @@ import re
 import socket
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BackfillRequest",
+    "TrainRule",
     "ResolvedBackfill",
     "resolve_backfill",
     "FLOW_FIELDS",
@@ -131,6 +132,61 @@ def step_span(window_start: datetime, window_end: datetime, step: float) -> tupl
     return datetime.fromtimestamp(first, UTC), datetime.fromtimestamp(last, UTC)
 
 
+_TRAIN_POINTS = re.compile(r"^(\d{1,9})\s*(?:p|pts|points?)$", re.IGNORECASE)
+_TRAIN_PERCENT = re.compile(r"^(\d{1,3}(?:\.\d+)?)\s*%$")
+_TRAIN_FRACTION = re.compile(r"^0?\.\d+$")
+
+
+@dataclass(frozen=True)
+class TrainRule:
+    """How much of a backfill's range is fitted without being scored, one rule for every
+    detector of the request: a duration (``"3d"``, ``"36h"``; a bare number is seconds), a
+    fraction of the range (``"0.2"`` or ``"20%"``), or a number of points (``"500 points"``,
+    ``"500p"``). Points count steps of the coarsest detector, so every detector of the request
+    fits at least that many; all share one cut, so each window is wholly fitted or scored."""
+
+    text: str
+    seconds: float | None = None
+    fraction: float | None = None
+    points: int | None = None
+
+    @classmethod
+    def parse(cls, text: str, *, field: str = "train") -> TrainRule:
+        value = text.strip() if isinstance(text, str) else text
+        if isinstance(value, str):
+            if m := _TRAIN_POINTS.match(value):
+                if int(m[1]) < 1:
+                    raise InvalidInput("train must be at least 1 point", field=field)
+                return cls(text, points=int(m[1]))
+            if m := _TRAIN_PERCENT.match(value):
+                fraction = float(m[1]) / 100
+            elif _TRAIN_FRACTION.match(value):
+                fraction = float(value)
+            else:
+                fraction = None
+            if fraction is not None:
+                if not 0 < fraction < 1:
+                    raise InvalidInput(f"train {text!r}: a fraction of the range must be between 0 and 1 (0%-100%)", field=field)
+                return cls(text, fraction=fraction)
+        try:
+            return cls(str(text), seconds=parse_duration(value, field=field))
+        except InvalidInput:
+            raise InvalidInput(
+                f"train {text!r} is not a duration (3d), a fraction of the range (0.2 or 20%) or a number "
+                "of points (500 points)", field=field,
+            ) from None
+
+    def train_seconds(self, span_seconds: float, steps: Sequence[float], *, field: str = "train") -> float:
+        """The prefix in seconds for a range of ``span_seconds`` and detectors of ``steps``."""
+        if self.seconds is not None:
+            return self.seconds
+        if self.fraction is not None:
+            return self.fraction * span_seconds
+        if not steps:
+            raise InvalidInput("train as a number of points needs a detector (log jobs have no step)", field=field)
+        return float(self.points or 0) * max(steps)
+
+
 @dataclass(frozen=True)
 class BackfillRequest:
     """A backfill request's times and sizes, checked (:func:`resolve_backfill` adds the
@@ -185,14 +241,17 @@ class BackfillRequest:
                 f"{math.ceil(span / log_window_seconds)} log windows is more than {MAX_WINDOWS}: use a larger log_window",
                 field=f["log_window"],
             )
-        train_until = None
-        if train_seconds is not None:
-            if train_seconds <= 0:
-                raise InvalidInput("train must be longer than zero", field=f["train"])
-            if train_seconds >= span:
-                raise InvalidInput("the training prefix covers the whole range: nothing would be scored", field=f["train"])
-            train_until = start + timedelta(seconds=train_seconds)
-        return cls(detectors, jobs, start, end, float(window_seconds), train_until, float(log_window_seconds))
+        request = cls(detectors, jobs, start, end, float(window_seconds), None, float(log_window_seconds))
+        return request if train_seconds is None else request.with_train(train_seconds, fields=f)
+
+    def with_train(self, train_seconds: float, *, fields: Mapping[str, str] = FLOW_FIELDS) -> BackfillRequest:
+        """This request with a training prefix of ``train_seconds`` (checked)."""
+        span = (self.end - self.start).total_seconds()
+        if train_seconds <= 0:
+            raise InvalidInput("train must be longer than zero", field=fields["train"])
+        if train_seconds >= span:
+            raise InvalidInput("the training prefix covers the whole range: nothing would be scored", field=fields["train"])
+        return replace(self, train_until=self.start + timedelta(seconds=train_seconds))
 
 
 @dataclass(frozen=True)
@@ -248,11 +307,15 @@ def resolve_backfill(
         start=start,
         end=end,
         window_seconds=parse_duration(window, field=f["window"]),
-        train_seconds=None if train is None else parse_duration(train, field=f["train"]),
+        train_seconds=None,
         log_window_seconds=parse_duration(log_window, field=f["log_window"]),
         now=now,
         fields=f,
     )
+    rule = None if train is None else TrainRule.parse(train, field=f["train"])
+    span = (request.end - request.start).total_seconds()
+    if rule is not None and rule.points is None:  # needs no detector: checked before any is read
+        request = request.with_train(rule.train_seconds(span, ()), fields=f)
     configured = settings.datasource_configs()
     detectors = []
     for det_id in request.detector_ids:
@@ -267,6 +330,9 @@ def resolve_backfill(
                 field=f["detector_ids"],
             )
         detectors.append(det)
+    if rule is not None and rule.points is not None:  # one cut for every detector: the coarsest step
+        steps = [d.datasources[0].step_seconds for d in detectors]
+        request = request.with_train(rule.train_seconds(span, steps, field=f["train"]), fields=f)
     known_jobs = {j.name: j for j in settings.log_jobs}
     for name in request.log_jobs:
         if name not in known_jobs:

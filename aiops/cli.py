@@ -781,7 +781,8 @@ def _build_parser() -> argparse.ArgumentParser:
     bf.add_argument("--start", required=True, help="range start: RFC 3339, Unix seconds or 'now-30d'")
     bf.add_argument("--end", default="now", help="range end (default now)")
     bf.add_argument("--window", default="1d", help="detector window size (default 1d)")
-    bf.add_argument("--train", help="fit on this first part of the range without scoring it, e.g. 2d")
+    bf.add_argument("--train", help="fit on this first part of the range without scoring it: a duration (2d), "
+                    "a fraction of the range (0.2 or 20%%) or a number of points (500 points); one rule for every detector")
     bf.add_argument("--log-window", default="1h", help="log window size: one report each (default 1h)")
     bf.add_argument("--id", help="backfill id (default: derived from the request, so a rerun resumes)")
     bf.add_argument("--max-windows", type=int, help="process at most this many windows in this run")
