@@ -203,29 +203,130 @@ async def collect_piece(
             "query": effective}
 
 
+#: The label that tells apart, in a combined query's answer, the detectors it served.
+MEMBER_LABEL = "aiops_batch_member"
+#: Detectors per combined query, and its length bound (it goes in a POST body).
+COMBINE_MAX = 10
+COMBINE_MAX_CHARS = 64_000
+
+
+def combined_query(queries: list[str]) -> str:
+    """One PromQL expression answering every query, each answer's series tagged with its
+    position (``aiops_batch_member="<i>"``): ``label_replace(q0, ...) or label_replace(q1, ...)``.
+    The tags differ, so ``or`` keeps every series of every query."""
+    parts = [f'label_replace(({q}), "{MEMBER_LABEL}", "{i}", "", "")' for i, q in enumerate(queries)]
+
+    def tree(items: list[str]) -> str:  # balanced: Prometheus' cost of a chain of `or` grows as n^2
+        if len(items) == 1:
+            return items[0]
+        mid = len(items) // 2
+        return f"({tree(items[:mid])}) or ({tree(items[mid:])})"
+
+    return tree(parts)
+
+
 async def collect_pieces(
     client: Any, ds: DatasourceConfig, works: list[DetectorWork], capacity: int, concurrency: int
 ) -> dict[str, dict[str, Any] | BaseException]:
-    """The current piece of every detector in ``works``, at most ``concurrency`` queries at
-    once through one client (its retry policy, failover and cache). A failure is that
-    detector's result, not the batch's."""
+    """The current piece of every detector in ``works`` through one client (its retry policy,
+    failover and cache), at most ``concurrency`` requests at once. On Prometheus, detectors
+    whose pieces share a window and step are asked in one combined range query
+    (:func:`combined_query`, up to ``COMBINE_MAX`` a request); when a combined query fails
+    (one detector's query is bad, say) its detectors are asked one by one, so a failure is
+    that detector's result, not the batch's."""
     limit = asyncio.Semaphore(concurrency)
+    out: dict[str, dict[str, Any] | BaseException] = {}
 
-    async def one(work: DetectorWork) -> dict[str, Any] | BaseException:
+    async def one(work: DetectorWork) -> None:
         assert work.piece is not None
         det_ds = work.detector.datasources[0]
         async with limit:
             try:
-                return await collect_piece(
+                out[work.id] = await collect_piece(
                     client, ds, det_ds.query, work.piece.start, work.piece.end, float(det_ds.step_seconds), capacity
                 )
             except Exception as exc:  # one detector's failure must not stop the others
                 log.error("collection failed (%s): %s", work.context, error_message(exc),
                           extra={"detector": work.id, "datasource": ds.name, "query": det_ds.query})
-                return exc
+                out[work.id] = exc
 
-    results = await asyncio.gather(*(one(w) for w in works))
-    return {w.id: r for w, r in zip(works, results, strict=True)}
+    async def together(group: list[DetectorWork]) -> None:
+        try:
+            async with limit:
+                answers = await _collect_combined(client, ds, group, capacity)
+        except Exception as exc:
+            log.info("combined query of %d detectors failed (%s): asking them one by one",
+                     len(group), error_message(exc), extra={"datasource": ds.name})
+            await asyncio.gather(*(one(w) for w in group))
+            return
+        alone = []
+        for work in group:
+            answer = answers.get(work.id)
+            if answer is None:  # nothing read, or more than its buffer: its own query says why
+                alone.append(work)
+            else:
+                out[work.id] = answer
+        await asyncio.gather(*(one(w) for w in alone))
+
+    jobs = []
+    if ds.type == "prometheus" and len(works) > 1:
+        groups: dict[tuple[Any, ...], list[DetectorWork]] = {}
+        for work in works:
+            assert work.piece is not None
+            key = (work.piece.start, work.piece.end, float(work.detector.datasources[0].step_seconds))
+            groups.setdefault(key, []).append(work)
+        for group in groups.values():
+            chunk: list[DetectorWork] = []
+            chars = 0
+            for work in group:
+                q = work.detector.datasources[0].query
+                if chunk and (len(chunk) >= COMBINE_MAX or chars + len(q) > COMBINE_MAX_CHARS):
+                    jobs.append(together(chunk) if len(chunk) > 1 else one(chunk[0]))
+                    chunk, chars = [], 0
+                chunk.append(work)
+                chars += len(q) + 60
+            if chunk:
+                jobs.append(together(chunk) if len(chunk) > 1 else one(chunk[0]))
+    else:
+        jobs = [one(w) for w in works]
+    await asyncio.gather(*jobs)
+    return {w.id: out[w.id] for w in works}
+
+
+async def _collect_combined(
+    client: Any, ds: DatasourceConfig, group: list[DetectorWork], capacity: int
+) -> dict[str, dict[str, Any]]:
+    """One range query for ``group`` (same window and step); per detector, its collection as
+    :func:`collect_piece` returns it. Left out: detectors that read no sample (their own
+    query runs the presence probe) or more than ``capacity`` (their own query buffers it)."""
+    from dataclasses import replace
+
+    piece = group[0].piece
+    assert piece is not None
+    step = float(group[0].detector.datasources[0].step_seconds)
+    queries = [query_for_step(w.detector.datasources[0].query, step, ds.lookback_delta_seconds) for w in group]
+    result = await client.query_range(combined_query(queries), piece.start.timestamp(), piece.end.timestamp(), step)
+    members: dict[int, list[Any]] = {}
+    for series in result.series:
+        tag = series.labels.get(MEMBER_LABEL)
+        if tag is None or not tag.isdigit() or int(tag) >= len(group):
+            continue
+        labels = {k: v for k, v in series.labels.items() if k != MEMBER_LABEL}
+        members.setdefault(int(tag), []).append(replace(series, labels=labels))
+    answers: dict[str, dict[str, Any]] = {}
+    for i, work in enumerate(group):
+        mine = members.get(i)
+        if not mine:
+            continue
+        frame = replace(result, series=mine, query=queries[i]).to_frame()
+        if len(frame) > capacity:
+            continue
+        buffer = SampleBuffer(capacity, name=ds.name)
+        buffer.put(frame)
+        frame = buffer.drain()
+        answers[work.id] = {"frame": frame, "samples": len(frame), "series": len(mine), "dropped": 0,
+                            "warning": None, "query": queries[i]}
+    return answers
 
 
 def detect_piece(work: DetectorWork, frame: pd.DataFrame, flow_run_id: str | None) -> DetectionRun:

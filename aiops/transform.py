@@ -122,7 +122,7 @@ def _standardize_fast(frame: pd.DataFrame, labels: list[str], *, step: Any, drop
     rows = np.arange(len(frame))
     if drop_nan:
         rows = rows[np.isfinite(frame["value"].to_numpy(dtype=np.float64, na_value=np.nan))]
-    if labels:
+    if labels and not _one_label_set(frame, labels):
         codes = frame.groupby(labels, observed=True, dropna=False, sort=True).ngroup().to_numpy()
     else:
         codes = np.zeros(len(frame), dtype=np.int64)
@@ -142,6 +142,24 @@ def _standardize_fast(frame: pd.DataFrame, labels: list[str], *, step: Any, drop
         gaps[1:] = (c[1:] == c[:-1]) & ((t[1:] - t[:-1]) > gap_seconds * 1e9)
         out["gap_before"] = gaps
     return out.reset_index(drop=True)
+
+
+def _one_label_set(frame: pd.DataFrame, labels: list[str]) -> bool:
+    """True when every row has the same label values (none missing): one series."""
+    if not len(frame):
+        return False
+    for c in labels:
+        column = frame[c]
+        if isinstance(column.dtype, pd.CategoricalDtype):
+            codes = column.cat.codes.to_numpy()
+            if codes[0] < 0 or (codes != codes[0]).any():
+                return False
+        else:
+            values = column.to_numpy()
+            first = values[0]
+            if not isinstance(first, str) or (values != first).any():
+                return False
+    return True
 
 
 def _per_series_diff(column: pd.Series, frame: pd.DataFrame, labels: list[str]) -> pd.Series:
@@ -231,6 +249,8 @@ def split_series(frame: pd.DataFrame) -> Iterator[tuple[str, dict[str, str], pd.
     numbers = frame["value"].to_numpy(dtype=np.float64)
     if not labels:
         groups: Any = [((), np.arange(len(frame)))]
+    elif _one_label_set(frame, labels):  # one series (most queries): no groupby needed
+        groups = [(tuple(frame[c].iat[0] for c in labels), np.arange(len(frame)))]
     else:
         groups = sorted(frame.groupby(labels, observed=True, dropna=False, sort=False).indices.items(), key=_group_order)
     for values, rows in groups:

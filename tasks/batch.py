@@ -110,10 +110,11 @@ async def publish_batch(batch: Batch, label: str, owner: str) -> dict[str, int]:
         for key, count in counts.items():
             totals[key] += count
         _log_incidents(log, work.id, inserted)
-        if work.done:
-            log.info("detector %s (%s): ok, %s, %d series, %d samples, %d anomalies, incidents %d opened %d resolved",
-                     work.id, work.detector.status, work.row["window"], work.row["series"], work.row["samples"],
-                     work.row["anomalies"], work.row["incidents_opened"], work.row["incidents_resolved"])
+    done = [w for w in works if w.done and w.row["status"] == "ok"]
+    if done:  # one line for the batch (each detector's figures are in the tick's artifact)
+        log.info("%d detector(s) done: %s", len(done), ", ".join(
+            f"{w.id} ({w.detector.status}, {w.row['series']} series, {w.row['samples']} samples, "
+            f"{w.row['anomalies']} anomalies)" for w in done))
     return totals
 
 
