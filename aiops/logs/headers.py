@@ -80,7 +80,7 @@ _LEVEL_WORDS = {
 _GLOG_LEVEL = {"I": "info", "W": "warn", "E": "error", "F": "fatal", "D": "debug"}
 _MONTHS = "Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec"
 
-_TOKEN = re.compile(r"\[[^\]\n]{0,200}\]:?|\S+")
+_TOKEN = re.compile(r"\[(?:[^\[\]\n]|\[[^\[\]\n]*\]){0,200}\]:?|[^\s|]+|\|")
 _MAX_TOKENS = 12
 _SAMPLE = 1000
 
@@ -102,11 +102,14 @@ DATE, TIME, MONTH, NUM, GLOG, LEVEL, BRACKET, BRACKET_TS, COMP, SEP, NAME, OTHER
 _TS_CLASSES = frozenset((DATE, TIME, MONTH, GLOG, BRACKET_TS))
 
 _DATE = re.compile(
-    r"\d{2,4}[-/.]\d{1,2}[-/.]\d{1,4}(?:[-T_.:,]\d{1,9})*(?:Z|[+-]\d{2}:?\d{2})?"
+    r"\d{2,4}[-/.]\d{1,2}[-/.]\d{1,4}(?:[-T_.:,]\d{1,9})*(?:Z|[+-]\d{2}:?\d{2})?,?"
+    r"|\d{8}[-T_ ]?\d{2}:?\d{2}:?\d{2}(?:[:.,]\d{1,9})?"  # 20171223-22:15:29:606
+    r"|(?:0?[1-9]|1[0-2])-(?:0?[1-9]|[12]\d|3[01])"  # MM-DD (Android logcat)
+    r"|1[0-9]{9}(?:\.\d{1,9})?"  # Unix seconds, 2001..2286
     r"|\d{1,2}/(?:" + _MONTHS + r")/\d{4}(?::\d{2}){0,3}"
     r"|\d{4}-\d{2}-\d{2}T\S*"
 )
-_TIME = re.compile(r"\d{1,2}:\d{2}(?::\d{2})?(?:[.,]\d{1,9})?(?:Z|[+-]\d{2}:?\d{2})?")
+_TIME = re.compile(r"\d{1,2}:\d{2}(?::\d{2})?(?:[.,]\d{1,9})?(?:Z|[+-]\d{2}:?\d{2})?,?")
 _MONTH = re.compile(r"(?:" + _MONTHS + r")")
 _IP = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}(?::\d{1,5})?")
 _NUM = re.compile(r"[+-]?\d+(?:\.\d+)?")
@@ -117,7 +120,7 @@ _COMP_SRC = re.compile(r"([\w./-]+:\d+)\]")  # glog: file.go:42]
 _COMP = re.compile(r"([^\s:\"'][^\s\"']{0,200}):")
 _SEP = re.compile(r"-{1,3}|\||:|>|>>|::|\u2014")
 _NAME = re.compile(r"[\w$@.:/-]{1,200}")
-_DOTTED = re.compile(r"[A-Za-z_$][\w$-]*(?:[./][\w$<>\[\]-]+)+")
+_DOTTED = re.compile(r"[A-Za-z_$][\w$-]*(?:[./][\w$<>\[\]-]+)+(?::\d+)?")
 _BRACKET_TIME = re.compile(r"\d{1,2}:\d{2}:\d{2}|\d{4}-\d{2}-\d{2}|\d{2}/\w{3}/\d{4}")
 
 
@@ -134,12 +137,14 @@ def _cls(tok: str) -> str:
             return NAME
         if _TIME.fullmatch(tok):
             return TIME
-        if _NUM.fullmatch(tok):
-            return NUM
         if _DATE.fullmatch(tok):
             return DATE
+        if _NUM.fullmatch(tok):
+            return NUM
     m = _LEVEL.fullmatch(tok)
-    if m and m.group(1).lower() in _LEVEL_WORDS and (tok.isupper() or tok[0] in "[<(" or tok[-1] == ":" or tok.islower()):
+    if m and m.group(1).lower() in _LEVEL_WORDS and (
+        tok.isupper() or tok[0] in "[<(" or tok[-1] == ":" or tok.islower() or tok.istitle()
+    ):
         return LEVEL
     if _GLOGP.fullmatch(tok):
         return GLOG
@@ -332,6 +337,12 @@ class HeaderModel:
             fit = i + 1
         if fit < self.lead or fit == 0:
             return Split(line)
+        if fit == n - 1 and self.classes[fit] == SEP and fit < len(toks):
+            # the closing separator comes later: "program *64 - message" for "program - message"
+            toks = _tokens(line, n + 3)
+            j = _sep_after(toks, fit - 1, 3)
+            if j is not None and j + 1 < len(toks):
+                return Split(line[toks[j + 1].start() :], _fields(toks[:fit]), True)
         if fit < len(toks) and fit < n and self.classes[fit] != SEP and _cls(toks[fit].group()) == SEP:
             fit += 1  # a separator that ends a shorter header
         elif fit == n and self.sep_within:
@@ -395,13 +406,17 @@ def _fields(toks: Sequence[re.Match[str]]) -> dict[str, str]:
         elif c == NUM and "pid" not in out and ts:
             out["pid"] = tok
         elif c in (NAME, OTHER):
+            if len(tok) == 1 and tok in "VDIWEF" and "level" not in out:  # logcat's level letter
+                out["level"] = _GLOG_LEVEL.get(tok, "trace" if tok == "V" else "debug")
+                seen_level = True
+                continue
             names.append(tok)
             if seen_level and "component" not in out and ("." in tok or "/" in tok):
-                out["component"] = tok
+                out["component"] = re.sub(r":\d+$", "", tok)
     if ts:
         out["timestamp"] = " ".join(ts)
     if names:
-        if "component" not in out and seen_level:
+        if "component" not in out and seen_level and re.search(r"[A-Za-z]{2}", names[-1]):
             out["component"] = names[-1]
             names = names[:-1]
         if names and "host" not in out:
@@ -452,7 +467,7 @@ def learn_headers(lines: Sequence[str], *, sample: int = _SAMPLE, min_share: flo
     for i, c in enumerate(classes):
         if c in _TS_CLASSES:
             ts_end = i + 1
-        elif c in (NUM, SEP, NAME) and i < 4:  # epoch, "-", host or file name before a date
+        elif c in (NUM, SEP, NAME, OTHER) and i < 4:  # epoch, "-", host, file name before a date
             continue
         else:
             break
@@ -483,8 +498,15 @@ def learn_headers(lines: Sequence[str], *, sample: int = _SAMPLE, min_share: flo
             h += 1
     elif ts_end > 0:
         h = ts_end
-        if h < p and classes[h] == SEP:
-            h += 1
+        # "ts|comp|pid|message": fields up to the last separator every line has in one place
+        last_sep = None
+        for i in range(ts_end, p):
+            if classes[i] not in (SEP, NAME, NUM, BRACKET):
+                break
+            if classes[i] == SEP and _same_token_share(text, i) >= min_share:
+                last_sep = i
+        if last_sep is not None:
+            h = last_sep + 1
     if h == 0:
         return HeaderModel()
     lead = ts_end if ts_end and ts_end <= h else min(h, 1)
@@ -508,6 +530,14 @@ def _sep_after(toks: Sequence[re.Match[str]], start: int, within: int) -> int | 
         if c not in (NAME, OTHER):
             return None
     return None
+
+
+def _same_token_share(lines: Sequence[str], pos: int) -> float:
+    """Share of lines whose token at ``pos`` is the most common one there."""
+    toks = [t[pos].group() for t in (_tokens(line, pos + 1) for line in lines[:400]) if len(t) > pos]
+    if not toks:
+        return 0.0
+    return Counter(toks).most_common(1)[0][1] / len(toks)
 
 
 def _looks_structured(line: str) -> bool:

@@ -208,3 +208,73 @@ def test_a_log_job_with_a_bad_format_fails_when_the_config_loads():
     assert "log_format" in str(err.value) and "no %{message}" in str(err.value)
     job = LogJob(name="shop", path="/var/log/shop.log", log_format="%{ts} %{level} %{message}")
     assert job.log_format == "%{ts} %{level} %{message}"
+
+
+LAYOUTS = {
+    # name: (two lines of the layout, the message of the first, its level, its component)
+    "logcat": (
+        [
+            "03-17 16:13:38.811  1702  2395 D WindowManager: freezing display for token 41",
+            "03-17 16:13:39.002  1702  1820 I ActivityManager: Start proc 8812 for activity com.x/.Main",
+        ],
+        "freezing display for token 41",
+        "debug",
+        "WindowManager",
+    ),
+    "zookeeper": (
+        [
+            "2015-07-29 17:41:44,747 - INFO  [QuorumPeer[myid=1]/0.0.0.0:2181:Leader@358] - LEADING - LEADER ELECTION TOOK - 210",
+            "2015-07-29 17:41:45,001 - WARN  [SendWorker:188978561024:QuorumCnxManager$SendWorker@679] - Interrupted while waiting",
+        ],
+        "LEADING - LEADER ELECTION TOOK - 210",
+        "info",
+        None,
+    ),
+    "klog": (
+        [
+            "E0312 10:00:01.123456       1 reflector.go:138] Failed to watch *v1.Pod: timeout",
+            "I0312 10:00:02.000001       1 controller.go:114] Synced 12 pods",
+        ],
+        "Failed to watch *v1.Pod: timeout",
+        "error",
+        "reflector.go",
+    ),
+    "apache_error": (
+        [
+            "[Sun Dec 04 04:47:44 2005] [notice] workerEnv.init() ok /etc/httpd/conf/workers2.properties",
+            "[Sun Dec 04 04:47:46 2005] [error] mod_jk child workerEnv in error state 6",
+        ],
+        "workerEnv.init() ok /etc/httpd/conf/workers2.properties",
+        "info",
+        None,
+    ),
+    "pipe_fields": (
+        [
+            "20171223-22:15:29:606|Step_LSC|30002312|onStandStepChanged 3579",
+            "20171223-22:15:29:615|Step_SPUtils|30002312|REPORT : 7007 5002 150089 240",
+        ],
+        "onStandStepChanged 3579",
+        None,
+        None,
+    ),
+    "tab_separated_zap": (
+        [
+            "2024-03-04T10:00:00.123Z\tINFO\tserver/http.go:88\trequest completed in 12ms",
+            "2024-03-04T10:00:01.456Z\tERROR\tstore/db.go:12\tquery failed after 3 retries",
+        ],
+        "request completed in 12ms",
+        "info",
+        "server/http.go",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LAYOUTS))
+def test_other_common_layouts_are_learned_without_a_format(name: str):
+    lines, message, level, component = LAYOUTS[name]
+    model = learn_headers(lines * 20)
+    got = model.split(lines[0])
+    assert got.message == message
+    assert got.fields.get("level") == level
+    if component is not None:
+        assert got.fields.get("component") == component
