@@ -228,14 +228,21 @@ async def _on_dask(
     emit_events: bool,
 ) -> list[dict[str, Any]]:
     """The detectors' windows as coarse ``backfill-window`` tasks on the Dask cluster at
-    ``address``: the detectors in ``max_concurrency`` groups, each group's pieces (its
-    detectors' oldest pending window) one at a time, the groups side by side. A detector
-    that fails at a window leaves its group's later pieces (it stays retryable)."""
+    ``address``: the detectors in as many groups as the cluster has worker threads (at most
+    ``max_concurrency``), each group's pieces (its detectors' oldest pending window) one at a
+    time, the groups side by side. A detector that fails at a window leaves its group's later
+    pieces (it stays retryable)."""
     log = get_run_logger()
     db = store(config)
     runner = await to_thread.run_sync(_dask_runner, address)
     rows = {d.id: new_detector_row(d.id) for d in detectors}
-    n_groups = min(len(detectors), config.max_concurrency)
+    piece_task = backfill_window.with_options(retries=config.retry_attempts - 1)
+    # as many groups as the cluster runs tasks at once (at most max_concurrency): more would
+    # only cut the pieces smaller, and each task costs a few hundred ms of Prefect round trips
+    threads = sum((await to_thread.run_sync(runner.client.nthreads)).values())
+    n_groups = max(1, min(len(detectors), config.max_concurrency, threads))
+    log.info("backfill %s: %d detector(s) in %d group(s) on the Dask cluster at %s (%d worker threads)",
+             resolved.backfill_id, len(detectors), n_groups, address, threads)
     groups = [detectors[i::n_groups] for i in range(n_groups)]
 
     async def one_group(group: list[Detector]) -> None:
@@ -256,7 +263,7 @@ async def _on_dask(
                 "detector_count": len(ids), "window_start": first, "train_until": resolved.request.train_until,
                 "capacity": capacity, "flow_run_id": run_id, "emit_events": emit_events,
             }
-            future = await to_thread.run_sync(lambda: runner.submit(backfill_window, parameters=parameters))
+            future = await to_thread.run_sync(lambda: runner.submit(piece_task, parameters=parameters))
             try:
                 out = await to_thread.run_sync(future.result)
             except Exception as exc:  # the piece itself failed (a worker died...): its windows stay retryable

@@ -30,7 +30,7 @@ from aiops.errors import AiopsError
 from aiops.pipeline import DetectionRun
 from aiops.store import Detector
 from aiops.transform import standardize
-from tasks._runtime import store
+from tasks._runtime import TRANSIENT, TRANSIENT_RETRIES, store
 from tasks.collect import collect_metrics
 from tasks.detect import run_detector
 from tasks.logs import commit_window
@@ -122,6 +122,7 @@ async def run_detector_windows(
     until: datetime | None = None,
     on_window: Callable[[], Awaitable[None]] | None = None,
     on_failure: Callable[[], Awaitable[None]] | None = None,
+    inline: bool = False,
 ) -> dict[str, Any]:
     """This detector's pending windows (those starting at or before ``until`` when given),
     oldest first, continuing the backfill's models and incident states from the store;
@@ -129,7 +130,12 @@ async def run_detector_windows(
     time order), leaving that window ``failed`` and retryable. Returns the detector's row.
 
     A pipeline one piece deep: while a piece is scored and committed, the next one is
-    already being fetched, so Prometheus and the scoring overlap."""
+    already being fetched, so Prometheus and the scoring overlap.
+
+    ``inline`` (inside ``backfill-window``): collect and score run as plain calls inside the
+    calling task, not as task runs of their own (each would cost several Prefect API round
+    trips per window), and a transient failure is raised, not recorded, so that task's
+    retries (the one transient policy) run the piece again: windows already done are skipped."""
     log = get_run_logger()
     db = store(config)
     ds = det.datasources[0]
@@ -139,7 +145,10 @@ async def run_detector_windows(
     states: dict[str, Any] = {key: item["state"] for key, item in stored.items()}
     incident_states = await to_thread.run_sync(db.load_incident_states, det.id, bf_id)
     known = {"series": len(states)}
-    collect = collect_metrics.with_options(retries=config.retry_attempts - 1, cache_policy=NO_CACHE)
+    collect = (collect_metrics.fn if inline
+               else collect_metrics.with_options(retries=config.retry_attempts - 1, cache_policy=NO_CACHE))
+    score = score_backfill_piece.fn if inline else score_backfill_piece
+    q = (lambda value: value) if inline else quote  # quote: Prefect need not walk frames and states
     plan = PiecePlan(db, bf_id, det.id, step, capacity, budget, until=until)
 
     def fetch(piece: Piece | None) -> asyncio.Task | None:
@@ -172,9 +181,9 @@ async def run_detector_windows(
             next_fetch = fetch(following)
             mode = "training" if train_until and w.window_end <= train_until else "running"
             frame = collected["frame"] if collected is not None else None
-            earlier, inserted = await score_backfill_piece(
-                det, bf_id, w.window_start, quote(frame), step, quote(states), mode, run_id, quote(earlier), piece.last,
-                quote(incident_states), piece.span.end if piece.span is not None else None,
+            earlier, inserted = await score(
+                det, bf_id, w.window_start, q(frame), step, q(states), mode, run_id, q(earlier), piece.last,
+                q(incident_states), piece.span.end if piece.span is not None else None,
             )
             for key, (_, state) in earlier.states.items():
                 states[key] = state
@@ -183,6 +192,8 @@ async def run_detector_windows(
         except Exception as exc:  # the window stays retryable; later ones wait for it
             if next_fetch is not None:
                 next_fetch.cancel()
+            if inline and isinstance(exc, TRANSIENT):
+                raise  # backfill-window's retries run the piece again
             message = exc.message if isinstance(exc, AiopsError) else f"{type(exc).__name__}: {exc}"
             await to_thread.run_sync(lambda: db.mark_window(bf_id, det.id, w.window_start, "failed", message))
             log.error(
@@ -222,7 +233,7 @@ def merge_rows(into: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
     return into
 
 
-@task(name="backfill-window", cache_policy=NO_CACHE,
+@task(name="backfill-window", cache_policy=NO_CACHE, **TRANSIENT_RETRIES,
       task_run_name="backfill {window_start:%Y-%m-%d %H:%M} x {detector_count} detector(s)")
 async def backfill_window(
     config: Settings,
@@ -239,11 +250,12 @@ async def backfill_window(
     per detector, its window ``window_start`` is read, scored with the models the previous
     window committed and committed with its events, models and ``done`` mark in one
     transaction (:meth:`Store.complete_backfill_window`; idempotent). A window already done
-    is skipped, so a piece retried or run twice adds nothing. Returns one row per detector."""
+    is skipped, so a piece retried (datasource outages: the transient retry policy) or run
+    twice adds nothing. Returns one row per detector."""
     rows = []
     for det in detectors:
         rows.append(await run_detector_windows(
             det, backfill_id, train_until=train_until, capacity=capacity, run_id=flow_run_id,
-            budget=WindowBudget(None), config=config, emit_events=emit_events, until=window_start,
+            budget=WindowBudget(None), config=config, emit_events=emit_events, until=window_start, inline=True,
         ))
     return rows
