@@ -197,6 +197,7 @@ def _hexrun(m: re.Match[str]) -> str:
 
 
 _WS = re.compile(r"\s+")
+_MAY_MASK = re.compile(r"[0-9/@\\.]")  # no rule can match a line without one of these
 
 
 def mask_line(line: str) -> str:
@@ -208,7 +209,7 @@ def mask_line(line: str) -> str:
     '<TS> took <NUM>ms from <IP> id=<HEX>'
     """
     text = line if len(line) <= MAX_LINE_CHARS else line[:MAX_LINE_CHARS]
-    if any(c.isdigit() for c in text) or any(c in text for c in "/@\\."):
+    if _MAY_MASK.search(text):
         for trigger, rx, repl in _MASK_RULES:
             if trigger and trigger not in text:
                 continue
@@ -535,7 +536,7 @@ class TemplateMiner:
         self.cache_size = int(cache_size)
         self._templates: dict[tuple[str, ...], _Cluster] = {}
         self._patterns: dict[int, dict[tuple[int, ...], int]] = {}
-        self._siblings: dict[tuple[int, int, int], _Siblings] = {}
+        self._siblings: dict[int, _Cluster | _Siblings] = {}
         self._by_len: dict[int, dict[str, _Cluster]] = {}
         self._by_id: dict[str, _Cluster] = {}
         self._aliases: dict[str, str] = {}
@@ -858,14 +859,24 @@ class TemplateMiner:
         return cluster
 
     # indexes: template key, generalisation patterns, length, siblings --------------------------
-    def _sibling_keys(self, cluster: _Cluster) -> list[tuple[int, int, int, str]]:
+    @staticmethod
+    def _sibling_keys(cluster: _Cluster) -> list[tuple[int, int, str]]:
+        """``(hash, position, word)`` per countable position: the hash is that of the key
+        without the position (prefix and suffix hashes, so O(length) in all)."""
         key, n = cluster.key, len(cluster.key)
+        upto = min(n, _SIBLING_POSITIONS)
+        pre = [0] * (upto + 1)
+        for i in range(upto):
+            pre[i + 1] = hash((pre[i], key[i]))
+        suf = [0] * (n + 1)
+        for i in range(n - 1, 0, -1):
+            suf[i] = hash((key[i], suf[i + 1]))
         out = []
-        for p in range(min(n, _SIBLING_POSITIONS)):
+        for p in range(upto):
             tok = key[p]
             if tok == WILDCARD or _is_error_signature(tok):
                 continue
-            out.append((n, p, hash(key[:p] + key[p + 1 :]), tok))
+            out.append((hash((n, p, pre[p], suf[p + 1])), p, tok))
         return out
 
     def _index(self, cluster: _Cluster, merge: bool) -> None:
@@ -878,10 +889,18 @@ class TemplateMiner:
             pats = self._patterns.setdefault(n, {})
             pats[cluster.general] = pats.get(cluster.general, 0) + 1
         trigger: tuple[int, _Siblings] | None = None
-        for n_, p, h, tok in self._sibling_keys(cluster):
-            sib = self._siblings.get((n_, p, h))
-            if sib is None:
-                sib = self._siblings[(n_, p, h)] = _Siblings()
+        siblings = self._siblings
+        for h, p, tok in self._sibling_keys(cluster):
+            entry = siblings.get(h)
+            if entry is None:  # the common case: no sibling yet, the template itself is kept
+                siblings[h] = cluster
+                continue
+            if isinstance(entry, _Cluster):
+                sib = siblings[h] = _Siblings()
+                sib.members.append(entry)
+                sib.values.add(entry.key[p])
+            else:
+                sib = entry
             sib.members.append(cluster)
             if len(sib.values) < self.merge_threshold:
                 sib.values.add(tok)
@@ -904,14 +923,18 @@ class TemplateMiner:
                 pats[cluster.general] = left
             else:
                 pats.pop(cluster.general, None)
-        for n_, p, h, _tok in self._sibling_keys(cluster):
-            sib = self._siblings.get((n_, p, h))
-            if sib is None:
+        siblings = self._siblings
+        for h, _p, _tok in self._sibling_keys(cluster):
+            entry = siblings.get(h)
+            if entry is None:
                 continue
-            if cluster in sib.members:
-                sib.members.remove(cluster)
-            if not sib.members:
-                del self._siblings[(n_, p, h)]
+            if entry is cluster:
+                del siblings[h]
+            elif isinstance(entry, _Siblings):
+                if cluster in entry.members:
+                    entry.members.remove(cluster)
+                if not entry.members:
+                    del siblings[h]
 
     def _generalise(self, cluster: _Cluster, p: int, sib: _Siblings) -> None:
         """Turn position ``p`` of ``cluster`` and its siblings into ``<*>`` and merge them."""
@@ -986,6 +1009,8 @@ class TemplateMiner:
         extra = len(self._by_id) - self.max_clusters
         if extra <= 0:
             return
+        # make room for a few more at once, so that the sort below is not paid per line
+        extra = min(len(self._by_id) - 1, extra + self.max_clusters // 20)
         victims = sorted(self._by_id.values(), key=lambda c: (c.last_used, c.count, c.id))[:extra]
         for cluster in victims:
             cluster.evicted = True
