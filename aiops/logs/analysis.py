@@ -203,11 +203,17 @@ class _Messages(Sequence[str]):
     multi-line event its first line's message plus the exception type its continuation
     names), computed only for the lines the miner reads (one per new shape, and examples)."""
 
-    def __init__(self, lines: list[str], header: HeaderModel | None, keys: list[bytes]) -> None:
+    def __init__(
+        self,
+        lines: list[str],
+        header: HeaderModel | None,
+        keys: list[bytes],
+        cache: dict[bytes, Split],
+    ) -> None:
         self._lines = lines
         self._header = header
         self._keys = keys
-        self._splits: dict[bytes, Split] = {}
+        self._splits = cache  # per shape key, kept by the analyzer across chunks
 
     def __len__(self) -> int:
         return len(self._lines)
@@ -272,6 +278,7 @@ class LogAnalyzer:
         self._strict: bool | None = None  # lines without the header continue an event
         self._common: frozenset[str] | None = None
         self._shape_info: dict[bytes, _ShapeFeatures] = {}
+        self._splits: dict[bytes, Split] = {}
         try:
             delta = pd.Timedelta(bucket)
         except (TypeError, ValueError) as exc:
@@ -351,11 +358,7 @@ class LogAnalyzer:
         if not self.multiline or len(lines) < 2:
             idx = np.arange(len(lines), dtype=np.int64)
             return Events(lines, idx, idx, 0)
-        streams = None
-        if "labels" in frame.columns:
-            col = frame["labels"].to_numpy()
-            if len(set(map(id, col))) > 1:  # rows of one stream share one dict
-                streams = col.tolist()
+        streams = frame["labels"].to_numpy() if "labels" in frame.columns else None
         if self._strict is None:
             self._strict = strict_header(lines, self._header)
             self._common = header_first_chars(lines, self._header) if self._strict else frozenset()
@@ -377,7 +380,9 @@ class LogAnalyzer:
         n = len(lines)
         blob = _encode_lines(lines if flat is None else flat)
         scan = shape_scan(blob, n, runs=True)
-        view = _Messages(lines, self._header, scan.keys)
+        if len(self._splits) > self.miner.cache_size:
+            self._splits.clear()
+        view = _Messages(lines, self._header, scan.keys, self._splits)
         batch = self.miner._add_batch(view, ts, keys=scan.keys)
         assert batch.order is not None and batch.bounds is not None and batch.shape_slot is not None
         assert batch.shape_lo is not None and batch.shape_hi is not None

@@ -23,7 +23,7 @@ the next line starts a new event.
 
 from __future__ import annotations
 
-import operator
+import itertools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,12 +31,13 @@ from typing import Any
 
 import numpy as np
 
-from aiops.logs.headers import HeaderModel
+from aiops.logs.headers import HeaderModel, split_structured
 
 __all__ = ["Events", "exception_type", "join_events", "MAX_EVENT_LINES", "MAX_EVENT_BYTES"]
 
 MAX_EVENT_LINES = 200
 MAX_EVENT_BYTES = 32_768
+_SCAN_ROWS = 65_536
 
 _STRONG = (
     "\t",
@@ -51,6 +52,8 @@ _STRONG = (
     "created by ",
 )
 _STRONG_FIRST = frozenset(p[0] for p in _STRONG)
+_STRONG_BYTES = np.zeros(256, bool)
+_STRONG_BYTES[[ord(c) for c in _STRONG_FIRST] + [10]] = True
 _EXC_NAMES = r"(?:Error|Exception|Exit|Interrupt|Warning|Fault|Failure|Throwable|Panic)"
 _EXC_LINE = re.compile(
     r"(?:Caused by: )?(?P<type>(?:[A-Za-z_$][\w$]*\.)+[A-Za-z_$][\w$]*"  # qualified
@@ -98,25 +101,33 @@ def _continues(
     cont = np.zeros(n, bool)
     if n < 2:
         return cont
-    # candidate rows found by one regex pass over the joined text (C speed, not per line)
+    # candidate rows from their first byte, with numpy over the UTF-8 text (not per line);
+    # a newline byte never occurs inside a multi-byte character
     plain = common - _STRONG_FIRST
-    if strict_header and plain:
-        starts = "[^" + "".join(re.escape(c) for c in sorted(plain)) + "]"
-    else:
-        starts = "[" + "".join(re.escape(c) for c in sorted(_STRONG_FIRST)) + "\n]"
-    text = "\n" + "\n".join(lines)
-    if text.count("\n") != n or (strict_header and common and not plain):  # no fast path
-        cand = _STRONG_FIRST | {""}
-        idx = [
-            i
-            for i, line in enumerate(lines)
-            if line[:1] in cand or (strict_header and common and line[:1] not in common)
-        ]
-    else:
-        offsets = np.zeros(n, np.int64)
-        np.cumsum(np.fromiter(map(len, lines), np.int64, n)[:-1] + 1, out=offsets[1:])
-        hits = [m.start() for m in re.finditer("\n" + starts, text)]
-        idx = np.searchsorted(offsets, np.asarray(hits, np.int64), side="left").tolist() if hits else []
+    strict_fast = strict_header and plain
+    if strict_fast:
+        ok_first = np.zeros(256, bool)
+        ok_first[[c.encode("utf-8", "replace")[0] for c in plain]] = True
+    idx: list[int] = []
+    for lo in range(0, n, _SCAN_ROWS):  # bounded memory: one slice of the text at a time
+        part = lines[lo : lo + _SCAN_ROWS]
+        blob = ("\n" + "\n".join(part) + "\n").encode("utf-8", "replace")
+        a = np.frombuffer(blob, np.uint8)
+        nl = np.flatnonzero(a == 10)
+        if nl.size != len(part) + 1 or (strict_header and common and not plain):
+            cand = _STRONG_FIRST | {""}
+            idx.extend(
+                lo + i
+                for i, line in enumerate(part)
+                if line[:1] in cand or (strict_header and common and line[:1] not in common)
+            )
+            continue
+        first = a[nl[:-1] + 1]  # the first byte of each row (a newline when it is empty)
+        if strict_fast:
+            hit = ~ok_first[first] | _STRONG_BYTES[first]
+        else:
+            hit = _STRONG_BYTES[first]
+        idx.extend((np.flatnonzero(hit) + lo).tolist())
     strong = np.zeros(n, bool)
     for i in idx:
         line = lines[i]
@@ -164,8 +175,9 @@ def header_first_chars(lines: Sequence[str], header: HeaderModel, sample: int = 
 
 
 def strict_header(lines: Sequence[str], header: HeaderModel | None, sample: int = 2000, share: float = 0.97) -> bool:
-    """Whether nearly every text line of the sample carries ``header`` (then a line without
-    it continues the event before it)."""
+    """Whether nearly every line of the sample carries ``header``'s text header (then a line
+    without it continues the event before it). JSON and logfmt lines count as not carrying it:
+    a file that mixes formats is not strict."""
     if header is None or not header.learned:
         return False
     seen = hit = 0
@@ -173,7 +185,7 @@ def strict_header(lines: Sequence[str], header: HeaderModel | None, sample: int 
         if not line or _is_strong(line):
             continue
         seen += 1
-        hit += _carries(header, line)
+        hit += _carries(header, line) and split_structured(line) is None
     return seen >= 20 and hit >= share * seen
 
 
@@ -203,22 +215,17 @@ def join_events(
         common = header_first_chars(lines, header)
     common = common or frozenset()
     order: np.ndarray | None = None
-    if streams is not None:
+    cont = _continues(lines, header, strict, common)
+    seq = lines
+    if streams is not None and cont.any() and not _joins_within_streams(cont, streams):
         codes = _stream_codes(streams)
-        if codes is not None:
+        if codes is not None:  # interleaved streams: join each stream's rows on their own
             order = np.argsort(codes, kind="stable")
-            lines_o = [lines[i] for i in order.tolist()]
-            cont = _continues(lines_o, header, strict, common)
+            seq = [lines[i] for i in order.tolist()]
+            cont = _continues(seq, header, strict, common)
             first_of_stream = np.ones(n, bool)
             first_of_stream[1:] = codes[order][1:] != codes[order][:-1]
             cont &= ~first_of_stream
-            seq = lines_o
-        else:
-            cont = _continues(lines, header, strict, common)
-            seq = lines
-    else:
-        cont = _continues(lines, header, strict, common)
-        seq = lines
     if not cont.any():
         return _single(lines)
     # bound events: a run longer than max_lines / max_bytes starts a new event
@@ -238,7 +245,7 @@ def join_events(
     event_of_pos = np.cumsum(start) - 1
     first_pos = np.flatnonzero(start)
     nev = first_pos.size
-    texts: list[str] = list(operator.itemgetter(*first_pos.tolist())(seq)) if nev > 1 else [seq[0]]
+    texts: list[str] = list(itertools.compress(seq, start.tolist()))
     ends = np.append(first_pos[1:], n)
     for e in np.flatnonzero(ends - first_pos > 1).tolist():
         a, b = int(first_pos[e]), int(ends[e])
@@ -258,6 +265,15 @@ def join_events(
         row_event,
         int(cont.sum()),
     )
+
+
+def _joins_within_streams(cont: np.ndarray, streams: Sequence[Any]) -> bool:
+    """Whether every joined row follows a row of its own stream (then the order is fine)."""
+    for r in np.flatnonzero(cont).tolist():
+        a, b = streams[r], streams[r - 1]
+        if a is not b and a != b:
+            return False
+    return True
 
 
 def _stream_codes(streams: Sequence[Any]) -> np.ndarray | None:

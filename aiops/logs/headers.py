@@ -35,6 +35,7 @@ split the same way), so its cost does not grow with the number of lines.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections import Counter
@@ -124,6 +125,7 @@ _DOTTED = re.compile(r"[A-Za-z_$][\w$-]*(?:[./][\w$<>\[\]-]+)+(?::\d+)?")
 _BRACKET_TIME = re.compile(r"\d{1,2}:\d{2}:\d{2}|\d{4}-\d{2}-\d{2}|\d{2}/\w{3}/\d{4}")
 
 
+@functools.lru_cache(maxsize=65_536)
 def _cls(tok: str) -> str:
     """The class of one header token (see the module docstring)."""
     c = tok[0]
