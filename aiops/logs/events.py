@@ -101,32 +101,20 @@ def _continues(
     cont = np.zeros(n, bool)
     if n < 2:
         return cont
-    # candidate rows from their first byte, with numpy over the UTF-8 text (not per line);
-    # a newline byte never occurs inside a multi-byte character
+    # candidate rows from their first character, with numpy (ASCII; others read as "?")
     plain = common - _STRONG_FIRST
-    strict_fast = strict_header and plain
-    if strict_fast:
-        ok_first = np.zeros(256, bool)
-        ok_first[[c.encode("utf-8", "replace")[0] for c in plain]] = True
+    ok_first = np.zeros(256, bool)
+    if strict_header and common:
+        ok_first[[ord(c) if ord(c) < 128 else ord("?") for c in plain]] = True
     idx: list[int] = []
-    for lo in range(0, n, _SCAN_ROWS):  # bounded memory: one slice of the text at a time
+    for lo in range(0, n, _SCAN_ROWS):  # bounded memory
         part = lines[lo : lo + _SCAN_ROWS]
-        blob = ("\n" + "\n".join(part) + "\n").encode("utf-8", "replace")
-        a = np.frombuffer(blob, np.uint8)
-        nl = np.flatnonzero(a == 10)
-        if nl.size != len(part) + 1 or (strict_header and common and not plain):
-            cand = _STRONG_FIRST | {""}
-            idx.extend(
-                lo + i
-                for i, line in enumerate(part)
-                if line[:1] in cand or (strict_header and common and line[:1] not in common)
-            )
-            continue
-        first = a[nl[:-1] + 1]  # the first byte of each row (a newline when it is empty)
-        if strict_fast:
-            hit = ~ok_first[first] | _STRONG_BYTES[first]
-        else:
-            hit = _STRONG_BYTES[first]
+        first = np.frombuffer(
+            "".join([line[:1] or "\n" for line in part]).encode("ascii", "replace"), np.uint8
+        )
+        hit = _STRONG_BYTES[first]
+        if strict_header and common:
+            hit |= ~ok_first[first]
         idx.extend((np.flatnonzero(hit) + lo).tolist())
     strong = np.zeros(n, bool)
     for i in idx:
