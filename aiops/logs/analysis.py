@@ -507,8 +507,9 @@ class LogAnalyzer:
                 for i in order[lo : min(lo + 4 * self.miner.max_examples, int(bounds[u + 1]))].tolist():
                     if len(tpl.examples) >= self.miner.max_examples:
                         break
-                    if lines[i] not in tpl.examples:
-                        tpl.examples.append(lines[i])
+                    example = lines[i][:MAX_LINE_CHARS]  # a whole stack trace is bounded too
+                    if example not in tpl.examples:
+                        tpl.examples.append(example)
             if tpl.framing < 0:
                 tpl.framing = s_frame[u]
             if comp is not None:

@@ -344,7 +344,12 @@ class HeaderModel:
             toks = _tokens(line, n + 3)
             j = _sep_after(toks, fit - 1, 3)
             if j is not None and j + 1 < len(toks):
-                return Split(line[toks[j + 1].start() :], _fields(toks[:fit]), True)
+                fields = _fields(toks[:fit])
+                if "component" not in fields:  # "program [extra] -": the program
+                    fields["component"] = toks[fit - 1].group()
+                    if fields.get("host") == fields["component"]:
+                        del fields["host"]
+                return Split(line[toks[j + 1].start() :], fields, True)
         if fit < len(toks) and fit < n and self.classes[fit] != SEP and _cls(toks[fit].group()) == SEP:
             fit += 1  # a separator that ends a shorter header
         elif fit == n and self.sep_within:
@@ -417,6 +422,9 @@ def _fields(toks: Sequence[re.Match[str]]) -> dict[str, str]:
                 out["component"] = re.sub(r":\d+$", "", tok)
     if ts:
         out["timestamp"] = " ".join(ts)
+    if len(toks) >= 2 and names and names[-1] == toks[-2].group() and _cls(toks[-1].group()) == SEP:
+        if "component" not in out:  # "[time] program - ": the name before the closing separator
+            out["component"] = names.pop()
     if names:
         if "component" not in out and seen_level and re.search(r"[A-Za-z]{2}", names[-1]):
             out["component"] = names[-1]
