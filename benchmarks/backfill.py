@@ -12,12 +12,23 @@ run times:
     .venv/bin/python benchmarks/backfill.py [--series 100] [--days 30] [--window 1d]
 
 Prints samples/s for both, the ratio (goal <= 1.5x) and the peak RSS of this process.
+
+With ``--dask-workers N`` (a ``distributed.LocalCluster`` of N single-threaded worker
+processes on 127.0.0.1) or ``--dask-address tcp://HOST:PORT`` (an existing cluster whose
+workers see this run's store and Prometheus), the same backfill also runs through the cluster
+(``AIOPS_DASK_ADDRESS``) on a fresh store, and the script prints its samples/s and the
+ratio to the in-process run. ``--detectors K`` splits the series over K detectors (the unit a
+Dask cluster runs side by side: one window x a group of detectors); both runs first do a
+one-window warm-up backfill (imports, JIT) that is not timed.
+
+    .venv/bin/python benchmarks/backfill.py --days 7 --detectors 4 --dask-workers 2
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import math
 import os
@@ -74,7 +85,11 @@ def main() -> None:
     parser.add_argument("--series", type=int, default=100)
     parser.add_argument("--days", type=float, default=30.0)
     parser.add_argument("--window", default="1d")
+    parser.add_argument("--detectors", type=int, default=1, help="split the series over this many detectors")
+    parser.add_argument("--dask-workers", type=int, help="also run through a LocalCluster of this many worker processes")
+    parser.add_argument("--dask-address", help="also run through the Dask cluster at this scheduler address")
     args = parser.parse_args()
+    dask = args.dask_address or args.dask_workers
 
     global START
     points = int(args.days * 86400 // STEP)
@@ -101,26 +116,67 @@ def main() -> None:
 
             asyncio.run(baseline(prom.url, windows[:1]))  # warm Prometheus' caches once
             base_s, base_samples = asyncio.run(baseline(prom.url, windows))
-            with prefect_test_harness(server_startup_timeout=120), disable_run_logger():
+            detectors = [f"bench-{k}" for k in range(args.detectors)]
+
+            def run(db_name: str) -> tuple[float, dict]:
+                """Create the detectors in a fresh store, warm up on one window, time the backfill."""
+                os.environ["AIOPS_DATABASE_URL"] = f"sqlite:///{work}/{db_name}"
                 db = store()
-                db.create_detector({
-                    "id": "bench", "name": "bench", "kind": "zscore", "status": "paused",
-                    "datasource": {"query": "bench_backfill", "step": STEP, "lookback": 3600},
-                })
+                for k, det_id in enumerate(detectors):
+                    mine = "|".join(f"host-{i:03d}" for i in range(args.series) if i % args.detectors == k)
+                    query = "bench_backfill" if args.detectors == 1 else f'bench_backfill{{instance=~"{mine}"}}'
+                    db.create_detector({
+                        "id": det_id, "name": det_id, "kind": "zscore", "status": "paused",
+                        "datasource": {"query": query, "step": STEP, "lookback": 3600},
+                    })
+                warm_end = datetime.fromtimestamp(min(end, start + 3600 * 6), UTC)
+                asyncio.run(backfill(detectors, range_start, warm_end, window="1h", backfill_id="warm-up"))
                 t = time.perf_counter()
-                result = asyncio.run(backfill(["bench"], range_start, range_end, window=args.window))
-                flow_s = time.perf_counter() - t
+                result = asyncio.run(backfill(detectors, range_start, range_end, window=args.window))
+                return time.perf_counter() - t, result
+
+            with prefect_test_harness(server_startup_timeout=120), disable_run_logger():
+                flow_s, result = run("aiops.db")
+                dask_s = dask_result = None
+                if dask:
+                    os.environ["AIOPS_DATABASE_URL"] = f"sqlite:///{work}/aiops-dask.db"  # the workers inherit it
+                    with contextlib.ExitStack() as stack:
+                        address = args.dask_address
+                        if address is None:
+                            from distributed import LocalCluster
+
+                            cluster = stack.enter_context(LocalCluster(
+                                n_workers=args.dask_workers, threads_per_worker=1, processes=True,
+                                host="127.0.0.1", dashboard_address=None,
+                            ))
+                            address = cluster.scheduler_address
+                        os.environ["AIOPS_DASK_ADDRESS"] = address
+                        try:
+                            dask_s, dask_result = run("aiops-dask.db")
+                        finally:
+                            del os.environ["AIOPS_DASK_ADDRESS"]
             base2_s, _ = asyncio.run(baseline(prom.url, windows))  # again, after: the machine may drift
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    row = result["detectors"][0]
+    samples = sum(r["samples"] for r in result["detectors"])
     base = min(base_s, base2_s)
-    print(f"backfill: {args.series} series x {args.days:g} days at {STEP} s, {len(windows)} windows of {args.window}")
+    print(f"backfill: {args.series} series x {args.days:g} days at {STEP} s, {len(windows)} windows of {args.window}, "
+          f"{args.detectors} detector(s)")
     print(f"{'path':<46}{'seconds':>10}{'samples/s':>14}")
     print(f"{'baseline: httpx + json.loads per window':<46}{base:>10.2f}{base_samples / base:>14,.0f}")
-    print(f"{'backfill flow: Prometheus -> store':<46}{flow_s:>10.2f}{row['samples'] / flow_s:>14,.0f}")
-    print(f"windows done {result['progress']['done']}/{result['progress']['total']}, samples {row['samples']:,} "
-          f"(baseline {base_samples:,}), anomalies stored {result['anomalies']}, largest piece {row['max_piece_samples']:,} samples")
+    print(f"{'backfill flow: Prometheus -> store':<46}{flow_s:>10.2f}{samples / flow_s:>14,.0f}")
+    if dask_result is not None:
+        label = f"backfill flow on Dask ({args.dask_workers} workers)" if args.dask_address is None else "backfill flow on Dask"
+        dask_samples = sum(r["samples"] for r in dask_result["detectors"])
+        print(f"{label:<46}{dask_s:>10.2f}{dask_samples / dask_s:>14,.0f}")
+    print(f"windows done {result['progress']['done']}/{result['progress']['total']}, samples {samples:,} "
+          f"(baseline {base_samples:,}), anomalies stored {result['anomalies']}, "
+          f"largest piece {max(r['max_piece_samples'] for r in result['detectors']):,} samples")
     print(f"ratio (backfill time / baseline time): {flow_s / base:.2f}x  (goal <= 1.5x)")
+    if dask_result is not None:
+        same = (dask_result["anomalies"], dask_result["progress"]["done"]) == (result["anomalies"], result["progress"]["done"])
+        print(f"Dask: windows done {dask_result['progress']['done']}/{dask_result['progress']['total']}, anomalies stored "
+              f"{dask_result['anomalies']} ({'same as' if same else 'DIFFERENT FROM'} in-process)")
+        print(f"ratio (Dask throughput / in-process throughput): {flow_s / dask_s:.2f}x")
     print(f"peak RSS of this process: {rss_mb:,.0f} MB")
 
 
