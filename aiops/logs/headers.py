@@ -188,6 +188,7 @@ class Split:
 # --------------------------------------------------------------------------------------------
 # Structured lines: JSON and logfmt
 # --------------------------------------------------------------------------------------------
+_PAYLOAD_START = frozenset("{abcdefghijklmnopqrstuvwxyz")
 _MSG_KEYS = ("msg", "message", "log", "@message", "MESSAGE", "Message", "event", "text", "body")
 _KEY_ROLES = {
     "level": "level",
@@ -326,8 +327,19 @@ class HeaderModel:
         structured = split_structured(line)
         if structured is not None:
             return structured
-        if self.regex is not None:
-            return self._split_regex(line)
+        got = self._split_regex(line) if self.regex is not None else self._split_text(line)
+        if got.has_header:
+            # a JSON or logfmt payload after a text prefix (container runtimes' "stdout F",
+            # loggers that print a level and then JSON): its message field is the message
+            msg = got.message
+            starts = [0] + [m.start() for m in _tokens(msg, 3)[1:] if msg[m.start()] == "{"]
+            for at in starts:
+                inner = split_structured(msg[at:]) if msg[at : at + 1] in _PAYLOAD_START else None
+                if inner is not None:
+                    return Split(inner.message, {**inner.fields, **got.fields}, True, True)
+        return got
+
+    def _split_text(self, line: str) -> Split:
         if not self.classes:
             return Split(line)
         toks = _tokens(line, len(self.classes) + 2)

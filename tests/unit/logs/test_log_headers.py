@@ -278,3 +278,16 @@ def test_other_common_layouts_are_learned_without_a_format(name: str):
     assert got.fields.get("level") == level
     if component is not None:
         assert got.fields.get("component") == component
+
+
+def test_json_after_a_text_prefix_gives_its_message_field():
+    # a container runtime's prefix (CRI: time, stream, tag) in front of a JSON log line
+    lines = [
+        f'2024-03-04T10:00:0{i % 10}.123456789Z stdout F {{"level":"info","msg":"order {i} paid","logger":"shop"}}'
+        for i in range(30)
+    ]
+    got = learn_headers(lines).split(lines[0])
+    assert got.message == "order 0 paid"
+    assert got.fields["component"] == "shop" and got.embedded
+    ids = line_template_ids(from_lines(lines))
+    assert len(set(ids)) == 1
