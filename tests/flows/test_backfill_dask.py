@@ -109,3 +109,32 @@ async def test_an_unreachable_dask_scheduler_is_one_clear_error(aiops_env, prome
     assert main(["backfill", "--detector", "z", "--start", str(h.start), "--end", str(h.end + h.step)]) == 2
     [line] = capsys.readouterr().err.strip().splitlines()
     assert line.startswith("aiops: configuration error: cannot reach the Dask scheduler at " + address)
+
+
+async def test_a_piece_that_meets_an_outage_raises_for_a_retry_and_the_retry_finishes_it(aiops_env, prometheus, monkeypatch):
+    """``backfill-window`` leaves a datasource outage to its (transient-only) retries instead of
+    marking the window failed; the retried piece finds the window and completes it once."""
+    from prefect.logging import disable_run_logger
+
+    from aiops.errors import DatasourceUnavailable
+    from tasks._runtime import settings
+    from tasks.backfill import backfill_window
+
+    h = prometheus.history
+    db = store()
+    det = db.create_detector({"id": "z", "name": "z", "kind": "zscore", "status": "paused",
+                              "datasource": {"query": 'aiops_test_anomaly{instance="a"}', "step": 15, "lookback": 3600}})
+    start = at(h.start)
+    db.plan_backfill("bf-outage", ["z"], [(start, at(h.start + 3600))])
+    args = ("bf-outage", [det], 1, start, None, 1_000_000, None)
+    monkeypatch.setenv("AIOPS_PROMETHEUS_URL", f"http://127.0.0.1:{free_port()}")  # refuses connections
+    with disable_run_logger():
+        with pytest.raises(DatasourceUnavailable):
+            await backfill_window.fn(settings(), *args)
+        [left] = db.next_pending_windows("bf-outage")
+        assert left.status != "failed"  # not recorded as the window's failure: the retry takes it
+        monkeypatch.setenv("AIOPS_PROMETHEUS_URL", prometheus.url)
+        [row] = await backfill_window.fn(settings(), *args)
+        again = await backfill_window.fn(settings(), *args)
+    assert row["error"] is None and row["windows"] == 1 and row["samples"] == 240
+    assert again[0]["windows"] == 0 and db.backfill_progress("bf-outage").done == 1
