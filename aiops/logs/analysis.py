@@ -504,7 +504,8 @@ class LogAnalyzer:
             room = self.miner.max_examples - len(tpl.examples)
             if room > 0:  # raw lines (the miner keeps messages)
                 lo = int(bounds[u])
-                for i in order[lo : min(lo + 4 * self.miner.max_examples, int(bounds[u + 1]))].tolist():
+                hi = min(lo + 4 * self.miner.max_examples, int(bounds[u + 1]))
+                for i in order[lo:hi].tolist():
                     if len(tpl.examples) >= self.miner.max_examples:
                         break
                     example = lines[i][:MAX_LINE_CHARS]  # a whole stack trace is bounded too
@@ -616,9 +617,8 @@ class LogAnalyzer:
                 "component": _top(tpl.components),
             }
             if self.selector is not None:
-                entry["logql"] = template_logql(
-                    _FRAMES[max(tpl.framing, 0)].format(tpl.template), self.selector, self.logql_range
-                )
+                framed = _FRAMES[max(tpl.framing, 0)].format(tpl.template)
+                entry["logql"] = template_logql(framed, self.selector, self.logql_range)
             templates.append(entry)
         listed_lines = sum(self._tpl[t].count for t in listed)
         repeated = sum(self._tpl[t].count for t in order if self._tpl[t].count > 1)

@@ -142,7 +142,9 @@ def _continues(
             cont[i] = True
             # a run "exc line, exc line" after a traceback: keep following
             j = i + 1
-            while j < n and not cont[j] and lines[j] and _exc_like(lines[j]) and (j + 1 < n and strong[j + 1]):
+            while (
+                j + 1 < n and not cont[j] and lines[j] and _exc_like(lines[j]) and strong[j + 1]
+            ):
                 cont[j] = True
                 j += 1
     cont[0] = False
@@ -153,7 +155,9 @@ def _carries(header: HeaderModel | None, line: str) -> bool:
     return header is not None and header.split(line).has_header
 
 
-def header_first_chars(lines: Sequence[str], header: HeaderModel, sample: int = 2000) -> frozenset[str]:
+def header_first_chars(
+    lines: Sequence[str], header: HeaderModel, sample: int = 2000
+) -> frozenset[str]:
     """First characters of the sample lines that carry the header."""
     out: set[str] = set()
     for line in lines[:sample]:
@@ -162,7 +166,9 @@ def header_first_chars(lines: Sequence[str], header: HeaderModel, sample: int = 
     return frozenset(out)
 
 
-def strict_header(lines: Sequence[str], header: HeaderModel | None, sample: int = 2000, share: float = 0.97) -> bool:
+def strict_header(
+    lines: Sequence[str], header: HeaderModel | None, sample: int = 2000, share: float = 0.97
+) -> bool:
     """Whether nearly every line of the sample carries ``header``'s text header (then a line
     without it continues the event before it). JSON and logfmt lines count as not carrying it:
     a file that mixes formats is not strict."""
@@ -239,7 +245,9 @@ def join_events(
         a, b = int(first_pos[e]), int(ends[e])
         texts[e] = "\n".join(seq[a:b])
     if order is None:
-        return Events(texts, first_pos.astype(np.int64), event_of_pos.astype(np.int64), int(cont.sum()))
+        return Events(
+            texts, first_pos.astype(np.int64), event_of_pos.astype(np.int64), int(cont.sum())
+        )
     # back to input order: events ordered by their first row
     first_row = order[first_pos]
     ev_order = np.argsort(first_row, kind="stable")

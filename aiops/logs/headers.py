@@ -282,10 +282,6 @@ def split_structured(line: str) -> Split | None:
 # --------------------------------------------------------------------------------------------
 # Learned text headers
 # --------------------------------------------------------------------------------------------
-def _group(c: str) -> str:
-    return c
-
-
 def _compatible(learned: str, got: str) -> bool:
     if learned == got:
         return True
@@ -295,8 +291,6 @@ def _compatible(learned: str, got: str) -> bool:
         return got == NAME
     if learned == SEP:  # "-" is the placeholder of an empty field (ident, user, label)
         return got == NAME
-    if learned == COMP:  # a component position without its colon still names the component
-        return False
     return False
 
 
@@ -321,7 +315,7 @@ class HeaderModel:
         if self.regex is not None:
             return f"explicit format {self.regex.pattern!r}"
         text = " ".join(self.classes) if self.classes else "none"
-        return text + (f" (name -)" if self.sep_within else "")
+        return text + (" (name -)" if self.sep_within else "")
 
     def split(self, line: str) -> Split:
         structured = split_structured(line)
@@ -362,7 +356,8 @@ class HeaderModel:
                     if fields.get("host") == fields["component"]:
                         del fields["host"]
                 return Split(line[toks[j + 1].start() :], fields, True)
-        if fit < len(toks) and fit < n and self.classes[fit] != SEP and _cls(toks[fit].group()) == SEP:
+        ends_early = fit < len(toks) and fit < n and self.classes[fit] != SEP
+        if ends_early and _cls(toks[fit].group()) == SEP:
             fit += 1  # a separator that ends a shorter header
         elif fit == n and self.sep_within:
             toks = _tokens(line, n + self.sep_within + 1)
@@ -403,7 +398,8 @@ def _fields(toks: Sequence[re.Match[str]]) -> dict[str, str]:
     for m in toks:
         tok = m.group()
         c = _cls(tok)
-        if c in _TS_CLASSES or (c == NUM and ts and len(ts) < 3 and "pid" not in out and _MONTH.fullmatch(ts[-1])):
+        day = c == NUM and ts and len(ts) < 3 and "pid" not in out and _MONTH.fullmatch(ts[-1])
+        if c in _TS_CLASSES or day:
             ts.append(tok.strip("[]"))
             if c == GLOG and "level" not in out:
                 out["level"] = _GLOG_LEVEL[tok[0]]
@@ -446,7 +442,9 @@ def _fields(toks: Sequence[re.Match[str]]) -> dict[str, str]:
     return out
 
 
-def learn_headers(lines: Sequence[str], *, sample: int = _SAMPLE, min_share: float = 0.85) -> HeaderModel:
+def learn_headers(
+    lines: Sequence[str], *, sample: int = _SAMPLE, min_share: float = 0.85
+) -> HeaderModel:
     """Learn the header shape of ``lines`` (the first ``sample`` text lines are read).
 
     Returns a :class:`HeaderModel`; one with no classes when the lines have no consistent
@@ -556,7 +554,8 @@ def _sep_after(toks: Sequence[re.Match[str]], start: int, within: int) -> int | 
 
 def _same_token_share(lines: Sequence[str], pos: int) -> float:
     """Share of lines whose token at ``pos`` is the most common one there."""
-    toks = [t[pos].group() for t in (_tokens(line, pos + 1) for line in lines[:400]) if len(t) > pos]
+    found = (_tokens(line, pos + 1) for line in lines[:400])
+    toks = [t[pos].group() for t in found if len(t) > pos]
     if not toks:
         return 0.0
     return Counter(toks).most_common(1)[0][1] / len(toks)
@@ -592,7 +591,13 @@ def _dotted_share(lines: Sequence[str], pos: int) -> float:
 # Explicit formats
 # --------------------------------------------------------------------------------------------
 _PLACEHOLDER = re.compile(r"%\{([^}]*)\}")
-_ALIASES = {"ts": "timestamp", "time": "timestamp", "logger": "component", "lvl": "level", "msg": "message"}
+_ALIASES = {
+    "ts": "timestamp",
+    "time": "timestamp",
+    "logger": "component",
+    "lvl": "level",
+    "msg": "message",
+}
 _NAME_OK = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,31}")
 
 
@@ -617,10 +622,14 @@ def compile_format(fmt: str, *, field: str = "log_format") -> HeaderModel:
             parts.append(_literal(fmt[pos : m.start()]))
             raw = m.group(1).strip()
             if not _NAME_OK.fullmatch(raw):
-                raise InvalidInput(f"log format field %{{{raw}}} is not a name", field=field, value=raw)
+                raise InvalidInput(
+                    f"log format field %{{{raw}}} is not a name", field=field, value=raw
+                )
             name = _ALIASES.get(raw, raw)
             if name in names:
-                raise InvalidInput(f"log format field %{{{raw}}} appears twice", field=field, value=raw)
+                raise InvalidInput(
+                    f"log format field %{{{raw}}} appears twice", field=field, value=raw
+                )
             names.append(name)
             last = m.end() == len(fmt)
             if name == "message":
@@ -637,7 +646,9 @@ def compile_format(fmt: str, *, field: str = "log_format") -> HeaderModel:
     try:
         rx = re.compile(pattern, re.DOTALL)
     except re.error as exc:
-        raise InvalidInput(f"the log format is not a valid regular expression: {exc}", field=field) from exc
+        raise InvalidInput(
+            f"the log format is not a valid regular expression: {exc}", field=field
+        ) from exc
     if "message" not in rx.groupindex:
         raise InvalidInput("the log format has no (?P<message>...) group", field=field)
     return HeaderModel(regex=rx)
