@@ -366,6 +366,47 @@ class LogAnalyzer:
             lines, header=self._header, streams=streams, strict=self._strict, common=self._common
         )
 
+    def _fold_merged(self) -> None:
+        """Fold the counters of templates the miner has since merged into the template they
+        merged into (``TemplateMiner.resolve``), so a merge in a later chunk or window does
+        not leave the report with two rows for one template."""
+        remap = np.arange(len(self._tpl), dtype=np.int64)
+        moved = False
+        for tid, tpl in enumerate(self._tpl):
+            live = self.miner.resolve(tpl.id)
+            if live == tpl.id:
+                continue
+            target = self._tid.get(live)
+            del self._tid[tpl.id]
+            if target is None:  # the survivor has no row here yet: this row becomes it
+                tpl.id = live
+                self._tid[live] = tid
+                continue
+            dst = self._tpl[target]
+            dst.count += tpl.count
+            dst.errors += tpl.errors
+            dst.anomalies += tpl.anomalies
+            dst.first = min(dst.first, tpl.first)
+            dst.last = max(dst.last, tpl.last)
+            dst.levels = dst.levels + tpl.levels
+            for comp, count in tpl.components.items():
+                dst.components[comp] = dst.components.get(comp, 0) + count
+            for example in tpl.examples:
+                if len(dst.examples) < self.miner.max_examples and example not in dst.examples:
+                    dst.examples.append(example)
+            if dst.framing < 0:
+                dst.framing = tpl.framing
+            tpl.count = tpl.errors = tpl.anomalies = 0
+            tpl.id = f"{tpl.id}@merged"
+            remap[tid] = target
+            moved = True
+        if not moved:
+            return
+        self._dur = [(v, remap[t], b) for v, t, b in self._dur]
+        self._size = [(v, remap[t], b) for v, t, b in self._size]
+        if self._row_tids is not None:
+            self._row_tids = [remap[t] for t in self._row_tids]
+
     def _tid_of(self, cluster: Any) -> int:
         tid = self._tid.get(cluster.id)
         if tid is None:
@@ -592,6 +633,7 @@ class LogAnalyzer:
         total = self.total
 
         # templates, most frequent first
+        self._fold_merged()
         order = sorted(range(len(self._tpl)), key=lambda t: (-self._tpl[t].count, self._tpl[t].id))
         order = [t for t in order if self._tpl[t].count > 0]
         for t in order:  # pick up generalised template text
@@ -788,6 +830,7 @@ def line_template_ids(frame: pd.DataFrame, **analyzer_kwargs: Any) -> list[str]:
     analyzer = LogAnalyzer(**analyzer_kwargs)
     analyzer._row_tids = []
     analyzer.update(frame)
+    analyzer._fold_merged()
     if not analyzer._row_tids:
         return []
     tids = np.concatenate(analyzer._row_tids)

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aiops.errors import InvalidInput
+from aiops.logs.analysis import line_template_ids
 from aiops.logs import (
     LogAnalyzer,
     LogReport,
@@ -187,6 +188,24 @@ def test_chunking_does_not_change_the_report() -> None:
     for start in range(0, len(frame), 700):
         chunked.update(frame.iloc[start : start + 700])
     assert chunked.report().to_dict() == whole
+
+
+def test_templates_that_merge_in_a_later_chunk_are_one_row_of_the_report() -> None:
+    # each word first appears in its own chunk; the fifth makes the word a variable
+    words = ["alpha", "beta", "gamma", "delta", "epsilon"]
+    lines = [
+        f"2024-01-15T10:00:{i % 60:02d}Z INFO cache miss for key {w} in region eu took {i}ms"
+        for w in words
+        for i in range(1100)
+    ]
+    frame = _frame(lines)
+    chunked = LogAnalyzer(chunk_lines=1024).update(frame).report().to_dict()
+    (row,) = chunked["templates"]
+    assert row["count"] == len(lines)
+    assert "key <*> in region eu" in row["template"]
+    assert chunked["performance"]["durations_ms"]["by_template"][0]["count"] == len(lines)
+    assert set(line_template_ids(frame, chunk_lines=1024)) == {row["template_id"]}
+    assert analyze(frame).to_dict()["templates"][0]["template_id"] == row["template_id"]
 
 
 WORDS = st.sampled_from(
