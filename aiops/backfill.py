@@ -11,8 +11,11 @@ detectors with a configured datasource, configured log jobs, the id): the comman
 (``aiops backfill``), ``POST /api/runs`` and the flow itself all call it, so they accept and
 refuse the same requests with the same errors; each names the fields its own way
 (:data:`FLOW_FIELDS`, :data:`API_FIELDS`, :data:`CLI_FIELDS`).
-Only the resolver (detectors and pending windows), :class:`PiecePlan` and
-:class:`ProgressWatcher` read the store; the rest is pure.
+
+I/O happens only where a name says so: the resolver looks detectors up (through the
+``get_detector`` it is given), :class:`PendingWindows`, :class:`PiecePlan` and
+:class:`ProgressWatcher` read the store, and :func:`check_dask_scheduler` opens one TCP
+connection; the rest is pure.
 """
 
 from __future__ import annotations
