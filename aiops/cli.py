@@ -171,7 +171,7 @@ async def _analyze_logs(args: argparse.Namespace) -> int:
         if result.truncated:
             print(f"warning: {result.reason}", file=sys.stderr)
         frame, selector = result.frame, args.selector
-    report = analyze(frame, bucket=args.bucket, selector=selector).to_dict()
+    report = analyze(frame, bucket=args.bucket, selector=selector, log_format=args.log_format).to_dict()
     if args.json:
         print(json.dumps(report, ensure_ascii=False, default=str))
     else:
@@ -180,8 +180,10 @@ async def _analyze_logs(args: argparse.Namespace) -> int:
 
 
 def _print_report(report: dict[str, Any], top: int) -> None:
+    joined = int((report.get("header") or {}).get("joined_lines") or 0)
+    unit = f"events ({report['total_logs'] + joined} lines)" if joined else "lines"
     print(
-        f"{report['total_logs']} lines, {report['error_count']} errors ({report['error_rate']:.2%}), "
+        f"{report['total_logs']} {unit}, {report['error_count']} errors ({report['error_rate']:.2%}), "
         f"{report['anomaly_count']} anomalies ({report['anomaly_rate']:.2%})"
     )
     for title, mapping in (
@@ -758,6 +760,9 @@ def _build_parser() -> argparse.ArgumentParser:
     lg.add_argument("--bucket", default="1h", help="time distribution bucket (default 1h)")
     lg.add_argument("--max-lines", type=int, default=1_000_000, help="cap on lines read from Loki")
     lg.add_argument("--top", type=int, default=10, help="rows per table (default 10)")
+    lg.add_argument("--log-format", help="header format when learning it is not enough, e.g. "
+                    "'%%{timestamp} %%{level} [%%{thread}] %%{component}: %%{message}' or a regex with a "
+                    "named 'message' group (default: learned from the lines)")
     lg.add_argument("--json", action="store_true", help="print the whole report as JSON")
     lg.set_defaults(handler=lambda a: asyncio.run(_analyze_logs(a)))
 

@@ -20,7 +20,7 @@ def log_roots(monkeypatch, tmp_path):
 def test_people_get_a_summary_and_tables(capsys):
     assert main(["analyze-logs", FIXTURE]) == 0
     out = capsys.readouterr().out
-    assert out.splitlines()[0].startswith("28 lines, 8 errors")  # 33 lines, stack traces joined: 28 events
+    assert out.splitlines()[0].startswith("28 events (33 lines), 8 errors")  # stack traces joined
     assert "java.net.ConnectException" in out and "top templates:" in out
 
 
@@ -47,3 +47,22 @@ def test_a_file_outside_the_log_roots_is_refused_with_the_setting_to_change(caps
     assert main(["analyze-logs", "/etc/passwd"]) == 2
     err = capsys.readouterr().err
     assert "outside the allowed log roots" in err and "AIOPS_LOG_ROOTS" in err
+
+
+def test_an_explicit_header_format_is_used_and_a_bad_one_is_named(capsys, tmp_path):
+    log = tmp_path / "odd.log"
+    log.write_text(
+        "".join(f"{i:03d}|worker-{i % 3}|INFO|job {i} done in {i}ms\n" for i in range(40))
+        + "".join(f"{i:03d}|worker-{i % 3}|ERROR|job {i} failed: ConnectException\n" for i in range(5)),
+        encoding="utf-8",
+    )
+    fmt = r"^(?P<pid>\d+)\|(?P<thread>[^|]+)\|(?P<level>[A-Z]+)\|(?P<message>.*)$"
+    assert main(["analyze-logs", str(log), "--log-format", fmt, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["error_count"] == 5
+    assert sorted(t["template"] for t in report["templates"]) == [
+        "job <NUM> done in <DUR>",
+        "job <NUM> failed: ConnectException",
+    ]
+    assert main(["analyze-logs", str(log), "--log-format", "%{timestamp} %{bogus"]) == 2
+    assert "log format" in capsys.readouterr().err
