@@ -21,12 +21,14 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# Real servers for the tests: Debian's prometheus (with promtool) and postgresql (the store's
-# scale-out backend; the tests start their own throw-away cluster), and Debian's chromium, the
-# headless browser the web page's test drives (Playwright never downloads a browser of its own).
+# Real servers for the tests: Debian's prometheus (with promtool), prometheus-alertmanager (the
+# incident delivery's test posts to it), postgresql (the store's scale-out backend; the tests
+# start their own throw-away cluster), and Debian's chromium, the headless browser the web
+# page's test drives (Playwright never downloads a browser of its own).
 system-deps:
 	@missing=""; \
 	if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then missing="prometheus"; fi; \
+	if ! command -v prometheus-alertmanager >/dev/null 2>&1; then missing="$$missing prometheus-alertmanager"; fi; \
 	if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then missing="$$missing postgresql"; fi; \
 	if ! [ -x /usr/bin/chromium ]; then missing="$$missing chromium"; fi; \
 	if [ -n "$$missing" ]; then \
