@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from aiops.errors import InvalidInput
+from aiops.logs.errortypes import CATEGORIES, categorize, extract_error_types
 from aiops.logs.events import (
     Events,
     exception_type,
@@ -32,29 +33,13 @@ from aiops.logs.events import (
     join_events,
     strict_header,
 )
-from aiops.logs.extract import (
-    CATEGORIES,
-    LEVEL_CODE,
-    LEVELS,
-    UNKNOWN,
-    categorize,
-    detect_level,
-    extract_error_types,
-    line_starts_of,
-    slot_values,
-    value_slots,
-)
 from aiops.logs.frame import validate_frame
 from aiops.logs.headers import HeaderModel, Split, compile_format, learn_headers
+from aiops.logs.levels import LEVEL_CODE, LEVELS, UNKNOWN, detect_level
 from aiops.logs.patterns import PatternSet, compile_patterns
-from aiops.logs.templates import (
-    MAX_LINE_CHARS,
-    TemplateMiner,
-    _encode_lines,
-    _line_bytes,
-    shape_scan,
-    template_logql,
-)
+from aiops.logs.shapes import encode_lines, line_bytes, line_starts_of, shape_scan
+from aiops.logs.templates import MAX_LINE_CHARS, Cluster, TemplateMiner, template_logql
+from aiops.logs.values import slot_values, value_slots
 
 __all__ = ["LogReport", "LogAnalyzer", "analyze", "compare", "line_template_ids", "EVENT_TYPES"]
 
@@ -157,7 +142,7 @@ class _ShapeFeatures:
     __slots__ = ("level", "numeric_level", "types", "catmask", "slots", "component", "framing")
 
     def __init__(self, line: str, split: Split | None = None) -> None:
-        data = _line_bytes(line)
+        data = line_bytes(line)
         one = shape_scan(data, 1, runs=True)
         assert one.run_starts is not None and one.run_ends is not None
         self.slots = value_slots(data, one.run_starts, one.run_ends)
@@ -407,7 +392,7 @@ class LogAnalyzer:
         if self._row_tids is not None:
             self._row_tids = [remap[t] for t in self._row_tids]
 
-    def _tid_of(self, cluster: Any) -> int:
+    def _tid_of(self, cluster: Cluster) -> int:
         tid = self._tid.get(cluster.id)
         if tid is None:
             tid = len(self._tpl)
@@ -419,13 +404,12 @@ class LogAnalyzer:
 
     def _chunk(self, lines: list[str], ts: np.ndarray, flat: list[str] | None = None) -> None:
         n = len(lines)
-        blob = _encode_lines(lines if flat is None else flat)
+        blob = encode_lines(lines if flat is None else flat)
         scan = shape_scan(blob, n, runs=True)
         if len(self._splits) > self.miner.cache_size:
             self._splits.clear()
         view = _Messages(lines, self._header, scan.keys, self._splits)
-        batch = self.miner._add_batch(view, ts, keys=scan.keys)
-        assert batch.order is not None and batch.bounds is not None and batch.shape_slot is not None
+        batch = self.miner.add_batch(view, ts, keys=scan.keys)
         assert batch.shape_lo is not None and batch.shape_hi is not None
         shapes, codes, order, bounds = batch.shapes, batch.line_shape, batch.order, batch.bounds
         nshapes = len(shapes)
@@ -518,7 +502,7 @@ class LogAnalyzer:
 
         # templates: per shape first, then folded into templates (few rows)
         shape_tid = np.fromiter(
-            (self._tid_of(batch.slots[slot]) for slot in batch.shape_slot.tolist()),
+            (self._tid_of(cluster) for cluster in batch.shape_templates()),
             np.int64,
             nshapes,
         )
@@ -637,9 +621,9 @@ class LogAnalyzer:
         order = sorted(range(len(self._tpl)), key=lambda t: (-self._tpl[t].count, self._tpl[t].id))
         order = [t for t in order if self._tpl[t].count > 0]
         for t in order:  # pick up generalised template text
-            live = self.miner._by_id.get(self._tpl[t].id)
+            live = self.miner.current_template(self._tpl[t].id)
             if live is not None:
-                self._tpl[t].template = live.template
+                self._tpl[t].template = live
         listed = order[: self.top_templates]
         templates = []
         for t in listed:

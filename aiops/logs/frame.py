@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from aiops.errors import InvalidInput
+from aiops.logs.shapes import encode_lines, flat_line, shape_scan
 
 __all__ = [
     "COLUMNS",
@@ -225,9 +226,7 @@ _Spec = tuple[str, int, dict[str, tuple[int, ...]]]
 
 def _spec(line: str, fmt: str, year: int) -> _Spec | str | None:
     """How to read this shape's timestamp from digit runs (None: no timestamp)."""
-    from aiops.logs.templates import _flat, shape_scan
-
-    flat = _flat(line)
+    flat = flat_line(line)
     found = _find(flat, fmt, year)
     if found is None:
         return None
@@ -305,11 +304,9 @@ def _parse_vectorised(lines: Sequence[str], fmt: str, year: int) -> np.ndarray:
 
 
 def _parse_chunk(lines: Sequence[str], fmt: str, year: int, cache: dict[bytes, Any]) -> np.ndarray:
-    from aiops.logs.templates import _encode_lines, shape_scan
-
     n = len(lines)
     out = np.full(n, _NAT, np.int64)
-    blob = _encode_lines(lines)
+    blob = encode_lines(lines)
     scan = shape_scan(blob, n, runs=True)
     assert (
         scan.run_starts is not None

@@ -177,7 +177,7 @@ def _tokens(line: str, limit: int = _MAX_TOKENS) -> list[re.Match[str]]:
 @dataclass(frozen=True, slots=True)
 class Split:
     """One line split: ``message`` and the header ``fields`` found (``level`` normalised to
-    :data:`aiops.logs.extract.LEVELS` names)."""
+    :data:`aiops.logs.levels.LEVELS` names)."""
 
     message: str
     fields: Mapping[str, str] = field(default_factory=dict)

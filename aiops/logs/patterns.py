@@ -75,7 +75,8 @@ DEFAULT_PATTERNS: dict[str, str] = {
 }
 
 
-def _options(*, never_capture: bool = False, case_insensitive: bool = False) -> re2.Options:
+def re2_options(*, never_capture: bool = False, case_insensitive: bool = False) -> re2.Options:
+    """RE2 options every log regex compiles with: bounded memory, errors raised, not logged."""
     options = re2.Options()
     options.log_errors = False
     options.max_mem = _MAX_MEM
@@ -163,7 +164,7 @@ def _compile_one(p: Pattern) -> Any:
             pattern=p.name,
         )
     try:
-        return re2.compile(p.regex, _options(case_insensitive=p.case_insensitive))
+        return re2.compile(p.regex, re2_options(case_insensitive=p.case_insensitive))
     except re2.error as exc:
         error = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else str(exc)
         try:
@@ -206,7 +207,7 @@ class PatternSet:
             body = _blob_form(p.regex)
             parts.append(f"(?i:{body})" if p.case_insensitive else f"(?:{body})")
         combined = "(?m)" + "|".join(parts)
-        options = _options(never_capture=True)
+        options = re2_options(never_capture=True)
         options.never_nl = True
         try:
             self._any = re2.compile(combined, options)
@@ -216,7 +217,7 @@ class PatternSet:
                 field="patterns",
                 reason=str(exc),
             ) from None
-        pset = re2.Set.SearchSet(_options(never_capture=True))
+        pset = re2.Set.SearchSet(re2_options(never_capture=True))
         for p in self.patterns:
             pset.Add(f"(?i:{p.regex})" if p.case_insensitive else p.regex)
         try:

@@ -5,9 +5,10 @@ How a line becomes a template
 1. **Masking** (:func:`mask_line`) replaces variable parts with typed placeholders:
    ``<URL> <EMAIL> <PATH> <UUID> <TS> <IP> <HEX> <NUM>``. Every run of digits ends up inside a
    placeholder (``log4j`` becomes ``log<NUM>j``), which is what makes step 2 exact.
-2. **Shapes** (batch path only). :func:`shape_keys` computes, with a handful of vectorised numpy
-   passes over the whole batch, a *shape key* per line: runs of 8+ hex-ish characters
-   (``[0-9a-fA-F-]``) collapse to one marker byte and every digit run collapses to ``0``.
+2. **Shapes** (batch path only). The byte scanner (:mod:`aiops.logs.shapes`) computes, with a
+   handful of vectorised numpy passes over the whole batch, a *shape key* per line: runs of
+   8+ hex-ish characters (``[0-9a-fA-F-]``) collapse to one marker byte and every digit run
+   collapses to ``0``.
    Lines with the same key differ only in numbers and ids, so they mask to the same text; each
    shape is masked and classified once (from its first line) and every other line of the shape
    costs a dictionary lookup. This is what makes ``add_many`` fast.
@@ -46,9 +47,13 @@ import numpy as np
 import pandas as pd
 
 from aiops.errors import InvalidInput
+from aiops.logs.shapes import ShapeScan, shape_keys, shape_scan
 
 __all__ = [
     "AddResult",
+    "Batch",
+    "Cluster",
+    "Shape",
     "ShapeScan",
     "shape_scan",
     "TemplateMiner",
@@ -224,154 +229,6 @@ def mask_line(line: str) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# Shape keys (fast path: vectorised over a whole batch)
-# --------------------------------------------------------------------------------------------
-_U1, _U6, _U10 = np.uint8(1), np.uint8(6), np.uint8(10)
-_U32, _U45, _U48, _U97 = np.uint8(32), np.uint8(45), np.uint8(48), np.uint8(97)
-_U34, _U53, _U58, _U61 = np.uint8(34), np.uint8(53), np.uint8(58), np.uint8(61)
-_SHAPE_CHUNK_BYTES = 1 << 20  # numpy passes stay in cache
-
-
-def _windows8(x: np.ndarray, op: Any) -> np.ndarray:
-    """``op``-reduce of every 8-byte window: result[i] covers x[i .. i+7] (length n-7)."""
-    w = op(x[:-1], x[1:])
-    w = op(w[:-2], w[2:])
-    return op(w[:-4], w[4:])
-
-
-def _scan_part(a: np.ndarray, runs: bool) -> tuple[bytes, np.ndarray | None, np.ndarray | None]:
-    """Shape keys of one newline-aligned part; optionally the digit runs' [start, end)."""
-    n = a.size
-    dg = (a - _U48) < _U10
-    cov = np.zeros(n, bool)
-    if n >= 8:
-        hl = ((a | _U32) - _U97) < _U6
-        h = dg | hl | (a == _U45)
-        w = _windows8(h, np.bitwise_and)
-        w &= _windows8(hl, np.bitwise_or)
-        w &= _windows8(dg, np.bitwise_or)  # 8 hex-ish bytes with a letter and a digit
-        cov[: n - 7] = w
-        cov[1:] |= cov[:-1].copy()
-        cov[2:] |= cov[:-2].copy()
-        cov[4:] |= cov[:-4].copy()
-    dgo = dg & ~cov  # digits outside hex ids: each run becomes one "0"
-    prev = np.zeros(n, bool)
-    prev[1:] = dgo[:-1]
-    drop = dgo & prev
-    drop[1:] |= cov[1:] & cov[:-1]
-    out = np.where(dg, _U48, a)
-    # a 3-digit number from 500 after "=", ":" or '"' (and a space) may be a server error
-    # status: its "5" stays in the key, so that 5xx lines mask apart from the others
-    if n >= 4:
-        d = np.append(dgo, False)  # a run may end the part
-        first = dgo & ~prev
-        # run of exactly three digits starting at i, for i in 1 .. n-3
-        three = first[1:-2] & d[2:-2] & d[3:-1] & ~d[4:]
-        before = a[:-3]
-        sep = (before == _U61) | (before == _U58) | (before == _U34)
-        sep[1:] |= (before[1:] == _U32) & (
-            (before[:-1] == _U58) | (before[:-1] == _U34) | (before[:-1] == _U61)
-        )
-        status = np.zeros(n, bool)
-        status[1:-2] = three & sep & (a[1:-2] == _U53)
-        np.copyto(out, a, where=status)
-    start = cov.copy()
-    start[1:] &= ~cov[:-1]
-    np.copyto(out, _U1, where=start)
-    key = out[~drop].tobytes()
-    if not runs:
-        return key, None, None
-    rs = np.flatnonzero(dgo & ~prev)
-    nxt = np.zeros(n, bool)
-    nxt[:-1] = dgo[1:]
-    re_ = np.flatnonzero(dgo & ~nxt) + 1
-    return key, rs, re_
-
-
-@dataclass(slots=True)
-class ShapeScan:
-    """Shape keys of a batch, plus (when asked) its digit runs outside hex ids.
-
-    ``run_starts``/``run_ends``: byte offsets of every digit run; ``line_first_run[i]``: index
-    of line ``i``'s first run (``line_first_run[-1]`` is the run count). The k-th digit run of
-    a line is the k-th ``0`` of its shape key, so lines of one shape have the same runs.
-    """
-
-    keys: list[bytes]
-    run_starts: np.ndarray | None = None
-    run_ends: np.ndarray | None = None
-    line_first_run: np.ndarray | None = None
-
-
-def shape_scan(blob: bytes, nlines: int, runs: bool = False) -> ShapeScan:
-    a = np.frombuffer(blob, np.uint8)
-    parts: list[bytes] = []
-    rs_all: list[np.ndarray] = []
-    re_all: list[np.ndarray] = []
-    first_all: list[np.ndarray] = []
-    pos, n, total = 0, a.size, 0
-    while pos < n or (pos == 0 and n == 0):
-        end = min(pos + _SHAPE_CHUNK_BYTES, n)
-        if end < n:
-            nl = blob.rfind(b"\n", pos, end)
-            if nl < pos:
-                nl = blob.find(b"\n", end)
-            end = n if nl < 0 else nl + 1
-        part = a[pos:end]
-        key, rs, re_ = _scan_part(part, runs)
-        parts.append(key)
-        if runs:
-            assert rs is not None and re_ is not None
-            nl_pos = np.flatnonzero(part == _U10) + 1
-            line_starts = np.concatenate(([0], nl_pos[nl_pos < part.size]))
-            first_all.append(np.searchsorted(rs, line_starts) + total)
-            rs_all.append(rs + pos)
-            re_all.append(re_ + pos)
-            total += rs.size
-        pos = end
-        if n == 0:
-            break
-    keys = b"".join(parts).split(b"\n")
-    if len(keys) != nlines:  # pragma: no cover - guarded by _encode_lines
-        raise AssertionError("shape keys out of step with lines")
-    if not runs:
-        return ShapeScan(keys)
-    first = np.concatenate([*first_all, np.array([total])]).astype(np.int64)
-    return ShapeScan(
-        keys,
-        np.concatenate(rs_all).astype(np.int64) if rs_all else np.zeros(0, np.int64),
-        np.concatenate(re_all).astype(np.int64) if re_all else np.zeros(0, np.int64),
-        first,
-    )
-
-
-def _flat(line: str) -> str:
-    return line.replace("\r\n", " ").replace("\n", " ") if "\n" in line else line
-
-
-def _line_bytes(line: str) -> bytes:
-    """One line as the batch path sees it: UTF-8, inner newlines as spaces."""
-    return _flat(line).encode("utf-8", "replace")
-
-
-def _encode_lines(lines: Sequence[str]) -> bytes:
-    """Join lines with ``\\n`` as UTF-8; newlines inside a line become spaces."""
-    text = "\n".join(lines)
-    if text.count("\n") != max(len(lines) - 1, 0):
-        text = "\n".join(_flat(line) for line in lines)
-    return text.encode("utf-8", "replace")
-
-
-def shape_keys(lines: Sequence[str], blob: bytes | None = None) -> list[bytes]:
-    """The shape key of each line (see the module docstring)."""
-    if not lines:
-        return []
-    if blob is None:
-        blob = _encode_lines(lines)
-    return shape_scan(blob, len(lines)).keys
-
-
-# --------------------------------------------------------------------------------------------
 # The miner
 # --------------------------------------------------------------------------------------------
 _VARIABLE_TOKEN = re.compile(r"<(?:\*|URL|EMAIL|PATH|UUID|TS|IP|HEX|NUM|HOST|SIZE|DUR|VER)>")
@@ -422,7 +279,9 @@ class AddResult:
     count: int
 
 
-class _Cluster:
+class Cluster:
+    """One template: its id, tokens, counts, time span and examples (the miner owns it)."""
+
     __slots__ = (
         "id",
         "key",
@@ -452,7 +311,7 @@ class _Cluster:
         self.evicted = False
         self.slot = slot
         self.seq = seq
-        self.merged_into: _Cluster | None = None
+        self.merged_into: Cluster | None = None
 
     @property
     def template(self) -> str:
@@ -476,32 +335,47 @@ class _Siblings:
 
     def __init__(self) -> None:
         self.values: set[str] = set()
-        self.members: list[_Cluster] = []
+        self.members: list[Cluster] = []
 
 
-class _Shape:
-    """All lines with one shape key: their masked text, cluster, and cached features."""
+class Shape:
+    """All lines with one shape key: the masked text of its first line and its template."""
 
-    __slots__ = ("masked", "cluster", "line", "features")
+    __slots__ = ("masked", "cluster", "line")
 
-    def __init__(self, masked: str, cluster: _Cluster, line: str) -> None:
+    def __init__(self, masked: str, cluster: Cluster, line: str) -> None:
         self.masked = masked
         self.cluster = cluster
         self.line = line
-        self.features: Any = None
 
 
 @dataclass(slots=True)
-class _Batch:
+class Batch:
+    """What :meth:`TemplateMiner.add_batch` returns: the lines grouped by shape, with templates.
+
+    Shape ``u``'s lines are ``order[bounds[u]:bounds[u + 1]]`` (in line order); its template is
+    ``slots[shape_slot[u]]``. The slots are those of the miner after the batch (a template that
+    merged during the batch points at the survivor).
+    """
+
     line_shape: np.ndarray  # int32, per line: index into shapes
-    shapes: list[_Shape]
+    shapes: list[Shape]
     line_slot: np.ndarray  # int32, per line: cluster slot
-    slots: list[_Cluster | None]  # slot -> cluster, as of this batch
-    order: np.ndarray | None = None  # line indices grouped by shape
-    bounds: np.ndarray | None = None  # shape u's lines: order[bounds[u]:bounds[u+1]]
-    shape_slot: np.ndarray | None = None  # int32, per shape: cluster slot
-    shape_lo: np.ndarray | None = None  # per shape: first timestamp (when given)
-    shape_hi: np.ndarray | None = None  # per shape: last timestamp
+    slots: list[Cluster | None]  # slot -> cluster, as of this batch
+    order: np.ndarray  # int, line indices grouped by shape
+    bounds: np.ndarray  # int64, nshapes + 1 offsets into order
+    shape_slot: np.ndarray  # int32, per shape: cluster slot
+    shape_lo: np.ndarray | None = None  # int64, per shape: first timestamp (when given)
+    shape_hi: np.ndarray | None = None  # int64, per shape: last timestamp (when given)
+
+    def shape_templates(self) -> list[Cluster]:
+        """The template of each shape, as of this batch."""
+        out = []
+        for slot in self.shape_slot.tolist():
+            cluster = self.slots[slot]
+            assert cluster is not None  # a shape's slot always holds its live template
+            out.append(cluster)
+        return out
 
 
 class TemplateMiner:
@@ -534,18 +408,18 @@ class TemplateMiner:
         self.max_clusters = int(max_clusters)
         self.max_examples = int(max_examples)
         self.cache_size = int(cache_size)
-        self._templates: dict[tuple[str, ...], _Cluster] = {}
+        self._templates: dict[tuple[str, ...], Cluster] = {}
         self._patterns: dict[int, dict[tuple[int, ...], int]] = {}
-        self._siblings: dict[int, _Cluster | _Siblings] = {}
-        self._by_len: dict[int, dict[str, _Cluster]] = {}
-        self._by_id: dict[str, _Cluster] = {}
+        self._siblings: dict[int, Cluster | _Siblings] = {}
+        self._by_len: dict[int, dict[str, Cluster]] = {}
+        self._by_id: dict[str, Cluster] = {}
         self._aliases: dict[str, str] = {}
-        self._slots: list[_Cluster | None] = []
+        self._slots: list[Cluster | None] = []
         self._free: list[int] = []
         self._tick = 0
         self._seq = 0
-        self._shapes: dict[bytes, _Shape] = {}
-        self._masked: dict[str, _Cluster] = {}
+        self._shapes: dict[bytes, Shape] = {}
+        self._masked: dict[str, Cluster] = {}
 
     # -- config / state ----------------------------------------------------------------------
     def config(self) -> dict[str, Any]:
@@ -647,6 +521,11 @@ class TemplateMiner:
         cluster = self._by_id.get(self.resolve(template_id))
         return None if cluster is None else cluster.to_dict()
 
+    def current_template(self, template_id: str) -> str | None:
+        """The text of live template ``template_id`` now (None when merged away or evicted)."""
+        cluster = self._by_id.get(template_id)
+        return None if cluster is None else cluster.template
+
     def templates(self) -> list[dict[str, Any]]:
         """All live templates, most frequent first."""
         return [c.to_dict() for c in sorted(self._by_id.values(), key=lambda c: (-c.count, c.id))]
@@ -694,16 +573,23 @@ class TemplateMiner:
 
     # -- the batch interface -------------------------------------------------------------------
     def add_batch(
-        self, lines: Sequence[str], timestamps: Any = None, keys: list[bytes] | None = None
-    ) -> _Batch:
+        self,
+        lines: Sequence[str],
+        timestamps: Sequence[int] | np.ndarray | None = None,
+        keys: list[bytes] | None = None,
+    ) -> Batch:
         """Add a batch; the lines grouped by shape with their templates (the analyzer's input).
 
-        ``keys``: the lines' shape keys when the caller already scanned them.
+        ``timestamps``: optional Unix nanoseconds per line. ``keys``: the lines' shape keys
+        (:func:`aiops.logs.shapes.shape_keys`) when the caller already scanned them.
         """
         n = len(lines)
         self._tick += 1
         if n == 0:
-            return _Batch(np.zeros(0, np.int32), [], np.zeros(0, np.int32), list(self._slots))
+            empty = np.zeros(0, np.int32)
+            return Batch(
+                empty, [], empty, list(self._slots), empty, np.zeros(1, np.int64), empty
+            )
         if len(self._shapes) > self.cache_size:
             self._shapes.clear()
         if len(self._masked) > self.cache_size:
@@ -719,7 +605,7 @@ class TemplateMiner:
         bounds = np.zeros(nshapes + 1, np.int64)
         np.cumsum(shape_counts, out=bounds[1:])
         first = order[bounds[:-1]]
-        shapes: list[_Shape] = []
+        shapes: list[Shape] = []
         get_shape = self._shapes.get
         for u, key in enumerate(uniques):
             shape = get_shape(key)
@@ -729,7 +615,7 @@ class TemplateMiner:
                 line = lines[int(first[u])]
                 masked = mask_line(line)
                 cluster, _ = self._resolve(masked, line)
-                shape = _Shape(masked, cluster, line)
+                shape = Shape(masked, cluster, line)
                 self._shapes[key] = shape
             shapes.append(shape)
         for shape in shapes:  # templates may have merged while this batch was resolved
@@ -765,7 +651,7 @@ class TemplateMiner:
                     if lines[i] not in cluster.examples:
                         cluster.examples.append(lines[i])
         shape_slot = np.fromiter((s.cluster.slot for s in shapes), np.int32, nshapes)
-        batch = _Batch(
+        batch = Batch(
             codes,
             shapes,
             shape_slot[codes],
@@ -783,12 +669,12 @@ class TemplateMiner:
 
     # -- internals -------------------------------------------------------------------------------
     @staticmethod
-    def _live(cluster: _Cluster) -> _Cluster:
+    def _live(cluster: Cluster) -> Cluster:
         while cluster.merged_into is not None:
             cluster = cluster.merged_into
         return cluster
 
-    def _resolve(self, masked: str, line: str) -> tuple[_Cluster, bool]:
+    def _resolve(self, masked: str, line: str) -> tuple[Cluster, bool]:
         cached = self._masked.get(masked)
         if cached is not None:
             cached = self._live(cached)
@@ -813,19 +699,19 @@ class TemplateMiner:
         return cluster, created
 
     @staticmethod
-    def _widen(cluster: _Cluster, shown: Sequence[str]) -> None:
+    def _widen(cluster: Cluster, shown: Sequence[str]) -> None:
         """Display tokens that differ from the joining line's become ``<*>``."""
         tokens = cluster.tokens
         for i, tok in enumerate(shown):
             if tokens[i] != tok and tokens[i] != WILDCARD:
                 tokens[i] = WILDCARD
 
-    def _fit(self, key: tuple[str, ...]) -> _Cluster | None:
+    def _fit(self, key: tuple[str, ...]) -> Cluster | None:
         """The most specific generalised template that ``key`` fits, if any."""
         patterns = self._patterns.get(len(key))
         if not patterns:
             return None
-        best: _Cluster | None = None
+        best: Cluster | None = None
         for general in patterns:
             if any(key[p] != WILDCARD and _is_error_signature(key[p]) for p in general):
                 continue
@@ -837,7 +723,7 @@ class TemplateMiner:
                 best = found
         return best
 
-    def _create(self, key: tuple[str, ...], shown: list[str], masked: str) -> _Cluster:
+    def _create(self, key: tuple[str, ...], shown: list[str], masked: str) -> Cluster:
         base = "t" + hashlib.blake2b(masked.encode("utf-8"), digest_size=6).hexdigest()
         cid, n = base, 1
         while cid in self._by_id or cid in self._aliases:
@@ -845,14 +731,14 @@ class TemplateMiner:
             cid = f"{base}-{n}"
         return self._new_cluster_obj(cid, key, list(shown))
 
-    def _new_cluster_obj(self, cid: str, key: tuple[str, ...], tokens: list[str]) -> _Cluster:
+    def _new_cluster_obj(self, cid: str, key: tuple[str, ...], tokens: list[str]) -> Cluster:
         if self._free:
             slot = self._free.pop()
         else:
             slot = len(self._slots)
             self._slots.append(None)
         self._seq += 1
-        cluster = _Cluster(cid, key, tokens, slot, self._seq)
+        cluster = Cluster(cid, key, tokens, slot, self._seq)
         cluster.last_used = self._tick
         self._slots[slot] = cluster
         self._by_id[cid] = cluster
@@ -860,7 +746,7 @@ class TemplateMiner:
 
     # indexes: template key, generalisation patterns, length, siblings --------------------------
     @staticmethod
-    def _sibling_keys(cluster: _Cluster) -> list[tuple[int, int, str]]:
+    def _sibling_keys(cluster: Cluster) -> list[tuple[int, int, str]]:
         """``(hash, position, word)`` per countable position: the hash is that of the key
         without the position (prefix and suffix hashes, so O(length) in all)."""
         key, n = cluster.key, len(cluster.key)
@@ -879,7 +765,7 @@ class TemplateMiner:
             out.append((hash((n, p, pre[p], suf[p + 1])), p, tok))
         return out
 
-    def _index(self, cluster: _Cluster, merge: bool) -> None:
+    def _index(self, cluster: Cluster, merge: bool) -> None:
         """Register ``cluster`` everywhere; with ``merge``, generalise when a position has
         shown ``merge_threshold`` distinct words among otherwise equal templates."""
         self._templates[cluster.key] = cluster
@@ -895,7 +781,7 @@ class TemplateMiner:
             if entry is None:  # the common case: no sibling yet, the template itself is kept
                 siblings[h] = cluster
                 continue
-            if isinstance(entry, _Cluster):
+            if isinstance(entry, Cluster):
                 sib = siblings[h] = _Siblings()
                 sib.members.append(entry)
                 sib.values.add(entry.key[p])
@@ -909,7 +795,7 @@ class TemplateMiner:
         if trigger is not None:
             self._generalise(cluster, *trigger)
 
-    def _unindex(self, cluster: _Cluster) -> None:
+    def _unindex(self, cluster: Cluster) -> None:
         if self._templates.get(cluster.key) is cluster:
             del self._templates[cluster.key]
         n = len(cluster.key)
@@ -936,7 +822,7 @@ class TemplateMiner:
                 if not entry.members:
                     del siblings[h]
 
-    def _generalise(self, cluster: _Cluster, p: int, sib: _Siblings) -> None:
+    def _generalise(self, cluster: Cluster, p: int, sib: _Siblings) -> None:
         """Turn position ``p`` of ``cluster`` and its siblings into ``<*>`` and merge them."""
         rest = cluster.key[:p] + cluster.key[p + 1 :]
         if not any(t != WILDCARD and _LETTER.search(t) for t in rest):
@@ -974,7 +860,7 @@ class TemplateMiner:
             return False
         return all(t == WILDCARD or t == k for t, k in zip(template, key))
 
-    def _absorb(self, survivor: _Cluster, other: _Cluster) -> None:
+    def _absorb(self, survivor: Cluster, other: Cluster) -> None:
         survivor.count += other.count
         survivor.last_used = max(survivor.last_used, other.last_used)
         if other.first_seen is not None:

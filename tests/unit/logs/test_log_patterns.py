@@ -9,8 +9,7 @@ import pytest
 
 from aiops.errors import InvalidInput, UnsupportedPattern
 from aiops.logs import DEFAULT_PATTERNS, analyze, compile_patterns, from_lines
-from aiops.logs.extract import line_starts_of
-from aiops.logs.templates import _encode_lines
+from aiops.logs.shapes import encode_lines, line_starts_of
 
 
 def test_catastrophic_backtracking_pattern_returns_quickly() -> None:
@@ -92,7 +91,7 @@ def test_a_line_counts_once_in_anomalies_but_in_every_matching_pattern() -> None
 def test_anchors_apply_per_line_in_the_batch_scan() -> None:
     patterns = compile_patterns({"starts": r"^ERROR", "ends": r"failed$", "whole": r"\Aok\z"})
     lines = ["ERROR x", "x ERROR", "job failed", "failed job", "ok", "ok!"]
-    blob = _encode_lines(lines)
+    blob = encode_lines(lines)
     hit_lines, ids = patterns.scan(blob, line_starts_of(blob))
     got = sorted((int(a), patterns.names[int(b)]) for a, b in zip(hit_lines, ids))
     assert got == [(0, "starts"), (2, "ends"), (4, "whole")]
@@ -100,7 +99,7 @@ def test_anchors_apply_per_line_in_the_batch_scan() -> None:
 
 def test_patterns_never_match_across_lines() -> None:
     patterns = compile_patterns({"span": r"foo[^x]*bar"})
-    blob = _encode_lines(["foo", "bar"])
+    blob = encode_lines(["foo", "bar"])
     hit_lines, _ = patterns.scan(blob, line_starts_of(blob))
     assert hit_lines.size == 0
 
@@ -139,7 +138,7 @@ def test_scan_counts_equal_per_line_matching() -> None:
     rng = np.random.default_rng(3)
     vocab = ["timed out", "OOMKilled", "ok", "status=503", "panic: x", "deadlock", "fine", "EPIPE"]
     lines = [" ".join(rng.choice(vocab, size=3)) for _ in range(300)]
-    blob = _encode_lines(lines)
+    blob = encode_lines(lines)
     hit_lines, ids = patterns.scan(blob, line_starts_of(blob))
     batch = sorted((int(a), int(b)) for a, b in zip(hit_lines, ids))
     single = sorted(
