@@ -42,6 +42,7 @@ from pydantic import (
 from aiops.errors import InvalidInput
 from aiops.incidents import DEFAULT_RESOLVE_AFTER, MAX_RESOLVE_AFTER
 from aiops.labels import series_key
+from aiops.triage import TriageLink
 
 __all__ = [
     "DETECTOR_ID_PATTERN",
@@ -66,6 +67,7 @@ __all__ = [
     "Event",
     "CollectorStatus",
     "Incident",
+    "IncidentTriage",
     "LogReport",
     "BackfillWindow",
     "BackfillProgress",
@@ -270,6 +272,8 @@ class DetectorSpec(_Frozen):
         None, validation_alias=AliasChoices("training_window_seconds", "training_window")
     )
     datasource: DatasourceSpec | None = None
+    triage: TriageLink | None = None
+    """the log source an opened incident's triage reads (``aiops.triage``); none: no triage"""
 
     @model_validator(mode="before")
     @classmethod
@@ -316,6 +320,7 @@ class Detector(_Row):
     created_at: datetime
     updated_at: datetime
     datasources: list[DetectorDatasource] = Field(default_factory=list)
+    triage: TriageLink | None = None
 
     @property
     def datasource(self) -> DetectorDatasource | None:
@@ -335,6 +340,7 @@ class Detector(_Row):
             interval_seconds=self.interval_seconds,
             training_window_seconds=self.training_window_seconds,
             datasource=ds.spec() if ds else None,
+            triage=self.triage,
         )
 
 
@@ -484,6 +490,22 @@ class Incident(_Row):
     @property
     def source(self) -> Literal["live", "backfill"]:
         return "live" if self.backfill_id is None else "backfill"
+
+
+class IncidentTriage(_Row):
+    """The log triage of one incident: ``running``, then ``done`` (``report``, ``summary``)
+    or ``failed`` (``error``). ``source`` names the log source read."""
+
+    incident_id: int
+    detector_id: str
+    status: Literal["running", "done", "failed"]
+    source: str
+    report: dict[str, Any] | None = None
+    summary: str | None = None
+    error: str | None = None
+    flow_run_id: str | None = None
+    created_at: datetime
+    updated_at: datetime
 
 
 # --------------------------------------------------------------------------- bookkeeping

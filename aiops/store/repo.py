@@ -57,6 +57,7 @@ from aiops.store.models import (
     Event,
     EventIn,
     Incident,
+    IncidentTriage,
     LogReport,
     ModelStateInfo,
     SeriesScore,
@@ -79,6 +80,7 @@ from aiops.store.schema import (
     EventRow,
     IncidentRow,
     IncidentStateRow,
+    IncidentTriageRow,
     LogReportRow,
     MinerStateRow,
     ModelStateRow,
@@ -115,6 +117,7 @@ _UPDATABLE = frozenset(
         "resolve_after",
         "interval_seconds",
         "training_window_seconds",
+        "triage",
     }
 )
 _ALIASES = {"interval": "interval_seconds", "training_window": "training_window_seconds"}
@@ -223,6 +226,10 @@ def _validate(model: type[BaseModel], value: Any, prefix: str = "") -> Any:
         return model.model_validate(value)
     except ValidationError as exc:
         raise invalid_input_from(exc, prefix) from None
+
+
+def _triage_json(spec: DetectorSpec) -> dict[str, Any] | None:
+    return None if spec.triage is None else spec.triage.model_dump(mode="json")
 
 
 def _limit(limit: int) -> int:
@@ -420,6 +427,7 @@ class Store(BatchStore):
             resolve_after=spec.resolve_after,
             interval_seconds=spec.interval_seconds,
             training_window_seconds=spec.training_window_seconds,
+            triage=_triage_json(spec),
             spec_hash=spec.spec_hash,
             status_changed_at=now,
             created_at=now,
@@ -492,6 +500,9 @@ class Store(BatchStore):
             if getattr(row, field) != getattr(spec, field):
                 setattr(row, field, getattr(spec, field))
                 changed = True
+        if row.triage != _triage_json(spec):
+            row.triage = _triage_json(spec)
+            changed = True
         if row.spec_hash != spec.spec_hash or row.kind != spec.kind:
             row.kind, row.params, row.spec_hash = spec.kind, spec.params, spec.spec_hash
             dropped = s.execute(delete(ModelStateRow).where(ModelStateRow.detector_id == row.id))
@@ -1711,3 +1722,72 @@ class Store(BatchStore):
             pending=counts.get("pending", 0),
             running=counts.get("running", 0),
         )
+
+    # ------------------------------------------------------------------ incident triage
+
+    def start_triage(
+        self, incident_id: int, *, source: str, flow_run_id: str | None
+    ) -> tuple[IncidentTriage, bool]:
+        """Mark an incident's triage ``running`` for this flow run. Returns ``(triage, started)``:
+        a triage already ``done`` is returned as it is (``started`` False), so a second run for
+        the same incident changes nothing; a ``failed`` or ``running`` one (its run died) is
+        taken over."""
+        with self._tx(write=True) as s:
+            incident = s.get(IncidentRow, incident_id)
+            if incident is None:
+                raise NotFound(f"incident {incident_id!r} not found", incident=incident_id)
+            row = s.get(IncidentTriageRow, incident_id)
+            now = _now()
+            if row is not None and row.status == "done":
+                return IncidentTriage.model_validate(row), False
+            if row is None:
+                row = IncidentTriageRow(incident_id=incident_id, detector_id=incident.detector_id, created_at=now)
+                s.add(row)
+            row.status, row.source, row.flow_run_id = "running", source, flow_run_id
+            row.report = row.summary = row.error = None
+            row.updated_at = now
+            s.flush()
+            return IncidentTriage.model_validate(row), True
+
+    def finish_triage(
+        self,
+        incident_id: int,
+        *,
+        report: Mapping[str, Any] | None = None,
+        error: str | None = None,
+        flow_run_id: str | None = None,
+    ) -> IncidentTriage:
+        """Store the triage's ``report`` (status ``done``) or its ``error`` (``failed``)."""
+        if (report is None) == (error is None):
+            raise InvalidInput("give exactly one of report or error", field="report")
+        with self._tx(write=True) as s:
+            row = s.get(IncidentTriageRow, incident_id)
+            if row is None:
+                raise NotFound(f"no triage of incident {incident_id!r}", incident=incident_id)
+            row.status = "done" if report is not None else "failed"
+            row.report = None if report is None else _check_json(dict(report), "report")
+            row.summary = None if report is None else str(report.get("summary") or "")
+            row.error = None if error is None else error[:4000]
+            if flow_run_id is not None:
+                row.flow_run_id = flow_run_id
+            row.updated_at = _now()
+            s.flush()
+            return IncidentTriage.model_validate(row)
+
+    def get_triage(self, incident_id: int) -> IncidentTriage:
+        with self._tx() as s:
+            row = s.get(IncidentTriageRow, incident_id)
+            if row is None:
+                raise NotFound(f"incident {incident_id!r} has no triage", incident=incident_id)
+            return IncidentTriage.model_validate(row)
+
+    def triage_summaries(self, incident_ids: Iterable[int]) -> dict[int, str]:
+        """The summary of each finished triage among these incidents."""
+        ids = list(incident_ids)
+        if not ids:
+            return {}
+        stmt = select(IncidentTriageRow.incident_id, IncidentTriageRow.summary).where(
+            IncidentTriageRow.incident_id.in_(ids), IncidentTriageRow.status == "done"
+        )
+        with self._tx() as s:
+            return {int(i): summary or "" for i, summary in s.execute(stmt).all()}

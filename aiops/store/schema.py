@@ -57,6 +57,7 @@ __all__ = [
     "IncidentRow",
     "IncidentStateRow",
     "DetectorClaimRow",
+    "IncidentTriageRow",
 ]
 
 NAMING_CONVENTION = {
@@ -138,6 +139,7 @@ class DetectorRow(Base):
     resolve_after: Mapped[int] = mapped_column(Integer, default=DEFAULT_RESOLVE_AFTER)
     interval_seconds: Mapped[int] = mapped_column(Integer, default=60)
     training_window_seconds: Mapped[int | None] = mapped_column(Integer)
+    triage: Mapped[dict[str, Any] | None] = mapped_column(JSONType)  # aiops.triage.TriageLink
     spec_hash: Mapped[str] = mapped_column(String(64))
     status_changed_at: Mapped[datetime]
     created_at: Mapped[datetime]
@@ -391,3 +393,25 @@ class DetectorClaimRow(Base):
     holder: Mapped[str | None] = mapped_column(String(200))  # host and pid, for operators
     claimed_at: Mapped[datetime | None]
     expires_at: Mapped[datetime | None]
+
+
+class IncidentTriageRow(Base):
+    """The log triage of one incident (``aiops.triage``): ``running`` while its flow run reads
+    the logs, then ``done`` with the report or ``failed`` with the error. One per incident; no
+    foreign key, like the incident's own history."""
+
+    __tablename__ = "incident_triage"
+    __table_args__ = (
+        CheckConstraint(_in("status", ("running", "done", "failed")), name="status"),
+    )
+
+    incident_id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
+    detector_id: Mapped[str] = mapped_column(String(63))
+    status: Mapped[str] = mapped_column(String(16))
+    source: Mapped[str] = mapped_column(Text)
+    report: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    summary: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    flow_run_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
