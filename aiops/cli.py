@@ -13,7 +13,6 @@ import contextlib
 import json
 import math
 import re
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -299,12 +298,6 @@ def _tail_logs(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------- backfill
 
 
-def _prefect_home(settings: Any) -> str:
-    from aiops.supervisor import prefect_home
-
-    return prefect_home(settings)
-
-
 def _backfill(args: argparse.Namespace) -> int:
     """Run the backfill flow from this process, with a progress bar on stderr."""
     import os
@@ -410,98 +403,37 @@ def _api(args: argparse.Namespace) -> int:
     return 0
 
 
-def _wait_http(url: str, proc: subprocess.Popen, timeout: float, what: str) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AiopsError(f"{what} exited with code {proc.returncode} before it was ready")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.5)
-    raise AiopsError(f"{what} was not ready at {url} after {timeout:.0f}s")
-
-
 def _up(args: argparse.Namespace) -> int:
     """Everything on the embedded defaults: a local Prefect server on SQLite (unless
     PREFECT_API_URL points at one), the deployments served, and the API; when no Prometheus
     is configured (or with --demo), the demo too: a workload exporter and log file, and a
     local Prometheus scraping it and the API (docs/demo.md). Ctrl-C or SIGTERM stops it all."""
-    import os
-    import signal
     from pathlib import Path
 
     import deployments
-    from aiops.demo.stack import DEMO_DATASOURCE, DemoOptions, prometheus_configured, start_demo
-    from aiops.store import apply_detectors_file
-    from aiops.supervisor import Supervisor
+    from aiops.demo.stack import DemoOptions, prometheus_configured
     from aiops.timeutil import parse_duration
-    from deployments.serve import prepare_store
+    from aiops.up import UpPlan, run_up
 
     settings = _settings()
     demo = args.demo if args.demo is not None else not prometheus_configured(settings)
-    demo_dir = Path(deployments.__file__).resolve().parent / "demo"
-    env = dict(os.environ)
-    # Core modules log through the standard `aiops.*` loggers; ship them to the Prefect UI too.
-    env.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "aiops")
-    env.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no phoning home from a local server
-    sup = Supervisor()
+    options = None
+    if demo:
+        options = DemoOptions(
+            config_dir=Path(deployments.__file__).resolve().parent / "demo",
+            prometheus_port=args.prometheus_port, exporter_port=args.exporter_port,
+            history_seconds=parse_duration(args.demo_history, field="--demo-history"),
+            incident_every=parse_duration(args.incident_every, field="--incident-every"),
+            incident_duration=parse_duration(args.incident_duration, field="--incident-duration"),
+        )
 
-    def interrupt(*_: Any) -> None:
-        raise KeyboardInterrupt  # SIGTERM and SIGHUP stop like Ctrl-C
+    def ready(prefect_api: str, api: str | None, where: dict[str, str]) -> None:
+        _print_where(prefect_api, api, settings, where, demo)
 
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, interrupt)
-    api = f"http://{settings.api_host}:{settings.api_port}"
-    where: dict[str, str] = {}
-    try:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        with prepare_store(settings) as store:
-            if demo:
-                apply_detectors_file(store, demo_dir / "detectors.yaml")
-            elif DEMO_DATASOURCE not in settings.datasource_configs():
-                for det in store.list_detectors():  # left over from a demo run: they cannot run now
-                    if det.status != "paused" and any(d.name == DEMO_DATASOURCE for d in det.datasources):
-                        store.update_detector(det.id, status="paused")
-                        print(f"aiops: paused demo detector {det.id} (`aiops up --demo` resumes it)", file=sys.stderr)
-        prefect_server = None
-        if not env.get("PREFECT_API_URL"):
-            env["PREFECT_HOME"] = _prefect_home(settings)
-            port = settings.prefect_port
-            prefect_server = sup.start(  # booting takes a while: the demo starts meanwhile
-                "prefect server",
-                [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                env,
-            )
-        if demo:
-            options = DemoOptions(
-                config_dir=demo_dir, prometheus_port=args.prometheus_port, exporter_port=args.exporter_port,
-                history_seconds=parse_duration(args.demo_history, field="--demo-history"),
-                incident_every=parse_duration(args.incident_every, field="--incident-every"),
-                incident_duration=parse_duration(args.incident_duration, field="--incident-duration"),
-            )
-            api_target = f"{settings.api_host}:{settings.api_port}" if args.api else None
-            where.update(start_demo(settings, sup, env, options, python=sys.executable, api_target=api_target))
-        if prefect_server is not None:
-            port = settings.prefect_port
-            _wait_http(f"http://127.0.0.1:{port}/api/health", prefect_server, 180, "the Prefect server")
-            env["PREFECT_API_URL"] = f"http://127.0.0.1:{port}/api"
-        sup.start("deployments", [sys.executable, "-m", "deployments.serve"], env)
-        if args.api:
-            api_proc = sup.start("api", [sys.executable, "-m", "aiops.cli", "api"], env)
-            _wait_http(f"{api}/healthz", api_proc, 120, "the API")
-        _print_where(env["PREFECT_API_URL"], api if args.api else None, settings, where, demo)
-        while True:
-            sup.watch()  # restarts a child that exited; raises when one keeps failing
-            time.sleep(1)  # the watch's pace
-    except KeyboardInterrupt:
-        return 0
-    finally:
-        sup.stop()
+    def notice(text: str) -> None:
+        print(f"aiops: {text}", file=sys.stderr)
+
+    return run_up(settings, UpPlan(api=args.api, demo=options), on_ready=ready, notice=notice)
 
 
 def _print_where(prefect_api: str, api: str | None, settings: Any, where: dict[str, str], demo: bool) -> None:
@@ -629,9 +561,10 @@ def _not_found_hint(exc: NotFound) -> str:
 
 def _evaluate(args: argparse.Namespace) -> int:
     """Score detectors' stored anomalies against labelled windows (docs/evaluation.md)."""
-    from aiops.evaluation import SeriesQuality, evaluate, labels_for_series, load_labels, nab_evaluate
+    from aiops.detector_quality import evaluate_detectors
+    from aiops.evaluation import SeriesQuality, load_labels
     from aiops.store import Store
-    from aiops.timeutil import parse_duration, parse_time, to_datetime
+    from aiops.timeutil import parse_duration, parse_time
 
     settings = _settings()
     labels = load_labels(args.labels)
@@ -642,39 +575,13 @@ def _evaluate(args: argparse.Namespace) -> int:
         raise AiopsError("--end must be after --start")
     tolerance = parse_duration(args.tolerance, field="--tolerance", allow_zero=True)
     gap_arg = parse_duration(args.gap, field="--gap", allow_zero=True) if args.gap else None
-    since = None if start is None else to_datetime(start)
-    until = None if end is None else to_datetime(end)
-    results = []
     with Store.open(settings.resolved_database_url()) as db:
-        dets = [db.get_detector(d) for d in dict.fromkeys(args.detector)]
-        scores = db.latest_scores()
-        for det in dets:
-            step = det.datasources[0].step_seconds if det.datasources else 60
-            gap = gap_arg if gap_arg is not None else 5.0 * step
-            detections, after = [], None
-            while True:
-                page = db.list_anomalies(
-                    detector=det.id, since=since, until=until, after_id=after, limit=10_000,
-                    source=args.source, backfill_id=args.backfill,
-                )
-                detections.extend((e.labels, e.ts) for e in page)
-                if len(page) < 10_000:
-                    break
-                after = page[-1].id
-            # the series this detector watches: its models (live and the backfill's), its
-            # latest scores and its detections; a labelled series none of them matches is
-            # another detector's, not a miss of this one
-            known = [i.labels for i in db.state_info(det.id)]
-            known += [sc.labels for sc in scores if sc.detector_id == det.id]
-            if args.backfill:
-                known += [v.get("labels") or {} for v in db.load_backfill_states(args.backfill, det.id).values()]
-            known += [lab for lab, _ in detections]
-            mine, left_out = labels_for_series(labels, known)
-            result = evaluate(mine, detections, tolerance=tolerance, gap=gap, start=start, end=end)
-            resolve_after = args.resolve_after if args.resolve_after is not None else det.resolve_after
-            nab = nab_evaluate(mine, detections, step=step, resolve_after=resolve_after, start=start, end=end,
-                               probation=args.probation)
-            results.append((det, step, gap, detections, result, nab, left_out))
+        scored = evaluate_detectors(
+            db, args.detector, labels, tolerance=tolerance, gap=gap_arg, start=start, end=end,
+            source=args.source, backfill_id=args.backfill, resolve_after=args.resolve_after,
+            probation=args.probation,
+        )
+    results = [(q.detector, q.step, q.gap, q.detections, q.result, q.nab, q.left_out) for q in scored]
 
     def as_dict(det: Any, result: Any, nab: Any, left_out: list) -> dict[str, Any]:
         return {"detector": det.id, "kind": det.kind, "labels": str(args.labels), **result.to_dict(),

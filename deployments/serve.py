@@ -1,5 +1,8 @@
 """Serve every deployment from one process (the local default; ``aiops serve``).
 
+``analyze-logs/default`` carries the incident triage automation (``flows.logs.triage_trigger``):
+serving it (re)creates that automation on the Prefect server, replacing the one made before.
+
 The same set is declared in ``prefect.yaml`` for ``prefect deploy`` with a process work pool.
 ``serve`` pauses its deployments on shutdown unless told not to; we keep them active so a
 restart does not silently stop scheduled detection.
@@ -22,8 +25,7 @@ from prefect.deployments.runner import RunnerDeployment
 
 from aiops.config import SERVICE_ONLY_SECRETS, Settings, load_settings
 from aiops.errors import ConfigError
-from aiops.promql import detector_sampling_notes
-from aiops.store import Store, apply_detectors_file
+from aiops.up import prepare_store
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +36,7 @@ def build_deployments(settings: Settings) -> list[RunnerDeployment]:
     """The deployments and their schedules. The ``default`` ones match prefect.yaml; each
     configured log job adds a scheduled ``analyze-logs/job-<name>``."""
     from flows.backfill import backfill
-    from flows.logs import analyze_logs
+    from flows.logs import analyze_logs, triage_trigger
     from flows.metrics import detect_metrics
 
     deployments = [
@@ -49,9 +51,11 @@ def build_deployments(settings: Settings) -> list[RunnerDeployment]:
     deployments.append(
         analyze_logs.to_deployment(
             DEPLOYMENT,
-            description="Batch log analysis over a Loki selector, a file or posted lines (on demand).",
+            description="Batch log analysis over a Loki selector, a file or posted lines (on demand), "
+            "and the triage of incidents on detectors linked to logs (its automation).",
             tags=["aiops", "logs"],
             concurrency_limit=settings.log_run_limit,
+            triggers=[triage_trigger()],
         )
     )
     deployments.append(
@@ -100,22 +104,6 @@ def drop_service_secrets() -> list[str]:
     for name in removed:
         log.info("%s is not passed on to flow runs", name)
     return removed
-
-
-def prepare_store(settings: Settings) -> Store:
-    """Open (and migrate) the store, and upsert the detectors file when one is configured."""
-    url = settings.resolved_database_url()
-    if url.startswith("sqlite:///"):
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-    store = Store.open(url)
-    if settings.detectors_file:
-        result = apply_detectors_file(store, settings.detectors_file)
-        log.info("detectors file %s: %s", settings.detectors_file, {k: len(v) for k, v in result.items()})
-    configs = settings.datasource_configs()
-    for det in store.list_detectors():
-        for note in detector_sampling_notes(det, configs):
-            log.warning("detector %s: %s", det.id, note)
-    return store
 
 
 def main() -> int:
