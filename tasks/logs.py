@@ -12,7 +12,7 @@ from prefect.cache_policies import INPUTS, TASK_SOURCE
 from prefect.events import emit_event
 
 from aiops.errors import ConfigError
-from aiops.logs import LogAnalyzer, TemplateMiner
+from aiops.logs import LogAnalyzer, TemplateMiner, change_events
 from aiops.sources import build_loki, http_client
 from aiops.sources.files import LogAccess
 from aiops.sources.http import RetryPolicy
@@ -80,23 +80,6 @@ def analyze_window(
     )
     report = analyzer.update(frame).report(previous=previous, window=window)
     return {"report": report.to_dict(), "miner_state": miner.state()}
-
-
-def change_events(source: str, at: datetime, report: dict[str, Any], flow_run_id: str | None) -> list[dict[str, Any]]:
-    """The report's changes since the previous window, as event rows at the window's end."""
-    return [
-        {
-            "type": change["type"],
-            "series_key": f"{source}|{change.get('template_id') or change.get('error_type') or ''}",
-            "labels": {"source": source},
-            "ts": at,
-            "value": float(change.get("count") or 0),
-            "severity": change.get("severity") or "info",
-            "payload": dict(change),
-            "flow_run_id": flow_run_id,
-        }
-        for change in report.get("changes") or []
-    ]
 
 
 async def commit_window(

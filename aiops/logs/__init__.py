@@ -4,7 +4,14 @@ Pure: no I/O, no Prefect. Sources (files, Loki) produce the frame described in
 :mod:`aiops.logs.frame`; :func:`analyze` turns a frame into a :class:`LogReport`.
 """
 
-from aiops.logs.analysis import EVENT_TYPES, LogAnalyzer, LogReport, analyze, compare
+from aiops.logs.analysis import (
+    EVENT_TYPES,
+    LogAnalyzer,
+    LogReport,
+    analyze,
+    change_events,
+    compare,
+)
 from aiops.logs.errortypes import CATEGORIES, categorize, extract_error_types
 from aiops.logs.frame import COLUMNS, from_lines, validate_frame
 from aiops.logs.levels import LEVELS, detect_level
@@ -25,6 +32,7 @@ __all__ = [
     "TemplateMiner",
     "analyze",
     "categorize",
+    "change_events",
     "compare",
     "compile_patterns",
     "detect_level",

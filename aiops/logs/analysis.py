@@ -19,6 +19,7 @@ import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -41,7 +42,15 @@ from aiops.logs.shapes import encode_lines, line_bytes, line_starts_of, shape_sc
 from aiops.logs.templates import MAX_LINE_CHARS, Cluster, TemplateMiner, template_logql
 from aiops.logs.values import slot_values, value_slots
 
-__all__ = ["LogReport", "LogAnalyzer", "analyze", "compare", "line_template_ids", "EVENT_TYPES"]
+__all__ = [
+    "LogReport",
+    "LogAnalyzer",
+    "analyze",
+    "change_events",
+    "compare",
+    "line_template_ids",
+    "EVENT_TYPES",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -870,6 +879,26 @@ def compare(
     (``critical`` when such a jump is 10x or more), otherwise ``info``.
     """
     return _compare(previous, current, ratio=ratio, min_count=min_count)
+
+
+def change_events(
+    source: str, at: datetime, report: Mapping[str, Any], flow_run_id: str | None
+) -> list[dict[str, Any]]:
+    """The report's changes (from :func:`compare`) as event rows of ``source`` at ``at`` (the
+    window's end), ready for ``Store.commit_log_window``."""
+    return [
+        {
+            "type": change["type"],
+            "series_key": f"{source}|{change.get('template_id') or change.get('error_type') or ''}",
+            "labels": {"source": source},
+            "ts": at,
+            "value": float(change.get("count") or 0),
+            "severity": change.get("severity") or "info",
+            "payload": dict(change),
+            "flow_run_id": flow_run_id,
+        }
+        for change in report.get("changes") or []
+    ]
 
 
 def _compare(
