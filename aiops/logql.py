@@ -250,8 +250,8 @@ class _Unwrap:
 
 @dataclass(frozen=True)
 class _RangeFunction:
-    name: str
-    range: str
+    name: str | None  # None: with_range(...) was called first, the function is still to come
+    range: str | None  # None: with_function(...) was called first, the range is still to come
     param: int | float | None = None
 
 
@@ -333,10 +333,26 @@ class LogQLBuilder:
         _label(name)
         return self._evolve(_matchers=self._matchers + (Matcher(name, op, value),))
 
+    def with_label_not(self, name: str, value: str) -> LogQLBuilder:
+        return self.with_label(name, value, "!=")
+
+    def with_label_regex(self, name: str, regex: str) -> LogQLBuilder:
+        return self.with_label(name, regex, "=~")
+
+    def with_label_not_regex(self, name: str, regex: str) -> LogQLBuilder:
+        return self.with_label(name, regex, "!~")
+
+    def with_labels(self, **labels: str) -> LogQLBuilder:
+        """One ``=`` stream matcher per keyword, as :meth:`QueryBuilder.with_labels`."""
+        builder = self
+        for name, value in labels.items():
+            builder = builder.with_label(name, value)
+        return builder
+
     # ---- pipeline
 
     def _add(self, stage: _Stage, method: str) -> LogQLBuilder:
-        if self._range_function is not None:
+        if self._range_function is not None and self._range_function.name is not None:
             raise InvalidInput(
                 f"{method}() cannot follow {self._range_function.name}(...): the range function "
                 "closes the log pipeline; add pipeline stages before it"
@@ -548,22 +564,22 @@ class LogQLBuilder:
 
     # ---- range functions
 
-    def range_function(
-        self,
-        name: str,
-        range: str | timedelta,  # noqa: A002
-        param: int | float | None = None,  # noqa: A002
-    ) -> LogQLBuilder:
-        """Close the pipeline with a range function over ``[range]``: ``rate({...}[5m])``."""
+    def with_function(self, name: str, *args: int | float) -> LogQLBuilder:
+        """Close the pipeline with the range function ``name`` (its range from
+        :meth:`with_range`, before or after): ``with_function("rate").with_range("5m")`` is
+        ``rate({...}[5m])``; ``quantile_over_time`` takes φ: ``with_function(name, 0.99)``.
+        The same verb as :meth:`QueryBuilder.with_function <aiops.promql.QueryBuilder>`."""
         if name not in RANGE_FUNCTIONS:
             raise InvalidInput(
                 f"unknown range function {name!r}; supported: {', '.join(RANGE_FUNCTIONS)}",
                 field="range_function",
             )
-        if self._range_function is not None:
-            raise InvalidInput(
-                f"the query already has the range function {self._range_function.name}(...)"
-            )
+        current = self._range_function
+        if current is not None and current.name is not None:
+            raise InvalidInput(f"the query already has the range function {current.name}(...)")
+        if len(args) > 1:
+            raise InvalidInput(f"{name} takes at most one parameter, got {len(args)}")
+        param = args[0] if args else None
         needs_unwrap = RANGE_FUNCTIONS[name]
         unwrapped = any(isinstance(s, _Unwrap) for s in self._stages)
         if needs_unwrap and not unwrapped:
@@ -584,8 +600,29 @@ class LogQLBuilder:
                 )
         elif param is not None:
             raise InvalidInput(f"{name} takes no parameter, got {param!r}")
-        text = duration(range, what="range")
-        return self._evolve(_range_function=_RangeFunction(name, text, param))
+        fn = _RangeFunction(name, None if current is None else current.range, param)
+        return self._evolve(_range_function=fn)
+
+    def with_range(self, range: str | timedelta | None) -> LogQLBuilder:  # noqa: A002
+        """The range ``[d]`` of the range function (``None`` removes it), before or after
+        :meth:`with_function`; the same verb as ``QueryBuilder.with_range``."""
+        current = self._range_function
+        text = None if range is None else duration(range, what="range")
+        if current is None:
+            return self if text is None else self._evolve(_range_function=_RangeFunction(None, text))
+        if text is None and current.name is None:
+            return self._evolve(_range_function=None)
+        return self._evolve(_range_function=replace(current, range=text))
+
+    def range_function(
+        self,
+        name: str,
+        range: str | timedelta,  # noqa: A002
+        param: int | float | None = None,  # noqa: A002
+    ) -> LogQLBuilder:
+        """``with_function(name[, param]).with_range(range)``: ``rate({...}[5m])``."""
+        builder = self.with_function(name) if param is None else self.with_function(name, param)
+        return builder.with_range(range)
 
     def rate(self, range: str | timedelta) -> LogQLBuilder:  # noqa: A002
         """``rate(...[range])``: log lines per second (or unwrapped values per second)."""
@@ -679,7 +716,7 @@ class LogQLBuilder:
         )
 
     def _require_metric(self, method: str) -> None:
-        if self._range_function is None:
+        if not self.is_metric_query:
             raise InvalidInput(
                 f"{method}() needs a metric query, but this is a log query; call a range "
                 "function such as rate('5m') or count_over_time('5m') first"
@@ -693,8 +730,14 @@ class LogQLBuilder:
             aggs = self._aggregations + (_Aggregate("sum", None, grouping, labels),)
         return self._evolve(_aggregations=aggs)
 
+    def group_by(self, *labels: str) -> LogQLBuilder:
+        """``by (labels)`` on the aggregation just added, or ``sum by (labels) (...)``; the
+        same verb as ``QueryBuilder.group_by``."""
+        self._require_metric("group_by")
+        return self._regroup("by", _labels(labels, "by"))
+
     def by(self, *labels: str) -> LogQLBuilder:
-        """``by (labels)`` on the aggregation just added, or ``sum by (labels) (...)``."""
+        """The older name of :meth:`group_by` (kept: it reads like LogQL's ``by``)."""
         self._require_metric("by")
         return self._regroup("by", _labels(labels, "by"))
 
@@ -708,7 +751,7 @@ class LogQLBuilder:
     @property
     def is_metric_query(self) -> bool:
         """True once a range function turned the log query into a metric query."""
-        return self._range_function is not None
+        return self._range_function is not None and self._range_function.name is not None
 
     @property
     def matchers(self) -> tuple[Matcher, ...]:
@@ -725,6 +768,13 @@ class LogQLBuilder:
             )
         log = self._selector() + "".join(" " + stage.render() for stage in self._stages)
         fn = self._range_function
+        if fn is not None and fn.name is None:
+            raise InvalidInput(
+                f"the range [{fn.range}] needs a range function: with_function('rate') or "
+                "rate('5m'), count_over_time('5m')..."
+            )
+        if fn is not None and fn.range is None:
+            raise InvalidInput(f"{fn.name}(...) needs a range: with_range('5m')")
         if fn is None:
             if any(isinstance(s, _Unwrap) for s in self._stages):
                 raise InvalidInput(
@@ -767,6 +817,8 @@ class LogQLBuilder:
             )
         agg = self._aggregations[0] if self._aggregations else None
         fn = self._range_function
+        if fn is not None and (fn.name is None or fn.range is None):
+            self.render()  # says what is missing
         spec = LogQLSpec(
             labels=[LabelMatcherSpec(name=m.name, op=m.op, value=m.value) for m in self._matchers],
             pipeline=[_stage_spec(s) for s in self._stages],
