@@ -71,7 +71,7 @@ class DetectMetricsParameters(_Parameters):
         return _no_number(value)
 
 
-_SOURCES = ("selector", "path", "lines", "job")
+_SOURCES = ("selector", "path", "lines", "job", "incident")
 
 
 def _analyze_logs_schema(schema: dict[str, Any]) -> None:
@@ -95,8 +95,10 @@ def _analyze_logs_schema(schema: dict[str, Any]) -> None:
 
 class AnalyzeLogsParameters(_Parameters):
     """``analyze-logs``: exactly one of ``selector`` (LogQL, read from ``datasource``),
-    ``path`` (a local file under the allowed roots), ``lines`` or ``job`` (a configured log
-    job); the window is ``since`` before ``end`` (default now) or ``start``/``end``."""
+    ``path`` (a local file under the allowed roots), ``lines``, ``job`` (a configured log
+    job) or ``incident`` (the triage of an incident: its detector's log source over the
+    incident's window and its baselines, ``aiops.triage``); the window is ``since`` before
+    ``end`` (default now) or ``start``/``end``."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra=_analyze_logs_schema)
 
@@ -104,6 +106,7 @@ class AnalyzeLogsParameters(_Parameters):
     path: Annotated[str, StringConstraints(min_length=1, max_length=MAX_PATH_CHARS)] | None = None
     lines: list[str] | None = Field(None, max_length=100_000)
     job: Annotated[str, StringConstraints(pattern=_JOB_NAME)] | None = None
+    incident: int | None = Field(None, ge=1, le=2**63 - 1)
     datasource: Annotated[str, StringConstraints(pattern=DATASOURCE_NAME_PATTERN)] = "loki"
     since: _DURATION = "1h"
     start: datetime | None = None
@@ -153,10 +156,10 @@ class AnalyzeLogsParameters(_Parameters):
 
     @model_validator(mode="after")
     def _shape(self) -> AnalyzeLogsParameters:
-        given = [name for name in ("selector", "path", "lines", "job") if getattr(self, name) is not None]
+        given = [name for name in _SOURCES if getattr(self, name) is not None]
         if len(given) != 1:
             raise ValueError(
-                "give exactly one of selector, path, lines or job"
+                "give exactly one of selector, path, lines, job or incident"
                 + (f" (got {', '.join(given)})" if given else "")
             )
         return self

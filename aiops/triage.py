@@ -48,6 +48,7 @@ __all__ = [
     "render_selector",
     "triage_markdown",
     "triage_windows",
+    "window_frame",
 ]
 
 log = logging.getLogger(__name__)
@@ -182,6 +183,18 @@ def triage_windows(
             shift = _BASELINE_SHIFT[name]
             baselines.append(TriageWindow(name, start - shift, end - shift))
     return TriageWindow("incident", start, end), baselines
+
+
+def window_frame(frame: pd.DataFrame, window: TriageWindow) -> pd.DataFrame:
+    """The rows of a log frame in ``[window.start, window.end)`` (a file read once serves
+    every window)."""
+    import pandas as pd
+
+    if not len(frame):
+        return frame
+    ts = frame["timestamp"]
+    keep = (ts >= pd.Timestamp(window.start)) & (ts < pd.Timestamp(window.end))
+    return frame.loc[keep].reset_index(drop=True)
 
 
 # --------------------------------------------------------------------------- the comparison

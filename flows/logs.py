@@ -4,6 +4,11 @@ Scheduled per configured log job (``log_jobs`` in the config file; ``deployments
 makes one deployment each) and run on demand (the API, the Prefect UI). The template miner's
 state persists per source between runs, so template ids are stable and the report can say
 what is new since the previous window. The report is stored and left as Prefect artifacts.
+
+With ``incident`` it is an incident's triage (``aiops.triage``), started by the Prefect
+Automation :data:`TRIAGE_TRIGGER` when an incident opens on a detector linked to logs: the
+detector's log source over the incident's window and its baselines, the report stored with
+the incident (``GET /api/incidents/{id}/triage``) and left as a markdown artifact.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from typing import Any
 from anyio import to_thread
 from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
+from prefect.events import DeploymentEventTrigger
 from prefect.runtime import flow_run
 
 from aiops.errors import InvalidInput
@@ -22,8 +28,27 @@ from aiops.logs import from_lines
 from aiops.timeutil import parse_duration
 from tasks._runtime import settings, store
 from tasks.logs import analyze_window, load_file_lines, load_loki_lines, store_log_report
+from tasks.triage import error_text, fail_triage, plan_triage, save_triage, triage_artifact, triage_report
 
-__all__ = ["analyze_logs", "source_name"]
+__all__ = ["analyze_logs", "source_name", "TRIAGE_TRIGGER", "triage_trigger"]
+
+#: The name of the Prefect Automation that starts an incident's triage.
+TRIAGE_TRIGGER = "aiops-incident-triage"
+
+
+def triage_trigger() -> DeploymentEventTrigger:
+    """On ``aiops.incident.opened`` of a detector linked to logs (its resource carries
+    ``aiops.triage: linked``), run this deployment with the incident's id. The same trigger is
+    declared in ``prefect.yaml``; ``aiops serve`` and ``prefect deploy`` (re)create it with the
+    deployment, replacing the one they made before (idempotent)."""
+    return DeploymentEventTrigger(
+        name=TRIAGE_TRIGGER,
+        description="Log triage of an incident that opened on a detector linked to logs",
+        enabled=True,
+        expect={"aiops.incident.opened"},
+        match={"prefect.resource.id": "aiops.detector.*", "aiops.triage": "linked"},
+        parameters={"incident": "{{ event.payload.incident_id }}"},
+    )
 
 
 def source_name(*, job: str | None, selector: str | None, path: str | None, datasource: str) -> str:
@@ -43,6 +68,7 @@ async def analyze_logs(
     path: str | None = None,
     lines: list[str] | None = None,
     job: str | None = None,
+    incident: int | None = None,
     datasource: str = "loki",
     since: str = "1h",
     start: datetime | None = None,
@@ -52,19 +78,23 @@ async def analyze_logs(
     max_entries: int | None = 1_000_000,
 ) -> dict[str, Any]:
     """Analyse one window. Give exactly one of ``selector`` (LogQL stream selector, read from
-    ``datasource``), ``path`` (a local file), ``lines`` (posted lines) or ``job`` (a
-    configured log job, which names its own source)."""
+    ``datasource``), ``path`` (a local file), ``lines`` (posted lines), ``job`` (a
+    configured log job, which names its own source) or ``incident`` (an incident's triage:
+    its detector's log source, windows from the incident)."""
     log = get_run_logger()
     params = validate_parameters(
         AnalyzeLogsParameters,
         {k: v for k, v in dict(
-            selector=selector, path=path, lines=lines, job=job, datasource=datasource, since=since, start=start,
+            selector=selector, path=path, lines=lines, job=job, incident=incident, datasource=datasource,
+            since=since, start=start,
             end=end, bucket=bucket, patterns=patterns, max_entries=max_entries,
         ).items() if v is not None or k == "max_entries"},
         flow="analyze-logs",
     )
     config = settings()
     check_analyze_logs_source(params, config)
+    if incident is not None:
+        return await _triage(incident, max_entries)
     log_format = None
     if job is not None:
         spec = {j.name: j for j in config.log_jobs}[job]
@@ -120,6 +150,37 @@ async def analyze_logs(
         len(report["templates"]), len(report.get("changes") or []),
     )
     return {"report_id": stored["report_id"], "events": stored["events"], "source": source, "report": report}
+
+
+async def _triage(incident_id: int, max_entries: int | None) -> dict[str, Any]:
+    """An incident's triage: plan, read every window, compare, store (or store the error and
+    fail the run; the incident itself is never touched)."""
+    log = get_run_logger()
+    run_id = str(flow_run.id) if flow_run.id else None
+    plan = await plan_triage(incident_id, run_id)
+    if plan["status"] != "started":
+        return {"incident": incident_id, "triage": plan["status"], "summary": plan.get("summary") or plan.get("reason")}
+    window, baselines = plan["window"], plan["baselines"]
+    try:
+        frames = {}
+        if plan["selector"] is not None:
+            for w in [window, *baselines]:
+                loaded = await load_loki_lines(plan["datasource"], plan["selector"], w.start, w.end, max_entries)
+                frames[w.name] = loaded["frame"]
+        else:
+            frames["*"] = load_file_lines(plan["path"])["frame"]
+        report = triage_report(
+            incident_id, frames, window=window, baselines=baselines, selector=plan["selector"],
+            patterns=plan["patterns"], log_format=plan["log_format"],
+        )
+    except Exception as exc:
+        await fail_triage(incident_id, f"reading {plan['source']}: {error_text(exc)}", run_id)
+        raise
+    report["source"] = plan["source"]
+    await save_triage(incident_id, report, run_id)
+    await triage_artifact(incident_id, plan["detector"], report)
+    log.info("incident %d: %s", incident_id, report["summary"])
+    return {"incident": incident_id, "triage": "done", "summary": report["summary"]}
 
 
 def _utc(value: datetime) -> datetime:

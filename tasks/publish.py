@@ -53,13 +53,16 @@ def incident_resources(detector: Detector, event: Event) -> tuple[dict[str, str]
     """The Prefect resource (the detector) and related resources (the series) of an event.
 
     The series' resource id is ``aiops.series.<detector>.<16 hex of its key>`` (stable, short);
-    its name is the series key and each label is a resource label ``aiops.label.<name>``."""
+    its name is the series key and each label is a resource label ``aiops.label.<name>``.
+    The detector's label ``aiops.triage`` is ``linked`` when it names a log source for triage
+    (the triage automation matches it), else ``none``."""
     digest = hashlib.sha256(event.series_key.encode()).hexdigest()[:16]
     resource = {
         "prefect.resource.id": f"aiops.detector.{detector.id}",
         "prefect.resource.name": detector.name,
         "aiops.series": event.series_key,
         "aiops.severity": event.severity,
+        "aiops.triage": "linked" if getattr(detector, "triage", None) is not None else "none",
     }
     series = {
         "prefect.resource.id": f"aiops.series.{detector.id}.{digest}",

@@ -65,7 +65,7 @@ async def test_a_file_in_a_log_root_and_a_log_jobs_file_are_triggered(make_api, 
     [
         ({"lines": ["a a"], "patterns": {"twice": r"(a) \1"}}, "parameters.patterns"),
         ({"lines": ["x"], "colour": "red"}, "unknown field"),
-        ({}, "give exactly one of selector, path, lines or job"),
+        ({}, "give exactly one of selector, path, lines, job or incident"),
         ({"lines": ["x"], "selector": '{app="a"}'}, "give exactly one"),
         ({"lines": ["x"], "since": "soon"}, "parameters.since"),
         ({"lines": ["x"], "bucket": "-1h"}, "parameters.bucket"),

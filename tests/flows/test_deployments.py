@@ -117,3 +117,18 @@ def test_the_runner_is_started_without_the_apis_token(monkeypatch, tmp_path):
     assert "AIOPS_API_TOKEN" not in seen["env"]
     assert "PREFECT_SERVER_DATABASE_CONNECTION_URL" not in seen["env"]
     assert seen["limit"] == 1 + load_settings().log_run_limit + load_settings().backfill_run_limit
+
+
+def test_the_incident_triage_automation_is_declared_alike_in_prefect_yaml_and_serve():
+    from prefect.events import DeploymentEventTrigger
+
+    from flows.logs import TRIAGE_TRIGGER, triage_trigger
+
+    served = {f"{d.flow_name}/{d.name}": d for d in build_deployments(load_settings())}
+    (trigger,) = served["analyze-logs/default"].triggers
+    (declared,) = yaml_deployments()["analyze-logs/default"]["triggers"]
+    declared = DeploymentEventTrigger(**{k: v for k, v in declared.items() if k != "type"})
+    fields = ("name", "expect", "match", "match_related", "parameters", "posture", "threshold", "enabled")
+    assert {f: getattr(trigger, f) for f in fields} == {f: getattr(declared, f) for f in fields}
+    assert trigger.name == TRIAGE_TRIGGER and trigger == triage_trigger()
+    assert trigger.parameters == {"incident": "{{ event.payload.incident_id }}"}
