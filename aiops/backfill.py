@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiops.errors import ConfigError, InvalidInput, NotFound
 from aiops.pipeline import Window, next_piece
-from aiops.timeutil import parse_duration
+from aiops.timeutil import parse_seconds
 
 if TYPE_CHECKING:
     from aiops.config import LogJob, Settings
@@ -172,7 +172,7 @@ class TrainRule:
                     raise InvalidInput(f"train {text!r}: a fraction of the range must be between 0 and 1 (0%-100%)", field=field)
                 return cls(text, fraction=fraction)
         try:
-            return cls(str(text), seconds=parse_duration(value, field=field))
+            return cls(str(text), seconds=parse_seconds(value, field=field))
         except InvalidInput:
             raise InvalidInput(
                 f"train {text!r} is not a duration (3d), a fraction of the range (0.2 or 20%) or a number "
@@ -309,9 +309,9 @@ def resolve_backfill(
         log_jobs=log_jobs,
         start=start,
         end=end,
-        window_seconds=parse_duration(window, field=f["window"]),
+        window_seconds=parse_seconds(window, field=f["window"]),
         train_seconds=None,
-        log_window_seconds=parse_duration(log_window, field=f["log_window"]),
+        log_window_seconds=parse_seconds(log_window, field=f["log_window"]),
         now=now,
         fields=f,
     )

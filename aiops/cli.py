@@ -63,7 +63,7 @@ async def _run_query(args: argparse.Namespace) -> int:
     import httpx
 
     from aiops.sources import build_prometheus
-    from aiops.timeutil import parse_duration, parse_time
+    from aiops.timeutil import parse_seconds, parse_unix_seconds
 
     settings = _settings()
     configs = settings.datasource_configs()
@@ -78,14 +78,14 @@ async def _run_query(args: argparse.Namespace) -> int:
         client = build_prometheus(config, settings, http)
         now = time.time()
         if args.start is not None:
-            start = parse_time(args.start, field="--start", now=now)
-            end = parse_time(args.end or "now", field="--end", now=now)
-            step = parse_duration(args.step, field="--step") if args.step else _auto_step(start, end)
+            start = parse_unix_seconds(args.start, field="--start", now=now)
+            end = parse_unix_seconds(args.end or "now", field="--end", now=now)
+            step = parse_seconds(args.step, field="--step") if args.step else _auto_step(start, end)
             result = await client.query_range(args.query, start, end, step)
         else:
             if args.end or args.step:
                 raise AiopsError("--end and --step need --start (a range query)")
-            at = parse_time(args.time, field="--time", now=now) if args.time else None
+            at = parse_unix_seconds(args.time, field="--time", now=now) if args.time else None
             result = await client.query(args.query, at)
     if args.json:
         print(json.dumps(result.to_dict(), ensure_ascii=False))
@@ -137,7 +137,7 @@ def _print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
 
 async def _analyze_logs(args: argparse.Namespace) -> int:
     from aiops.logs import analyze
-    from aiops.timeutil import parse_time
+    from aiops.timeutil import parse_unix_seconds
 
     settings = _settings()
     if (args.file is None) == (args.selector is None):
@@ -164,7 +164,7 @@ async def _analyze_logs(args: argparse.Namespace) -> int:
                 setting="AIOPS_LOKI_URL",
             )
         now = time.time()
-        start = parse_time(f"now-{args.since}", field="--since", now=now)
+        start = parse_unix_seconds(f"now-{args.since}", field="--since", now=now)
         async with httpx.AsyncClient() as http:
             result = await build_loki(config, settings, http).logs(args.selector, start, now, max_entries=args.max_lines)
         if result.truncated:
@@ -219,12 +219,12 @@ def _tail_logs(args: argparse.Namespace) -> int:
 
     from aiops.live import LiveLogAnalysis, run_live
     from aiops.sources.tail import FileTail, LokiTail
-    from aiops.timeutil import parse_duration
+    from aiops.timeutil import parse_seconds
 
     settings = _settings()
     if (args.file is None) == (args.selector is None):
         raise AiopsError("give a FILE or --selector (one of them)")
-    window = parse_duration(args.window, field="--window")
+    window = parse_seconds(args.window, field="--window")
     patterns = None
     if args.job:
         job = next((j for j in settings.log_jobs if j.name == args.job), None)
@@ -248,7 +248,7 @@ def _tail_logs(args: argparse.Namespace) -> int:
                 f"no Loki datasource named {args.datasource!r}: set AIOPS_LOKI_URL or add it to the config file",
                 setting="AIOPS_LOKI_URL",
             )
-        since = parse_duration(args.since, field="--since", allow_zero=True)
+        since = parse_seconds(args.since, field="--since", allow_zero=True)
         loki = LokiTail(
             list(config.urls), args.selector, name=config.name, tenant=config.tenant, headers=dict(config.headers),
             start_ns=time.time_ns() - int(since * 1e9), delay_for=args.delay_for, retry=retry_policy(settings),
@@ -306,14 +306,14 @@ def _backfill(args: argparse.Namespace) -> int:
     from aiops.backfill import CLI_FIELDS, ProgressWatcher, check_dask_scheduler, resolve_backfill
     from aiops.store import Store
     from aiops.supervisor import use_local_prefect
-    from aiops.timeutil import parse_time
+    from aiops.timeutil import parse_unix_seconds
 
     settings = _settings()
     # relative times ("now", "now-30d") are cut to the minute, so the same command run again
     # within a minute names the same backfill; the resume hint gives the exact times
     now = math.floor(time.time() / 60) * 60
-    start = datetime.fromtimestamp(parse_time(args.start, field="--start", now=now), UTC)
-    end = datetime.fromtimestamp(parse_time(args.end, field="--end", now=now), UTC)
+    start = datetime.fromtimestamp(parse_unix_seconds(args.start, field="--start", now=now), UTC)
+    end = datetime.fromtimestamp(parse_unix_seconds(args.end, field="--end", now=now), UTC)
     again = f"aiops backfill ... --start {start:%Y-%m-%dT%H:%M:%SZ} --end {end:%Y-%m-%dT%H:%M:%SZ}"
     url = settings.resolved_database_url()
     with contextlib.ExitStack() as opened:  # the store is opened only for detectors to look up
@@ -412,7 +412,7 @@ def _up(args: argparse.Namespace) -> int:
 
     import deployments
     from aiops.demo.stack import DemoOptions, prometheus_configured
-    from aiops.timeutil import parse_duration
+    from aiops.timeutil import parse_seconds
     from aiops.up import UpPlan, run_up
 
     settings = _settings()
@@ -422,9 +422,9 @@ def _up(args: argparse.Namespace) -> int:
         options = DemoOptions(
             config_dir=Path(deployments.__file__).resolve().parent / "demo",
             prometheus_port=args.prometheus_port, exporter_port=args.exporter_port,
-            history_seconds=parse_duration(args.demo_history, field="--demo-history"),
-            incident_every=parse_duration(args.incident_every, field="--incident-every"),
-            incident_duration=parse_duration(args.incident_duration, field="--incident-duration"),
+            history_seconds=parse_seconds(args.demo_history, field="--demo-history"),
+            incident_every=parse_seconds(args.incident_every, field="--incident-every"),
+            incident_duration=parse_seconds(args.incident_duration, field="--incident-duration"),
         )
 
     def ready(prefect_api: str, api: str | None, where: dict[str, str]) -> None:
@@ -564,17 +564,17 @@ def _evaluate(args: argparse.Namespace) -> int:
     from aiops.detector_quality import evaluate_detectors
     from aiops.evaluation import SeriesQuality, load_labels
     from aiops.store import Store
-    from aiops.timeutil import parse_duration, parse_time
+    from aiops.timeutil import parse_seconds, parse_unix_seconds
 
     settings = _settings()
     labels = load_labels(args.labels)
     now = time.time()
-    start = parse_time(args.start, field="--start", now=now) if args.start else None
-    end = parse_time(args.end, field="--end", now=now) if args.end else None
+    start = parse_unix_seconds(args.start, field="--start", now=now) if args.start else None
+    end = parse_unix_seconds(args.end, field="--end", now=now) if args.end else None
     if start is not None and end is not None and end <= start:
         raise AiopsError("--end must be after --start")
-    tolerance = parse_duration(args.tolerance, field="--tolerance", allow_zero=True)
-    gap_arg = parse_duration(args.gap, field="--gap", allow_zero=True) if args.gap else None
+    tolerance = parse_seconds(args.tolerance, field="--tolerance", allow_zero=True)
+    gap_arg = parse_seconds(args.gap, field="--gap", allow_zero=True) if args.gap else None
     with Store.open(settings.resolved_database_url()) as db:
         scored = evaluate_detectors(
             db, args.detector, labels, tolerance=tolerance, gap=gap_arg, start=start, end=end,

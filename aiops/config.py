@@ -92,10 +92,10 @@ class DatasourceConfig(BaseModel):
     @classmethod
     def _lookback_delta(cls, data: Any) -> Any:
         if isinstance(data, dict) and "lookback_delta" in data:  # lookback_delta: 10m
-            from aiops.timeutil import parse_duration
+            from aiops.timeutil import parse_seconds
 
             data = dict(data)
-            data["lookback_delta_seconds"] = parse_duration(data.pop("lookback_delta"), field="lookback_delta")
+            data["lookback_delta_seconds"] = parse_seconds(data.pop("lookback_delta"), field="lookback_delta")
         return data
 
     @field_validator("urls", mode="before")
@@ -138,12 +138,12 @@ class LogJob(BaseModel):
     @classmethod
     def _durations(cls, data: Any) -> Any:
         if isinstance(data, dict):
-            from aiops.timeutil import parse_duration
+            from aiops.timeutil import parse_seconds
 
             data = dict(data)
             for short, long in (("every", "interval_seconds"), ("interval", "interval_seconds"), ("since", "since_seconds")):
                 if short in data:
-                    data[long] = int(parse_duration(data.pop(short), field=short))
+                    data[long] = int(parse_seconds(data.pop(short), field=short))
         return data
 
     @model_validator(mode="after")

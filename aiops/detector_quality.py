@@ -23,7 +23,7 @@ from aiops.evaluation import (
     labels_for_series,
     nab_evaluate,
 )
-from aiops.timeutil import to_datetime
+from aiops.timeutil import datetime_from_seconds
 
 if TYPE_CHECKING:
     from aiops.store import Store
@@ -108,8 +108,8 @@ def evaluate_detectors(
     ``gap``: detections at most this far apart form one event (default: five of the
     detector's steps). ``resolve_after``: the NAB incidents' gap (default: the detector's own).
     """
-    since = None if start is None else to_datetime(start)
-    until = None if end is None else to_datetime(end)
+    since = None if start is None else datetime_from_seconds(start)
+    until = None if end is None else datetime_from_seconds(end)
     dets = [store.get_detector(d) for d in dict.fromkeys(detector_ids)]
     scores = store.latest_scores()
     out = []

@@ -33,7 +33,7 @@ import numpy as np
 from aiops.errors import InvalidInput
 from aiops.incidents import DEFAULT_RESOLVE_AFTER, check_resolve_after, onsets
 from aiops.labels import series_key
-from aiops.timeutil import parse_time
+from aiops.timeutil import parse_unix_seconds
 
 __all__ = [
     "DEFAULT_GAP_SECONDS",
@@ -139,7 +139,7 @@ def _time(value: Any, source: str, where: str, name: str) -> float:
     elif value is None or isinstance(value, bool) or not isinstance(value, int | float):
         raise _bad(source, where, name, f"{value!r} is not a time (use RFC 3339 or Unix seconds)")
     try:
-        return parse_time(value, field=name)
+        return parse_unix_seconds(value, field=name)
     except InvalidInput as exc:
         raise _bad(source, where, name, f"{value!r} is not a time (use RFC 3339 or Unix seconds): {exc.message}") from None
 
@@ -419,7 +419,7 @@ def _seconds(ts: Any) -> float:
     if isinstance(ts, int | float) and not isinstance(ts, bool):
         return float(ts)
     if isinstance(ts, datetime):
-        return parse_time(ts)
+        return parse_unix_seconds(ts)
     ts_fn = getattr(ts, "timestamp", None)
     if callable(ts_fn):
         return float(ts_fn())

@@ -47,12 +47,12 @@ from aiops.querylang import (
     Matcher,
     duration,
     format_number,
-    parse_duration,
     parse_selector,
     quote,
     validate_label_name,
     validate_regex,
 )
+from aiops.timeutil import parse_promql_duration_ms
 
 __all__ = [
     "LogQLBuilder",
@@ -674,7 +674,7 @@ class LogQLBuilder:
     def offset(self, offset: str | timedelta | None) -> LogQLBuilder:
         """``[5m] offset 1h`` on the range (needs a range function by render time)."""
         value = None if offset is None else duration(offset, what="offset", allow_zero=True)
-        if value is not None and parse_duration(value) == 0:
+        if value is not None and parse_promql_duration_ms(value) == 0:
             value = None
         return self._evolve(_offset=value)
 
@@ -860,7 +860,7 @@ def _unit_kind(name: str, value: str) -> str:
 
 def _is_prom_duration(value: str) -> bool:
     try:
-        return parse_duration(value) >= 0
+        return parse_promql_duration_ms(value) >= 0
     except InvalidInput:
         return False
 

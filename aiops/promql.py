@@ -52,13 +52,13 @@ from aiops.querylang import (
     Matcher,
     duration,
     format_number,
-    parse_duration,
     quote,
     regex_escape_literal,
     validate_label_name,
     validate_metric_name,
     validate_regex,
 )
+from aiops.timeutil import parse_promql_duration_ms
 
 __all__ = [
     "QueryBuilder",
@@ -436,7 +436,7 @@ class QueryBuilder:
             if offset is None
             else duration(offset, what="offset", allow_negative=True, allow_zero=True)
         )
-        if value is not None and parse_duration(value, what="offset") == 0:
+        if value is not None and parse_promql_duration_ms(value, what="offset") == 0:
             value = None
         return self._with_selector(offset=value)
 
@@ -1136,7 +1136,7 @@ def _selectors(query: str, t: list[_Token], pairs: dict[int, int]) -> list[Selec
             if any(x.text == ":" for x in inner):
                 subquery = True
             elif len(inner) == 1 and inner[0].kind == "dur":
-                from aiops.querylang import parse_duration as _ms
+                from aiops.timeutil import parse_promql_duration_ms as _ms
 
                 range_ms = _ms(inner[0].text)
             else:

@@ -30,6 +30,9 @@ import re2
 from pydantic import BaseModel, ConfigDict
 
 from aiops.errors import InvalidInput
+from aiops.timeutil import MAX_PROMQL_DURATION_MS as _MAX_DURATION_MS
+from aiops.timeutil import format_promql_duration as format_duration
+from aiops.timeutil import parse_promql_duration_ms as parse_duration
 
 __all__ = [
     "MATCH_OPS",
@@ -242,59 +245,6 @@ def validate_regex(pattern: str, *, anchored: bool, what: str = "regex") -> re2.
 
 
 # --------------------------------------------------------------------------- durations
-
-_DURATION_RE = re.compile(
-    r"(?:([0-9]+)y)?(?:([0-9]+)w)?(?:([0-9]+)d)?(?:([0-9]+)h)?"
-    r"(?:([0-9]+)m)?(?:([0-9]+)s)?(?:([0-9]+)ms)?"
-)
-_UNIT_MS = (
-    ("y", 365 * 24 * 3600 * 1000),
-    ("w", 7 * 24 * 3600 * 1000),
-    ("d", 24 * 3600 * 1000),
-    ("h", 3600 * 1000),
-    ("m", 60 * 1000),
-    ("s", 1000),
-    ("ms", 1),
-)
-_MAX_DURATION_MS = (2**63 - 1) // 1_000_000  # time.Duration is int64 nanoseconds
-
-
-def parse_duration(text: str, *, what: str = "duration") -> int:
-    """Parse a Prometheus duration (``model.ParseDuration``) into milliseconds.
-
-    Units ``y w d h m s ms`` in that order, each at most once, integer counts; a leading
-    ``-`` gives a negative duration. ``"0"`` alone is zero.
-    """
-    if not isinstance(text, str):
-        raise InvalidInput(f"{what} must be a string like '5m', got {text!r}", field=what)
-    sign, body = (-1, text[1:]) if text.startswith("-") else (1, text)
-    if body == "0":
-        return 0
-    match = _DURATION_RE.fullmatch(body) if body else None
-    if match is None or not any(match.groups()):
-        raise InvalidInput(
-            f"invalid {what} {text!r}: expected a Prometheus duration such as 30s, 5m, 1h30m, "
-            "500ms, 1d, 2w or 1y (units y w d h m s ms, largest first)",
-            field=what,
-        )
-    total = sum(int(g) * ms for g, (_, ms) in zip(match.groups(), _UNIT_MS, strict=False) if g)
-    if total > _MAX_DURATION_MS:
-        raise InvalidInput(f"{what} {text!r} is out of range (at most ~292y)", field=what)
-    return sign * total
-
-
-def format_duration(ms: int) -> str:
-    """Format milliseconds the way Prometheus prints durations (``90m`` -> ``1h30m``)."""
-    if ms == 0:
-        return "0s"
-    sign, ms = ("-", -ms) if ms < 0 else ("", ms)
-    parts = []
-    for unit, size in _UNIT_MS:
-        count, ms = divmod(ms, size)
-        if count:
-            parts.append(f"{count}{unit}")
-    return sign + "".join(parts)
-
 
 def duration(
     value: str | timedelta,

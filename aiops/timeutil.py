@@ -1,7 +1,23 @@
-"""Parsing of times and durations from users, config files and datasources.
+"""Times and durations: the one module that reads them, each function named for its unit.
 
-Times become float Unix seconds (UTC); durations become float seconds. Anything that cannot be
-read is an :class:`~aiops.errors.InvalidInput` naming the field and the value.
+=============================  =============================================================
+function                       returns
+=============================  =============================================================
+:func:`parse_unix_seconds`     a point in time as float Unix seconds (UTC)
+:func:`parse_seconds`          a duration as float seconds (``"1h30m"``, ``"500ms"``, ``90``)
+:func:`parse_whole_seconds`    a duration as int seconds (stored settings: no fractions)
+:func:`parse_promql_duration_ms`  a Prometheus/Loki duration as int milliseconds (strict
+                               grammar: units ``y w d h m s ms`` largest first)
+:func:`format_promql_duration` int milliseconds as Prometheus prints them
+:func:`datetime_from_seconds`  float Unix seconds as an aware UTC ``datetime``
+=============================  =============================================================
+
+Where time lives: the API, the CLI and the sources speak float Unix seconds; the store and the
+flows aware UTC ``datetime``; log frames and the template miner int64 Unix nanoseconds (a
+pandas/numpy column); query texts Prometheus durations. Convert at those seams with the
+functions above. The older names ``parse_time``, ``parse_duration`` and ``to_datetime`` are
+kept as aliases. Anything that cannot be read is an :class:`~aiops.errors.InvalidInput` naming
+the field and the value.
 """
 
 from __future__ import annotations
@@ -16,7 +32,18 @@ import pandas as pd
 
 from aiops.errors import InvalidInput
 
-__all__ = ["parse_time", "parse_duration", "to_datetime"]
+__all__ = [
+    "MAX_PROMQL_DURATION_MS",
+    "datetime_from_seconds",
+    "format_promql_duration",
+    "parse_promql_duration_ms",
+    "parse_seconds",
+    "parse_unix_seconds",
+    "parse_whole_seconds",
+    "parse_duration",
+    "parse_time",
+    "to_datetime",
+]
 
 _UNITS = {
     "ms": 0.001,
@@ -35,7 +62,7 @@ _RELATIVE = re.compile(r"^now\s*([+-])\s*(.+)$")
 _MAX_SECONDS = 7_258_118_400.0
 
 
-def parse_duration(value: Any, *, field: str = "duration", allow_zero: bool = False) -> float:
+def parse_seconds(value: Any, *, field: str = "duration", allow_zero: bool = False) -> float:
     """``"5m"``, ``"1h30m"``, ``"500ms"``, ``90``, ``"90"``, ``timedelta`` -> seconds."""
     if isinstance(value, timedelta):
         seconds = value.total_seconds()
@@ -66,7 +93,7 @@ def parse_duration(value: Any, *, field: str = "duration", allow_zero: bool = Fa
     return seconds
 
 
-def parse_time(value: Any, *, field: str = "time", now: float | None = None) -> float:
+def parse_unix_seconds(value: Any, *, field: str = "time", now: float | None = None) -> float:
     """A point in time as Unix seconds.
 
     Accepts Unix seconds (int/float/str), milliseconds or nanoseconds (detected by size),
@@ -89,7 +116,7 @@ def parse_time(value: Any, *, field: str = "time", now: float | None = None) -> 
     rel = _RELATIVE.match(text)
     if rel or text.startswith("-"):
         sign, amount = (rel.group(1), rel.group(2)) if rel else ("-", text[1:])
-        delta = parse_duration(amount, field=field, allow_zero=True)  # now-0s is now
+        delta = parse_seconds(amount, field=field, allow_zero=True)  # now-0s is now
         result = current - delta if sign == "-" else current + delta
         if not 0 <= result <= _MAX_SECONDS:
             raise InvalidInput(f"{field} {value!r} is outside 1970-2200", field=field)
@@ -126,9 +153,115 @@ def _from_number(number: float, field: str) -> float:
     return number
 
 
-def to_datetime(seconds: float, *, field: str = "time") -> datetime:
+def datetime_from_seconds(seconds: float, *, field: str = "time") -> datetime:
     """Unix seconds as an aware UTC datetime; outside what a datetime holds: InvalidInput."""
     try:
         return datetime.fromtimestamp(seconds, tz=UTC)
     except (OverflowError, OSError, ValueError):
         raise InvalidInput(f"{field} {seconds!r} is outside the range of dates", field=field) from None
+
+
+# ----------------------------------------------------------- whole seconds (stored settings)
+
+_WHOLE_DURATION = re.compile(r"(\d+)(ms|s|m|h|d|w)")
+_WHOLE_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
+
+
+def parse_whole_seconds(value: Any) -> int:
+    """Whole seconds from ``90``, ``"90"``, ``"90s"``, ``"5m"``, ``"1h30m"``, ``"1d"``, ``"1w"``.
+
+    Raises ``ValueError`` (an :class:`InvalidInput`) for anything else, including
+    negative values and fractions of a second.
+    """
+    if isinstance(value, bool):
+        raise InvalidInput(f"not a duration: {value!r}")
+    if isinstance(value, int):
+        seconds = value
+    elif isinstance(value, float):
+        if not math.isfinite(value) or value != int(value):
+            raise InvalidInput(f"duration must be a whole number of seconds, got {value!r}")
+        seconds = int(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        if text.isdigit():
+            seconds = int(text)
+        else:
+            pos, total_ms = 0, 0
+            for match in _WHOLE_DURATION.finditer(text):
+                if match.start() != pos:
+                    break
+                total_ms += int(match.group(1)) * _WHOLE_UNIT_MS[match.group(2)]
+                pos = match.end()
+            if pos != len(text) or not text:
+                raise InvalidInput(
+                    f"not a duration: {value!r} (use seconds or e.g. '30s', '5m', '1h30m', '1d')"
+                )
+            if total_ms % 1000:
+                raise InvalidInput(f"duration must be a whole number of seconds, got {value!r}")
+            seconds = total_ms // 1000
+    else:
+        raise InvalidInput(f"not a duration: {value!r}")
+    if seconds < 0:
+        raise InvalidInput(f"duration must not be negative, got {value!r}")
+    return seconds
+
+
+# ------------------------------------------------ Prometheus durations (query texts, in ms)
+
+_PROMQL_DURATION = re.compile(
+    r"(?:([0-9]+)y)?(?:([0-9]+)w)?(?:([0-9]+)d)?(?:([0-9]+)h)?"
+    r"(?:([0-9]+)m)?(?:([0-9]+)s)?(?:([0-9]+)ms)?"
+)
+_PROMQL_UNIT_MS = (
+    ("y", 365 * 24 * 3600 * 1000),
+    ("w", 7 * 24 * 3600 * 1000),
+    ("d", 24 * 3600 * 1000),
+    ("h", 3600 * 1000),
+    ("m", 60 * 1000),
+    ("s", 1000),
+    ("ms", 1),
+)
+MAX_PROMQL_DURATION_MS = (2**63 - 1) // 1_000_000  # time.Duration is int64 nanoseconds
+
+
+def parse_promql_duration_ms(text: str, *, what: str = "duration") -> int:
+    """Parse a Prometheus duration (``model.ParseDuration``) into milliseconds.
+
+    Units ``y w d h m s ms`` in that order, each at most once, integer counts; a leading
+    ``-`` gives a negative duration. ``"0"`` alone is zero.
+    """
+    if not isinstance(text, str):
+        raise InvalidInput(f"{what} must be a string like '5m', got {text!r}", field=what)
+    sign, body = (-1, text[1:]) if text.startswith("-") else (1, text)
+    if body == "0":
+        return 0
+    match = _PROMQL_DURATION.fullmatch(body) if body else None
+    if match is None or not any(match.groups()):
+        raise InvalidInput(
+            f"invalid {what} {text!r}: expected a Prometheus duration such as 30s, 5m, 1h30m, "
+            "500ms, 1d, 2w or 1y (units y w d h m s ms, largest first)",
+            field=what,
+        )
+    total = sum(int(g) * ms for g, (_, ms) in zip(match.groups(), _PROMQL_UNIT_MS, strict=False) if g)
+    if total > MAX_PROMQL_DURATION_MS:
+        raise InvalidInput(f"{what} {text!r} is out of range (at most ~292y)", field=what)
+    return sign * total
+
+
+def format_promql_duration(ms: int) -> str:
+    """Format milliseconds the way Prometheus prints durations (``90m`` -> ``1h30m``)."""
+    if ms == 0:
+        return "0s"
+    sign, ms = ("-", -ms) if ms < 0 else ("", ms)
+    parts = []
+    for unit, size in _PROMQL_UNIT_MS:
+        count, ms = divmod(ms, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return sign + "".join(parts)
+
+
+# the older names, kept for callers and documentation
+parse_duration = parse_seconds
+parse_time = parse_unix_seconds
+to_datetime = datetime_from_seconds

@@ -20,7 +20,7 @@ import pandas as pd
 
 from aiops.errors import InvalidInput
 from aiops.labels import series_key
-from aiops.timeutil import parse_duration
+from aiops.timeutil import parse_seconds
 
 __all__ = [
     "label_columns",
@@ -92,7 +92,7 @@ def _standardize_pandas(
 ) -> pd.DataFrame:
     out = frame.copy()
     if step is not None:
-        step_ns = int(parse_duration(step, field="step") * 1e9)
+        step_ns = int(parse_seconds(step, field="step") * 1e9)
         ns = out["timestamp"].dt.tz_convert(None).to_numpy(dtype="datetime64[ns]").view(np.int64)
         out["timestamp"] = pd.DatetimeIndex(((ns // step_ns) * step_ns).view("datetime64[ns]"), tz="UTC")
     if drop_nan:
@@ -102,8 +102,8 @@ def _standardize_pandas(
     out = out.drop_duplicates(subset=sort_cols, keep="last")
     if counter and len(out):
         out = out.assign(value=_undo_counter_resets(out, labels))
-    gap_seconds = parse_duration(gap, field="gap") if gap is not None else (
-        2 * parse_duration(step, field="step") if step is not None else None
+    gap_seconds = parse_seconds(gap, field="gap") if gap is not None else (
+        2 * parse_seconds(step, field="step") if step is not None else None
     )
     if gap_seconds is not None:
         delta = _per_series_diff(out["timestamp"], out, labels)
@@ -117,7 +117,7 @@ def _standardize_fast(frame: pd.DataFrame, labels: list[str], *, step: Any, drop
     sort, the de-duplication and the gaps again; this is what a backfill does per window)."""
     ns = frame["timestamp"].dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[ns]").view(np.int64)
     if step is not None:
-        step_ns = int(parse_duration(step, field="step") * 1e9)
+        step_ns = int(parse_seconds(step, field="step") * 1e9)
         ns = (ns // step_ns) * step_ns
     rows = np.arange(len(frame))
     if drop_nan:
@@ -134,8 +134,8 @@ def _standardize_fast(frame: pd.DataFrame, labels: list[str], *, step: Any, drop
     out = frame.take(rows)
     if step is not None:
         out["timestamp"] = pd.DatetimeIndex(t.view("datetime64[ns]"), tz="UTC")
-    gap_seconds = parse_duration(gap, field="gap") if gap is not None else (
-        2 * parse_duration(step, field="step") if step is not None else None
+    gap_seconds = parse_seconds(gap, field="gap") if gap is not None else (
+        2 * parse_seconds(step, field="step") if step is not None else None
     )
     if gap_seconds is not None:
         gaps = np.zeros(len(rows), dtype=bool)
@@ -204,7 +204,7 @@ def resample(frame: pd.DataFrame, step: Any, how: Aggregation = "avg") -> pd.Dat
     if how not in AGGREGATIONS:
         raise InvalidInput(f"aggregation {how!r} is not one of {', '.join(AGGREGATIONS)}", field="how")
     labels = label_columns(frame)
-    step_ns = int(parse_duration(step, field="step") * 1e9)
+    step_ns = int(parse_seconds(step, field="step") * 1e9)
     ns = frame["timestamp"].dt.tz_convert(None).to_numpy(dtype="datetime64[ns]").view(np.int64)
     bucket = pd.DatetimeIndex(((ns // step_ns) * step_ns).view("datetime64[ns]"), tz="UTC")
     work = frame[["value", *labels]].assign(timestamp=bucket)
@@ -221,7 +221,7 @@ def rolling(frame: pd.DataFrame, window: Any, how: Aggregation = "avg") -> pd.Da
     _check(frame)
     if how not in AGGREGATIONS:
         raise InvalidInput(f"aggregation {how!r} is not one of {', '.join(AGGREGATIONS)}", field="how")
-    seconds = parse_duration(window, field="window")
+    seconds = parse_seconds(window, field="window")
     labels = label_columns(frame)
     ordered = frame.sort_values([*labels, "timestamp"], kind="stable")
     values = ordered.set_index("timestamp")["value"]

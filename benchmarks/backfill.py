@@ -46,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from aiops.backfill import plan_windows  # noqa: E402
 from aiops.localprom import Family, load_history, run_prometheus  # noqa: E402
-from aiops.timeutil import parse_duration  # noqa: E402
+from aiops.timeutil import parse_seconds  # noqa: E402
 
 STEP = 60
 START = 0  # Unix seconds of sample 0, set by main()
@@ -96,7 +96,7 @@ def main() -> None:
     end = int(time.time() // 3600) * 3600 - 3600  # a whole hour, an hour ago
     start = START = end - points * STEP
     range_start, range_end = datetime.fromtimestamp(start, UTC), datetime.fromtimestamp(end, UTC)
-    windows = plan_windows(range_start, range_end, parse_duration(args.window))
+    windows = plan_windows(range_start, range_end, parse_seconds(args.window))
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

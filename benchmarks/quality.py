@@ -185,7 +185,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args()
 
-    from aiops.timeutil import parse_duration
+    from aiops.timeutil import parse_seconds
 
     cfg = SyntheticConfig(days=args.days, series=args.series, seed=args.seed, step=args.step, realistic=not args.classic)
     data = generate(cfg)
@@ -193,7 +193,7 @@ def main() -> None:
     overrides = json.loads(args.params)
     kinds = [k for k in args.kinds.split(",") if k]
     params = {k: dict(overrides.get(k, {})) for k in kinds}
-    tolerance, gap = parse_duration(args.tolerance, field="--tolerance"), parse_duration(args.gap, field="--gap")
+    tolerance, gap = parse_seconds(args.tolerance, field="--tolerance"), parse_seconds(args.gap, field="--gap")
     print(
         f"synthetic ({'classic' if args.classic else 'realistic'}): {cfg.series} series x {cfg.points} points "
         f"({cfg.days} days at {cfg.step}s, seed {cfg.seed}), {labels.windows} labelled windows; evaluated from day "

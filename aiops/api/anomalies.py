@@ -7,7 +7,7 @@ from typing import Any
 from aiops.api.models import AnomalyPage, AnomalyQuery
 from aiops.api.openapi import Call, Operation
 from aiops.errors import InvalidInput
-from aiops.timeutil import to_datetime
+from aiops.timeutil import datetime_from_seconds
 
 __all__ = ["OPERATIONS"]
 
@@ -20,8 +20,8 @@ async def list_anomalies(call: Call) -> Any:
     items = await state.db(
         state.store.list_anomalies,
         q.detector,
-        None if q.since is None else to_datetime(q.since),
-        None if q.until is None else to_datetime(q.until),
+        None if q.since is None else datetime_from_seconds(q.since),
+        None if q.until is None else datetime_from_seconds(q.until),
         q.after_id,
         q.limit,
         source=q.source,

@@ -41,7 +41,7 @@ from aiops.api.openapi import Call, Operation
 from aiops.api.runs import deployment_name
 from aiops.errors import AiopsError, InvalidInput
 from aiops.store import read_datasource_health
-from aiops.timeutil import to_datetime
+from aiops.timeutil import datetime_from_seconds
 
 __all__ = ["OPERATIONS", "PUBLIC_PATHS"]
 
@@ -199,7 +199,7 @@ async def loki_analyze(call: Call) -> Any:
     start = body.start if body.start is not None else end - (body.since or 3600.0)
     if end <= start:
         raise InvalidInput("end must be after start", field="end")
-    window = {"start": to_datetime(start).isoformat(), "end": to_datetime(end).isoformat()}
+    window = {"start": datetime_from_seconds(start).isoformat(), "end": datetime_from_seconds(end).isoformat()}
     options = state.options
     if end - start > options.analyze_sync_max_seconds:
         reason = f"window of {end - start:.0f}s exceeds the synchronous limit of {options.analyze_sync_max_seconds:.0f}s"

@@ -35,12 +35,13 @@ from aiops.store.models import (
     DetectorDatasource,
     Event,
     Incident,
+    IncidentTriage,
 )
-from aiops.store.models import parse_duration as parse_whole_seconds
 from aiops.errors import InvalidInput
 from aiops.incidents import DEFAULT_RESOLVE_AFTER, MAX_RESOLVE_AFTER
 from aiops.logs.patterns import MAX_PATTERN_LENGTH, MAX_PATTERNS
-from aiops.timeutil import parse_duration, parse_time
+from aiops.timeutil import parse_seconds, parse_unix_seconds, parse_whole_seconds
+from aiops.triage import TriageLink
 
 __all__ = [
     "ApiModel",
@@ -62,6 +63,7 @@ __all__ = [
     "IncidentPage",
     "IncidentDetail",
     "IncidentPointsQuery",
+    "IncidentTriage",
     "DatasourceRemoveQuery",
     "DetectorListQuery",
     "DetectorPath",
@@ -187,7 +189,7 @@ def _time(value: Any) -> float:
     elif isinstance(value, str) and not _TIME_TEXT.match(value):
         raise ValueError(f"time {value!r} is not a time (use RFC 3339, Unix seconds, 'now' or 'now-1h')")
     try:
-        return parse_time(value, field="time")
+        return parse_unix_seconds(value, field="time")
     except InvalidInput as exc:
         raise ValueError(exc.message) from None
 
@@ -198,7 +200,7 @@ def _duration(value: Any) -> float:
     elif isinstance(value, str) and not re.match(DURATION_PATTERN, value):
         raise ValueError(f"duration {value!r} is not a positive duration (use e.g. 30s, 5m, 1h30m, or seconds)")
     try:
-        return parse_duration(value, field="duration")
+        return parse_seconds(value, field="duration")
     except InvalidInput as exc:
         raise ValueError(exc.message) from None
 
@@ -491,13 +493,20 @@ class DetectorCreateRequest(ApiModel):
         None, validation_alias=AliasChoices("training_window_seconds", "training_window")
     )
     datasource: DatasourceAttachRequest | None = None
+    triage: TriageLink | None = Field(
+        None,
+        description="the log source an opened incident's triage reads: exactly one of `selector` (LogQL "
+        "stream selector; `$label` in a value is the incident's series label), `job` or `path`; "
+        "`lead`, `max_window`, `baselines` (docs/triage.md)",
+    )
 
 
 def _patch_schema(schema: dict[str, Any]) -> None:
-    """At least one field; only ``training_window_seconds`` may be null (to clear it)."""
+    """At least one field; only ``training_window_seconds`` and ``triage`` may be null (to clear them)."""
     schema["minProperties"] = 1
     schema["allOf"] = [
-        {"properties": {name: {"not": {"type": "null"}} for name in schema["properties"] if name != "training_window_seconds"}}
+        {"properties": {name: {"not": {"type": "null"}} for name in schema["properties"]
+                        if name not in ("training_window_seconds", "triage")}}
     ]
 
 
@@ -518,12 +527,13 @@ class DetectorPatchRequest(ApiModel):
     training_window_seconds: WholeSeconds | None = Field(
         None, validation_alias=AliasChoices("training_window_seconds", "training_window")
     )
+    triage: TriageLink | None = Field(None, description="the log source for triage; null removes it")
 
     @model_validator(mode="after")
     def _something(self) -> DetectorPatchRequest:
         if not self.model_fields_set:
             raise ValueError("nothing to change: give at least one field")
-        nullable = {"training_window_seconds"}
+        nullable = {"training_window_seconds", "triage"}
         for name in self.model_fields_set - nullable:
             if getattr(self, name) is None:
                 raise ValueError(f"{name} cannot be null")

@@ -46,12 +46,12 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _incidents(args: argparse.Namespace) -> int:
-    from aiops.timeutil import parse_duration
+    from aiops.timeutil import parse_seconds
 
     workload = _state(args.state).workload()
     now = time.time()
-    start = now - parse_duration(args.since, field="--since")
-    end = now + parse_duration(args.until, field="--until")
+    start = now - parse_seconds(args.since, field="--since")
+    end = now + parse_seconds(args.until, field="--until")
     for inc in workload.incidents(start, end):
         when = "now" if inc.start <= now < inc.end else ("past" if inc.end <= now else "next")
         print(

@@ -289,7 +289,7 @@ def start_demo(
     import httpx
 
     from aiops.localprom import binaries, start_prometheus
-    from aiops.timeutil import parse_duration
+    from aiops.timeutil import parse_seconds
 
     binaries()  # a clear message when prometheus/promtool are missing
     demo_dir = (settings.data_dir / DEMO_DATASOURCE).resolve()
@@ -308,7 +308,7 @@ def start_demo(
     )
     load_history(
         state, state_file, prom_data, labels={"job": "demo", "instance": exporter},
-        history_seconds=options.history_seconds, step=parse_duration(options.scrape_interval, field="scrape_interval"),
+        history_seconds=options.history_seconds, step=parse_seconds(options.scrape_interval, field="scrape_interval"),
     )
     log_file = settings.data_dir.resolve() / "logs" / "demo-app.log"
     proc = supervisor.start(

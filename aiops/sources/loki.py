@@ -26,7 +26,7 @@ from aiops.errors import BadQuery, BadResponse, InvalidInput
 from aiops.logs.frame import empty_frame, make_frame
 from aiops.sources.http import Fetched, HttpDatasource, RetryPolicy, TTLCache
 from aiops.sources.prometheus import QueryResult, _matrix_series, _vector_series
-from aiops.timeutil import parse_duration, parse_time
+from aiops.timeutil import parse_seconds, parse_unix_seconds
 
 __all__ = ["LokiClient", "LogStreams", "LokiPattern", "DEFAULT_PAGE_LIMIT"]
 
@@ -146,7 +146,7 @@ class LokiClient:
         params = [("query", query)]
         key = None
         if time is not None:
-            at = parse_time(time, field="time")
+            at = parse_unix_seconds(time, field="time")
             params.append(("time", str(_ns(at))))
             key = ("query", query, at) if at <= _now() else None
         fetched = await self.http.request("GET", "/loki/api/v1/query", params=params, query=query, cache_key=key)
@@ -170,7 +170,7 @@ class LokiClient:
         s, e = self._span(start, end)
         params = [("query", query), ("start", str(_ns(s))), ("end", str(_ns(e))), ("direction", direction)]
         if step is not None:
-            params.append(("step", _fmt_seconds(parse_duration(step, field="step"))))
+            params.append(("step", _fmt_seconds(parse_seconds(step, field="step"))))
         if limit is not None:
             if limit < 1:
                 raise InvalidInput("limit must be a positive number of entries", field="limit")
@@ -366,7 +366,7 @@ class LokiClient:
         _check_query(query)
         params = [("query", query)] + self._opt_span(start, end)
         if step is not None:
-            params.append(("step", _fmt_seconds(parse_duration(step, field="step"))))
+            params.append(("step", _fmt_seconds(parse_seconds(step, field="step"))))
         fetched = await self.http.request("GET", "/loki/api/v1/patterns", params=params, query=query)
         try:
             return [
@@ -392,7 +392,7 @@ class LokiClient:
         for item in items:
             values = []
             for ts, line in item["values"]:
-                ns = ts if isinstance(ts, str) and ts.isdigit() else str(_ns(parse_time(ts, field="timestamp")))
+                ns = ts if isinstance(ts, str) and ts.isdigit() else str(_ns(parse_unix_seconds(ts, field="timestamp")))
                 values.append([ns, str(line)])
             count += len(values)
             body.append({"stream": {str(k): str(v) for k, v in item["stream"].items()}, "values": values})
@@ -420,8 +420,8 @@ class LokiClient:
 
     @staticmethod
     def _span(start: Any, end: Any) -> tuple[float, float]:
-        s = parse_time(start, field="start")
-        e = parse_time(end, field="end")
+        s = parse_unix_seconds(start, field="start")
+        e = parse_unix_seconds(end, field="end")
         if e <= s:
             raise InvalidInput(f"end ({end}) must be after start ({start})", field="end")
         return s, e
@@ -430,9 +430,9 @@ class LokiClient:
     def _opt_span(start: Any, end: Any) -> list[tuple[str, str]]:
         out = []
         if start is not None:
-            out.append(("start", str(_ns(parse_time(start, field="start")))))
+            out.append(("start", str(_ns(parse_unix_seconds(start, field="start")))))
         if end is not None:
-            out.append(("end", str(_ns(parse_time(end, field="end")))))
+            out.append(("end", str(_ns(parse_unix_seconds(end, field="end")))))
         return out
 
     async def _success_data(self, path: str, params: list[tuple[str, str]], query: str | None) -> Any:

@@ -23,7 +23,7 @@ import orjson
 from aiops.errors import BadResponse, DatasourceError, InvalidInput
 from aiops.sources.buffer import SampleBuffer
 from aiops.sources.http import Fetched, HttpDatasource, RetryPolicy, TTLCache
-from aiops.timeutil import parse_duration, parse_time
+from aiops.timeutil import parse_seconds, parse_unix_seconds
 
 __all__ = ["PrometheusClient", "QueryResult", "Series", "MAX_POINTS_PER_SERIES"]
 
@@ -199,7 +199,7 @@ class PrometheusClient:
         _check_query(query)
         params = [("query", query)]
         if time is not None:
-            at = parse_time(time, field="time")
+            at = parse_unix_seconds(time, field="time")
             params.append(("time", _fmt(at)))
             # A past instant never changes; a future one is not cached.
             key = ("query", query, at) if at <= _now() else None
@@ -330,9 +330,9 @@ class PrometheusClient:
         self, query: str, start: Any, end: Any, step: Any, max_points: int
     ) -> list[tuple[float, float, float]]:
         _check_query(query)
-        s = parse_time(start, field="start")
-        e = parse_time(end, field="end")
-        st = parse_duration(step, field="step")
+        s = parse_unix_seconds(start, field="start")
+        e = parse_unix_seconds(end, field="end")
+        st = parse_seconds(step, field="step")
         if e < s:
             raise InvalidInput(f"end ({end}) is before start ({start})", field="end")
         if max_points < 2:
@@ -367,9 +367,9 @@ class PrometheusClient:
     def _span(start: Any, end: Any) -> list[tuple[str, str]]:
         out = []
         if start is not None:
-            out.append(("start", _fmt(parse_time(start, field="start"))))
+            out.append(("start", _fmt(parse_unix_seconds(start, field="start"))))
         if end is not None:
-            out.append(("end", _fmt(parse_time(end, field="end"))))
+            out.append(("end", _fmt(parse_unix_seconds(end, field="end"))))
         return out
 
     async def _api(

@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, NamedTuple, TypedDict
@@ -42,6 +41,7 @@ from pydantic import (
 from aiops.errors import InvalidInput
 from aiops.incidents import DEFAULT_RESOLVE_AFTER, MAX_RESOLVE_AFTER
 from aiops.labels import series_key
+from aiops.timeutil import parse_whole_seconds
 from aiops.triage import TriageLink
 
 __all__ = [
@@ -127,50 +127,9 @@ def _to_utc(value: datetime) -> datetime:
 UTCDateTime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
 _utc_adapter: TypeAdapter[datetime] = TypeAdapter(UTCDateTime)
 
-_DURATION_RE = re.compile(r"(\d+)(ms|s|m|h|d|w)")
-_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
+parse_duration = parse_whole_seconds  # the older name, kept
 
-
-def parse_duration(value: Any) -> int:
-    """Whole seconds from ``90``, ``"90"``, ``"90s"``, ``"5m"``, ``"1h30m"``, ``"1d"``, ``"1w"``.
-
-    Raises ``ValueError`` (an :class:`InvalidInput`) for anything else, including
-    negative values and fractions of a second.
-    """
-    if isinstance(value, bool):
-        raise InvalidInput(f"not a duration: {value!r}")
-    if isinstance(value, int):
-        seconds = value
-    elif isinstance(value, float):
-        if not math.isfinite(value) or value != int(value):
-            raise InvalidInput(f"duration must be a whole number of seconds, got {value!r}")
-        seconds = int(value)
-    elif isinstance(value, str):
-        text = value.strip()
-        if text.isdigit():
-            seconds = int(text)
-        else:
-            pos, total_ms = 0, 0
-            for match in _DURATION_RE.finditer(text):
-                if match.start() != pos:
-                    break
-                total_ms += int(match.group(1)) * _UNIT_MS[match.group(2)]
-                pos = match.end()
-            if pos != len(text) or not text:
-                raise InvalidInput(
-                    f"not a duration: {value!r} (use seconds or e.g. '30s', '5m', '1h30m', '1d')"
-                )
-            if total_ms % 1000:
-                raise InvalidInput(f"duration must be a whole number of seconds, got {value!r}")
-            seconds = total_ms // 1000
-    else:
-        raise InvalidInput(f"not a duration: {value!r}")
-    if seconds < 0:
-        raise InvalidInput(f"duration must not be negative, got {value!r}")
-    return seconds
-
-
-Duration = Annotated[int, BeforeValidator(parse_duration), Field(gt=0)]
+Duration = Annotated[int, BeforeValidator(parse_whole_seconds), Field(gt=0)]
 
 
 def spec_hash(kind: str, params: Mapping[str, Any]) -> str:
