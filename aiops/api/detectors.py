@@ -24,6 +24,7 @@ from aiops.api.openapi import Call, Operation
 from aiops.errors import InvalidInput
 from aiops.promql import detector_sampling_notes
 from aiops.store.models import Detector
+from aiops.triage import TriageLink
 
 __all__ = ["OPERATIONS", "check_model", "sampling_warnings"]
 
@@ -40,6 +41,28 @@ def check_model(kind: str, params: dict[str, Any]) -> None:
         raise
     except (TypeError, ValueError) as exc:
         raise InvalidInput(f"invalid params for detector kind {kind!r}: {exc}", field="params") from None
+
+
+def check_triage(state: Any, link: TriageLink | None) -> None:
+    """What the link's own validation cannot know: its log job is configured, its datasource
+    is a configured Loki. Raises :class:`InvalidInput` naming ``triage.<field>``."""
+    if link is None:
+        return
+    if link.job is not None:
+        jobs = {j.name for j in state.settings.log_jobs}
+        if link.job not in jobs:
+            raise InvalidInput(
+                f"triage.job: no log job named {link.job!r} (configured: {', '.join(sorted(jobs)) or 'none'})",
+                field="triage.job",
+            )
+    if link.selector is not None:
+        ds = state.configs.get(link.datasource)
+        if ds is None or ds.type != "loki":
+            raise InvalidInput(
+                f"triage.datasource: no Loki datasource named {link.datasource!r}: set AIOPS_LOKI_URL "
+                "or add it to the config file",
+                field="triage.datasource",
+            )
 
 
 def _out(detector: Detector) -> dict[str, Any]:
@@ -68,6 +91,7 @@ async def create_detector(call: Call) -> Any:
     state = call.state
     body: DetectorCreateRequest = call.body
     check_model(body.kind, body.params)
+    check_triage(state, body.triage)
     spec = body.model_dump(exclude_none=True)
     if body.datasource is not None:
         state.datasource_config(body.datasource.name)
@@ -109,6 +133,7 @@ async def update_detector(call: Call) -> Any:
     path: DetectorPath = call.path
     body: DetectorPatchRequest = call.body
     changes = body.changes()
+    check_triage(state, changes.get("triage"))
     if "kind" in changes or "params" in changes:
         current = await state.db(state.store.get_detector, path.id)
         kind = changes.get("kind", current.kind)

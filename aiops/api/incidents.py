@@ -1,4 +1,5 @@
-"""``GET /api/incidents`` and ``GET /api/incidents/{id}``: incidents, the unit of alerting.
+"""``GET /api/incidents``, ``GET /api/incidents/{id}`` and ``GET /api/incidents/{id}/triage``:
+incidents, the unit of alerting, and what changed in their logs (``aiops.triage``).
 
 An incident is a run of anomalous points of one series (``aiops.incidents``); the anomaly rows
 inside it are its evidence, returned with it by ``/api/incidents/{id}`` (and still listed by
@@ -9,7 +10,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from aiops.api.models import IncidentDetail, IncidentPage, IncidentPath, IncidentPointsQuery, IncidentQuery
+from aiops.api.models import (
+    IncidentDetail,
+    IncidentPage,
+    IncidentPath,
+    IncidentPointsQuery,
+    IncidentQuery,
+    IncidentTriage,
+)
 from aiops.api.openapi import Call, Operation
 from aiops.errors import InvalidInput
 from aiops.timeutil import to_datetime
@@ -56,6 +64,14 @@ async def get_incident(call: Call) -> Any:
     }
 
 
+async def get_triage(call: Call) -> Any:
+    state = call.state
+    path: IncidentPath = call.path
+    await state.db(state.store.get_incident, path.id)  # 404 names the incident when it does not exist
+    triage = await state.db(state.store.get_triage, path.id)
+    return triage.model_dump(mode="json")
+
+
 OPERATIONS = [
     Operation(
         "GET",
@@ -84,5 +100,20 @@ OPERATIONS = [
         errors=(404, 422),
         description="The points are the anomaly rows of the incident's series from its first to its "
         "last anomalous point, oldest first (at most `points_limit`).",
+    ),
+    Operation(
+        "GET",
+        "/api/incidents/{id}/triage",
+        get_triage,
+        "The incident's log triage: what changed in its detector's logs (docs/triage.md)",
+        "incidents",
+        path_params=IncidentPath,
+        responses={200: IncidentTriage},
+        errors=(404, 422),
+        description="Started by the Prefect Automation `aiops-incident-triage` when the incident opened on a "
+        "detector that names a log source (`triage`). `status` is `running`, `done` (with `report`: "
+        "`findings` such as `new_template`, `rate_jump`, `vanished`, `new_error_type` and `slower`, each with "
+        "examples and its LogQL, the windows compared, `top_templates`; and a one-line `summary`) or `failed` "
+        "(with `error`). 404 while there is none (no log source, or the run has not started yet).",
     ),
 ]

@@ -41,7 +41,7 @@ async def test_the_document_comes_from_the_request_models(api):
         ("delete", "/api/datasources/detectors/{id}/datasources"), ("get", "/api/detectors"),
         ("post", "/api/detectors"), ("get", "/api/detectors/{id}"), ("patch", "/api/detectors/{id}"),
         ("delete", "/api/detectors/{id}"), ("get", "/api/detectors/{id}/series"), ("get", "/api/anomalies"),
-        ("get", "/api/incidents"), ("get", "/api/incidents/{id}"), ("post", "/api/runs"),
+        ("get", "/api/incidents"), ("get", "/api/incidents/{id}"), ("get", "/api/incidents/{id}/triage"), ("post", "/api/runs"),
         ("get", "/api/runs/{id}"), ("get", "/api/backfills/{id}"), ("get", "/metrics"), ("get", "/healthz"), ("get", "/openapi.json"), ("get", "/docs"),
         ("get", "/"),
     }
