@@ -251,6 +251,13 @@ class Settings(BaseSettings):
     # token guessing: this many failed tokens per client address within the window, then 429
     api_auth_failure_limit: int = Field(default=10, ge=1, le=1_000_000)
     api_auth_failure_window_seconds: float = Field(default=60.0, gt=0, le=86400)
+    # where people reach the API and its page (incident links in alerts); unset: http://API_HOST:API_PORT
+    public_url: str | None = None
+
+    # incidents delivered to Alertmanager (API v2; every URL of an HA cluster gets each alert):
+    # the API sends firing and resolved alerts, and re-sends firing ones every interval
+    alertmanager_url: Annotated[tuple[str, ...], NoDecode] = ()
+    alertmanager_interval_seconds: float = Field(default=30.0, ge=1, le=3600)
 
     # scheduling and the local Prefect server of `aiops up`
     tick_seconds: int = Field(default=30, ge=5, le=86400)
@@ -262,15 +269,27 @@ class Settings(BaseSettings):
 
     config_file: Path | None = None
 
-    @field_validator("prometheus_url", "loki_url", mode="before")
+    @field_validator("prometheus_url", "loki_url", "alertmanager_url", mode="before")
     @classmethod
     def _urls(cls, value: Any) -> Any:
         return _split_urls(value)
 
-    @field_validator("prometheus_url", "loki_url")
+    @field_validator("prometheus_url", "loki_url", "alertmanager_url")
     @classmethod
     def _valid_urls(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(_check_url(u) for u in value)
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        return None if value is None or not value.strip() else _check_url(value.strip())
+
+    def resolved_public_url(self) -> str:
+        """Where people reach the API and its page (links in alerts)."""
+        if self.public_url:
+            return self.public_url
+        host = f"[{self.api_host}]" if ":" in self.api_host else self.api_host
+        return f"http://{host}:{self.api_port}"
 
     @field_validator("dask_address", mode="before")
     @classmethod
