@@ -70,17 +70,26 @@ def close_stores() -> None:
 
 
 def transient_only(task: Any, task_run: Any, state: Any) -> bool:
-    """Prefect ``retry_condition_fn``: retry only datasource outages and timeouts."""
+    """Prefect ``retry_condition_fn``: retry only datasource outages and timeouts, and at most
+    ``AIOPS_RETRY_ATTEMPTS`` attempts in all (a flow's ``with_options(retries=...)`` may
+    lower that, never raise it)."""
     exc = getattr(state, "data", None)
-    return isinstance(exc, TRANSIENT)
+    if not isinstance(exc, TRANSIENT):
+        return False
+    attempts_so_far = int(getattr(task_run, "run_count", 0) or 0)
+    return attempts_so_far < load_settings().retry_attempts
 
+
+#: ``retries`` of TRANSIENT_RETRIES: the most AIOPS_RETRY_ATTEMPTS allows; transient_only
+#: stops at the configured attempts.
+_MAX_RETRIES = next(int(m.le) for m in Settings.model_fields["retry_attempts"].metadata if hasattr(m, "le")) - 1
 
 #: The retry policy of every task that talks to a datasource: exponential backoff with
-#: jitter, transient failures only. Flows set the attempts from AIOPS_RETRY_ATTEMPTS with
-#: ``task.with_options(retries=...)``; one attempt walks every URL (failover), so the
-#: clients inside tasks do not retry themselves.
+#: jitter, transient failures only, AIOPS_RETRY_ATTEMPTS attempts in all (whether or not the
+#: flow also sets ``task.with_options(retries=...)``); one attempt walks every URL
+#: (failover), so the clients inside tasks do not retry themselves (SINGLE_ATTEMPT).
 TRANSIENT_RETRIES: dict[str, Any] = {
-    "retries": 2,
+    "retries": _MAX_RETRIES,
     "retry_delay_seconds": exponential_backoff(backoff_factor=1),
     "retry_jitter_factor": 0.5,
     "retry_condition_fn": transient_only,

@@ -10,9 +10,8 @@ from prefect.cache_policies import INPUTS, TASK_SOURCE
 
 from aiops.errors import ConfigError
 from aiops.promql import presence_probe, query_for_step
-from aiops.sources import build_client, http_client
+from aiops.sources import SINGLE_ATTEMPT, build_client, http_client
 from aiops.sources.buffer import SampleBuffer
-from aiops.sources.http import RetryPolicy
 from tasks._runtime import settings, TRANSIENT_RETRIES
 
 __all__ = ["collect_metrics"]
@@ -48,8 +47,7 @@ async def collect_metrics(
     effective = query_for_step(query, step, ds.lookback_delta_seconds) if prometheus else query
     warning = None
     async with http_client(config, ds) as http:
-        client = build_client(ds, config, http)
-        client.http.retry = RetryPolicy(attempts=1)
+        client = build_client(ds, config, http, retry=SINGLE_ATTEMPT)  # Prefect's retries back off
         fetched = await client.collect_range(effective, start.timestamp(), end.timestamp(), step, buffer)
         probe = presence_probe(query, (end - start).total_seconds() + step) if prometheus and not fetched else None
         if probe is not None and (await client.query(probe, end.timestamp())).series:

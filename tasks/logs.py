@@ -13,9 +13,8 @@ from prefect.events import emit_event
 
 from aiops.errors import ConfigError
 from aiops.logs import LogAnalyzer, TemplateMiner, change_events
-from aiops.sources import build_loki, http_client
+from aiops.sources import SINGLE_ATTEMPT, build_loki, http_client
 from aiops.sources.files import LogAccess
-from aiops.sources.http import RetryPolicy
 from tasks._runtime import settings, store, TRANSIENT_RETRIES
 
 __all__ = ["load_loki_lines", "load_file_lines", "analyze_window", "store_log_report", "change_events"]
@@ -41,8 +40,7 @@ async def load_loki_lines(
             setting="AIOPS_LOKI_URL",
         )
     async with http_client(config, ds) as http:
-        client = build_loki(ds, config, http)
-        client.http.retry = RetryPolicy(attempts=1)  # Prefect's retries are the backoff
+        client = build_loki(ds, config, http, retry=SINGLE_ATTEMPT)  # Prefect's retries back off
         result = await client.logs(selector, start.timestamp(), end.timestamp(), max_entries=max_entries)
     if result.truncated:
         log.warning("log query %s was cut: %s", selector, result.reason)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import ssl
+from typing import TYPE_CHECKING
 
 import httpx
 
@@ -14,10 +15,28 @@ from aiops.config import DatasourceConfig, Settings
 from aiops.sources.health import LEDGER
 from aiops.sources.http import RetryPolicy
 
-__all__ = ["retry_policy", "http_timeout", "http_client", "tls_context", "build_prometheus", "build_loki", "build_client"]
+if TYPE_CHECKING:
+    from aiops.sources.loki import LokiClient
+    from aiops.sources.prometheus import PrometheusClient
+
+__all__ = [
+    "SINGLE_ATTEMPT",
+    "retry_policy",
+    "http_timeout",
+    "http_client",
+    "tls_context",
+    "build_prometheus",
+    "build_loki",
+    "build_client",
+]
+
+#: For clients inside Prefect tasks: one walk over the URLs (failover), no waits; the task's
+#: retries (``AIOPS_RETRY_ATTEMPTS``, exponential backoff) are the retry policy there.
+SINGLE_ATTEMPT = RetryPolicy(attempts=1)
 
 
 def retry_policy(settings: Settings) -> RetryPolicy:
+    """The client retry policy of the settings (``AIOPS_RETRY_*``)."""
     return RetryPolicy(
         attempts=settings.retry_attempts,
         initial_seconds=settings.retry_initial_seconds,
@@ -42,15 +61,22 @@ def http_timeout(settings: Settings, config: DatasourceConfig | None = None) -> 
     return httpx.Timeout(total, connect=min(settings.connect_timeout_seconds, total))
 
 
-def build_prometheus(config: DatasourceConfig, settings: Settings, client: httpx.AsyncClient):
-    """A :class:`~aiops.sources.prometheus.PrometheusClient` for one configured datasource."""
+def build_prometheus(
+    config: DatasourceConfig,
+    settings: Settings,
+    client: httpx.AsyncClient,
+    *,
+    retry: RetryPolicy | None = None,
+) -> PrometheusClient:
+    """A :class:`~aiops.sources.prometheus.PrometheusClient` for one configured datasource;
+    ``retry``: the policy (default: the settings')."""
     from aiops.sources.prometheus import PrometheusClient
 
     prometheus = PrometheusClient(
         client,
         list(config.urls),
         name=config.name,
-        retry=retry_policy(settings),
+        retry=retry or retry_policy(settings),
         cache_ttl=settings.cache_ttl_seconds,
         cache_max_entries=settings.cache_max_entries,
         timeout=http_timeout(settings, config),
@@ -61,8 +87,15 @@ def build_prometheus(config: DatasourceConfig, settings: Settings, client: httpx
     return prometheus
 
 
-def build_loki(config: DatasourceConfig, settings: Settings, client: httpx.AsyncClient):
-    """A :class:`~aiops.sources.loki.LokiClient` for one configured datasource."""
+def build_loki(
+    config: DatasourceConfig,
+    settings: Settings,
+    client: httpx.AsyncClient,
+    *,
+    retry: RetryPolicy | None = None,
+) -> LokiClient:
+    """A :class:`~aiops.sources.loki.LokiClient` for one configured datasource; ``retry``: the
+    policy (default: the settings')."""
     from aiops.sources.loki import LokiClient
 
     loki = LokiClient(
@@ -70,7 +103,7 @@ def build_loki(config: DatasourceConfig, settings: Settings, client: httpx.Async
         list(config.urls),
         name=config.name,
         tenant=config.tenant,
-        retry=retry_policy(settings),
+        retry=retry or retry_policy(settings),
         cache_ttl=settings.cache_ttl_seconds,
         cache_max_entries=settings.cache_max_entries,
         timeout=http_timeout(settings, config),
@@ -80,6 +113,14 @@ def build_loki(config: DatasourceConfig, settings: Settings, client: httpx.Async
     return loki
 
 
-def build_client(config: DatasourceConfig, settings: Settings, client: httpx.AsyncClient):
+def build_client(
+    config: DatasourceConfig,
+    settings: Settings,
+    client: httpx.AsyncClient,
+    *,
+    retry: RetryPolicy | None = None,
+) -> PrometheusClient | LokiClient:
     """The client for a configured datasource, whatever its type."""
-    return build_prometheus(config, settings, client) if config.type == "prometheus" else build_loki(config, settings, client)
+    if config.type == "prometheus":
+        return build_prometheus(config, settings, client, retry=retry)
+    return build_loki(config, settings, client, retry=retry)
