@@ -16,7 +16,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import anyio
 import httpx
@@ -38,6 +38,13 @@ from aiops.config import DatasourceConfig, Settings
 from aiops.errors import DatasourceUnavailable, InvalidInput
 from aiops.api.health import HealthProber
 from aiops.sources import build_client
+
+if TYPE_CHECKING:
+    from aiops.sources.loki import LokiClient
+    from aiops.sources.prometheus import PrometheusClient
+    from aiops.store import Store
+
+_T = TypeVar("_T")
 
 __all__ = ["create_app", "ApiOptions", "ApiState", "operations", "HEALTHZ_PATH"]
 
@@ -81,17 +88,17 @@ class ApiState:
 
     settings: Settings
     options: ApiOptions
-    store: Any
+    store: Store
     http: httpx.AsyncClient
     configs: dict[str, DatasourceConfig]
-    clients: dict[str, Any]
+    clients: dict[str, PrometheusClient | LokiClient]
     runs: RunTrigger
     hub: EventHub
     metrics: ApiMetrics
     openapi: dict[str, Any] = field(default_factory=dict)
     prober: HealthProber | None = None
 
-    async def db(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    async def db(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
         """Call a sync store method in a worker thread."""
         return await anyio.to_thread.run_sync(partial(fn, *args, **kwargs))
 
@@ -106,23 +113,23 @@ class ApiState:
             )
         return config
 
-    def _typed(self, name: str, kind: str) -> Any:
+    def _typed(self, name: str, kind: str) -> PrometheusClient | LokiClient:
         config = self.datasource_config(name)
         if config.type != kind:
             raise InvalidInput(f"datasource {name!r} is a {config.type} datasource, not {kind}", field="datasource")
         return self.clients[name]
 
-    def prometheus(self, name: str = "prometheus") -> Any:
-        return self._typed(name, "prometheus")
+    def prometheus(self, name: str = "prometheus") -> PrometheusClient:
+        return cast("PrometheusClient", self._typed(name, "prometheus"))  # its type is checked
 
-    def loki(self, name: str = "loki") -> Any:
+    def loki(self, name: str = "loki") -> LokiClient:
         if not any(c.type == "loki" for c in self.configs.values()):
             raise DatasourceUnavailable(
                 "no Loki datasource is configured: set AIOPS_LOKI_URL (or add a datasource of "
                 "type loki to the config file)",
                 datasource=name,
             )
-        return self._typed(name, "loki")
+        return cast("LokiClient", self._typed(name, "loki"))
 
 
 def operations() -> list[Operation]:

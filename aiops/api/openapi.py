@@ -13,7 +13,7 @@ import html
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generic
 
 import orjson
 from pydantic import BaseModel, ValidationError
@@ -21,9 +21,13 @@ from pydantic.json_schema import models_json_schema
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from typing_extensions import TypeVar
 
 from aiops.api.errors import InvalidBody, JSONResponse, validation_error
 from aiops.api.models import ErrorBody
+
+if TYPE_CHECKING:
+    from aiops.api.app import ApiState
 
 __all__ = ["Operation", "Call", "operation_routes", "openapi_document", "docs_html", "WEBSOCKET_DOC"]
 
@@ -56,15 +60,23 @@ _ERROR_HEADERS = {
 }
 
 
+#: The validated models of an operation's body, query string and path parameters; a handler
+#: may say which, ``call: Call[DetectorSpecIn, None, DetectorPath]``; plain ``Call`` is any.
+BodyT = TypeVar("BodyT", default=Any)
+QueryT = TypeVar("QueryT", default=Any)
+PathT = TypeVar("PathT", default=Any)
+
+
 @dataclass
-class Call:
-    """What a handler gets: the request, the app's runtime state and the validated inputs."""
+class Call(Generic[BodyT, QueryT, PathT]):
+    """What a handler gets: the request, the app's runtime state and the validated inputs
+    (each ``None`` when the operation declares no model for it)."""
 
     request: Request
-    state: Any
-    body: Any = None
-    query: Any = None
-    path: Any = None
+    state: ApiState
+    body: BodyT = None  # type: ignore[assignment]
+    query: QueryT = None  # type: ignore[assignment]
+    path: PathT = None  # type: ignore[assignment]
 
 
 @dataclass(frozen=True)

@@ -28,14 +28,27 @@ def fake_loki() -> FakeLoki:
     return FakeLoki()
 
 
+#: Where the apps of tests marked ``no_prometheus`` look for Prometheus: nothing listens there
+#: (the discard port), so a test that does query it fails at once instead of passing by luck.
+NO_PROMETHEUS_URL = "http://127.0.0.1:9"
+
+
 @pytest.fixture
-def make_api(prometheus, tmp_path, store, fake_loki) -> Callable[..., contextlib.AbstractAsyncContextManager[Api]]:
-    """``async with make_api(**settings_or_options) as api``: a started app and its client."""
+def make_api(request, tmp_path, store, fake_loki) -> Callable[..., contextlib.AbstractAsyncContextManager[Api]]:
+    """``async with make_api(**settings_or_options) as api``: a started app and its client.
+
+    The real Prometheus (a session fixture) is started for the first test that needs it; a
+    test or module marked ``pytest.mark.no_prometheus`` never queries it and never starts it."""
+
+    def default_prometheus_url() -> str:
+        if request.node.get_closest_marker("no_prometheus") is not None:
+            return NO_PROMETHEUS_URL
+        return request.getfixturevalue("prometheus").url
 
     @contextlib.asynccontextmanager
     async def factory(*, options: ApiOptions | None = None, runs: FakeRuns | None = None, loki: bool = True,
                       token: str | None = TOKEN, store_override: Any = None, **extra: Any) -> AsyncIterator[Api]:
-        prometheus_url = extra.pop("prometheus_url", prometheus.url)
+        prometheus_url = extra.pop("prometheus_url", None) or default_prometheus_url()
         settings = make_settings(prometheus_url, f"sqlite:///{tmp_path / 'aiops.db'}", token=token, loki=loki, **extra)
         runs = runs or FakeRuns()
         mounts = {LOKI_URL: httpx.ASGITransport(app=fake_loki.app)}

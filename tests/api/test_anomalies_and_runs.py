@@ -10,7 +10,7 @@ from aiops.api.errors import RunnerUnavailable
 from aiops.errors import NotFound
 from tests.api.support import FakeRuns, event, make_detector
 
-pytestmark = pytest.mark.prometheus
+pytestmark = pytest.mark.no_prometheus  # the store and a fake run trigger only
 
 
 async def test_anomalies_are_paged_by_id_without_loss_or_overlap(api):

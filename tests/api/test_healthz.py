@@ -3,6 +3,10 @@ AIOPS_API_TOKEN set becomes ready). It says ready or not ready and nothing else.
 
 from __future__ import annotations
 
+import pytest
+
+pytestmark = pytest.mark.no_prometheus
+
 
 class DyingStore:
     """Answers while the API starts, then stops answering."""
