@@ -3,7 +3,8 @@
 How a line becomes a template
 -----------------------------
 1. **Masking** (:func:`mask_line`) replaces variable parts with typed placeholders:
-   ``<URL> <EMAIL> <PATH> <UUID> <TS> <IP> <HEX> <NUM>``. Every run of digits ends up inside a
+   ``<URL> <EMAIL> <HOST> <PATH> <UUID> <TS> <IP> <SIZE> <DUR> <VER> <HEX> <5xx>
+   <NUM>``. Every run of digits ends up inside a
    placeholder (``log4j`` becomes ``log<NUM>j``), which is what makes step 2 exact.
 2. **Shapes** (batch path only). The byte scanner (:mod:`aiops.logs.shapes`) computes, with a
    handful of vectorised numpy passes over the whole batch, a *shape key* per line: runs of
@@ -211,7 +212,7 @@ def mask_line(line: str) -> str:
     Lines longer than :data:`MAX_LINE_CHARS` are masked on that prefix followed by ``<*>``.
 
     >>> mask_line("2024-01-15T10:00:00Z took 250ms from 10.0.0.1:8080 id=3f2a9c8d7e6b5a41")
-    '<TS> took <NUM>ms from <IP> id=<HEX>'
+    '<TS> took <DUR> from <IP> id=<HEX>'
     """
     text = line if len(line) <= MAX_LINE_CHARS else line[:MAX_LINE_CHARS]
     if _MAY_MASK.search(text):
