@@ -7,6 +7,7 @@ and by the tests. History is written as OpenMetrics text, turned into TSDB block
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import socket
@@ -172,8 +173,12 @@ class LocalPrometheus:
                 self.process.wait(timeout=10)
 
 
-def _config_text(scrape_targets: Mapping[str, Sequence[str]], scrape_interval: str) -> str:
+def _config_text(
+    scrape_targets: Mapping[str, Sequence[str]], scrape_interval: str, rule_files: Sequence[Path] = ()
+) -> str:
     lines = ["global:", f"  scrape_interval: {scrape_interval}", f"  evaluation_interval: {scrape_interval}"]
+    if rule_files:
+        lines += ["rule_files:"] + [f"  - {json.dumps(str(Path(p).resolve()))}" for p in rule_files]
     if not scrape_targets:
         return "\n".join(lines + ["scrape_configs: []", ""])
     lines.append("scrape_configs:")
@@ -191,15 +196,17 @@ def start_prometheus(
     scrape_interval: str = "15s",
     ready_timeout: float = 60.0,
     retention: str = "3650d",
+    rule_files: Sequence[Path] = (),
 ) -> LocalPrometheus:
     """Start ``prometheus`` on 127.0.0.1 (a free port unless given), scraping
-    ``scrape_targets`` (job name -> host:port list), and wait until it is ready."""
+    ``scrape_targets`` (job name -> host:port list) and evaluating ``rule_files``, and wait
+    until it is ready."""
     prom, _ = binaries()
     workdir.mkdir(parents=True, exist_ok=True)
     data = data_dir or workdir / "data"
     data.mkdir(parents=True, exist_ok=True)
     config = workdir / "prometheus.yml"
-    config.write_text(_config_text(scrape_targets or {}, scrape_interval))
+    config.write_text(_config_text(scrape_targets or {}, scrape_interval, rule_files))
     port = port or free_port()
     logfile = workdir / "prometheus.log"
     with logfile.open("w") as out:

@@ -239,7 +239,8 @@ def create_app(
     metrics_clients = lambda: holder.get("clients", {})  # noqa: E731
     metrics_store = lambda: holder.get("store")  # noqa: E731
     metrics_hub = lambda: holder.get("hub")  # noqa: E731
-    metrics = ApiMetrics(clients=metrics_clients, store=metrics_store, hub=metrics_hub)
+    metrics = ApiMetrics(clients=metrics_clients, store=metrics_store, hub=metrics_hub,
+                         public_url=settings.resolved_public_url())
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -269,6 +270,12 @@ def create_app(
                 tasks = await stack.enter_async_context(anyio.create_task_group())
                 stack.callback(tasks.cancel_scope.cancel)
                 tasks.start_soon(prober.run)
+            if settings.alertmanager_url:  # incidents to Alertmanager, kept in step every interval
+                forwarder = _alert_forwarder(settings, db, http)
+                delivery = await stack.enter_async_context(anyio.create_task_group())
+                stack.callback(delivery.cancel_scope.cancel)
+                delivery.start_soon(forwarder.run)
+                holder["alerts"] = forwarder
             holder.update(clients=clients, store=db, hub=hub)
             app.state.api = ApiState(
                 settings=settings,
@@ -306,6 +313,19 @@ def create_app(
     app = Starlette(routes=routes, middleware=middleware, exception_handlers=exception_handlers(), lifespan=lifespan)
     app.state.operations = ops
     return app
+
+
+def _alert_forwarder(settings: Settings, db: Any, http: httpx.AsyncClient) -> Any:
+    from aiops.alertmanager import AlertForwarder, AlertmanagerClient
+    from aiops.sources import retry_policy
+
+    async def in_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return await anyio.to_thread.run_sync(partial(fn, *args, **kwargs))
+
+    client = AlertmanagerClient(http, settings.alertmanager_url, retry=retry_policy(settings))
+    log.info("incidents go to Alertmanager at %s", ", ".join(settings.alertmanager_url))
+    return AlertForwarder(db, client, base_url=settings.resolved_public_url(),
+                          interval=settings.alertmanager_interval_seconds, db=in_thread)
 
 
 def _open_store(settings: Settings) -> Any:

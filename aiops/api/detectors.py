@@ -91,8 +91,11 @@ async def create_detector(call: Call) -> Any:
     state = call.state
     body: DetectorCreateRequest = call.body
     check_model(body.kind, body.params)
-    check_triage(state, body.triage)
-    spec = body.model_dump(exclude_none=True)
+    link = body.triage.link() if body.triage is not None else None
+    check_triage(state, link)
+    spec = body.model_dump(exclude_none=True, exclude={"triage"})
+    if link is not None:
+        spec["triage"] = link
     if body.datasource is not None:
         state.datasource_config(body.datasource.name)
     created = await state.db(state.store.create_detector, spec)
@@ -133,7 +136,9 @@ async def update_detector(call: Call) -> Any:
     path: DetectorPath = call.path
     body: DetectorPatchRequest = call.body
     changes = body.changes()
-    check_triage(state, changes.get("triage"))
+    if changes.get("triage") is not None:
+        changes["triage"] = changes["triage"].link()
+        check_triage(state, changes["triage"])
     if "kind" in changes or "params" in changes:
         current = await state.db(state.store.get_detector, path.id)
         kind = changes.get("kind", current.kind)

@@ -14,6 +14,9 @@
 * ``aiops_incident_open{detector=..., <series labels>}``: 1 per live incident open now (a series
   without one has no sample: alert on its presence), and ``aiops_incidents_total{detector=...}``,
   the live incidents each detector has opened, from ``store.incident_metrics()`` at scrape time.
+* ``aiops_incident_alert{detector, series, severity, incident, url}``: 1 per open live incident,
+  what the alerting rules of ``deployments/prometheus/aiops-rules.yml`` fire on (``series`` is the
+  series key, ``url`` the incident's view on the page).
 """
 
 from __future__ import annotations
@@ -123,10 +126,12 @@ class _ScoreCollector(Collector):
 
 
 class _IncidentCollector(Collector):
-    """``aiops_incident_open`` and ``aiops_incidents_total`` from the store's live incidents."""
+    """``aiops_incident_open``, ``aiops_incident_alert`` and ``aiops_incidents_total`` from the
+    store's live incidents."""
 
-    def __init__(self, store: Callable[[], Any]) -> None:
+    def __init__(self, store: Callable[[], Any], public_url: str = "http://127.0.0.1:8000") -> None:
         self._store = store
+        self._public_url = public_url
 
     def collect(self) -> Iterable[Metric]:
         store = self._store()
@@ -139,12 +144,24 @@ class _IncidentCollector(Collector):
         except Exception as exc:  # a scrape must not fail because the store is busy
             log.warning("cannot read incidents for /metrics: %s", exc)
             open_incidents, counts = [], {}
+        from aiops.alertmanager import incident_url
+
+        alert = GaugeMetricFamily(
+            "aiops_incident_alert", "1 per open live incident: what the alerting rules fire on",
+            labels=["detector", "series", "severity", "incident", "url"],
+        )
         for incident in open_incidents:
             labels = {"detector": incident.detector_id, **sanitize_labels(incident.labels)}
             opened.add_sample("aiops_incident_open", labels, 1.0)
+            alert.add_metric(
+                [incident.detector_id, incident.series_key or "(no labels)", incident.severity, str(incident.id),
+                 incident_url(self._public_url, incident.id)],
+                1.0,
+            )
         for detector, count in counts.items():
             total.add_metric([detector], float(count))
         yield opened
+        yield alert
         yield total
 
 
@@ -182,6 +199,7 @@ class ApiMetrics:
         store: Callable[[], Any] = lambda: None,
         hub: Callable[[], Any] = lambda: None,
         registry: CollectorRegistry | None = None,
+        public_url: str = "http://127.0.0.1:8000",
     ) -> None:
         self.registry = registry or CollectorRegistry(auto_describe=False)
         r = self.registry
@@ -196,7 +214,7 @@ class ApiMetrics:
         r.register(_HubCollector(hub))
         r.register(_DatasourceCollector(clients))
         r.register(_ScoreCollector(store))
-        r.register(_IncidentCollector(store))
+        r.register(_IncidentCollector(store, public_url))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

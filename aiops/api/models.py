@@ -64,6 +64,7 @@ __all__ = [
     "IncidentDetail",
     "IncidentPointsQuery",
     "IncidentTriage",
+    "TriageRequest",
     "DatasourceRemoveQuery",
     "DetectorListQuery",
     "DetectorPath",
@@ -473,6 +474,38 @@ class DatasourceAttachRequest(ApiModel):
     )
 
 
+class TriageRequest(ApiModel):
+    """A detector's log source for triage as posted (``aiops.triage.TriageLink``). What the
+    schema cannot say (exactly one source, a selector that parses, the windows' bounds) is
+    checked by :meth:`link`: a 400 naming ``triage.<field>``."""
+
+    selector: Annotated[str, StringConstraints(min_length=1, max_length=4096)] | None = Field(
+        None, description='LogQL stream selector; `$name` or `${name}` in a value is the series label `name`, e.g. `{app="$service"}`'
+    )
+    job: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")] | None = Field(
+        None, description="a configured log job"
+    )
+    path: Annotated[str, StringConstraints(min_length=1, max_length=4096)] | None = Field(
+        None, description="a local log file under AIOPS_LOG_ROOTS"
+    )
+    datasource: DatasourceName = Field("loki", description="the Loki datasource of `selector`")
+    lead: WholeSeconds | None = Field(None, description="how long before the onset the incident window starts (default 5m, at most 1d)")
+    max_window: WholeSeconds | None = Field(None, description="the incident window's longest length (default 1h, 1m to 1d)")
+    baselines: list[Literal["previous", "day", "week"]] | None = Field(
+        None, min_length=1, max_length=3, description="the windows compared with the incident's (default all three)"
+    )
+
+    def link(self) -> TriageLink:
+        from pydantic import ValidationError
+
+        from aiops.store.models import invalid_input_from
+
+        try:
+            return TriageLink.model_validate(self.model_dump(exclude_none=True))
+        except ValidationError as exc:
+            raise invalid_input_from(exc, "triage.") from None
+
+
 class DetectorCreateRequest(ApiModel):
     """A new detector. ``kind``/``params`` are checked against ``aiops.detectors``."""
 
@@ -493,7 +526,7 @@ class DetectorCreateRequest(ApiModel):
         None, validation_alias=AliasChoices("training_window_seconds", "training_window")
     )
     datasource: DatasourceAttachRequest | None = None
-    triage: TriageLink | None = Field(
+    triage: TriageRequest | None = Field(
         None,
         description="the log source an opened incident's triage reads: exactly one of `selector` (LogQL "
         "stream selector; `$label` in a value is the incident's series label), `job` or `path`; "
@@ -527,7 +560,7 @@ class DetectorPatchRequest(ApiModel):
     training_window_seconds: WholeSeconds | None = Field(
         None, validation_alias=AliasChoices("training_window_seconds", "training_window")
     )
-    triage: TriageLink | None = Field(None, description="the log source for triage; null removes it")
+    triage: TriageRequest | None = Field(None, description="the log source for triage; null removes it")
 
     @model_validator(mode="after")
     def _something(self) -> DetectorPatchRequest:
