@@ -6,6 +6,11 @@
  * stream speaks incidents; resumed with ?since=<last id> after a drop). With a token configured the page asks for it, keeps it in sessionStorage (or
  * localStorage when "remember" is ticked), sends it as a bearer header, and as ?token= to the
  * WebSocket (browsers cannot set headers there). Text from the API is only ever set as text.
+ *
+ * One view per incident at #/incidents/<id> (linked from the feed, and from alerts): its
+ * series with the expected band and the incident's span, its numbers, and its log triage
+ * (GET /api/incidents/{id}, /api/detectors/{id}/series, /api/incidents/{id}/triage; the
+ * triage is polled while it is running or not there yet).
  */
 (function () {
   "use strict";
@@ -584,10 +589,13 @@
     sev.dataset.severity = inc.severity || "info";
     const st = el("span", "state", open ? "open" : "resolved");
     st.dataset.state = open ? "open" : "resolved";
+    const link = el("a", "detector-id", inc.detector_id || "—");
+    link.href = `#/incidents/${Number(inc.id)}`;
+    link.title = "open the incident view";
     row.append(
       sev,
       st,
-      el("span", "detector-id", inc.detector_id || "—"),
+      link,
       el("span", "time", inc.opened_at ? timeText(new Date(inc.opened_at)) : "")
     );
     const parts = [row];
@@ -641,6 +649,208 @@
     chart.plot.redraw(false);
   }
 
+
+  // ------------------------------------------------------------------ incident view
+
+  const TRIAGE_POLL_MS = 3000;
+  const TRIAGE_POLLS = 60; // about three minutes, then the view stops asking
+  const KINDS = {
+    new_error_type: "new error type", new_template: "new template", rate_jump: "rate jump",
+    slower: "slower operation", vanished: "vanished template",
+  };
+  const view = { id: null, plot: null, timer: null, polls: 0 };
+
+  function routedIncident() {
+    const m = /^#\/incidents\/(\d{1,18})$/.exec(location.hash);
+    return m ? Number(m[1]) : null;
+  }
+
+  function closeView() {
+    clearTimeout(view.timer);
+    view.timer = null;
+    if (view.plot) view.plot.destroy();
+    view.plot = null;
+    view.id = null;
+    view.polls = 0;
+  }
+
+  async function showRoute() {
+    const id = routedIncident();
+    if (id !== null && id === view.id) return;
+    closeView();
+    $("incident-view").hidden = id === null;
+    $("detectors-section").hidden = id !== null;
+    if (id === null) {
+      resizeCharts();
+      return;
+    }
+    view.id = id;
+    $("iv-title").textContent = `Incident ${id}`;
+    for (const part of ["iv-sev", "iv-state", "iv-labels", "iv-numbers"]) $(part).textContent = "";
+    $("iv-chart").replaceChildren(el("p", "notice", "Loading…"));
+    $("iv-triage").replaceChildren();
+    try {
+      await loadIncidentView(id);
+    } catch (e) {
+      if (e instanceof AuthError) throw e;
+      if (view.id === id) $("iv-chart").replaceChildren(el("p", "error", `Cannot show incident ${id}: ${e.message}`));
+    }
+  }
+
+  async function loadIncidentView(id) {
+    const detail = await api(`/api/incidents/${id}?points_limit=1000`);
+    if (view.id !== id) return;
+    const inc = detail.incident;
+    const open = !inc.resolved_at;
+    $("iv-title").textContent = `Incident ${inc.id} · ${inc.detector_id}`;
+    $("iv-sev").textContent = inc.severity;
+    $("iv-sev").dataset.severity = inc.severity;
+    $("iv-state").textContent = open ? "open" : "resolved";
+    $("iv-state").dataset.state = open ? "open" : "resolved";
+    $("incident-view").dataset.incident = String(inc.id);
+    $("iv-labels").textContent = labelText(inc.labels);
+    let text = `opened ${timeText(new Date(inc.opened_at))}`;
+    text += open ? " · still open" : ` · resolved ${timeText(new Date(inc.resolved_at))}`;
+    text += ` · peak ${fmt(inc.peak_value)} (expected ${fmt(inc.peak_expected)}, score ${fmt(inc.peak_score)})`;
+    text += ` · ${inc.points} anomalous point${inc.points === 1 ? "" : "s"}`;
+    if (inc.backfill_id) text += ` · backfill ${inc.backfill_id}`;
+    $("iv-numbers").textContent = text;
+    loadTriage(id).catch((e) => {
+      if (!(e instanceof AuthError)) throw e;
+    });
+    await drawIncidentSeries(inc, detail.points);
+  }
+
+  async function drawIncidentSeries(inc, points) {
+    const opened = Date.parse(inc.opened_at) / 1000;
+    const now = Date.now() / 1000;
+    const last = inc.resolved_at ? Date.parse(inc.resolved_at) / 1000 : now;
+    const margin = Math.max(1800, last - opened); // as much before the onset as the incident lasted, 30 min at least
+    const start = Math.floor(opened - margin);
+    const end = Math.ceil(Math.min(now, last + margin / 2));
+    const box = $("iv-chart");
+    let data;
+    try {
+      data = await api(`/api/detectors/${encodeURIComponent(inc.detector_id)}/series?start=${start}&end=${Math.max(end, start + 60)}`);
+    } catch (e) {
+      if (e instanceof AuthError) throw e;
+      box.replaceChildren(el("p", "error", `Cannot chart the series: ${e.message}`));
+      return;
+    }
+    if (view.id !== inc.id) return;
+    const series = data.series.find((x) => x.key === inc.series_key);
+    if (!series) {
+      box.replaceChildren(el("p", "notice", "The series has no samples in this range any more."));
+      return;
+    }
+    box.replaceChildren();
+    const chart = {
+      markers: (points || []).map((p) => ({ ts: Date.parse(p.ts) / 1000, value: p.value, severity: p.severity })),
+      spans: [spanOf(inc)],
+      plot: null,
+    };
+    const accent = cssVar("--accent"), band = cssVar("--band"), muted = cssVar("--muted");
+    const line = cssVar("--line"), expected = cssVar("--expected");
+    const axis = { stroke: muted, grid: { stroke: line, width: 1 }, ticks: { stroke: line, width: 1 } };
+    const opts = {
+      width: Math.max(280, box.clientWidth || 600),
+      height: 240,
+      scales: { x: { time: true, min: data.start, max: data.end } },
+      series: [
+        { value: legendTime },
+        { label: "value", stroke: accent, width: 1.5, value: (u, v) => fmt(v) },
+        { label: "low", stroke: "transparent", width: 0, points: { show: false }, value: (u, v) => fmt(v) },
+        { label: "high", stroke: "transparent", width: 0, points: { show: false }, value: (u, v) => fmt(v) },
+        { label: "expected", stroke: expected, width: 1, dash: [4, 4], points: { show: false }, value: (u, v) => fmt(v) },
+      ],
+      bands: [{ series: [3, 2], fill: band }],
+      axes: [Object.assign({ values: axisTimes }, axis), Object.assign({ size: 56, values: (u, splits) => splits.map(fmt) }, axis)],
+      plugins: [spanPlugin(chart), markerPlugin(chart)],
+    };
+    view.plot = new uPlot(opts, columns(series, data.step), box);
+    box.dataset.spans = "1";
+  }
+
+  async function loadTriage(id) {
+    let triage = null, missing = "";
+    try {
+      triage = await api(`/api/incidents/${id}/triage`);
+    } catch (e) {
+      if (e instanceof AuthError) throw e;
+      missing = e.message;
+    }
+    if (view.id !== id) return;
+    renderTriage(triage, missing);
+    if ((!triage || triage.status === "running") && view.polls < TRIAGE_POLLS) {
+      view.polls += 1;
+      view.timer = setTimeout(() => loadTriage(id).catch(() => {}), TRIAGE_POLL_MS);
+    }
+  }
+
+  function renderTriage(t, missing) {
+    const box = $("iv-triage");
+    box.dataset.status = t ? t.status : "none";
+    const parts = [el("h3", "", "Log triage")];
+    if (!t) {
+      parts.push(el("p", "notice", `No triage yet (${missing}). A detector that names a log source ` +
+        "(its `triage`) gets one when the incident opens."));
+    } else if (t.status === "running") {
+      parts.push(el("p", "notice", `Reading ${t.source}…`));
+    } else if (t.status === "failed") {
+      parts.push(el("p", "error", `Triage of ${t.source} failed: ${t.error}`));
+    } else {
+      const r = t.report || {};
+      parts.push(el("p", "summary", t.summary || r.summary || ""));
+      const w = r.window || {};
+      const windows = el("ul", "windows");
+      windows.append(el("li", "", `incident window ${timeText(new Date(w.start))} – ${timeText(new Date(w.end))}: ` +
+        `${(r.lines || {}).incident} lines, ${(r.errors || {}).incident} errors`));
+      for (const b of r.baselines || []) {
+        windows.append(el("li", b.used ? "" : "unused", `baseline ${b.name}: ${b.lines} lines${b.used ? "" : " (none: not used)"}`));
+      }
+      parts.push(el("p", "source", `source ${t.source}`), windows);
+      const list = el("ol", "findings");
+      for (const f of r.findings || []) list.append(finding(f));
+      if (!(r.findings || []).length) list.append(el("li", "notice", "Nothing changed between the baseline and the incident window."));
+      parts.push(list);
+      if ((r.top_templates || []).length) {
+        parts.push(el("h4", "", "Top templates in the incident window"));
+        const top = el("ol", "top");
+        for (const tpl of r.top_templates) top.append(el("li", "", `${tpl.count} × ${tpl.template}`));
+        parts.push(top);
+      }
+    }
+    box.replaceChildren(...parts);
+  }
+
+  function finding(f) {
+    const li = el("li", "finding");
+    li.dataset.kind = f.kind;
+    const head = el("div", "row");
+    const sev = el("span", "sev", f.severity || "info");
+    sev.dataset.severity = f.severity || "info";
+    head.append(sev, el("strong", "", KINDS[f.kind] || f.kind));
+    let numbers = `${f.count} (baseline ${f.previous_count})`;
+    if (f.kind === "rate_jump") numbers += ` · ×${fmt(f.ratio)}`;
+    if (f.kind === "slower") numbers = `p50 ${fmt(f.p50_ms.baseline)} ms → ${fmt(f.p50_ms.incident)} ms · p95 ` +
+      `${fmt(f.p95_ms.baseline)} → ${fmt(f.p95_ms.incident)} ms`;
+    if (f.kind === "vanished") numbers = `0 (expected ${fmt(f.expected_count)})`;
+    head.append(el("span", "numbers", numbers));
+    li.append(head, el("code", "what", f.template || f.error_type || ""));
+    for (const example of f.examples || []) li.append(el("pre", "example", example));
+    const q = f.logql ? f.logql.pattern_filter || f.logql.line_filter : null;
+    if (q) {
+      const logql = el("p", "logql");
+      logql.append(el("span", "", "LogQL "), el("code", "", q));
+      li.append(logql);
+    }
+    return li;
+  }
+
+  window.addEventListener("hashchange", () => {
+    showRoute().catch(() => {});
+  });
+
   // ------------------------------------------------------------------ controls and start
 
   function pressRange() {
@@ -673,6 +883,7 @@
           await preloadFeed();
           connect(); // the token works: start the feed
         }
+        if (routedIncident() !== view.id) await showRoute();
         await loadSeries(detectors);
         $("updated").textContent = `updated ${new Date().toLocaleTimeString([], { hour12: false })}`;
       } catch (e) {
