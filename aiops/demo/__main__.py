@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, required=True)
     s.add_argument("--log-file", help="append the workload's log lines here")
-    s.add_argument("--log-keep", type=float, default=180.0, help="seconds of lines kept in the log file")
+    s.add_argument("--log-keep", type=float, default=600.0, help="seconds of lines kept in the log file")
     s.set_defaults(handler=_serve)
     i = sub.add_parser("incidents", help="print the incident schedule around now")
     i.add_argument("--state", required=True)

@@ -114,7 +114,7 @@ def run_workload(
     host: str,
     port: int,
     log_file: Path | None,
-    log_keep: float = 180.0,
+    log_keep: float = 600.0,
     on_tick: Callable[[float], Any] | None = None,
 ) -> int:
     """Serve the exporter and write logs until SIGTERM/SIGINT. Returns an exit code."""

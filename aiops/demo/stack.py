@@ -252,7 +252,7 @@ class DemoOptions:
     incident_duration: float = 240
     seed: int = 7
     scrape_interval: str = "15s"
-    log_keep: float = 180.0
+    log_keep: float = 600.0  # minutes before an incident are the triage's baseline
 
 
 DEFAULT_PROMETHEUS_PORT = 9190
@@ -321,9 +321,10 @@ def start_demo(
     targets = {"demo": [exporter]}
     if api_target:
         targets["aiops"] = [api_target]
+    rules = Path(__file__).resolve().parents[2] / "deployments" / "prometheus" / "aiops-rules.yml"
     prom = start_prometheus(
         prom_dir, port=prometheus_port, data_dir=prom_data, scrape_targets=targets,
-        scrape_interval=options.scrape_interval,
+        scrape_interval=options.scrape_interval, rule_files=[rules] if api_target and rules.exists() else (),
     )
     supervisor.adopt("prometheus", prom.process, restart=partial(restart_prometheus, prom))
 
