@@ -37,7 +37,7 @@ from aiops.timeutil import parse_seconds
 
 if TYPE_CHECKING:
     from aiops.config import LogJob, Settings
-    from aiops.store import Detector
+    from aiops.store import DetectorRecord
 
 __all__ = [
     "BackfillRequest",
@@ -263,7 +263,7 @@ class ResolvedBackfill:
 
     backfill_id: str
     request: BackfillRequest
-    detectors: tuple[Detector, ...]
+    detectors: tuple[DetectorRecord, ...]
     log_jobs: tuple[LogJob, ...]
     window: str
     train: str | None
@@ -292,7 +292,7 @@ def resolve_backfill(
     log_window: str = "1h",
     backfill_id: str | None = None,
     settings: Settings,
-    get_detector: Callable[[str], Detector],
+    get_detector: Callable[[str], DetectorRecord],
     fields: Mapping[str, str] = FLOW_FIELDS,
     now: datetime | None = None,
 ) -> ResolvedBackfill:

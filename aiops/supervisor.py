@@ -26,9 +26,12 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiops.errors import AiopsError
+
+if TYPE_CHECKING:
+    from aiops.config import Settings
 
 __all__ = [
     "Supervisor",
@@ -310,14 +313,14 @@ def _kill(pid: int, sig: int) -> None:
         pass
 
 
-def prefect_home(settings: Any) -> str:
+def prefect_home(settings: Settings) -> str:
     """Where the local Prefect server of ``aiops up`` keeps its SQLite database: under the data dir."""
     home = (settings.data_dir / "prefect").resolve()
     home.mkdir(parents=True, exist_ok=True)
     return str(home)
 
 
-def use_local_prefect(settings: Any) -> None:
+def use_local_prefect(settings: Settings) -> None:
     """Run flows from this process against the local Prefect server (``aiops up``) when it
     is up and PREFECT_API_URL is unset, so the run shows in the UI; otherwise Prefect starts
     a temporary server whose history lands in the same data directory."""

@@ -27,7 +27,7 @@ from aiops.pipeline import DetectionRun, Window, collection_window, next_piece, 
 from aiops.promql import presence_probe, query_for_step
 from aiops.sources.buffer import SampleBuffer
 from aiops.store.batch import BatchCommit, BatchInputs
-from aiops.store.models import Detector, SeriesState
+from aiops.store.models import DetectorRecord, SeriesState
 from aiops.transform import standardize
 
 __all__ = ["DetectorWork", "Batch", "plan_work", "collect_pieces", "detect_pieces", "error_message", "outcome_row"]
@@ -39,7 +39,7 @@ def error_message(exc: BaseException) -> str:
     return exc.message if isinstance(exc, AiopsError) else f"{type(exc).__name__}: {exc}"
 
 
-def outcome_row(detector: Detector) -> dict[str, Any]:
+def outcome_row(detector: DetectorRecord) -> dict[str, Any]:
     """A detector's line in the tick's table artifact (and summary)."""
     return {"detector": detector.id, "mode": detector.status, "status": "ok", "window": "", "series": 0,
             "samples": 0, "dropped": 0, "incidents_opened": 0, "incidents_resolved": 0,
@@ -50,7 +50,7 @@ def outcome_row(detector: Detector) -> dict[str, Any]:
 class DetectorWork:
     """One detector's progress through its window during a tick."""
 
-    detector: Detector
+    detector: DetectorRecord
     window: Window
     committed: datetime | None  # the checkpoint the next piece continues from
     states: dict[str, Any]
@@ -154,7 +154,7 @@ class Batch:
         return ids[0] if len(ids) == 1 else f"{ids[0]}..{ids[-1]} ({len(ids)})"
 
 
-def plan_work(detector: Detector, inputs: BatchInputs, now: datetime) -> DetectorWork | str:
+def plan_work(detector: DetectorRecord, inputs: BatchInputs, now: datetime) -> DetectorWork | str:
     """The work of a detector this tick, or why there is none."""
     ds = detector.datasources[0]
     window = collection_window(

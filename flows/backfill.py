@@ -55,7 +55,7 @@ from aiops.backfill import (
 )
 from aiops.config import LogJob, Settings
 from aiops.errors import AiopsError, ConfigError
-from aiops.store import Detector
+from aiops.store import DetectorRecord
 from tasks._runtime import settings, store
 from tasks.backfill import backfill_window, commit_backfill_log_window, merge_rows, new_detector_row, run_detector_windows
 from tasks.logs import analyze_window, load_file_lines, load_loki_lines
@@ -140,7 +140,7 @@ async def backfill(
     limit = asyncio.Semaphore(config.max_concurrency)
     capacity = max(config.buffer_size, BACKFILL_CAPACITY)
 
-    async def one_detector(det: Detector) -> dict[str, Any]:
+    async def one_detector(det: DetectorRecord) -> dict[str, Any]:
         async with limit:
             return await run_detector_windows(
                 det, bf_id, train_until=request.train_until, capacity=capacity, run_id=run_id, budget=budget,
@@ -218,7 +218,7 @@ def _dask_runner(address: str) -> Any:
 
 async def _on_dask(
     address: str,
-    detectors: list[Detector],
+    detectors: list[DetectorRecord],
     resolved: ResolvedBackfill,
     config: Settings,
     capacity: int,
@@ -245,7 +245,7 @@ async def _on_dask(
              resolved.backfill_id, len(detectors), n_groups, address, threads)
     groups = [detectors[i::n_groups] for i in range(n_groups)]
 
-    async def one_group(group: list[Detector]) -> None:
+    async def one_group(group: list[DetectorRecord]) -> None:
         live = {d.id: (d, PendingWindows(db, resolved.backfill_id, d.id)) for d in group}
         while live:
             nexts = {i: await to_thread.run_sync(p.peek) for i, (_, p) in live.items()}

@@ -29,8 +29,9 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_table_artifact
 from prefect.runtime import flow_run
 
+from aiops.config import Settings
 from aiops.flowparams import DetectMetricsParameters, validate_parameters
-from aiops.store import Detector
+from aiops.store import DetectorRecord
 from aiops.tick import Batch, error_message, outcome_row, plan_work
 from tasks._runtime import prune_result_storage, settings, store
 from tasks.batch import collect_batch, detect_batch, publish_batch, record_outcomes
@@ -94,7 +95,7 @@ async def detect_metrics(detector_ids: list[str] | None = None, now: datetime | 
                 if not considered:
                     return  # the rest is held (or being claimed right now) by other runs
                 continue
-            groups: dict[str, list[Detector]] = defaultdict(list)
+            groups: dict[str, list[DetectorRecord]] = defaultdict(list)
             for det_id in claimed.claimed:
                 groups[by_id[det_id].datasources[0].name].append(by_id[det_id])
             for name, dets in sorted(groups.items()):
@@ -159,7 +160,7 @@ async def _renew_leases(owner: str, lease_seconds: float) -> None:
 
 
 async def _process_batch(
-    datasource: str, detectors: list[Detector], now: datetime, run_id: str | None, owner: str, config: Any
+    datasource: str, detectors: list[DetectorRecord], now: datetime, run_id: str | None, owner: str, config: Settings
 ) -> list[dict[str, Any]]:
     """Every detector of one claimed batch through its window; returns their outcome rows."""
     log = get_run_logger()

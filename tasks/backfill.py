@@ -28,7 +28,7 @@ from aiops.backfill import Piece, PiecePlan, WindowBudget
 from aiops.config import Settings
 from aiops.errors import AiopsError
 from aiops.pipeline import DetectionRun
-from aiops.store import Detector
+from aiops.store import DetectorRecord
 from aiops.transform import standardize
 from tasks._runtime import TRANSIENT, TRANSIENT_RETRIES, store
 from tasks.collect import collect_metrics
@@ -41,7 +41,7 @@ __all__ = ["score_backfill_piece", "commit_backfill_log_window", "run_detector_w
 
 @task(name="score-backfill", cache_policy=NO_CACHE, task_run_name="score {detector.id} {window_start:%Y-%m-%d %H:%M} ({mode})")
 async def score_backfill_piece(
-    detector: Detector,
+    detector: DetectorRecord,
     backfill_id: str,
     window_start: datetime,
     frame: pd.DataFrame | None,
@@ -110,7 +110,7 @@ def new_detector_row(detector_id: str) -> dict[str, Any]:
 
 
 async def run_detector_windows(
-    det: Detector,
+    det: DetectorRecord,
     bf_id: str,
     *,
     train_until: datetime | None,
@@ -238,7 +238,7 @@ def merge_rows(into: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
 async def backfill_window(
     config: Settings,
     backfill_id: str,
-    detectors: list[Detector],
+    detectors: list[DetectorRecord],
     detector_count: int,
     window_start: datetime,
     train_until: datetime | None,

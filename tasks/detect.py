@@ -11,14 +11,14 @@ from anyio import to_thread
 from prefect import get_run_logger, task
 
 from aiops.pipeline import DetectionRun, run_detection
-from aiops.store import Detector
+from aiops.store import DetectorRecord
 from tasks._runtime import store
 
 __all__ = ["detect_anomalies", "run_detector"]
 
 
 async def run_detector(
-    detector: Detector,
+    detector: DetectorRecord,
     frame: pd.DataFrame,
     states: Mapping[str, Any],
     *,
@@ -55,7 +55,7 @@ async def run_detector(
 
 @task(name="detect-anomalies", task_run_name="detect {detector.id}")
 async def detect_anomalies(
-    detector: Detector, frame: pd.DataFrame, flow_run_id: str | None = None, until: datetime | None = None
+    detector: DetectorRecord, frame: pd.DataFrame, flow_run_id: str | None = None, until: datetime | None = None
 ) -> DetectionRun:
     """``training`` detectors fit (no events); ``running`` detectors score and return anomalies
     and the incidents they open, grow or resolve (continuing the stored incident states)."""

@@ -18,7 +18,7 @@ from prefect import get_run_logger, task
 from prefect.events import emit_event
 
 from aiops.pipeline import DetectionRun
-from aiops.store import EVENT_ANOMALY, INCIDENT_EVENTS, Detector, Event
+from aiops.store import EVENT_ANOMALY, INCIDENT_EVENTS, DetectorRecord, Event
 from tasks._runtime import store
 
 __all__ = ["publish_detection", "event_payload", "emit_incidents", "incident_resources", "count_events"]
@@ -49,7 +49,7 @@ def event_payload(event: Event) -> dict[str, Any]:
     }
 
 
-def incident_resources(detector: Detector, event: Event) -> tuple[dict[str, str], list[dict[str, str]]]:
+def incident_resources(detector: DetectorRecord, event: Event) -> tuple[dict[str, str], list[dict[str, str]]]:
     """The Prefect resource (the detector) and related resources (the series) of an event.
 
     The series' resource id is ``aiops.series.<detector>.<16 hex of its key>`` (stable, short);
@@ -73,7 +73,7 @@ def incident_resources(detector: Detector, event: Event) -> tuple[dict[str, str]
     return resource, [series]
 
 
-def emit_incidents(detector: Detector, inserted: list[Event]) -> int:
+def emit_incidents(detector: DetectorRecord, inserted: list[Event]) -> int:
     """Prefect events ``aiops.incident.opened`` / ``aiops.incident.resolved`` for newly stored
     incident events (at most ``MAX_EVENTS_PER_RUN``, then one ``aiops.incident.batch`` event
     saying how many were left out). Returns how many were emitted."""
@@ -102,7 +102,7 @@ def count_events(inserted: list[Event]) -> dict[str, int]:
 
 @task(name="publish-anomalies", task_run_name="publish {detector.id}")
 async def publish_detection(
-    detector: Detector, run: DetectionRun, checkpoint: datetime, collection: dict[str, int]
+    detector: DetectorRecord, run: DetectionRun, checkpoint: datetime, collection: dict[str, int]
 ) -> dict[str, int]:
     """Commit events, incidents, states, checkpoint and collector status in one transaction,
     then emit the incident events. Returns what was stored (:func:`count_events`)."""

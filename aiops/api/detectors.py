@@ -22,11 +22,12 @@ from aiops.api.models import (
 )
 from aiops.api.openapi import Call, Operation
 from aiops.errors import InvalidInput
+from aiops.logql import require_metric_query
 from aiops.promql import detector_sampling_notes
-from aiops.store.models import Detector
+from aiops.store.models import DetectorRecord
 from aiops.triage import TriageLink
 
-__all__ = ["OPERATIONS", "check_model", "sampling_warnings"]
+__all__ = ["OPERATIONS", "check_model", "check_detector_query", "sampling_warnings"]
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +66,18 @@ def check_triage(state: Any, link: TriageLink | None) -> None:
             )
 
 
-def _out(detector: Detector) -> dict[str, Any]:
+def check_detector_query(config: Any, query: str, field: str) -> None:
+    """A detector on a Loki datasource needs a LogQL metric query: a log query is a 400
+    naming ``field``."""
+    if config.type == "loki":
+        require_metric_query(query, field=field)
+
+
+def _out(detector: DetectorRecord) -> dict[str, Any]:
     return detector.model_dump(mode="json")
 
 
-def sampling_warnings(state: Any, detector: Detector) -> list[str]:
+def sampling_warnings(state: Any, detector: DetectorRecord) -> list[str]:
     """How the saved detector's query reads its samples, when some would be lost; logged too."""
     notes = detector_sampling_notes(detector, state.configs)
     for note in notes:
@@ -77,7 +85,7 @@ def sampling_warnings(state: Any, detector: Detector) -> list[str]:
     return notes
 
 
-def _saved(state: Any, detector: Detector) -> dict[str, Any]:
+def _saved(state: Any, detector: DetectorRecord) -> dict[str, Any]:
     return {**_out(detector), "warnings": sampling_warnings(state, detector)}
 
 
@@ -97,7 +105,7 @@ async def create_detector(call: Call) -> Any:
     if link is not None:
         spec["triage"] = link
     if body.datasource is not None:
-        state.datasource_config(body.datasource.name)
+        check_detector_query(state.datasource_config(body.datasource.name), body.datasource.query, "datasource.query")
     created = await state.db(state.store.create_detector, spec)
     return 201, _saved(state, created)
 

@@ -1,7 +1,7 @@
 """Values the store takes and returns: pydantic models shared by the API, flows and CLI.
 
 Nothing here touches the database. Inputs (``DetectorSpec``, ``DatasourceSpec``, ``EventIn``)
-validate what callers send; outputs (``Detector``, ``Event``, ...) are frozen snapshots of
+validate what callers send; outputs (``DetectorRecord``, ``Event``, ...) are frozen snapshots of
 rows, so no SQLAlchemy session ever leaks out of :mod:`aiops.store.repo`.
 
 Conventions:
@@ -62,6 +62,7 @@ __all__ = [
     "DetectorSpec",
     "DetectorDatasource",
     "Detector",
+    "DetectorRecord",
     "SeverityPolicy",
     "EventIn",
     "Event",
@@ -69,6 +70,7 @@ __all__ = [
     "Incident",
     "IncidentTriage",
     "LogReport",
+    "LogReportRecord",
     "BackfillWindow",
     "BackfillProgress",
     "ModelStateInfo",
@@ -264,7 +266,7 @@ class DetectorDatasource(_Row):
         )
 
 
-class Detector(_Row):
+class DetectorRecord(_Row):
     id: str
     name: str
     kind: str
@@ -306,7 +308,7 @@ class Detector(_Row):
 class DueDetectors(NamedTuple):
     """``due``: detectors to collect now; ``not_due``: every other detector id -> why not."""
 
-    due: list[Detector]
+    due: list[DetectorRecord]
     not_due: dict[str, str]
 
 
@@ -489,7 +491,7 @@ class CollectorStatus(_Row):
     updated_at: datetime | None = None
 
 
-class LogReport(_Row):
+class LogReportRecord(_Row):
     id: int
     source: str
     window_start: datetime
@@ -546,3 +548,9 @@ class BackfillProgress(_Frozen):
     failed: int
     pending: int
     running: int
+
+
+# The older names of the stored records, kept for callers: ``aiops.detectors.Detector`` is the
+# model and ``aiops.logs.LogReport`` the analysis result, which these records are not.
+Detector = DetectorRecord
+LogReport = LogReportRecord

@@ -50,7 +50,7 @@ from aiops.store.models import (
     BackfillWindow,
     CollectorStatus,
     DatasourceSpec,
-    Detector,
+    DetectorRecord,
     DetectorDatasource,
     DetectorSpec,
     DueDetectors,
@@ -58,7 +58,7 @@ from aiops.store.models import (
     EventIn,
     Incident,
     IncidentTriage,
-    LogReport,
+    LogReportRecord,
     ModelStateInfo,
     SeriesScore,
     SeriesState,
@@ -408,13 +408,13 @@ class Store(BatchStore):
 
     # ------------------------------------------------------------------ detectors
 
-    def create_detector(self, spec: DetectorSpec | Mapping[str, Any]) -> Detector:
+    def create_detector(self, spec: DetectorSpec | Mapping[str, Any]) -> DetectorRecord:
         spec = self._spec(spec)
         with self._tx(write=True) as s:
             if s.get(DetectorRow, spec.id) is not None:
                 raise Conflict(f"detector {spec.id!r} already exists", detector=spec.id)
             row = self._new_detector(s, spec, _now())
-            return Detector.model_validate(row)
+            return DetectorRecord.model_validate(row)
 
     def _new_detector(self, s: Session, spec: DetectorSpec, now: datetime) -> DetectorRow:
         row = DetectorRow(
@@ -453,11 +453,11 @@ class Store(BatchStore):
             updated_at=now,
         )
 
-    def get_detector(self, detector_id: str) -> Detector:
+    def get_detector(self, detector_id: str) -> DetectorRecord:
         with self._tx() as s:
-            return Detector.model_validate(self._require(s, detector_id))
+            return DetectorRecord.model_validate(self._require(s, detector_id))
 
-    def list_detectors(self, status: str | None = None) -> list[Detector]:
+    def list_detectors(self, status: str | None = None) -> list[DetectorRecord]:
         stmt = select(DetectorRow).order_by(DetectorRow.id)
         if status is not None:
             if status not in DETECTOR_STATUSES:
@@ -467,9 +467,9 @@ class Store(BatchStore):
                 )
             stmt = stmt.where(DetectorRow.status == status)
         with self._tx() as s:
-            return [Detector.model_validate(row) for row in s.scalars(stmt)]
+            return [DetectorRecord.model_validate(row) for row in s.scalars(stmt)]
 
-    def update_detector(self, detector_id: str, **changes: Any) -> Detector:
+    def update_detector(self, detector_id: str, **changes: Any) -> DetectorRecord:
         """Change fields of a detector. Status moves: any -> paused, paused -> training/running,
         training -> running (else :class:`Conflict`). Changing kind/params drops model state."""
         changes = {_ALIASES.get(key, key): value for key, value in changes.items()}
@@ -479,11 +479,11 @@ class Store(BatchStore):
                 raise InvalidInput(f"{key}: cannot be updated{hint}", field=key)
         with self._tx(write=True) as s:
             row = self._require(s, detector_id)
-            current = Detector.model_validate(row).spec().model_dump(exclude={"datasource"})
+            current = DetectorRecord.model_validate(row).spec().model_dump(exclude={"datasource"})
             spec = self._spec({**current, **changes})
             self._apply_spec(s, row, spec, _now(), strict_status=True)
             s.flush()
-            return Detector.model_validate(row)
+            return DetectorRecord.model_validate(row)
 
     def _apply_spec(
         self,
@@ -645,7 +645,7 @@ class Store(BatchStore):
         """Detectors to collect at ``now``: status training/running, a datasource, and no run
         within their interval. ``not_due`` says why each other detector waits."""
         now = _now() if now is None else utc(now, "now")
-        due: list[Detector] = []
+        due: list[DetectorRecord] = []
         not_due: dict[str, str] = {}
         with self._tx() as s:
             last_runs = dict(
@@ -665,13 +665,13 @@ class Store(BatchStore):
                         f"next run at {next_at.isoformat()} (interval {row.interval_seconds}s)"
                     )
                 else:
-                    due.append(Detector.model_validate(row))
+                    due.append(DetectorRecord.model_validate(row))
         return DueDetectors(due, not_due)
 
-    def promote_trained(self, now: datetime | None = None) -> list[Detector]:
+    def promote_trained(self, now: datetime | None = None) -> list[DetectorRecord]:
         """Move ``training`` detectors whose training window has passed to ``running``."""
         now = _now() if now is None else utc(now, "now")
-        promoted: list[Detector] = []
+        promoted: list[DetectorRecord] = []
         with self._tx(write=True) as s:
             stmt = select(DetectorRow).where(
                 DetectorRow.status == "training", DetectorRow.training_window_seconds.is_not(None)
@@ -681,7 +681,7 @@ class Store(BatchStore):
                 if row.status_changed_at + timedelta(seconds=row.training_window_seconds) <= now:
                     row.status, row.status_changed_at, row.updated_at = "running", now, now
                     logger.info("detector %s: training window over, now running", row.id)
-                    promoted.append(Detector.model_validate(row))
+                    promoted.append(DetectorRecord.model_validate(row))
         return promoted
 
     # ------------------------------------------------------------------ model state
@@ -1397,12 +1397,12 @@ class Store(BatchStore):
         summary: Mapping[str, Any],
         templates: Sequence[Any] | Mapping[str, Any] | None = None,
         flow_run_id: str | None = None,
-    ) -> LogReport:
+    ) -> LogReportRecord:
         row = self._log_report_row(source, window_start, window_end, summary, templates, flow_run_id)
         with self._tx(write=True) as s:
             s.add(row)
             s.flush()
-            return LogReport.model_validate(row)
+            return LogReportRecord.model_validate(row)
 
     @staticmethod
     def _log_report_row(
@@ -1431,12 +1431,12 @@ class Store(BatchStore):
             created_at=_now(),
         )
 
-    def get_log_report(self, report_id: int) -> LogReport:
+    def get_log_report(self, report_id: int) -> LogReportRecord:
         with self._tx() as s:
             row = s.get(LogReportRow, report_id) if isinstance(report_id, int) else None
             if row is None:
                 raise NotFound(f"log report {report_id!r} not found", report=report_id)
-            return LogReport.model_validate(row)
+            return LogReportRecord.model_validate(row)
 
     def list_log_reports(
         self,
@@ -1444,7 +1444,7 @@ class Store(BatchStore):
         since: datetime | None = None,
         before_id: int | None = None,
         limit: int = 50,
-    ) -> list[LogReport]:
+    ) -> list[LogReportRecord]:
         """Newest first; ``since`` keeps reports whose window ends at or after it."""
         stmt = select(LogReportRow)
         if source is not None:
@@ -1455,7 +1455,7 @@ class Store(BatchStore):
             stmt = stmt.where(LogReportRow.id < before)
         stmt = stmt.order_by(LogReportRow.id.desc()).limit(_limit(limit))
         with self._tx() as s:
-            return [LogReport.model_validate(r) for r in s.scalars(stmt)]
+            return [LogReportRecord.model_validate(r) for r in s.scalars(stmt)]
 
     def load_miner_state(self, name: str) -> dict[str, Any] | None:
         with self._tx() as s:
@@ -1678,7 +1678,7 @@ class Store(BatchStore):
         events: Iterable[EventIn | Mapping[str, Any]] = (),
         backfill_id: str | None = None,
         flow_run_id: str | None = None,
-    ) -> tuple[LogReport, list[Event]]:
+    ) -> tuple[LogReportRecord, list[Event]]:
         """One transaction: a window's report, its source's miner state and its events
         (marked with ``backfill_id``). Idempotent: when ``source`` already has a report for
         exactly this window, that report is returned and nothing is written."""
@@ -1694,10 +1694,10 @@ class Store(BatchStore):
                 ).limit(1)
             ).first()
             if existing is not None:
-                return LogReport.model_validate(existing), []
+                return LogReportRecord.model_validate(existing), []
             s.add(row)
             s.flush()
-            report = LogReport.model_validate(row)
+            report = LogReportRecord.model_validate(row)
             for v in values:
                 v["payload"] = {**v["payload"], "report_id": report.id}
             inserted = self._insert_events_in(s, values) if values else []
