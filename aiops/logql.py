@@ -55,6 +55,8 @@ from aiops.querylang import (
 from aiops.timeutil import parse_promql_duration_ms
 
 __all__ = [
+    "is_log_query",
+    "require_metric_query",
     "LogQLBuilder",
     "LogQLSpec",
     "LabelMatcherSpec",
@@ -63,6 +65,30 @@ __all__ = [
     "AGGREGATIONS",
     "UNWRAP_CONVERSIONS",
 ]
+
+def is_log_query(query: str) -> bool:
+    """True when ``query`` is a LogQL *log* query (a stream selector and its pipeline: its
+    answer is lines), False for a metric query (a range function, an aggregation, a number)::
+
+        >>> is_log_query('{app="api"} |= "error"')
+        True
+        >>> is_log_query('sum(count_over_time({app="api"} |= "error" [1m]))')
+        False
+    """
+    return query.lstrip("( \t\r\n").startswith("{")
+
+
+def require_metric_query(query: str, *, field: str = "query") -> str:
+    """``query`` when it is a LogQL metric query; a log query raises :class:`InvalidInput`
+    naming ``field`` (a detector scores numbers, not lines)."""
+    if is_log_query(query):
+        raise InvalidInput(
+            f"{field}: {query!r} is a LogQL log query (its answer is log lines); a detector on a "
+            "Loki datasource needs a metric query, e.g. sum(count_over_time({app=\"api\"} |= \"error\" [1m]))",
+            field=field,
+        )
+    return query
+
 
 # Words the Loki lexer always turns into keyword tokens (case-insensitively), so they can
 # never be a label name anywhere in a query. (Function names such as `rate` or `bytes` are

@@ -54,7 +54,7 @@ def prepare_store(settings: Settings) -> Store:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = Store.open(url)
     if settings.detectors_file:
-        result = apply_detectors_file(store, settings.detectors_file)
+        result = apply_detectors_file(store, settings.detectors_file, datasources=settings.datasource_configs())
         log.info("detectors file %s: %s", settings.detectors_file, {k: len(v) for k, v in result.items()})
     configs = settings.datasource_configs()
     for det in store.list_detectors():
@@ -126,7 +126,7 @@ def run_up(
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         with prepare_store(settings) as store:
             if plan.demo is not None:
-                apply_detectors_file(store, plan.demo.config_dir / "detectors.yaml")
+                apply_detectors_file(store, plan.demo.config_dir / "detectors.yaml", datasources=settings.datasource_configs())
             else:
                 for det_id in pause_demo_detectors(store, settings):
                     notice(f"paused demo detector {det_id} (`aiops up --demo` resumes it)")

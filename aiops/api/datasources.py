@@ -35,7 +35,7 @@ from aiops.api.models import (
     QueryResponse,
     RunResponse,
 )
-from aiops.api.detectors import sampling_warnings
+from aiops.api.detectors import check_detector_query, sampling_warnings
 from aiops.api.health import adopt_shared
 from aiops.api.openapi import Call, Operation
 from aiops.api.runs import deployment_name
@@ -279,7 +279,7 @@ async def attach_datasource(call: Call) -> Any:
     state = call.state
     path: DetectorPath = call.path
     body: DatasourceAttachRequest = call.body
-    state.datasource_config(body.name)
+    check_detector_query(state.datasource_config(body.name), body.query, "query")
     stored = await state.db(state.store.set_datasource, path.id, body.model_dump())
     detector = await state.db(state.store.get_detector, path.id)
     return {"detector": path.id, "datasource": stored.model_dump(mode="json"),

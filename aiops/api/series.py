@@ -1,6 +1,7 @@
 """``GET /api/detectors/{id}/series``: what the web page charts for one detector.
 
-The detector's query is range-queried from its Prometheus datasource over
+The detector's query is range-queried from its datasource (Prometheus, or Loki with a LogQL
+metric query) over
 ``[start - warm-up, end]``; the samples go through the flows' standard transformation
 (:func:`aiops.transform.standardize`) and each series through a fresh model of the detector's
 kind and params (:func:`aiops.detectors.create`), so the expected value and band of every
@@ -213,7 +214,8 @@ async def detector_series(call: Call) -> Any:
             f"(POST /api/datasources/detectors/{detector.id}/datasources)",
             field="id",
         )
-    client = state.prometheus(ds.name)
+    state.datasource_config(ds.name)  # a 400 naming the datasource when it is not configured
+    client = state.clients[ds.name]  # Prometheus or Loki: one range interface (iter_range)
 
     step = float(q.step) if q.step is not None else float(ds.step_seconds)
     if step > MAX_SECONDS:
@@ -254,8 +256,8 @@ async def detector_series(call: Call) -> Any:
     anomalies_truncated = len(markers) > MAX_MARKERS
     markers = sorted(markers[:MAX_MARKERS], key=lambda e: (e.ts, e.id))
 
-    result = await client.query_range(ds.query, fetch_start, end, step)
-    frame = result.to_frame()
+    chunks = [chunk.to_frame() async for chunk in client.iter_range(ds.query, fetch_start, end, step)]
+    frame = pd.concat(chunks, ignore_index=True) if len(chunks) > 1 else chunks[0]
     series, total = await anyio.to_thread.run_sync(
         partial(
             replay,

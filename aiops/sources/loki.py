@@ -25,7 +25,15 @@ import pandas as pd
 from aiops.errors import BadQuery, BadResponse, InvalidInput
 from aiops.logs.frame import empty_frame, make_frame
 from aiops.sources.http import Fetched, HttpDatasource, RetryPolicy, TTLCache
-from aiops.sources.prometheus import QueryResult, _matrix_series, _vector_series
+from aiops.sources.buffer import SampleBuffer
+from aiops.sources.prometheus import (
+    MAX_POINTS_PER_SERIES,
+    QueryResult,
+    _matrix_series,
+    _merge,
+    _vector_series,
+    range_windows,
+)
 from aiops.timeutil import parse_seconds, parse_unix_seconds
 
 __all__ = ["LokiClient", "LogStreams", "LokiPattern", "DEFAULT_PAGE_LIMIT"]
@@ -36,6 +44,8 @@ log = logging.getLogger(__name__)
 DEFAULT_PAGE_LIMIT = 5_000
 #: Loki's default ``max_query_length`` is 721h; slices stay well under it.
 DEFAULT_SLICE_SECONDS = 6 * 3600.0
+#: A metric range query's chunks stay under Loki's default ``max_query_length`` (721h).
+MAX_QUERY_SECONDS = 720 * 3600.0
 _SERVER_MAX = re.compile(r"max_entries_limit_per_query \((\d+) > (\d+)\)")
 
 Direction = Literal["forward", "backward"]
@@ -193,6 +203,58 @@ class LokiClient:
                 reason="page limit reached" if limit is not None and len(frame) >= limit else None,
             )
         return _decode_metric(fetched, query)
+
+    # range collection (the interface the tick, the backfill and the series replay share) ------
+
+    async def iter_range(
+        self,
+        query: str,
+        start: Any,
+        end: Any,
+        step: Any,
+        *,
+        max_points: int = MAX_POINTS_PER_SERIES,
+    ) -> AsyncIterator[QueryResult]:
+        """A LogQL *metric* query over ``[start, end]`` at ``step``, chunk by chunk, oldest
+        first: each chunk at most ``max_points`` steps (Loki's 11,000 points per series) and
+        under Loki's 721h query length, as :meth:`PrometheusClient.iter_range` cuts them.
+        A log query (its answer is streams, not a matrix) is a :class:`BadQuery`: a detector
+        needs numbers, e.g. ``sum(count_over_time({app="api"} |= "error" [1m]))``."""
+        _check_query(query)
+        for s, e, st in range_windows(start, end, step, max_points, max_seconds=MAX_QUERY_SECONDS):
+            result = await self.query_range(query, s, e, step=st)
+            if isinstance(result, LogStreams):
+                raise BadQuery(
+                    f"query: {query!r} is a LogQL log query (its answer is log lines); a detector "
+                    "needs a metric query such as sum(count_over_time({...} |= \"error\" [1m]))",
+                    query=query,
+                )
+            yield result
+
+    async def metric_range(
+        self, query: str, start: Any, end: Any, step: Any, *, max_points: int = MAX_POINTS_PER_SERIES
+    ) -> QueryResult:
+        """:meth:`iter_range` joined into one matrix result."""
+        parts = [chunk async for chunk in self.iter_range(query, start, end, step, max_points=max_points)]
+        return parts[0] if len(parts) == 1 else _merge(parts, query)
+
+    async def collect_range(
+        self,
+        query: str,
+        start: Any,
+        end: Any,
+        step: Any,
+        buffer: SampleBuffer,
+        *,
+        max_points: int = MAX_POINTS_PER_SERIES,
+    ) -> int:
+        """Stream a metric range query into a bounded buffer; returns samples fetched."""
+        total = 0
+        async for chunk in self.iter_range(query, start, end, step, max_points=max_points):
+            frame = chunk.to_frame()
+            total += len(frame)
+            buffer.put(frame)
+        return total
 
     # pulling whole windows of lines ------------------------------------------------------------
 

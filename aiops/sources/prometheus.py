@@ -25,7 +25,7 @@ from aiops.sources.buffer import SampleBuffer
 from aiops.sources.http import Fetched, HttpDatasource, RetryPolicy, TTLCache
 from aiops.timeutil import parse_seconds, parse_unix_seconds
 
-__all__ = ["PrometheusClient", "QueryResult", "Series", "MAX_POINTS_PER_SERIES"]
+__all__ = ["PrometheusClient", "QueryResult", "Series", "MAX_POINTS_PER_SERIES", "range_windows"]
 
 log = logging.getLogger(__name__)
 
@@ -330,30 +330,10 @@ class PrometheusClient:
         self, query: str, start: Any, end: Any, step: Any, max_points: int
     ) -> list[tuple[float, float, float]]:
         _check_query(query)
-        s = parse_unix_seconds(start, field="start")
-        e = parse_unix_seconds(end, field="end")
-        st = parse_seconds(step, field="step")
-        if e < s:
-            raise InvalidInput(f"end ({end}) is before start ({start})", field="end")
-        if max_points < 2:
-            raise InvalidInput("max_points must be at least 2", field="max_points")
-        points = math.floor((e - s) / st) + 1
-        if points <= max_points:
-            return [(s, e, st)]
-        # Evaluation timestamps are s, s+st, ...; give each chunk max_points of them exactly,
-        # so chunks neither overlap nor leave a gap.
-        out = []
-        first = 0
-        while first < points:
-            last = min(first + max_points, points) - 1
-            out.append((s + first * st, min(e, s + last * st), st))
-            first = last + 1
-        log.debug(
-            "split range query into %d chunks of <= %d points",
-            len(out),
-            max_points,
-            extra={"datasource": self.name, "query": query},
-        )
+        out = range_windows(start, end, step, max_points)
+        if len(out) > 1:
+            log.debug("split range query into %d chunks of <= %d points", len(out), max_points,
+                      extra={"datasource": self.name, "query": query})
         return out
 
     async def _range_once(self, query: str, start: float, end: float, step: float) -> QueryResult:
@@ -385,6 +365,34 @@ class PrometheusClient:
     async def _data(self, path: str, params: list[tuple[str, str]], *, query: str | None = None) -> Any:
         fetched = await self._api(path, params, query=query)
         return _envelope(fetched, query)["data"]
+
+
+def range_windows(
+    start: Any, end: Any, step: Any, max_points: int, *, max_seconds: float | None = None
+) -> list[tuple[float, float, float]]:
+    """``[start, end]`` at ``step`` cut into ``(start, end, step)`` chunks of at most
+    ``max_points`` evaluation timestamps each (and at most ``max_seconds`` long). The chunks'
+    timestamps are exactly ``start, start + step, ...``: no overlap, no gap. Shared by the
+    Prometheus and Loki clients' range collection."""
+    s = parse_unix_seconds(start, field="start")
+    e = parse_unix_seconds(end, field="end")
+    st = parse_seconds(step, field="step")
+    if e < s:
+        raise InvalidInput(f"end ({end}) is before start ({start})", field="end")
+    if max_points < 2:
+        raise InvalidInput("max_points must be at least 2", field="max_points")
+    if max_seconds is not None:
+        max_points = max(1, min(max_points, math.floor(max_seconds / st) + 1))
+    points = math.floor((e - s) / st) + 1
+    if points <= max_points:
+        return [(s, e, st)]
+    out = []
+    first = 0
+    while first < points:
+        last = min(first + max_points, points) - 1
+        out.append((s + first * st, min(e, s + last * st), st))
+        first = last + 1
+    return out
 
 
 def _now() -> float:

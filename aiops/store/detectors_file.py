@@ -37,6 +37,7 @@ import yaml
 from pydantic import ValidationError
 
 from aiops.errors import ConfigError, InvalidInput
+from aiops.logql import require_metric_query
 from aiops.store.models import DetectorSpec, UpsertResult, error_message
 from aiops.store.repo import KindValidator, default_kind_validator
 
@@ -75,9 +76,15 @@ def _error(path: Path, message: str, **detail: Any) -> ConfigError:
 
 
 def load_detectors_file(
-    path: str | Path, *, kind_validator: KindValidator = default_kind_validator
+    path: str | Path,
+    *,
+    kind_validator: KindValidator = default_kind_validator,
+    datasources: Mapping[str, Any] | None = None,
 ) -> list[DetectorSpec]:
-    """Read and validate a detectors file. Raises :class:`ConfigError` on any problem."""
+    """Read and validate a detectors file. Raises :class:`ConfigError` on any problem.
+
+    ``datasources`` (name -> configured datasource) lets it check what depends on the
+    datasource's type: a detector on a Loki datasource needs a LogQL metric query."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -126,6 +133,14 @@ def load_detectors_file(
             raise _error(
                 path, f"detector {spec.id!r}: {field}: {message}", detector=spec.id, field=field
             ) from None
+        ds_config = (datasources or {}).get(spec.datasource.name) if spec.datasource is not None else None
+        if ds_config is not None and ds_config.type == "loki":
+            try:
+                require_metric_query(spec.datasource.query, field="datasource.query")
+            except InvalidInput as exc:
+                raise _error(
+                    path, f"detector {spec.id!r}: {exc.message}", detector=spec.id, field="datasource.query"
+                ) from None
         if spec.id in seen:
             raise _error(
                 path,
@@ -138,9 +153,11 @@ def load_detectors_file(
     return specs
 
 
-def apply_detectors_file(store: Store, path: str | Path) -> UpsertResult:
+def apply_detectors_file(
+    store: Store, path: str | Path, *, datasources: Mapping[str, Any] | None = None
+) -> UpsertResult:
     """Load ``path`` and upsert its detectors into ``store`` (one transaction)."""
-    specs = load_detectors_file(path, kind_validator=store.kind_validator)
+    specs = load_detectors_file(path, kind_validator=store.kind_validator, datasources=datasources)
     try:
         result = store.upsert_detectors(specs)
     except InvalidInput as exc:

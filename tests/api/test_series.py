@@ -164,9 +164,9 @@ async def test_unknown_detector_is_404_and_one_without_datasource_400(api):
     api.store.create_detector({"id": "bare", "kind": "zscore"})
     r = await api.client.get("/api/detectors/bare/series")
     assert r.status_code == 400 and "no datasource" in r.json()["error"]
-    detector(api, "logs", name="loki")
+    detector(api, "logs", name="loki")  # a Loki detector is charted too: here Loki refuses the PromQL
     r = await api.client.get("/api/detectors/logs/series")
-    assert r.status_code == 400 and "loki" in r.json()["error"]
+    assert r.status_code == 400 and "parse error" in r.json()["error"]
 
 
 async def test_a_query_prometheus_refuses_is_400_and_a_prometheus_down_503(make_api):
