@@ -58,6 +58,7 @@ __all__ = [
     "IncidentStateRow",
     "DetectorClaimRow",
     "IncidentTriageRow",
+    "FlowMetricRow",
 ]
 
 NAMING_CONVENTION = {
@@ -140,6 +141,7 @@ class DetectorRow(Base):
     interval_seconds: Mapped[int] = mapped_column(Integer, default=60)
     training_window_seconds: Mapped[int | None] = mapped_column(Integer)
     triage: Mapped[dict[str, Any] | None] = mapped_column(JSONType)  # aiops.triage.TriageLink
+    transforms: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONType)  # aiops.transform steps
     spec_hash: Mapped[str] = mapped_column(String(64))
     status_changed_at: Mapped[datetime]
     created_at: Mapped[datetime]
@@ -414,4 +416,20 @@ class IncidentTriageRow(Base):
     error: Mapped[str | None] = mapped_column(Text)
     flow_run_id: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class FlowMetricRow(Base):
+    """The flows' own metrics, kept in the store so every worker's runs add up and the API's
+    ``/metrics`` serves them wherever the flows ran: a ``counter`` is added to, a ``gauge`` set
+    (the newest write wins). One row per metric name and label set (``labels_key``)."""
+
+    __tablename__ = "flow_metric"
+    __table_args__ = (CheckConstraint(_in("kind", ("counter", "gauge")), name="kind"),)
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    labels_key: Mapped[str] = mapped_column(String(500), primary_key=True)
+    labels: Mapped[dict[str, Any]]
+    kind: Mapped[str] = mapped_column(String(8))
+    value: Mapped[float] = mapped_column(Double())
     updated_at: Mapped[datetime]
