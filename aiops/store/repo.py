@@ -847,12 +847,15 @@ class Store(BatchStore):
     def _insert_events_in(self, s: Session, values: list[dict[str, Any]]) -> list[Event]:
         table = EventRow.__table__
         inserted: list[Event] = []
+        if not values:
+            return inserted
         if self._dialect == "postgresql":
             s.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_EVENT_LOCK})
-        for start in range(0, len(values), _EVENT_CHUNK):
-            chunk = values[start : start + _EVENT_CHUNK]
-            stmt = self._insert(table).values(chunk).on_conflict_do_nothing().returning(*table.c)
-            inserted.extend(Event.model_validate(dict(m)) for m in s.execute(stmt).mappings())
+        # executemany of one cached statement: SQLAlchemy's "insertmanyvalues" sends it as
+        # multi-row INSERTs with RETURNING, without compiling a VALUES clause per call (that
+        # compilation cost ~0.3 ms an event)
+        stmt = self._insert(table).on_conflict_do_nothing().returning(*table.c)
+        inserted.extend(Event.model_validate(dict(m)) for m in s.execute(stmt, values).mappings())
         inserted.sort(key=lambda e: e.id)
         return inserted
 
@@ -952,6 +955,8 @@ class Store(BatchStore):
         mine = IncidentRow.backfill_id.is_(None) if backfill_id is None else IncidentRow.backfill_id == backfill_id
         events: list[dict[str, Any]] = []
         now = _now()
+        parsed = []
+        opening: list[dict[str, Any]] = []
         for index, change in enumerate(changes):
             where = f"incidents[{index}]"
             key = change["series_key"]
@@ -963,9 +968,10 @@ class Store(BatchStore):
             peak = change.get("peak") or {}
             points = int(change.get("points", 0))
             payload = _check_json(dict(change.get("payload") or {}), f"{where}.payload")
+            parsed.append((where, key, opened_at, last, resolved, peak, points, payload))
             if change.get("opened"):
                 peak_score = _finite_or_none(peak.get("score"))
-                values = {
+                opening.append({
                     "detector_id": detector_id,
                     "series_key": key,
                     "labels": {str(k): str(v) for k, v in change["labels"].items()},
@@ -987,18 +993,23 @@ class Store(BatchStore):
                     "backfill_id": backfill_id,
                     "created_at": now,
                     "updated_at": now,
-                }
-                new_id = s.execute(
-                    self._insert(table).values(**values).on_conflict_do_nothing().returning(table.c.id)
-                ).scalar()
-                if new_id is None:
+                })
+        # The opened incidents in one executemany (one row at a time cost ~1 ms each); the
+        # rows an insert skipped (already stored) are not returned.
+        stored: dict[tuple[str, datetime], Any] = {}
+        if opening:
+            stmt = self._insert(table).on_conflict_do_nothing().returning(*table.c)
+            for row in s.execute(stmt, opening):
+                stored.setdefault((row.series_key, row.opened_at), row)
+        for change, (where, key, opened_at, last, resolved, peak, points, payload) in zip(changes, parsed, strict=True):
+            if change.get("opened"):
+                row = stored.pop((key, opened_at), None)
+                if row is None:
                     logger.info(
                         "incident of %s/%s opened at %s is already stored: kept as it was",
                         detector_id, key, opened_at, extra={"detector": detector_id},
                     )
                     continue
-                row = s.get(IncidentRow, new_id)
-                assert row is not None
                 events.append(self._incident_event(row, EVENT_INCIDENT_OPENED, payload))
                 if row.resolved_at is not None:
                     events.append(self._incident_event(row, EVENT_INCIDENT_RESOLVED, payload))
