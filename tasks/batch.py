@@ -118,20 +118,30 @@ async def publish_batch(batch: Batch, label: str, owner: str) -> dict[str, int]:
     return totals
 
 
+#: Incidents listed in one detector's log line; the rest are counted (the store has them all).
+LOGGED_INCIDENTS = 20
+
+
 def _log_incidents(log: Any, detector_id: str, inserted: list[Any]) -> None:
-    for event in inserted:
-        if event.type == "incident.opened":
-            log.warning(
-                "detector %s: incident %s opened on %s at %s (severity %s, peak score %s)",
-                detector_id, event.payload.get("incident_id"), event.series_key or "(no labels)",
-                event.ts.isoformat(), event.severity, event.score,
-            )
-        elif event.type == "incident.resolved":
-            log.info(
-                "detector %s: incident %s on %s resolved at %s (%s points)",
-                detector_id, event.payload.get("incident_id"), event.series_key or "(no labels)",
-                event.ts.isoformat(), event.payload.get("points"),
-            )
+    """One warning line per detector for the incidents it opened and one info line for those
+    it resolved (a log record costs ~1.5 ms through Prefect's handlers: one per incident made
+    the publish step of 1,000 series cost seconds)."""
+    opened = [e for e in inserted if e.type == "incident.opened"]
+    resolved = [e for e in inserted if e.type == "incident.resolved"]
+    if opened:
+        log.warning("detector %s: %d incident(s) opened: %s", detector_id, len(opened), _listed(opened, lambda e: (
+            f"{e.payload.get('incident_id')} on {e.series_key or '(no labels)'} at {e.ts.isoformat()} "
+            f"(severity {e.severity}, peak score {e.score})")))
+    if resolved:
+        log.info("detector %s: %d incident(s) resolved: %s", detector_id, len(resolved), _listed(resolved, lambda e: (
+            f"{e.payload.get('incident_id')} on {e.series_key or '(no labels)'} at {e.ts.isoformat()} "
+            f"({e.payload.get('points')} points)")))
+
+
+def _listed(events: list[Any], describe: Any) -> str:
+    text = "; ".join(describe(e) for e in events[:LOGGED_INCIDENTS])
+    more = len(events) - LOGGED_INCIDENTS
+    return f"{text}; and {more} more" if more > 0 else text
 
 
 def record_outcomes(owner: str, failed: dict[str, str], skipped: dict[str, str], at: datetime) -> None:
