@@ -10,8 +10,9 @@ its rules: every cycle it posts every open incident as firing (valid for four cy
 of a stopped service expire by themselves), and each incident it saw firing and that is no
 longer open as resolved. A failed post changes nothing in what it remembers, so the next
 cycle sends all of it again; Alertmanager identifies an alert by its labels, so sending one
-again is never a duplicate. After a restart the first cycle also sends the incidents resolved
-in the last four cycles.
+again is never a duplicate. A severity that grows while the incident is open changes the label
+set: the alert at the old severity is sent resolved with the new one. After a restart the
+first cycle also sends the incidents resolved in the last four cycles.
 
 Pure apart from the HTTP calls through an ``httpx.AsyncClient`` the caller owns; the one
 retry policy (:class:`aiops.sources.http.RetryPolicy`) retries connection errors, timeouts,
@@ -148,7 +149,7 @@ class AlertForwarder:
     ) -> None:
         self.store, self.client, self.base_url, self.interval = store, client, base_url, interval
         self.db, self.clock = db, clock
-        self.firing: set[int] = set()  # incidents last delivered as firing
+        self.firing: dict[int, dict[str, str]] = {}  # incidents last delivered as firing, with their labels
         self.started = False
         self.sent = 0
         self.failures = 0
@@ -164,7 +165,7 @@ class AlertForwarder:
         now = self.clock()
         open_incidents = await self.db(self.store.list_incidents, None, "open", None, None, None, 10_000, source="live")
         open_ids = {i.id for i in open_incidents}
-        resolved = [await self.db(self.store.get_incident, i) for i in sorted(self.firing - open_ids)]
+        resolved = [await self.db(self.store.get_incident, i) for i in sorted(set(self.firing) - open_ids)]
         if not self.started:  # after a restart: what resolved while we were away
             since = now - self.valid_for
             recent = await self.db(self.store.list_incidents, None, "resolved", since, None, None, 10_000, source="live")
@@ -179,13 +180,18 @@ class AlertForwarder:
             incident_alert(i, base_url=self.base_url, now=now, valid_for=self.valid_for, triage=triage.get(i.id))
             for i in incidents
         ]
+        for alert in alerts[: len(open_incidents)]:  # a severity that changed: a new label set, so the old one resolves
+            before = self.firing.get(int(alert["labels"]["incident"]))
+            if before is not None and before != alert["labels"]:
+                alerts.append({**alert, "labels": before, "endsAt": _iso(now)})
         try:
             await self.client.post(alerts)
         except Exception as exc:
             self.failures += 1
             self.last_error = str(exc)
             raise
-        self.firing, self.started = open_ids, True
+        self.firing = {int(a["labels"]["incident"]): a["labels"] for a in alerts[: len(open_incidents)]}
+        self.started = True
         self.sent += len(alerts)
         log.debug("alertmanager: %d firing, %d resolved", len(open_incidents), len(resolved))
         return len(alerts)

@@ -107,7 +107,7 @@ async def test_incidents_are_delivered_to_alertmanager_firing_then_resolved_with
 
         with pytest.raises(DatasourceUnavailable, match="unreachable"):  # Alertmanager is down: nothing is lost
             await forwarder.cycle()
-        assert forwarder.failures == 1 and forwarder.firing == set()
+        assert forwarder.failures == 1 and forwarder.firing == {}
 
         with run_alertmanager(tmp_path / "am", port=port) as am:
             assert await forwarder.cycle() == 1  # the retry delivers it
@@ -120,6 +120,16 @@ async def test_incidents_are_delivered_to_alertmanager_firing_then_resolved_with
             assert alert["annotations"]["triage"] == "1 new error type (TimeoutError)"
             assert alert["annotations"]["url"] == f"http://127.0.0.1:8000/#/incidents/{incident}"
             assert alert["status"]["state"] == "active" and alert["startsAt"].startswith(start.strftime("%Y-%m-%dT%H:%M:%S"))
+
+            # the peak grows critical: the alert moves to the new severity, the old one resolves
+            store.commit_detection("checkout-errors", incidents=[{
+                "series_key": series_key(LABELS), "labels": LABELS, "opened_at": start, "opened": False,
+                "last_anomalous_at": start + timedelta(seconds=30), "resolved_at": None, "points": 1,
+                "peak": {"ts": start + timedelta(seconds=30), "score": 9.0, "value": 20.0, "expected": 1.0}}])
+            assert store.get_incident(incident).severity == "critical"
+            assert await forwarder.cycle() == 2
+            (alert,) = await asyncio.to_thread(am.alerts)
+            assert alert["labels"]["severity"] == "critical"
 
             resolve(store, "checkout-errors", start, start + timedelta(seconds=60))
             assert await forwarder.cycle() == 1  # resolved once
