@@ -88,6 +88,8 @@ async def test_an_incident_view_shows_the_series_band_span_and_triage_and_is_rea
             # back to the detectors, then into the view again from the feed
             await page.click("#iv-back")
             await page.locator("#detectors-section:not([hidden])").wait_for()
+            link = page.locator(".detector[data-detector='flat'] .triage-link")
+            await expect(link).to_have_text('log triage: loki: {app="checkout"} (lead 300s, baselines previous, day, week)')
             assert await page.locator("#incident-view").is_hidden()
             await page.click(f"#feed li[data-incident-id='{incident.id}'] a.detector-id")
             await view.wait_for()

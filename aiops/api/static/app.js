@@ -188,6 +188,11 @@
     node.querySelector(".query code").textContent = ds
       ? `${ds.name}: ${ds.query}  [step ${ds.step_seconds}s]`
       : "no datasource";
+    const t = detector.triage;
+    node.querySelector(".triage-link").textContent = t
+      ? `log triage: ${t.selector ? `${t.datasource}: ${t.selector}` : t.job ? `log job ${t.job}` : `file ${t.path}`}` +
+        ` (lead ${t.lead_seconds}s, baselines ${(t.baselines || []).join(", ")})`
+      : "";
     return entry;
   }
 
