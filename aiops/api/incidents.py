@@ -19,7 +19,7 @@ from aiops.api.models import (
     IncidentTriage,
 )
 from aiops.api.openapi import Call, Operation
-from aiops.errors import InvalidInput
+from aiops.errors import InvalidInput, NotFound
 from aiops.timeutil import to_datetime
 
 __all__ = ["OPERATIONS"]
@@ -57,10 +57,16 @@ async def get_incident(call: Call) -> Any:
     q: IncidentPointsQuery = call.query
     incident = await state.db(state.store.get_incident, path.id)
     points = await state.db(state.store.incident_points, incident, q.points_limit + 1)
+    try:
+        triage = await state.db(state.store.get_triage, path.id)
+    except NotFound:
+        triage = None
     return {
         "incident": incident.model_dump(mode="json"),
         "points": [p.model_dump(mode="json") for p in points[: q.points_limit]],
         "points_truncated": len(points) > q.points_limit,
+        "triage": None if triage is None else triage.model_dump(
+            mode="json", include={"status", "source", "summary", "error", "flow_run_id"}),
     }
 
 

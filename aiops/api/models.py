@@ -506,6 +506,14 @@ class TriageRequest(ApiModel):
             raise invalid_input_from(exc, "triage.") from None
 
 
+TRANSFORMS_DESCRIPTION = (
+    "transform steps after standardisation, in order: `{\"op\": \"resample\", \"step\": \"5m\", \"how\": \"avg\"}`, "
+    "`{\"op\": \"rolling\", \"window\": \"10m\", \"how\": \"avg\"}`, `{\"op\": \"aggregate\", \"how\": \"sum\", "
+    "\"by\": [\"job\"]}` (`how`: sum, avg, min, max, count, median); a bad step is a 400 naming "
+    "`transforms[i].<field>`"
+)
+
+
 class DetectorCreateRequest(ApiModel):
     """A new detector. ``kind``/``params`` are checked against ``aiops.detectors``."""
 
@@ -532,6 +540,7 @@ class DetectorCreateRequest(ApiModel):
         "stream selector; `$label` in a value is the incident's series label), `job` or `path`; "
         "`lead`, `max_window`, `baselines` (docs/triage.md)",
     )
+    transforms: list[dict[str, Any]] = Field(default_factory=list, max_length=10, description=TRANSFORMS_DESCRIPTION)
 
 
 def _patch_schema(schema: dict[str, Any]) -> None:
@@ -561,6 +570,7 @@ class DetectorPatchRequest(ApiModel):
         None, validation_alias=AliasChoices("training_window_seconds", "training_window")
     )
     triage: TriageRequest | None = Field(None, description="the log source for triage; null removes it")
+    transforms: list[dict[str, Any]] | None = Field(None, max_length=10, description=TRANSFORMS_DESCRIPTION)
 
     @model_validator(mode="after")
     def _something(self) -> DetectorPatchRequest:
@@ -793,12 +803,23 @@ class IncidentPage(BaseModel):
     )
 
 
+class TriageState(BaseModel):
+    """Where an incident's log triage is (its report: ``GET /api/incidents/{id}/triage``)"""
+
+    status: Literal["running", "done", "failed"]
+    source: str
+    summary: str | None = None
+    error: str | None = None
+    flow_run_id: str | None = None
+
+
 class IncidentDetail(BaseModel):
     """An incident with its points (the anomaly rows inside it, oldest first)"""
 
     incident: Incident
     points: list[Event]
     points_truncated: bool = Field(description="true when the incident has more points than points_limit")
+    triage: TriageState | None = Field(None, description="its log triage, when its detector names a log source")
 
 
 class DatasourceRemoved(BaseModel):

@@ -56,8 +56,14 @@ async def test_an_incident_triage_is_served_once_stored_and_404_before(api):
     assert missing.status_code == 404 and "has no triage" in missing.json()["error"]
     assert (await api.client.get("/api/incidents/999/triage")).status_code == 404
 
+    assert (await api.client.get(f"/api/incidents/{incident.id}")).json()["triage"] is None
     store.start_triage(incident.id, source="loki:loki:{app=\"a\"}", flow_run_id="run-1")
     assert (await api.client.get(url)).json()["status"] == "running"
+    store.finish_triage(incident.id, error="BadQuery: parse error")
+    detail = (await api.client.get(f"/api/incidents/{incident.id}")).json()
+    assert detail["triage"] == {"status": "failed", "source": 'loki:loki:{app="a"}', "summary": None,
+                                "error": "BadQuery: parse error", "flow_run_id": "run-1"}
+    store.start_triage(incident.id, source="loki:loki:{app=\"a\"}", flow_run_id="run-2")
     store.finish_triage(incident.id, report={"summary": "1 new error type (TimeoutError)", "findings": []})
     done = (await api.client.get(url)).json()
     assert done["status"] == "done" and done["summary"] == "1 new error type (TimeoutError)"
