@@ -28,9 +28,10 @@ from aiops.promql import presence_probe, query_for_step
 from aiops.sources.buffer import SampleBuffer
 from aiops.store.batch import BatchCommit, BatchInputs
 from aiops.store.models import DetectorRecord, SeriesState
-from aiops.transform import standardize
+from aiops.transform import apply_steps, history_seconds, output_step, standardize
 
-__all__ = ["DetectorWork", "Batch", "plan_work", "collect_pieces", "detect_pieces", "error_message", "outcome_row"]
+__all__ = ["DetectorWork", "Batch", "plan_work", "collect_pieces", "detect_pieces", "transformed_piece", "error_message",
+           "outcome_row"]
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,13 @@ class DetectorWork:
     @property
     def id(self) -> str:
         return self.detector.id
+
+    @property
+    def fetch_start(self) -> datetime:
+        """Where the current piece's collection starts: its start, less the history its
+        transform steps reach back to (rolling windows, resample buckets)."""
+        assert self.piece is not None
+        return self.piece.start - timedelta(seconds=history_seconds(self.detector.transforms))
 
     @property
     def context(self) -> str:
@@ -243,7 +251,7 @@ async def collect_pieces(
         async with limit:
             try:
                 out[work.id] = await collect_piece(
-                    client, ds, det_ds.query, work.piece.start, work.piece.end, float(det_ds.step_seconds), capacity
+                    client, ds, det_ds.query, work.fetch_start, work.piece.end, float(det_ds.step_seconds), capacity
                 )
             except Exception as exc:  # one detector's failure must not stop the others
                 log.error("collection failed (%s): %s", work.context, error_message(exc),
@@ -273,7 +281,7 @@ async def collect_pieces(
         groups: dict[tuple[Any, ...], list[DetectorWork]] = {}
         for work in works:
             assert work.piece is not None
-            key = (work.piece.start, work.piece.end, float(work.detector.datasources[0].step_seconds))
+            key = (work.fetch_start, work.piece.end, float(work.detector.datasources[0].step_seconds))
             groups.setdefault(key, []).append(work)
         for group in groups.values():
             chunk: list[DetectorWork] = []
@@ -305,7 +313,8 @@ async def _collect_combined(
     assert piece is not None
     step = float(group[0].detector.datasources[0].step_seconds)
     queries = [query_for_step(w.detector.datasources[0].query, step, ds.lookback_delta_seconds) for w in group]
-    result = await client.query_range(combined_query(queries), piece.start.timestamp(), piece.end.timestamp(), step)
+    start = group[0].fetch_start
+    result = await client.query_range(combined_query(queries), start.timestamp(), piece.end.timestamp(), step)
     members: dict[int, list[Any]] = {}
     for series in result.series:
         tag = series.labels.get(MEMBER_LABEL)
@@ -330,12 +339,17 @@ async def _collect_combined(
 
 
 def detect_piece(work: DetectorWork, frame: pd.DataFrame, flow_run_id: str | None) -> DetectionRun:
-    """Standardise the collected frame and fit or score it, continuing the stored states."""
+    """Standardise the collected frame, run the detector's transform steps, and fit or score
+    the piece's points, continuing the stored states."""
     det = work.detector
     ds = det.datasources[0]
     assert work.piece is not None
     running = det.status == "running"
     frame = standardize(frame, step=float(ds.step_seconds))
+    step = float(ds.step_seconds)
+    if det.transforms:
+        frame = transformed_piece(frame, det.transforms, step=step, start=work.piece.start, end=work.piece.end)
+        step = output_step(det.transforms, step)
     return run_detection(
         detector_id=det.id,
         kind=det.kind,
@@ -350,9 +364,20 @@ def detect_piece(work: DetectorWork, frame: pd.DataFrame, flow_run_id: str | Non
         payload={"datasource": ds.name, "query": ds.query},
         incident_states=work.incident_states if running else {},
         resolve_after=det.resolve_after,
-        step=float(ds.step_seconds),
+        step=step,
         until=work.piece.end,
     )
+
+
+def transformed_piece(
+    frame: pd.DataFrame, steps: list[dict[str, Any]], *, step: float, start: datetime, end: datetime
+) -> pd.DataFrame:
+    """A standardised frame collected from ``start - history`` through the transform
+    ``steps``, keeping the points in ``[start, end]``: the same points, with the same values,
+    however the detector's time is cut into windows (tick, backfill piece, series replay)."""
+    out = apply_steps(frame, steps, step=step)
+    keep = (out["timestamp"] >= start) & (out["timestamp"] <= end)
+    return out[keep.to_numpy()].reset_index(drop=True)
 
 
 def detect_pieces(works: list[DetectorWork], flow_run_id: str | None) -> dict[str, DetectionRun | BaseException]:

@@ -8,6 +8,20 @@ Standard transformers (:func:`standardize`): sort, drop duplicate samples, align
 drop NaN, undo counter resets when asked, mark gaps. Aggregation transformers: group by
 labels (:func:`aggregate`), resample to a coarser step (:func:`resample`), rolling windows
 (:func:`rolling`). :func:`split_series` hands detectors one float series per label set.
+
+A detector declares its own *transform steps* (``transforms``: :func:`validate_steps` checks
+them when it is saved), applied after standardisation by the tick, the backfill and the series
+replay alike (:func:`apply_steps`)::
+
+    [{"op": "resample", "step": "5m", "how": "avg"},
+     {"op": "rolling", "window": "10m", "how": "avg"},
+     {"op": "aggregate", "how": "sum", "by": ["job"]}]
+
+Their result does not depend on where a window is cut: the caller collects
+:func:`history_seconds` more before the window (what rolling windows and resample buckets
+reach back to) and keeps the points from the window's start; a resample bucket is stamped with
+its *last* step (``bucket start + resample step - step``), so it is emitted by the window that
+holds all of its samples, never half-filled at the window's edge.
 """
 
 from __future__ import annotations
@@ -31,6 +45,11 @@ __all__ = [
     "rolling",
     "split_series",
     "AGGREGATIONS",
+    "TRANSFORM_OPS",
+    "validate_steps",
+    "history_seconds",
+    "output_step",
+    "apply_steps",
 ]
 
 AGGREGATIONS = ("sum", "avg", "min", "max", "count", "median")
@@ -261,3 +280,92 @@ def split_series(frame: pd.DataFrame) -> Iterator[tuple[str, dict[str, str], pd.
         if not index.is_monotonic_increasing or not index.is_unique:
             s = s[~s.index.duplicated(keep="last")].sort_index()
         yield series_key(label_set), label_set, s
+
+
+# --------------------------------------------------------------------------- a detector's steps
+
+TRANSFORM_OPS = ("resample", "rolling", "aggregate")
+_STEP_KEYS = {"resample": {"op", "step", "how"}, "rolling": {"op", "window", "how"}, "aggregate": {"op", "how", "by"}}
+MAX_STEPS = 10
+
+
+def validate_steps(steps: Any, *, field: str = "transforms", step: float | None = None) -> list[dict[str, Any]]:
+    """A detector's transform steps, normalised (durations in seconds, ``how`` and ``by``
+    filled in). ``step``: the detector's step, when known (a resample step must be a multiple
+    of it). Raises :class:`InvalidInput` naming the field, e.g. ``transforms[1].window``."""
+    if steps is None:
+        return []
+    if not isinstance(steps, (list, tuple)):
+        raise InvalidInput(f"{field}: expected a list of steps", field=field)
+    if len(steps) > MAX_STEPS:
+        raise InvalidInput(f"{field}: at most {MAX_STEPS} steps", field=field)
+    out: list[dict[str, Any]] = []
+    for i, raw in enumerate(steps):
+        where = f"{field}[{i}]"
+        if not isinstance(raw, Mapping):
+            raise InvalidInput(f"{where}: expected a mapping with an 'op'", field=where)
+        op = raw.get("op")
+        if op not in TRANSFORM_OPS:
+            raise InvalidInput(f"{where}.op: {op!r} is not one of {', '.join(TRANSFORM_OPS)}", field=f"{where}.op")
+        unknown = sorted(set(raw) - _STEP_KEYS[op])
+        if unknown:
+            raise InvalidInput(f"{where}.{unknown[0]}: unknown field for {op}", field=f"{where}.{unknown[0]}")
+        how = raw.get("how", "sum" if op == "aggregate" else "avg")
+        if how not in AGGREGATIONS:
+            raise InvalidInput(f"{where}.how: {how!r} is not one of {', '.join(AGGREGATIONS)}", field=f"{where}.how")
+        item: dict[str, Any] = {"op": op, "how": how}
+        if op in ("resample", "rolling"):
+            key = "step" if op == "resample" else "window"
+            if key not in raw:
+                raise InvalidInput(f"{where}.{key}: required for {op}", field=f"{where}.{key}")
+            item[key] = parse_seconds(raw[key], field=f"{where}.{key}")
+            if op == "resample" and step and (item[key] < step or abs(item[key] / step - round(item[key] / step)) > 1e-9):
+                raise InvalidInput(f"{where}.step: {item[key]:g}s is not a multiple of the detector's step ({step:g}s)",
+                                   field=f"{where}.step")
+        else:
+            by = raw.get("by", [])
+            if not isinstance(by, (list, tuple)) or not all(isinstance(b, str) and b for b in by):
+                raise InvalidInput(f"{where}.by: expected a list of label names", field=f"{where}.by")
+            item["by"] = list(by)
+        out.append(item)
+    return out
+
+
+def history_seconds(steps: Sequence[Mapping[str, Any]]) -> float:
+    """How far before a window the steps reach back: the samples to collect ahead of it so
+    its first points come out as they would inside a longer window."""
+    return float(sum(s.get("window", 0.0) if s["op"] == "rolling" else s.get("step", 0.0) if s["op"] == "resample" else 0.0
+                     for s in steps))
+
+
+def output_step(steps: Sequence[Mapping[str, Any]], step: float) -> float:
+    """The spacing of the points the steps give (the last resample's step, else ``step``)."""
+    for s in steps:
+        if s["op"] == "resample":
+            step = float(s["step"])
+    return float(step)
+
+
+def apply_steps(frame: pd.DataFrame, steps: Sequence[Mapping[str, Any]], *, step: float) -> pd.DataFrame:
+    """Run a detector's (validated) steps over a standardised frame at ``step``; the result
+    is standardised again (sorted, ``gap_before`` at twice the output step). A resample
+    bucket is stamped with its last step (see the module's docstring)."""
+    if not steps:
+        return frame
+    out = frame.drop(columns=["gap_before"], errors="ignore")
+    current = float(step)
+    for s in steps:
+        if out.empty:
+            break
+        if s["op"] == "resample":
+            out = resample(out, s["step"], s["how"])
+            shift = max(float(s["step"]) - current, 0.0)
+            out = out.assign(timestamp=out["timestamp"] + pd.Timedelta(seconds=shift))
+            current = float(s["step"])
+        elif s["op"] == "rolling":
+            out = rolling(out, s["window"], s["how"])
+        else:
+            out = aggregate(out, s["how"], s["by"])
+    if out.empty:
+        return frame.iloc[0:0]
+    return standardize(out, gap=2 * current)

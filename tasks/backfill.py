@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pandas as pd
@@ -29,7 +29,8 @@ from aiops.config import Settings
 from aiops.errors import AiopsError
 from aiops.pipeline import DetectionRun
 from aiops.store import DetectorRecord
-from aiops.transform import standardize
+from aiops.tick import transformed_piece
+from aiops.transform import history_seconds, standardize
 from tasks._runtime import TRANSIENT, TRANSIENT_RETRIES, store
 from tasks.collect import collect_metrics
 from tasks.detect import run_detector
@@ -53,6 +54,7 @@ async def score_backfill_piece(
     commit: bool,
     incident_states: Mapping[str, Any] | None = None,
     until: datetime | None = None,
+    since: datetime | None = None,
 ) -> tuple[DetectionRun, list[Any]]:
     """Standardise and score (in the training prefix: fit) a piece of a window as live
     operation would have, continuing the backfill's own models (never the live ones: those
@@ -60,11 +62,17 @@ async def score_backfill_piece(
     piece's last step is ``until``). ``earlier`` is what the window's previous pieces found.
     On the window's last piece (``commit``), its events (idempotent, marked with the backfill
     id), its incidents, the models, the incident states and the window's ``done`` are stored
-    in one transaction; returns the run so far and the events actually inserted."""
+    in one transaction; returns the run so far and the events actually inserted. With transform
+    steps, ``frame`` reaches back before the piece (``since``, its first step) by their history
+    and only the piece's points ``[since, until]`` are scored, as the tick does."""
     run = DetectionRun(detector_id=detector.id, mode=mode)
     clean = None
     if frame is not None and len(frame):
         clean = await to_thread.run_sync(lambda: standardize(frame, step=step))
+        if detector.transforms and since is not None and until is not None:
+            clean = await to_thread.run_sync(
+                lambda: transformed_piece(clean, detector.transforms, step=step, start=since, end=until)
+            )
     if clean is not None or (mode == "running" and until is not None and incident_states):
         run = await run_detector(
             detector, clean if clean is not None else pd.DataFrame(), states, mode=mode,
@@ -140,6 +148,7 @@ async def run_detector_windows(
     db = store(config)
     ds = det.datasources[0]
     step = float(ds.step_seconds)
+    history = history_seconds(det.transforms)
     row = new_detector_row(det.id)
     stored = await to_thread.run_sync(db.load_backfill_states, bf_id, det.id)
     states: dict[str, Any] = {key: item["state"] for key, item in stored.items()}
@@ -154,7 +163,8 @@ async def run_detector_windows(
     def fetch(piece: Piece | None) -> asyncio.Task | None:
         if piece is None or piece.span is None:
             return None
-        return asyncio.create_task(collect(ds.name, ds.query, piece.span.start, piece.span.end, step, capacity))
+        start = piece.span.start - timedelta(seconds=history)  # what the transform steps reach back to
+        return asyncio.create_task(collect(ds.name, ds.query, start, piece.span.end, step, capacity))
 
     piece = await to_thread.run_sync(plan.next, known["series"])
     pending_fetch = fetch(piece)
@@ -184,6 +194,7 @@ async def run_detector_windows(
             earlier, inserted = await score(
                 det, bf_id, w.window_start, q(frame), step, q(states), mode, run_id, q(earlier), piece.last,
                 q(incident_states), piece.span.end if piece.span is not None else None,
+                piece.span.start if piece.span is not None else None,
             )
             for key, (_, state) in earlier.states.items():
                 states[key] = state

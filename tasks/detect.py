@@ -11,6 +11,7 @@ from anyio import to_thread
 from prefect import get_run_logger, task
 
 from aiops.pipeline import DetectionRun, run_detection
+from aiops.transform import output_step
 from aiops.store import DetectorRecord
 from tasks._runtime import store
 
@@ -47,7 +48,7 @@ async def run_detector(
             payload={"datasource": ds.name, "query": ds.query, **payload},
             incident_states=incident_states,
             resolve_after=detector.resolve_after,
-            step=float(ds.step_seconds),
+            step=output_step(detector.transforms, float(ds.step_seconds)),
             until=until,
         )
     )

@@ -24,6 +24,7 @@ from aiops.api.openapi import Call, Operation
 from aiops.errors import InvalidInput
 from aiops.logql import require_metric_query
 from aiops.promql import detector_sampling_notes
+from aiops.transform import validate_steps
 from aiops.store.models import DetectorRecord
 from aiops.triage import TriageLink
 
@@ -106,6 +107,7 @@ async def create_detector(call: Call) -> Any:
         spec["triage"] = link
     if body.datasource is not None:
         check_detector_query(state.datasource_config(body.datasource.name), body.datasource.query, "datasource.query")
+    validate_steps(body.transforms, step=float(body.datasource.step_seconds) if body.datasource else None)
     created = await state.db(state.store.create_detector, spec)
     return 201, _saved(state, created)
 
@@ -147,6 +149,10 @@ async def update_detector(call: Call) -> Any:
     if changes.get("triage") is not None:
         changes["triage"] = changes["triage"].link()
         check_triage(state, changes["triage"])
+    if changes.get("transforms") is not None:
+        current = await state.db(state.store.get_detector, path.id)
+        ds = current.datasource
+        validate_steps(changes["transforms"], step=float(ds.step_seconds) if ds else None)
     if "kind" in changes or "params" in changes:
         current = await state.db(state.store.get_detector, path.id)
         kind = changes.get("kind", current.kind)

@@ -35,7 +35,7 @@ from aiops.detectors.auto import MAX_LOOK_POINTS
 from aiops.api.models import MAX_SECONDS, ApiModel, DetectorPath, Duration, Time
 from aiops.api.openapi import Call, Operation
 from aiops.errors import InvalidInput
-from aiops.transform import split_series, standardize
+from aiops.transform import apply_steps, history_seconds, output_step, split_series, standardize
 
 __all__ = ["OPERATIONS", "SeriesQuery", "SeriesResponse", "warmup_points", "replay"]
 
@@ -148,6 +148,8 @@ def replay(
     start: float,
     priority: set[str] | frozenset[str] = frozenset(),
     max_series: int,
+    transforms: list[dict[str, Any]] | None = None,
+    end: float | None = None,
 ) -> tuple[list[dict[str, Any]], int]:
     """Score every series of a raw sample frame with a fresh model; keep points >= ``start``.
 
@@ -157,6 +159,10 @@ def replay(
     if frame.empty:
         return [], 0
     frame = standardize(frame, step=step)
+    if transforms:  # the detector's steps, as the tick runs them (the frame holds their history)
+        frame = apply_steps(frame, transforms, step=step)
+        if end is not None:
+            frame = frame[(frame["timestamp"] <= pd.Timestamp(end, unit="s", tz="UTC")).to_numpy()]
     parts = list(split_series(frame))
     total = len(parts)
     parts.sort(key=lambda part: (part[0] not in priority, part[0]))
@@ -239,9 +245,10 @@ async def detector_series(call: Call) -> Any:
         )
 
     model = models.create(detector.kind, **detector.params)
-    wanted = warmup_points(model, step)
+    scored_step = output_step(detector.transforms, step)  # the spacing the model sees
+    wanted = warmup_points(model, scored_step)
     warmup = min(wanted, options.series_max_warmup_points)
-    fetch_start = max(0.0, start - warmup * step)
+    fetch_start = max(0.0, start - warmup * scored_step - history_seconds(detector.transforms))
 
     markers = await state.db(
         partial(
@@ -269,6 +276,8 @@ async def detector_series(call: Call) -> Any:
             start=start,
             priority={m.series_key for m in markers},
             max_series=options.series_max_series,
+            transforms=detector.transforms,
+            end=end,
         )
     )
     return {
@@ -281,7 +290,7 @@ async def detector_series(call: Call) -> Any:
         "start": start,
         "end": end,
         "step": step,
-        "warmup_points": int((start - fetch_start) // step),
+        "warmup_points": int((start - fetch_start - history_seconds(detector.transforms)) // scored_step),
         "warmup_complete": warmup >= wanted,
         "series_total": total,
         "truncated": total > len(series),

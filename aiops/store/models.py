@@ -134,11 +134,13 @@ parse_duration = parse_whole_seconds  # the older name, kept
 Duration = Annotated[int, BeforeValidator(parse_whole_seconds), Field(gt=0)]
 
 
-def spec_hash(kind: str, params: Mapping[str, Any]) -> str:
-    """A stable hash of a model's kind and params (key order does not matter)."""
-    canonical = json.dumps(
-        {"kind": kind, "params": params}, sort_keys=True, separators=(",", ":"), allow_nan=False
-    )
+def spec_hash(kind: str, params: Mapping[str, Any], transforms: list[dict[str, Any]] | None = None) -> str:
+    """A stable hash of a model's kind and params, and its transform steps when it has some
+    (key order does not matter): what the learned state depends on."""
+    body: dict[str, Any] = {"kind": kind, "params": params}
+    if transforms:
+        body["transforms"] = transforms
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False)
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
@@ -235,6 +237,20 @@ class DetectorSpec(_Frozen):
     datasource: DatasourceSpec | None = None
     triage: TriageLink | None = None
     """the log source an opened incident's triage reads (``aiops.triage``); none: no triage"""
+    transforms: list[dict[str, Any]] = Field(default_factory=list)
+    """transform steps after standardisation (:func:`aiops.transform.validate_steps`)"""
+
+    @model_validator(mode="after")
+    def _check_transforms(self) -> DetectorSpec:
+        from aiops.transform import validate_steps
+
+        step = float(self.datasource.step_seconds) if self.datasource is not None else None
+        try:
+            steps = validate_steps(self.transforms, step=step)
+        except InvalidInput as exc:
+            raise ValueError(exc.message) from None
+        object.__setattr__(self, "transforms", steps)
+        return self
 
     @model_validator(mode="before")
     @classmethod
@@ -245,7 +261,7 @@ class DetectorSpec(_Frozen):
 
     @property
     def spec_hash(self) -> str:
-        return spec_hash(self.kind, self.params)
+        return spec_hash(self.kind, self.params, self.transforms)
 
 
 class DetectorDatasource(_Row):
@@ -282,6 +298,12 @@ class DetectorRecord(_Row):
     updated_at: datetime
     datasources: list[DetectorDatasource] = Field(default_factory=list)
     triage: TriageLink | None = None
+    transforms: list[dict[str, Any]] = Field(default_factory=list)
+
+    @field_validator("transforms", mode="before")
+    @classmethod
+    def _no_transforms(cls, value: Any) -> Any:
+        return [] if value is None else value
 
     @property
     def datasource(self) -> DetectorDatasource | None:
@@ -302,6 +324,7 @@ class DetectorRecord(_Row):
             training_window_seconds=self.training_window_seconds,
             datasource=ds.spec() if ds else None,
             triage=self.triage,
+            transforms=self.transforms,
         )
 
 

@@ -118,6 +118,7 @@ _UPDATABLE = frozenset(
         "interval_seconds",
         "training_window_seconds",
         "triage",
+        "transforms",
     }
 )
 _ALIASES = {"interval": "interval_seconds", "training_window": "training_window_seconds"}
@@ -428,6 +429,7 @@ class Store(BatchStore):
             interval_seconds=spec.interval_seconds,
             training_window_seconds=spec.training_window_seconds,
             triage=_triage_json(spec),
+            transforms=spec.transforms or None,
             spec_hash=spec.spec_hash,
             status_changed_at=now,
             created_at=now,
@@ -502,6 +504,9 @@ class Store(BatchStore):
                 changed = True
         if row.triage != _triage_json(spec):
             row.triage = _triage_json(spec)
+            changed = True
+        if (row.transforms or []) != spec.transforms:  # spec_hash covers them: the states reset below
+            row.transforms = spec.transforms or None
             changed = True
         if row.spec_hash != spec.spec_hash or row.kind != spec.kind:
             row.kind, row.params, row.spec_hash = spec.kind, spec.params, spec.spec_hash
