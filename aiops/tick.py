@@ -64,6 +64,7 @@ class DetectorWork:
     collected: dict[str, Any] | None = None
     run: DetectionRun | None = None
     done: bool = False
+    failed_in: str = ""  # the step that failed the detector: "collect", "detect", ...
 
     def __post_init__(self) -> None:
         self.cursor = self.window.start
@@ -88,8 +89,9 @@ class DetectorWork:
         self.piece = next_piece(self.window, self.cursor, self.known_series, capacity, empty_probes=self.empty_probes)
         return self.piece
 
-    def fail(self, message: str) -> None:
+    def fail(self, message: str, step: str = "") -> None:
         self.row.update(status="failed", error=message)
+        self.failed_in = step
         self.done = True
 
     def commit(self, now: datetime) -> BatchCommit:

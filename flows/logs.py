@@ -27,6 +27,7 @@ from aiops.flowparams import AnalyzeLogsParameters, check_analyze_logs_source, v
 from aiops.logs import from_lines
 from aiops.timeutil import parse_duration
 from tasks._runtime import settings, store
+from tasks.flowstats import log_job_failed, log_job_finished
 from tasks.logs import analyze_window, load_file_lines, load_loki_lines, store_log_report
 from tasks.triage import error_text, fail_triage, plan_triage, save_triage, triage_artifact, triage_report
 
@@ -62,7 +63,7 @@ def source_name(*, job: str | None, selector: str | None, path: str | None, data
     return "lines"
 
 
-@flow(name="analyze-logs")
+@flow(name="analyze-logs", on_completion=[log_job_finished], on_failure=[log_job_failed])
 async def analyze_logs(
     selector: str | None = None,
     path: str | None = None,

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import time
 import uuid
 from collections import defaultdict
 from datetime import UTC, datetime
@@ -30,11 +31,13 @@ from prefect.artifacts import acreate_table_artifact
 from prefect.runtime import flow_run
 
 from aiops.config import Settings
+from aiops.errors import StoreUnavailable
 from aiops.flowparams import DetectMetricsParameters, validate_parameters
 from aiops.store import DetectorRecord
 from aiops.tick import Batch, error_message, outcome_row, plan_work
 from tasks._runtime import prune_result_storage, settings, store
 from tasks.batch import collect_batch, detect_batch, publish_batch, record_outcomes
+from tasks.flowstats import record_tick
 
 __all__ = ["detect_metrics"]
 
@@ -47,6 +50,8 @@ async def detect_metrics(detector_ids: list[str] | None = None, now: datetime | 
     """One tick of scheduled detection. ``detector_ids`` limits the tick to those detectors
     (still only when due); ``now`` pins the clock (tests, replays)."""
     log = get_run_logger()
+    started, started_at = time.monotonic(), datetime.now(UTC)
+    stats: dict[str, Any] = {"store_errors": 0, "collection_failed": []}  # for the flows' metrics
     given = {"detector_ids": detector_ids, "now": now}
     validate_parameters(DetectMetricsParameters, {k: v for k, v in given.items() if v is not None}, flow="detect-metrics")
     config = settings()
@@ -99,7 +104,7 @@ async def detect_metrics(detector_ids: list[str] | None = None, now: datetime | 
             for det_id in claimed.claimed:
                 groups[by_id[det_id].datasources[0].name].append(by_id[det_id])
             for name, dets in sorted(groups.items()):
-                rows.extend(await _process_batch(name, dets, now, run_id, owner, config))
+                rows.extend(await _process_batch(name, dets, now, run_id, owner, config, stats))
 
     heartbeat = asyncio.create_task(_renew_leases(owner, config.claim_lease_seconds))
     try:
@@ -131,6 +136,7 @@ async def detect_metrics(detector_ids: list[str] | None = None, now: datetime | 
         "detectors": rows,
         "not_due": not_due,
         "elsewhere": {**elsewhere, **{i: f"claimed by run {c.owner}" for i, c in held.items()}},
+        "store_errors": stats["store_errors"],
     }
     await acreate_table_artifact(
         key="detect-metrics-summary",
@@ -144,6 +150,10 @@ async def detect_metrics(detector_ids: list[str] | None = None, now: datetime | 
             "tick: %d incident(s) opened, %d resolved, %d anomalous points",
             summary["incidents_opened"], summary["incidents_resolved"], summary["anomalies"],
         )
+    await record_tick(
+        summary, datasource_of={d.id: d.datasources[0].name for d in due}, collection_failed=stats["collection_failed"],
+        started=started, started_at=started_at, scheduled_at=flow_run.scheduled_start_time if flow_run.id else None,
+    )
     return summary
 
 
@@ -160,9 +170,13 @@ async def _renew_leases(owner: str, lease_seconds: float) -> None:
 
 
 async def _process_batch(
-    datasource: str, detectors: list[DetectorRecord], now: datetime, run_id: str | None, owner: str, config: Settings
+    datasource: str, detectors: list[DetectorRecord], now: datetime, run_id: str | None, owner: str, config: Settings,
+    stats: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """Every detector of one claimed batch through its window; returns their outcome rows."""
+    """Every detector of one claimed batch through its window; returns their outcome rows.
+    ``stats`` counts, for the flows' metrics, the store errors met and the detectors whose
+    collection failed."""
+    stats = stats if stats is not None else {"store_errors": 0, "collection_failed": []}
     log = get_run_logger()
     db = store(config)
     rows: list[dict[str, Any]] = []
@@ -181,11 +195,12 @@ async def _process_batch(
         inputs = await to_thread.run_sync(db.load_batch, [d.id for d in detectors])
     except Exception as exc:
         message = error_message(exc)
+        stats["store_errors"] += 1
         log.error("batch of %d detectors on %s failed: %s", len(detectors), datasource, message)
         for det in detectors:
             failed[det.id] = message
             rows.append({**outcome_row(det), "status": "failed", "error": message})
-        await _record(log, owner, failed, {}, now)
+        await _record(log, owner, failed, {}, now, stats)
         return rows
     for det in detectors:
         planned = plan_work(det, inputs[det.id], now)
@@ -207,6 +222,7 @@ async def _process_batch(
             await publish(batch, label, owner)
         except Exception as exc:  # the batch's step failed as a whole: its detectors fail, the tick goes on
             message = error_message(exc)
+            stats["store_errors"] += isinstance(exc, StoreUnavailable)
             log.error("batch %s failed: %s", label, message)
             for work in batch.active():
                 work.fail(message)
@@ -214,12 +230,17 @@ async def _process_batch(
         rows.append(work.row)
         if work.row["status"] == "failed":
             failed[work.id] = work.row["error"]
-    await _record(log, owner, failed, skipped, now)
+            if work.failed_in == "collect":
+                stats["collection_failed"].append(work.id)
+    await _record(log, owner, failed, skipped, now, stats)
     return rows
 
 
-async def _record(log: Any, owner: str, failed: dict[str, str], skipped: dict[str, str], now: datetime) -> None:
+async def _record(
+    log: Any, owner: str, failed: dict[str, str], skipped: dict[str, str], now: datetime, stats: dict[str, Any]
+) -> None:
     try:
         await to_thread.run_sync(record_outcomes, owner, failed, skipped, now)
     except Exception as exc:
+        stats["store_errors"] += 1
         log.error("could not record the outcome of %d detector(s): %s", len(failed) + len(skipped), error_message(exc))

@@ -52,7 +52,7 @@ async def collect_batch(batch: Batch, label: str) -> int:
         if isinstance(result, BaseException):
             message = error_message(result)
             log.error("detector %s failed (%s): %s", work.id, work.context, message)
-            work.fail(message)
+            work.fail(message, "collect")
             continue
         work.collected = result
         total += result["samples"]

@@ -17,6 +17,11 @@
 * ``aiops_incident_alert{detector, series, severity, incident, url}``: 1 per open live incident,
   what the alerting rules of ``deployments/prometheus/aiops-rules.yml`` fire on (``series`` is the
   series key, ``url`` the incident's view on the page).
+* ``aiops_flow_*``: what the flows report about themselves wherever they ran (tick duration
+  and lag, detectors by outcome, samples collected and dropped, collection errors per
+  datasource, log jobs, store errors: :data:`aiops.flowstats.FLOW_METRICS`), and
+  ``aiops_backfill_windows{backfill, status}`` of unfinished backfills, read from the store
+  at scrape time.
 """
 
 from __future__ import annotations
@@ -190,6 +195,41 @@ class _HubCollector(Collector):
         yield CounterMetricFamily("aiops_api_event_tail_errors", "Failed polls of the store by the tailer", value=hub.tail_errors)
 
 
+class _FlowCollector(Collector):
+    """The flows' metrics (``aiops_flow_*``) and backfill progress, from the store."""
+
+    def __init__(self, store: Callable[[], Any]) -> None:
+        self._store = store
+
+    def collect(self) -> Iterable[Metric]:
+        from aiops.flowstats import FLOW_METRICS
+
+        store = self._store()
+        if store is None:
+            return
+        try:
+            rows = store.flow_metrics()
+            backfills = store.backfill_window_counts()
+        except Exception as exc:  # a scrape must not fail because the store is busy
+            log.warning("cannot read the flows' metrics for /metrics: %s", exc)
+            return
+        families: dict[str, Metric] = {}
+        for name, (kind, help_text) in FLOW_METRICS.items():
+            families[name] = Metric(name, help_text, kind)
+        for row in rows:
+            family = families.get(row.name)
+            if family is None:  # written by a newer version: not ours to describe
+                continue
+            sample = f"{row.name}_total" if family.type == "counter" else row.name
+            family.add_sample(sample, {k: str(v) for k, v in row.labels.items()}, row.value)
+        yield from families.values()
+        windows = Metric("aiops_backfill_windows", "Windows of each unfinished backfill, by status", "gauge")
+        for backfill_id, counts in sorted(backfills.items()):
+            for status, count in counts.items():
+                windows.add_sample("aiops_backfill_windows", {"backfill": backfill_id, "status": status}, count)
+        yield windows
+
+
 class ApiMetrics:
     """Every metric of one app, on its own registry."""
 
@@ -215,6 +255,7 @@ class ApiMetrics:
         r.register(_DatasourceCollector(clients))
         r.register(_ScoreCollector(store))
         r.register(_IncidentCollector(store, public_url))
+        r.register(_FlowCollector(store))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -38,6 +38,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_expo
 
 from aiops.errors import ConfigError, Conflict, InvalidInput, NotFound, StoreUnavailable
 from aiops.store import migrations
+from aiops.store.flowmetrics import FlowMetricsStore
 from aiops.store.batch import BatchStore
 from aiops.store.migrations import SQLITE_BEGIN_OPTION
 from aiops.store.models import (
@@ -282,7 +283,7 @@ def _check_json(value: Any, field: str) -> Any:
     return value
 
 
-class Store(BatchStore):
+class Store(BatchStore, FlowMetricsStore):
     """The persistent store. Make one with :meth:`Store.open`; share it between threads."""
 
     def __init__(

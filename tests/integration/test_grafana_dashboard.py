@@ -13,6 +13,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from aiops.api import create_app
+from aiops.flowstats import log_job_updates, store_error_update, tick_updates
 from aiops.store import series_key
 from tests.api.support import make_detector, make_settings, running
 
@@ -79,6 +80,13 @@ async def _exported_names(tmp_path: Path, prometheus_url: str) -> set[str]:
                                incidents=[{"series_key": series_key(labels), "labels": labels, "opened_at": at,
                                            "opened": True, "last_anomalous_at": at, "resolved_at": None,
                                            "points": 1, "peak": {"ts": at, "score": 2.0, "value": 1.0}}])
+        # the flows' own metrics, as a tick and a log job leave them in the store
+        summary = {"due": 1, "detectors": [{"detector": "det-a", "status": "ok", "samples": 10, "dropped": 0}]}
+        store.record_flow_metrics([
+            *tick_updates(summary, datasource_of={"det-a": "prometheus"}, collection_failed=["det-a"],
+                          duration_seconds=1.5, lag_seconds=0.2, finished_at=at.timestamp()),
+            *log_job_updates("errors", failed=False), store_error_update("detect-metrics"),
+        ])
         settings = make_settings(prometheus_url, f"sqlite:///{tmp_path / 'aiops.db'}", token=None, loki=False)
         async with httpx.AsyncClient(timeout=30) as http:
             app = create_app(settings, store=store, http_client=http)
@@ -119,6 +127,9 @@ async def test_every_dashboard_query_runs_on_prometheus_and_names_only_exported_
     used = set().union(*(_metric_names(e) for e in exprs))
     assert "aiops_anomaly_score" in used and "aiops_anomaly_last_timestamp_seconds" in used
     assert "aiops_incident_open" in used and "aiops_incidents_total" in used
+    assert {"aiops_flow_tick_duration_seconds", "aiops_flow_tick_lag_seconds", "aiops_flow_detector_runs_total",
+            "aiops_flow_samples_dropped_total", "aiops_flow_collection_errors_total", "aiops_flow_log_jobs_total",
+            "aiops_flow_store_errors_total", "aiops_backfill_windows"} <= used
     assert used <= exported, f"not exported by /metrics: {sorted(used - exported)}"
 
 
