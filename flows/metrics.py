@@ -17,11 +17,15 @@ every other detector did not run here (not due, claimed by another run).
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import socket
 import time
+import threading
 import uuid
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -43,6 +47,11 @@ __all__ = ["detect_metrics"]
 
 #: Batches a run works on at once: one collects (waits on the datasource) while another scores.
 LANES = 2
+#: While a tick runs: the objects alive before it are left out of garbage collection
+#: (``gc.freeze``) and a young collection waits for this many new objects. With the default
+#: (700), decoding and scoring 1,000 series of 1,441 points spent ~40 % of the run's CPU in
+#: ~2,500 collections, each walking the whole heap of Prefect, pandas and SQLAlchemy objects.
+GC_YOUNG_THRESHOLD = 50_000
 
 
 @flow(name="detect-metrics", log_prints=False)
@@ -108,7 +117,8 @@ async def detect_metrics(detector_ids: list[str] | None = None, now: datetime | 
 
     heartbeat = asyncio.create_task(_renew_leases(owner, config.claim_lease_seconds))
     try:
-        await asyncio.gather(*(lane() for _ in range(LANES)))
+        with _young_objects_only():
+            await asyncio.gather(*(lane() for _ in range(LANES)))
     finally:
         heartbeat.cancel()
         await asyncio.gather(heartbeat, return_exceptions=True)
@@ -155,6 +165,33 @@ async def detect_metrics(detector_ids: list[str] | None = None, now: datetime | 
         started=started, started_at=started_at, scheduled_at=flow_run.scheduled_start_time if flow_run.id else None,
     )
     return summary
+
+
+_gc_ticks = 0  # ticks of this process inside _young_objects_only (tests run several at once)
+_gc_saved: tuple[int, ...] = ()
+_gc_lock = threading.Lock()
+
+
+@contextmanager
+def _young_objects_only() -> Iterator[None]:
+    """Garbage collection for the objects the tick makes, not the process' whole heap (see
+    ``GC_YOUNG_THRESHOLD``); the previous thresholds come back, and the frozen objects are
+    collectable again, when the last tick of the process ends."""
+    global _gc_ticks, _gc_saved
+    with _gc_lock:
+        if _gc_ticks == 0:
+            _gc_saved = gc.get_threshold()
+            gc.set_threshold(max(_gc_saved[0], GC_YOUNG_THRESHOLD), *_gc_saved[1:])
+        _gc_ticks += 1
+        gc.freeze()
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_ticks -= 1
+            if _gc_ticks == 0:
+                gc.set_threshold(*_gc_saved)
+                gc.unfreeze()
 
 
 async def _renew_leases(owner: str, lease_seconds: float) -> None:
