@@ -473,9 +473,10 @@ def _detectors_apply(args: argparse.Namespace) -> int:
     url = settings.resolved_database_url()
     if url.startswith("sqlite:///"):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+    configs = settings.datasource_configs()
     with Store.open(url) as db:
-        result = apply_detectors_file(db, path)
-        configs = settings.datasource_configs()
+        # with the datasource types, a Loki log query (not a metric query) is refused here
+        result = apply_detectors_file(db, path, datasources=configs)
         notes = {d.id: detector_sampling_notes(d, configs) for d in db.list_detectors()
                  if d.id in {*result["created"], *result["updated"], *result["unchanged"]}}
     if args.json:

@@ -110,3 +110,21 @@ def test_a_negative_time_is_not_taken_for_an_option_anywhere(data, capsys):
     capsys.readouterr()
     assert main(["evaluate", "--detector", "api-latency", "--labels", str(labels), "--start", "-7d", "--end", "-1h", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["overall"]["windows"] == 0
+
+
+def test_apply_refuses_a_loki_log_query_naming_the_detector(data, capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("AIOPS_LOKI_URL", "http://127.0.0.1:9")
+    bad = tmp_path / "loki.yaml"
+    bad.write_text(
+        "detectors:\n  - id: app-errors\n    kind: zscore\n"
+        "    datasource: {name: loki, query: '{app=\"x\"} |= \"error\"'}\n"
+    )
+    assert main(["detectors", "apply", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "'app-errors'" in err and "Traceback" not in err
+    good = tmp_path / "loki-metric.yaml"
+    good.write_text(
+        "detectors:\n  - id: app-errors\n    kind: zscore\n"
+        "    datasource: {name: loki, query: 'sum(count_over_time({app=\"x\"} |= \"error\" [1m]))'}\n"
+    )
+    assert main(["detectors", "apply", str(good)]) == 0
