@@ -820,7 +820,7 @@
       parts.push(list);
       if ((r.top_templates || []).length) {
         parts.push(el("h4", "", "Top templates in the incident window"));
-        const top = el("ol", "top");
+        const top = el("ol", "top-templates");
         for (const tpl of r.top_templates) top.append(el("li", "", `${tpl.count} × ${tpl.template}`));
         parts.push(top);
       }
