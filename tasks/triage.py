@@ -70,7 +70,8 @@ async def plan_triage(incident_id: int, flow_run_id: str | None) -> dict[str, An
         window, baselines = triage_windows(link, incident.opened_at, incident.resolved_at, datetime.now(UTC))
         plan.update(window=window, baselines=baselines, source=link.describe())
     except Exception as exc:
-        await to_thread.run_sync(lambda: db.finish_triage(incident_id, error=error_text(exc), flow_run_id=flow_run_id))
+        error = error_text(exc)
+        await to_thread.run_sync(lambda: db.finish_triage(incident_id, error=error, flow_run_id=flow_run_id))
         raise
     log.info("incident %d: triage of %s over %s - %s", incident_id, plan["source"], window.start, window.end)
     return plan
