@@ -87,10 +87,6 @@ async def detect_metrics(detector_ids: list[str] | None = None, now: datetime | 
     rows: list[dict[str, Any]] = []
     elsewhere: dict[str, str] = {}  # due here, but processed by another run since the tick began
     claim_lock = asyncio.Lock()
-    # One lane collects from a datasource at a time: started together, the lanes would
-    # otherwise stay in step (both waiting on the datasource, then both scoring); taking
-    # turns, one scores and commits while the other collects.
-    collecting: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
 
     async def lane() -> None:
         while True:
@@ -117,7 +113,7 @@ async def detect_metrics(detector_ids: list[str] | None = None, now: datetime | 
             for det_id in claimed.claimed:
                 groups[by_id[det_id].datasources[0].name].append(by_id[det_id])
             for name, dets in sorted(groups.items()):
-                rows.extend(await _process_batch(name, dets, now, run_id, owner, config, stats, collecting[name]))
+                rows.extend(await _process_batch(name, dets, now, run_id, owner, config, stats))
 
     heartbeat = asyncio.create_task(_renew_leases(owner, config.claim_lease_seconds))
     try:
@@ -212,13 +208,12 @@ async def _renew_leases(owner: str, lease_seconds: float) -> None:
 
 async def _process_batch(
     datasource: str, detectors: list[DetectorRecord], now: datetime, run_id: str | None, owner: str, config: Settings,
-    stats: dict[str, Any] | None = None, collecting: asyncio.Lock | None = None,
+    stats: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Every detector of one claimed batch through its window; returns their outcome rows.
     ``stats`` counts, for the flows' metrics, the store errors met and the detectors whose
-    collection failed; ``collecting`` is held while the batch collects (the lanes' turns)."""
+    collection failed."""
     stats = stats if stats is not None else {"store_errors": 0, "collection_failed": []}
-    collecting = collecting or asyncio.Lock()
     log = get_run_logger()
     db = store(config)
     rows: list[dict[str, Any]] = []
@@ -259,8 +254,7 @@ async def _process_batch(
             work.next_piece(config.buffer_size)
         label = f"{datasource}: {batch.label()} [{min(w.piece.start for w in active):%H:%M}-{max(w.piece.end for w in active):%H:%M}]"
         try:
-            async with collecting:
-                await collect_batch(batch, label)
+            await collect_batch(batch, label)
             await detect_batch(batch, label, run_id)
             await publish(batch, label, owner)
         except Exception as exc:  # the batch's step failed as a whole: its detectors fail, the tick goes on
