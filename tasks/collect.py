@@ -9,9 +9,8 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import INPUTS, TASK_SOURCE
 
 from aiops.errors import ConfigError
-from aiops.promql import presence_probe, query_for_step
 from aiops.sources import SINGLE_ATTEMPT, build_client, http_client
-from aiops.sources.buffer import SampleBuffer
+from aiops.tick import collect_piece
 from tasks._runtime import settings, TRANSIENT_RETRIES
 
 __all__ = ["collect_metrics"]
@@ -40,27 +39,12 @@ async def collect_metrics(
     ds = config.datasource_configs().get(datasource)
     if ds is None:
         raise ConfigError(f"datasource {datasource!r} is not configured", setting="datasources")
-    buffer = SampleBuffer(capacity, name=datasource)
-    prometheus = ds.type == "prometheus"
-    # A step over the server's lookback delta would find no sample at most steps of a sparse
-    # series: read each step's latest sample instead (aiops.promql.query_for_step).
-    effective = query_for_step(query, step, ds.lookback_delta_seconds) if prometheus else query
-    warning = None
     async with http_client(config, ds) as http:
         client = build_client(ds, config, http, retry=SINGLE_ATTEMPT)  # Prefect's retries back off
-        fetched = await client.collect_range(effective, start.timestamp(), end.timestamp(), step, buffer)
-        probe = presence_probe(query, (end - start).total_seconds() + step) if prometheus and not fetched else None
-        if probe is not None and (await client.query(probe, end.timestamp())).series:
-            warning = (
-                f"no samples at any step of {start:%Y-%m-%d %H:%M:%S} .. {end:%H:%M:%S} although the "
-                f"series has samples in that window: the query {effective!r} at step {step:g}s reads none "
-                f"of them (lookback delta {ds.lookback_delta_seconds:g}s)"
-            )
-    frame = buffer.drain()
-    label_cols = [c for c in frame.columns if c not in ("timestamp", "value")]
-    series = len(frame[label_cols].drop_duplicates()) if label_cols and len(frame) else int(len(frame) > 0)
-    log.info("collected %d samples of %d series from %s (%d dropped)%s", fetched, series, datasource, buffer.dropped,
-             f" with {effective!r}" if effective != query else "")
+        piece = await collect_piece(client, ds, query, start, end, step, capacity)
+    effective, fetched, series, warning = piece["query"], piece["samples"], piece["series"], piece["warning"]
+    log.info("collected %d samples of %d series from %s (%d dropped)%s", fetched, series, datasource,
+             piece["dropped"], f" with {effective!r}" if effective != query else "")
     if warning:
         log.warning("%s: %s", datasource, warning)
-    return {"frame": frame, "samples": fetched, "series": series, "dropped": buffer.dropped, "warning": warning}
+    return {k: piece[k] for k in ("frame", "samples", "series", "dropped", "warning")}
