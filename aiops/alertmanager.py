@@ -87,8 +87,14 @@ def incident_alert(
 class AlertmanagerClient:
     """Posts alerts to every URL (an Alertmanager HA cluster wants each alert on each peer)."""
 
-    def __init__(self, http: httpx.AsyncClient, urls: Sequence[str], *, retry: RetryPolicy | None = None,
-                 timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        urls: Sequence[str],
+        *,
+        retry: RetryPolicy | None = None,
+        timeout: float = 10.0,
+    ) -> None:
         if not urls:
             raise ValueError("no Alertmanager URL")
         self.http = http
@@ -121,15 +127,26 @@ class AlertmanagerClient:
         try:
             response = await self.http.post(endpoint, json=alerts, timeout=self.timeout)
         except httpx.TimeoutException as exc:
-            raise _Transient(DatasourceTimeout(f"Alertmanager at {url} did not answer in time: {exc}", **detail)) from exc
+            raise _Transient(
+                DatasourceTimeout(f"Alertmanager at {url} did not answer in time: {exc}", **detail)
+            ) from exc
         except httpx.TransportError as exc:
-            raise _Transient(DatasourceUnavailable(f"Alertmanager at {url} is unreachable: {exc}", **detail)) from exc
+            raise _Transient(
+                DatasourceUnavailable(f"Alertmanager at {url} is unreachable: {exc}", **detail)
+            ) from exc
         if response.status_code == 429 or response.status_code >= 500:
-            raise _Transient(DatasourceUnavailable(
-                f"Alertmanager at {url} answered {response.status_code}: {response.text[:500]}", **detail))
+            raise _Transient(
+                DatasourceUnavailable(
+                    f"Alertmanager at {url} answered {response.status_code}: {response.text[:500]}",
+                    **detail,
+                )
+            )
         if response.status_code >= 300:
-            raise BadResponse(f"Alertmanager at {url} refused the alerts ({response.status_code}): "
-                              f"{response.text[:500]}", **detail)
+            raise BadResponse(
+                f"Alertmanager at {url} refused the alerts ({response.status_code}): "
+                f"{response.text[:500]}",
+                **detail,
+            )
 
 
 class AlertForwarder:
@@ -149,7 +166,9 @@ class AlertForwarder:
     ) -> None:
         self.store, self.client, self.base_url, self.interval = store, client, base_url, interval
         self.db, self.clock = db, clock
-        self.firing: dict[int, dict[str, str]] = {}  # incidents last delivered as firing, with their labels
+        self.firing: dict[
+            int, dict[str, str]
+        ] = {}  # incidents last delivered as firing, with their labels
         self.started = False
         self.sent = 0
         self.failures = 0
@@ -163,12 +182,25 @@ class AlertForwarder:
         """One delivery; returns how many alerts were posted. Raises when the post failed
         (nothing is forgotten: the next cycle sends it again)."""
         now = self.clock()
-        open_incidents = await self.db(self.store.list_incidents, None, "open", None, None, None, 10_000, source="live")
+        open_incidents = await self.db(
+            self.store.list_incidents, None, "open", None, None, None, 10_000, source="live"
+        )
         open_ids = {i.id for i in open_incidents}
-        resolved = [await self.db(self.store.get_incident, i) for i in sorted(set(self.firing) - open_ids)]
+        resolved = [
+            await self.db(self.store.get_incident, i) for i in sorted(set(self.firing) - open_ids)
+        ]
         if not self.started:  # after a restart: what resolved while we were away
             since = now - self.valid_for
-            recent = await self.db(self.store.list_incidents, None, "resolved", since, None, None, 10_000, source="live")
+            recent = await self.db(
+                self.store.list_incidents,
+                None,
+                "resolved",
+                since,
+                None,
+                None,
+                10_000,
+                source="live",
+            )
             known = {i.id for i in resolved}
             resolved += [i for i in recent if i.id not in known]
         incidents = [*open_incidents, *resolved]
@@ -177,10 +209,18 @@ class AlertForwarder:
             return 0
         triage = await self.db(self.store.triage_summaries, [i.id for i in incidents])
         alerts = [
-            incident_alert(i, base_url=self.base_url, now=now, valid_for=self.valid_for, triage=triage.get(i.id))
+            incident_alert(
+                i,
+                base_url=self.base_url,
+                now=now,
+                valid_for=self.valid_for,
+                triage=triage.get(i.id),
+            )
             for i in incidents
         ]
-        for alert in alerts[: len(open_incidents)]:  # a severity that changed: a new label set, so the old one resolves
+        for alert in alerts[
+            : len(open_incidents)
+        ]:  # a severity that changed: a new label set, so the old one resolves
             before = self.firing.get(int(alert["labels"]["incident"]))
             if before is not None and before != alert["labels"]:
                 alerts.append({**alert, "labels": before, "endsAt": _iso(now)})
@@ -190,7 +230,9 @@ class AlertForwarder:
             self.failures += 1
             self.last_error = str(exc)
             raise
-        self.firing = {int(a["labels"]["incident"]): a["labels"] for a in alerts[: len(open_incidents)]}
+        self.firing = {
+            int(a["labels"]["incident"]): a["labels"] for a in alerts[: len(open_incidents)]
+        }
         self.started = True
         self.sent += len(alerts)
         log.debug("alertmanager: %d firing, %d resolved", len(open_incidents), len(resolved))
@@ -205,5 +247,7 @@ class AlertForwarder:
             try:
                 await self.cycle()
             except Exception as exc:
-                log.warning("alertmanager delivery failed (retried in %.0f s): %s", self.interval, exc)
+                log.warning(
+                    "alertmanager delivery failed (retried in %.0f s): %s", self.interval, exc
+                )
             await pause(self.interval)

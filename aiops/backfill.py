@@ -70,14 +70,29 @@ MAX_WINDOWS = 50_000
 #: A backfill id given by the caller (the API's model checks the same pattern).
 BACKFILL_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 
-_FIELD_NAMES = ("detector_ids", "log_jobs", "start", "end", "window", "train", "log_window", "backfill_id")
+_FIELD_NAMES = (
+    "detector_ids",
+    "log_jobs",
+    "start",
+    "end",
+    "window",
+    "train",
+    "log_window",
+    "backfill_id",
+)
 #: How each caller names a request's fields in its errors: the flow's parameters, the API's
 #: ``parameters.<name>``, the command's options.
 FLOW_FIELDS: Mapping[str, str] = {n: n for n in _FIELD_NAMES}
 API_FIELDS: Mapping[str, str] = {n: f"parameters.{n}" for n in _FIELD_NAMES}
 CLI_FIELDS: Mapping[str, str] = {
-    "detector_ids": "--detector", "log_jobs": "--log-job", "start": "--start", "end": "--end",
-    "window": "--window", "train": "--train", "log_window": "--log-window", "backfill_id": "--id",
+    "detector_ids": "--detector",
+    "log_jobs": "--log-job",
+    "start": "--start",
+    "end": "--end",
+    "window": "--window",
+    "train": "--train",
+    "log_window": "--log-window",
+    "backfill_id": "--id",
 }
 
 
@@ -125,7 +140,9 @@ def backfill_id_for(
     return "bf-" + hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
-def step_span(window_start: datetime, window_end: datetime, step: float) -> tuple[datetime, datetime] | None:
+def step_span(
+    window_start: datetime, window_end: datetime, step: float
+) -> tuple[datetime, datetime] | None:
     """The evaluation timestamps of a window, aligned to ``step``: the first at or after the
     start, the last before the end (both inclusive), or None when no step falls inside."""
     first = math.ceil(window_start.timestamp() / step) * step
@@ -169,24 +186,32 @@ class TrainRule:
                 fraction = None
             if fraction is not None:
                 if not 0 < fraction < 1:
-                    raise InvalidInput(f"train {text!r}: a fraction of the range must be between 0 and 1 (0%-100%)", field=field)
+                    raise InvalidInput(
+                        f"train {text!r}: a fraction of the range must be between 0 and 1 (0%-100%)",
+                        field=field,
+                    )
                 return cls(text, fraction=fraction)
         try:
             return cls(str(text), seconds=parse_seconds(value, field=field))
         except InvalidInput:
             raise InvalidInput(
                 f"train {text!r} is not a duration (3d), a fraction of the range (0.2 or 20%) or a number "
-                "of points (500 points)", field=field,
+                "of points (500 points)",
+                field=field,
             ) from None
 
-    def train_seconds(self, span_seconds: float, steps: Sequence[float], *, field: str = "train") -> float:
+    def train_seconds(
+        self, span_seconds: float, steps: Sequence[float], *, field: str = "train"
+    ) -> float:
         """The prefix in seconds for a range of ``span_seconds`` and detectors of ``steps``."""
         if self.seconds is not None:
             return self.seconds
         if self.fraction is not None:
             return self.fraction * span_seconds
         if not steps:
-            raise InvalidInput("train as a number of points needs a detector (log jobs have no step)", field=field)
+            raise InvalidInput(
+                "train as a number of points needs a detector (log jobs have no step)", field=field
+            )
         return float(self.points or 0) * max(steps)
 
 
@@ -220,7 +245,10 @@ class BackfillRequest:
         """The request's times and sizes checked; errors carry ``fields[name]`` as their field."""
         f = fields
         if start is None or end is None:
-            raise InvalidInput("a backfill needs a start and an end", field=f["start"] if start is None else f["end"])
+            raise InvalidInput(
+                "a backfill needs a start and an end",
+                field=f["start"] if start is None else f["end"],
+            )
         start, end = _utc(start, f["start"]), _utc(end, f["end"])
         if end <= start:
             raise InvalidInput("end must be after start", field=f["end"])
@@ -229,7 +257,9 @@ class BackfillRequest:
         detectors = tuple(dict.fromkeys(detector_ids or ()))
         jobs = tuple(dict.fromkeys(log_jobs or ()))
         if not detectors and not jobs:
-            raise InvalidInput("give at least one detector id (or log job)", field=f["detector_ids"])
+            raise InvalidInput(
+                "give at least one detector id (or log job)", field=f["detector_ids"]
+            )
         span = (end - start).total_seconds()
         for name, size in (("window", window_seconds), ("log_window", log_window_seconds)):
             if size <= 0:
@@ -244,16 +274,23 @@ class BackfillRequest:
                 f"{math.ceil(span / log_window_seconds)} log windows is more than {MAX_WINDOWS}: use a larger log_window",
                 field=f["log_window"],
             )
-        request = cls(detectors, jobs, start, end, float(window_seconds), None, float(log_window_seconds))
+        request = cls(
+            detectors, jobs, start, end, float(window_seconds), None, float(log_window_seconds)
+        )
         return request if train_seconds is None else request.with_train(train_seconds, fields=f)
 
-    def with_train(self, train_seconds: float, *, fields: Mapping[str, str] = FLOW_FIELDS) -> BackfillRequest:
+    def with_train(
+        self, train_seconds: float, *, fields: Mapping[str, str] = FLOW_FIELDS
+    ) -> BackfillRequest:
         """This request with a training prefix of ``train_seconds`` (checked)."""
         span = (self.end - self.start).total_seconds()
         if train_seconds <= 0:
             raise InvalidInput("train must be longer than zero", field=fields["train"])
         if train_seconds >= span:
-            raise InvalidInput("the training prefix covers the whole range: nothing would be scored", field=fields["train"])
+            raise InvalidInput(
+                "the training prefix covers the whole range: nothing would be scored",
+                field=fields["train"],
+            )
         return replace(self, train_until=self.start + timedelta(seconds=train_seconds))
 
 
@@ -273,7 +310,9 @@ class ResolvedBackfill:
     def windows(self) -> list[tuple[datetime, datetime]]:
         """The detector windows (a training prefix ends one)."""
         r = self.request
-        return plan_windows(r.start, r.end, r.window_seconds, cut_at=[r.train_until] if r.train_until else [])
+        return plan_windows(
+            r.start, r.end, r.window_seconds, cut_at=[r.train_until] if r.train_until else []
+        )
 
     @property
     def log_windows(self) -> list[tuple[datetime, datetime]]:
@@ -324,7 +363,9 @@ def resolve_backfill(
     for det_id in request.detector_ids:
         det = get_detector(det_id)  # NotFound names it
         if not det.datasources:
-            raise InvalidInput(f"detector {det_id!r} has no datasource to backfill from", field=f["detector_ids"])
+            raise InvalidInput(
+                f"detector {det_id!r} has no datasource to backfill from", field=f["detector_ids"]
+            )
         name = det.datasources[0].name
         if name not in configured:
             raise InvalidInput(
@@ -333,7 +374,9 @@ def resolve_backfill(
                 field=f["detector_ids"],
             )
         detectors.append(det)
-    if rule is not None and rule.points is not None:  # one cut for every detector: the coarsest step
+    if (
+        rule is not None and rule.points is not None
+    ):  # one cut for every detector: the coarsest step
         steps = [d.datasources[0].step_seconds for d in detectors]
         request = request.with_train(rule.train_seconds(span, steps, field=f["train"]), fields=f)
     known_jobs = {j.name: j for j in settings.log_jobs}
@@ -349,11 +392,22 @@ def resolve_backfill(
             field=f["backfill_id"],
         )
     bf_id = backfill_id or backfill_id_for(
-        list(request.detector_ids), request.start, request.end, window,
-        train=train, log_jobs=list(request.log_jobs), log_window=log_window,
+        list(request.detector_ids),
+        request.start,
+        request.end,
+        window,
+        train=train,
+        log_jobs=list(request.log_jobs),
+        log_window=log_window,
     )
     return ResolvedBackfill(
-        bf_id, request, tuple(detectors), tuple(known_jobs[n] for n in request.log_jobs), window, train, log_window
+        bf_id,
+        request,
+        tuple(detectors),
+        tuple(known_jobs[n] for n in request.log_jobs),
+        window,
+        train,
+        log_window,
     )
 
 
@@ -398,7 +452,9 @@ class PendingWindows:
 
     def peek(self) -> Any | None:
         if not self._windows:
-            page = self.db.next_pending_windows(self.bf_id, detector_id=self.detector_id, limit=self.page)
+            page = self.db.next_pending_windows(
+                self.bf_id, detector_id=self.detector_id, limit=self.page
+            )
             self._windows = [w for w in page if self._after is None or w.window_start > self._after]
         return self._windows[0] if self._windows else None
 
@@ -416,8 +472,15 @@ class PiecePlan:
     call :meth:`next` off an event loop."""
 
     def __init__(
-        self, db: Any, bf_id: str, detector_id: str, step: float, capacity: int, budget: WindowBudget,
-        *, until: datetime | None = None,
+        self,
+        db: Any,
+        bf_id: str,
+        detector_id: str,
+        step: float,
+        capacity: int,
+        budget: WindowBudget,
+        *,
+        until: datetime | None = None,
     ) -> None:
         self.step, self.capacity, self.budget, self.until = step, capacity, budget, until
         self._pending = PendingWindows(db, bf_id, detector_id)
@@ -434,7 +497,9 @@ class PiecePlan:
 
     def next(self, known_series: int) -> Piece | None:
         first = False
-        if self._current is None or (self._current[1] is not None and self._current[2] > self._current[1].end):
+        if self._current is None or (
+            self._current[1] is not None and self._current[2] > self._current[1].end
+        ):
             w = self._next_window()
             if w is None:
                 return None
@@ -446,7 +511,9 @@ class PiecePlan:
         if whole is None:
             self._current = None
             return Piece(w, None, True, True)
-        piece = next_piece(whole, cursor, known_series, self.capacity, empty_probes=self.empty_probes)
+        piece = next_piece(
+            whole, cursor, known_series, self.capacity, empty_probes=self.empty_probes
+        )
         after = piece.end + timedelta(seconds=self.step)
         self._current = (w, whole, after)
         return Piece(w, piece, first, after > whole.end)
@@ -506,8 +573,13 @@ class ProgressWatcher:
 
     def text(self, db: Any) -> str:
         r = self.resolved
-        p = progress_counts(db, r.backfill_id, detectors=bool(r.detectors),
-                            log_jobs=[j.name for j in r.log_jobs], log_windows=r.log_windows)
+        p = progress_counts(
+            db,
+            r.backfill_id,
+            detectors=bool(r.detectors),
+            log_jobs=[j.name for j in r.log_jobs],
+            log_windows=r.log_windows,
+        )
         return progress_bar(p["done"], p["total"])
 
     def _watch(self) -> None:
@@ -544,7 +616,10 @@ def check_dask_scheduler(address: str, *, timeout: float = 5.0) -> None:
     with one line before any flow starts, not with a connection error from inside the run."""
     m = re.fullmatch(r"(?:\w+://)?\[?([^\]]+?)\]?:(\d+)", address)
     if m is None:
-        raise ConfigError(f"{address!r} is not a Dask scheduler address (AIOPS_DASK_ADDRESS)", setting="AIOPS_DASK_ADDRESS")
+        raise ConfigError(
+            f"{address!r} is not a Dask scheduler address (AIOPS_DASK_ADDRESS)",
+            setting="AIOPS_DASK_ADDRESS",
+        )
     try:
         with socket.create_connection((m.group(1), int(m.group(2))), timeout=timeout):
             pass

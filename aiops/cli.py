@@ -99,7 +99,9 @@ def _print_result(result: Any, limit: int) -> None:
 
     if result.result_type in ("scalar", "string"):
         ts, value = result.scalar or result.string
-        print(f"{result.result_type}: {value} @ {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(ts))}")
+        print(
+            f"{result.result_type}: {value} @ {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(ts))}"
+        )
         return
     frame = result.to_frame()
     if frame.empty:
@@ -108,7 +110,11 @@ def _print_result(result: Any, limit: int) -> None:
     label_cols = [c for c in frame.columns if c not in ("timestamp", "value")]
     shown = frame.head(limit)
     rows = [
-        [ts.strftime("%Y-%m-%dT%H:%M:%SZ"), f"{value:g}", *("" if pd.isna(v) else str(v) for v in labels)]
+        [
+            ts.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            f"{value:g}",
+            *("" if pd.isna(v) else str(v) for v in labels),
+        ]
         for ts, value, *labels in zip(
             shown["timestamp"], shown["value"], *(shown[c] for c in label_cols), strict=True
         )
@@ -126,7 +132,10 @@ def _print_result(result: Any, limit: int) -> None:
 
 
 def _print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    widths = [max(len(str(h)), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+    widths = [
+        max(len(str(h)), *(len(r[i]) for r in rows)) if rows else len(h)
+        for i, h in enumerate(header)
+    ]
     print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
     for r in rows:
         print("  ".join(c.replace("\n", "\\n").ljust(w) for c, w in zip(r, widths)))
@@ -166,11 +175,15 @@ async def _analyze_logs(args: argparse.Namespace) -> int:
         now = time.time()
         start = parse_unix_seconds(f"now-{args.since}", field="--since", now=now)
         async with httpx.AsyncClient() as http:
-            result = await build_loki(config, settings, http).logs(args.selector, start, now, max_entries=args.max_lines)
+            result = await build_loki(config, settings, http).logs(
+                args.selector, start, now, max_entries=args.max_lines
+            )
         if result.truncated:
             print(f"warning: {result.reason}", file=sys.stderr)
         frame, selector = result.frame, args.selector
-    report = analyze(frame, bucket=args.bucket, selector=selector, log_format=args.log_format).to_dict()
+    report = analyze(
+        frame, bucket=args.bucket, selector=selector, log_format=args.log_format
+    ).to_dict()
     if args.json:
         print(json.dumps(report, ensure_ascii=False, default=str))
     else:
@@ -199,7 +212,10 @@ def _print_report(report: dict[str, Any], top: int) -> None:
         print("\ntop templates:")
         _print_table(
             ["id", "count", "template"],
-            [[t["template_id"], str(t["count"]), t["template"][:100]] for t in report["templates"][:top]],
+            [
+                [t["template_id"], str(t["count"]), t["template"][:100]]
+                for t in report["templates"][:top]
+            ],
         )
     durations = (report.get("performance") or {}).get("duration_ms") or {}
     if durations.get("count"):
@@ -230,7 +246,9 @@ def _tail_logs(args: argparse.Namespace) -> int:
         job = next((j for j in settings.log_jobs if j.name == args.job), None)
         if job is None:
             names = ", ".join(j.name for j in settings.log_jobs) or "none"
-            raise ConfigError(f"no log job named {args.job!r} (configured: {names})", setting="log_jobs")
+            raise ConfigError(
+                f"no log job named {args.job!r} (configured: {names})", setting="log_jobs"
+            )
         patterns = job.patterns
     if args.file is not None:
         from aiops.sources.files import LogAccess
@@ -250,13 +268,22 @@ def _tail_logs(args: argparse.Namespace) -> int:
             )
         since = parse_seconds(args.since, field="--since", allow_zero=True)
         loki = LokiTail(
-            list(config.urls), args.selector, name=config.name, tenant=config.tenant, headers=dict(config.headers),
-            start_ns=time.time_ns() - int(since * 1e9), delay_for=args.delay_for, retry=retry_policy(settings),
-            open_timeout=settings.connect_timeout_seconds, ssl=tls_context(),
+            list(config.urls),
+            args.selector,
+            name=config.name,
+            tenant=config.tenant,
+            headers=dict(config.headers),
+            start_ns=time.time_ns() - int(since * 1e9),
+            delay_for=args.delay_for,
+            retry=retry_policy(settings),
+            open_timeout=settings.connect_timeout_seconds,
+            ssl=tls_context(),
         )
         source = loki.batches()
         what = f"{config.name}: {args.selector}"
-    analysis = LiveLogAnalysis(window, patterns=patterns, selector=args.selector, top_templates=args.top)
+    analysis = LiveLogAnalysis(
+        window, patterns=patterns, selector=args.selector, top_templates=args.top
+    )
 
     def emit(w: Any) -> None:
         if args.json:
@@ -267,11 +294,20 @@ def _tail_logs(args: argparse.Namespace) -> int:
         kinds: dict[str, int] = {}
         for c in changes:
             kinds[c["type"]] = kinds.get(c["type"], 0) + 1
-        print(f"{w.start:%H:%M:%S}-{w.end:%H:%M:%S}{' (partial)' if w.partial else ''}  {w.lines} lines, "
-              f"{r['error_count']} errors, {r['anomaly_count']} anomalies"
-              + (f", dropped {w.dropped}" if w.dropped else "")
-              + ("; " + ", ".join(f"{n} {k.removeprefix('log.').replace('_', ' ')}" for k, n in kinds.items()) if kinds else ""),
-              flush=True)
+        print(
+            f"{w.start:%H:%M:%S}-{w.end:%H:%M:%S}{' (partial)' if w.partial else ''}  {w.lines} lines, "
+            f"{r['error_count']} errors, {r['anomaly_count']} anomalies"
+            + (f", dropped {w.dropped}" if w.dropped else "")
+            + (
+                "; "
+                + ", ".join(
+                    f"{n} {k.removeprefix('log.').replace('_', ' ')}" for k, n in kinds.items()
+                )
+                if kinds
+                else ""
+            ),
+            flush=True,
+        )
         for c in changes[: args.top]:
             detail = c.get("template") or c.get("error_type") or c.get("name") or ""
             print(f"  {c['type']}: {str(detail)[:120]}", flush=True)
@@ -283,7 +319,11 @@ def _tail_logs(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        print(f"aiops: tailing {what} in windows of {window:g}s; Ctrl-C stops", file=sys.stderr, flush=True)
+        print(
+            f"aiops: tailing {what} in windows of {window:g}s; Ctrl-C stops",
+            file=sys.stderr,
+            flush=True,
+        )
         try:
             return await run_live(source, analysis, emit, stop=stop, max_windows=args.max_windows)
         finally:
@@ -326,9 +366,17 @@ def _backfill(args: argparse.Namespace) -> int:
 
         # refuse what the flow would refuse, before starting Prefect
         resolved = resolve_backfill(
-            detector_ids=args.detector, log_jobs=args.log_job, start=start, end=end, window=args.window,
-            train=args.train, log_window=args.log_window, backfill_id=args.id, settings=settings,
-            get_detector=get_detector, fields=CLI_FIELDS,
+            detector_ids=args.detector,
+            log_jobs=args.log_job,
+            start=start,
+            end=end,
+            window=args.window,
+            train=args.train,
+            log_window=args.log_window,
+            backfill_id=args.id,
+            settings=settings,
+            get_detector=get_detector,
+            fields=CLI_FIELDS,
         )
     bf_id, request = resolved.backfill_id, resolved.request
     if settings.dask_address and resolved.detectors:
@@ -338,20 +386,37 @@ def _backfill(args: argparse.Namespace) -> int:
     use_local_prefect(settings)
     from flows.backfill import backfill
 
-    print(f"aiops: backfill {bf_id}: {request.start:%Y-%m-%d %H:%M} .. {request.end:%Y-%m-%d %H:%M} UTC", file=sys.stderr)
+    print(
+        f"aiops: backfill {bf_id}: {request.start:%Y-%m-%d %H:%M} .. {request.end:%Y-%m-%d %H:%M} UTC",
+        file=sys.stderr,
+    )
     tty = sys.stderr.isatty()
 
     def show(text: str, final: bool) -> None:
-        print(("\r" if tty else "") + "aiops: " + text, end="\n" if final or not tty else "", file=sys.stderr, flush=True)
+        print(
+            ("\r" if tty else "") + "aiops: " + text,
+            end="\n" if final or not tty else "",
+            file=sys.stderr,
+            flush=True,
+        )
 
     watcher = ProgressWatcher(lambda: Store.open(url), resolved, show, interval=0.5 if tty else 5.0)
     try:
         with watcher if not args.json else contextlib.nullcontext():
-            result = asyncio.run(backfill(
-                detector_ids=list(request.detector_ids), start=request.start, end=request.end, window=args.window,
-                backfill_id=bf_id, max_windows=args.max_windows, train=args.train, log_jobs=list(request.log_jobs),
-                log_window=args.log_window, emit_events=args.emit_events,
-            ))
+            result = asyncio.run(
+                backfill(
+                    detector_ids=list(request.detector_ids),
+                    start=request.start,
+                    end=request.end,
+                    window=args.window,
+                    backfill_id=bf_id,
+                    max_windows=args.max_windows,
+                    train=args.train,
+                    log_jobs=list(request.log_jobs),
+                    log_window=args.log_window,
+                    emit_events=args.emit_events,
+                )
+            )
     except KeyboardInterrupt:
         print(f"\naiops: interrupted; resume backfill {bf_id} with: {again}", file=sys.stderr)
         return 130
@@ -361,22 +426,47 @@ def _backfill(args: argparse.Namespace) -> int:
         return 1 if failed else 0
     if result["detectors"]:
         _print_table(
-            ["detector", "windows", "samples", "incidents opened", "resolved", "anomalies", "error"],
-            [[r["detector"], str(r["windows"]), str(r["samples"]), str(r.get("incidents_opened", 0)),
-              str(r.get("incidents_resolved", 0)), str(r["anomalies"]), r["error"] or ""]
-             for r in result["detectors"]],
+            [
+                "detector",
+                "windows",
+                "samples",
+                "incidents opened",
+                "resolved",
+                "anomalies",
+                "error",
+            ],
+            [
+                [
+                    r["detector"],
+                    str(r["windows"]),
+                    str(r["samples"]),
+                    str(r.get("incidents_opened", 0)),
+                    str(r.get("incidents_resolved", 0)),
+                    str(r["anomalies"]),
+                    r["error"] or "",
+                ]
+                for r in result["detectors"]
+            ],
         )
     if result["logs"]:
         _print_table(
             ["log job", "windows", "lines", "events", "error"],
-            [[r["job"], str(r["windows"]), str(r["lines"]), str(r["events"]), r["error"] or ""] for r in result["logs"]],
+            [
+                [r["job"], str(r["windows"]), str(r["lines"]), str(r["events"]), r["error"] or ""]
+                for r in result["logs"]
+            ],
         )
     p = result["progress"]
-    print(f"backfill {bf_id}: {p['done']}/{p['total']} windows done, incidents: "
-          f"{result.get('incidents_opened', 0)} opened, {result.get('incidents_resolved', 0)} resolved "
-          f"({result['anomalies']} new anomalous points)"
-          + (f"; {p['pending'] + p['failed'] + p['running']} left: resume with {again}"
-             if p["done"] < p["total"] else ""))
+    print(
+        f"backfill {bf_id}: {p['done']}/{p['total']} windows done, incidents: "
+        f"{result.get('incidents_opened', 0)} opened, {result.get('incidents_resolved', 0)} resolved "
+        f"({result['anomalies']} new anomalous points)"
+        + (
+            f"; {p['pending'] + p['failed'] + p['running']} left: resume with {again}"
+            if p["done"] < p["total"]
+            else ""
+        )
+    )
     print(f"incidents: GET /api/incidents?source=backfill&backfill_id={bf_id}")
     print(f"anomalies: GET /api/anomalies?source=backfill&backfill_id={bf_id}")
     for warning in result.get("warnings", []):
@@ -421,7 +511,8 @@ def _up(args: argparse.Namespace) -> int:
     if demo:
         options = DemoOptions(
             config_dir=Path(deployments.__file__).resolve().parent / "demo",
-            prometheus_port=args.prometheus_port, exporter_port=args.exporter_port,
+            prometheus_port=args.prometheus_port,
+            exporter_port=args.exporter_port,
             history_seconds=parse_seconds(args.demo_history, field="--demo-history"),
             incident_every=parse_seconds(args.incident_every, field="--incident-every"),
             incident_duration=parse_seconds(args.incident_duration, field="--incident-duration"),
@@ -436,19 +527,33 @@ def _up(args: argparse.Namespace) -> int:
     return run_up(settings, UpPlan(api=args.api, demo=options), on_ready=ready, notice=notice)
 
 
-def _print_where(prefect_api: str, api: str | None, settings: Any, where: dict[str, str], demo: bool) -> None:
+def _print_where(
+    prefect_api: str, api: str | None, settings: Any, where: dict[str, str], demo: bool
+) -> None:
     rows = [("Prefect UI", prefect_api.removesuffix("/api"))]
     if api:
         ws = "ws" + api.removeprefix("http")
-        rows += [("web page", f"{api}/"), ("API", api), ("API docs", f"{api}/docs"), ("WebSocket", f"{ws}/api/events/ws"),
-                 ("anomalies", f"{api}/api/anomalies"), ("metrics", f"{api}/metrics")]
+        rows += [
+            ("web page", f"{api}/"),
+            ("API", api),
+            ("API docs", f"{api}/docs"),
+            ("WebSocket", f"{ws}/api/events/ws"),
+            ("anomalies", f"{api}/api/anomalies"),
+            ("metrics", f"{api}/metrics"),
+        ]
     rows += list(where.items())
     rows.append(("data dir", str(settings.data_dir.resolve())))
-    mode = " (demo: no Prometheus configured)" if demo and "prometheus_url" not in settings.model_fields_set else (
-        " (with the demo)" if demo else ""
+    mode = (
+        " (demo: no Prometheus configured)"
+        if demo and "prometheus_url" not in settings.model_fields_set
+        else (" (with the demo)" if demo else "")
     )
     width = max(len(name) for name, _ in rows)
-    lines = [f"aiops is up{mode}", *(f"  {name.ljust(width)}  {value}" for name, value in rows), "Ctrl-C stops everything."]
+    lines = [
+        f"aiops is up{mode}",
+        *(f"  {name.ljust(width)}  {value}" for name, value in rows),
+        "Ctrl-C stops everything.",
+    ]
     print("\n".join(lines), flush=True)
 
 
@@ -457,8 +562,13 @@ def _print_where(prefect_api: str, api: str | None, settings: Any, where: dict[s
 
 def _detector_row(det: Any) -> list[str]:
     ds = det.datasource
-    return [det.id, det.kind, det.status, f"{det.interval_seconds}s",
-            f"{ds.name}: {ds.query}" if ds else "(no datasource)"]
+    return [
+        det.id,
+        det.kind,
+        det.status,
+        f"{det.interval_seconds}s",
+        f"{ds.name}: {ds.query}" if ds else "(no datasource)",
+    ]
 
 
 def _detectors_apply(args: argparse.Namespace) -> int:
@@ -469,7 +579,9 @@ def _detectors_apply(args: argparse.Namespace) -> int:
     settings = _settings()
     path = args.file or settings.detectors_file
     if not path:
-        raise ConfigError("give a detectors FILE or set AIOPS_DETECTORS_FILE", setting="AIOPS_DETECTORS_FILE")
+        raise ConfigError(
+            "give a detectors FILE or set AIOPS_DETECTORS_FILE", setting="AIOPS_DETECTORS_FILE"
+        )
     url = settings.resolved_database_url()
     if url.startswith("sqlite:///"):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -477,18 +589,29 @@ def _detectors_apply(args: argparse.Namespace) -> int:
     with Store.open(url) as db:
         # with the datasource types, a Loki log query (not a metric query) is refused here
         result = apply_detectors_file(db, path, datasources=configs)
-        notes = {d.id: detector_sampling_notes(d, configs) for d in db.list_detectors()
-                 if d.id in {*result["created"], *result["updated"], *result["unchanged"]}}
+        notes = {
+            d.id: detector_sampling_notes(d, configs)
+            for d in db.list_detectors()
+            if d.id in {*result["created"], *result["updated"], *result["unchanged"]}
+        }
     if args.json:
-        print(json.dumps({"file": str(path), **result, "warnings": {k: v for k, v in notes.items() if v}}))
+        print(
+            json.dumps(
+                {"file": str(path), **result, "warnings": {k: v for k, v in notes.items() if v}}
+            )
+        )
         return 0
-    rows = [[det_id, what] for what in ("created", "updated", "unchanged") for det_id in result[what]]
+    rows = [
+        [det_id, what] for what in ("created", "updated", "unchanged") for det_id in result[what]
+    ]
     for row in rows:
         if row[0] in result["reset"]:
             row[1] += " (new model: learned state dropped)"
     _print_table(["detector", "change"], rows)
-    print(f"{path}: {len(result['created'])} created, {len(result['updated'])} updated, "
-          f"{len(result['unchanged'])} unchanged")
+    print(
+        f"{path}: {len(result['created'])} created, {len(result['updated'])} updated, "
+        f"{len(result['unchanged'])} unchanged"
+    )
     for det_id, det_notes in notes.items():
         for note in det_notes:
             print(f"warning: detector {det_id}: {note}", file=sys.stderr)
@@ -506,7 +629,9 @@ def _detectors_list(args: argparse.Namespace) -> int:
     elif not items:
         print("(no detectors: load a detectors file with `aiops detectors apply FILE`)")
     else:
-        _print_table(["id", "kind", "status", "interval", "query"], [_detector_row(d) for d in items])
+        _print_table(
+            ["id", "kind", "status", "interval", "query"], [_detector_row(d) for d in items]
+        )
     return 0
 
 
@@ -525,15 +650,29 @@ def _detectors_show(args: argparse.Namespace) -> int:
         print(json.dumps(out))
         return 0
     ds = det.datasource
-    rows = [("id", det.id), ("name", det.name), ("kind", det.kind), ("params", json.dumps(det.params)),
-            ("status", det.status), ("threshold", f"{det.threshold:g}"), ("resolve_after", str(det.resolve_after)),
-            ("interval", f"{det.interval_seconds}s"),
-            ("training window", "-" if det.training_window_seconds is None else f"{det.training_window_seconds}s"),
-            ("datasource", ds.name if ds else "-"), ("query", ds.query if ds else "-"),
-            ("step", f"{ds.step_seconds:g}s" if ds else "-"), ("series with a model", str(len(states))),
-            ("updated", det.updated_at.isoformat())]
-    rows += [("last run", str(out["collector"].get("last_run_at") or "never")),
-             ("last error", str(out["collector"].get("last_error") or "-"))]
+    rows = [
+        ("id", det.id),
+        ("name", det.name),
+        ("kind", det.kind),
+        ("params", json.dumps(det.params)),
+        ("status", det.status),
+        ("threshold", f"{det.threshold:g}"),
+        ("resolve_after", str(det.resolve_after)),
+        ("interval", f"{det.interval_seconds}s"),
+        (
+            "training window",
+            "-" if det.training_window_seconds is None else f"{det.training_window_seconds}s",
+        ),
+        ("datasource", ds.name if ds else "-"),
+        ("query", ds.query if ds else "-"),
+        ("step", f"{ds.step_seconds:g}s" if ds else "-"),
+        ("series with a model", str(len(states))),
+        ("updated", det.updated_at.isoformat()),
+    ]
+    rows += [
+        ("last run", str(out["collector"].get("last_run_at") or "never")),
+        ("last error", str(out["collector"].get("last_error") or "-")),
+    ]
     width = max(len(k) for k, _ in rows)
     print("\n".join(f"{k.ljust(width)}  {v}" for k, v in rows))
     return 0
@@ -550,8 +689,10 @@ def _not_found_hint(exc: NotFound) -> str:
 
         path = load_settings().detectors_file
         if path and any(spec.id == det_id for spec in load_detectors_file(path)):
-            return (f"; it is in the detectors file {path}, which only `aiops up`/`serve` load at start: "
-                    f"load it now with `aiops detectors apply {path}`")
+            return (
+                f"; it is in the detectors file {path}, which only `aiops up`/`serve` load at start: "
+                f"load it now with `aiops detectors apply {path}`"
+            )
     except AiopsError:
         pass
     return "; `aiops detectors list` shows the stored ones, `aiops detectors apply FILE` loads a detectors file"
@@ -578,15 +719,31 @@ def _evaluate(args: argparse.Namespace) -> int:
     gap_arg = parse_seconds(args.gap, field="--gap", allow_zero=True) if args.gap else None
     with Store.open(settings.resolved_database_url()) as db:
         scored = evaluate_detectors(
-            db, args.detector, labels, tolerance=tolerance, gap=gap_arg, start=start, end=end,
-            source=args.source, backfill_id=args.backfill, resolve_after=args.resolve_after,
+            db,
+            args.detector,
+            labels,
+            tolerance=tolerance,
+            gap=gap_arg,
+            start=start,
+            end=end,
+            source=args.source,
+            backfill_id=args.backfill,
+            resolve_after=args.resolve_after,
             probation=args.probation,
         )
-    results = [(q.detector, q.step, q.gap, q.detections, q.result, q.nab, q.left_out) for q in scored]
+    results = [
+        (q.detector, q.step, q.gap, q.detections, q.result, q.nab, q.left_out) for q in scored
+    ]
 
     def as_dict(det: Any, result: Any, nab: Any, left_out: list) -> dict[str, Any]:
-        return {"detector": det.id, "kind": det.kind, "labels": str(args.labels), **result.to_dict(),
-                "nab": nab.to_dict(), "other_series": [dict(s.labels) for s in left_out]}
+        return {
+            "detector": det.id,
+            "kind": det.kind,
+            "labels": str(args.labels),
+            **result.to_dict(),
+            "nab": nab.to_dict(),
+            "other_series": [dict(s.labels) for s in left_out],
+        }
 
     overall = SeriesQuality(labels=None)
     for *_, result, _nab, _left in results:
@@ -596,8 +753,15 @@ def _evaluate(args: argparse.Namespace) -> int:
             det, _, _, _, result, nab, left_out = results[0]
             print(json.dumps(as_dict(det, result, nab, left_out)))
         else:
-            print(json.dumps({"labels": str(args.labels), "overall": overall.to_dict(),
-                              "detectors": [as_dict(d, r, n, lo) for d, _, _, _, r, n, lo in results]}))
+            print(
+                json.dumps(
+                    {
+                        "labels": str(args.labels),
+                        "overall": overall.to_dict(),
+                        "detectors": [as_dict(d, r, n, lo) for d, _, _, _, r, n, lo in results],
+                    }
+                )
+            )
         return 0
 
     def num(v: float | None) -> str:
@@ -610,35 +774,99 @@ def _evaluate(args: argparse.Namespace) -> int:
     rows = []
     for det, _, _, _, result, _, _ in results:
         for q in [*result.series, result.overall]:
-            name = "overall" if q.labels is None else ("{" + ",".join(f'{k}="{v}"' for k, v in q.labels.items()) + "}")
+            name = (
+                "overall"
+                if q.labels is None
+                else ("{" + ",".join(f'{k}="{v}"' for k, v in q.labels.items()) + "}")
+            )
             if q.labels is not None and not q.labelled:
                 name += " (unlabelled)"
-            rows.append(([det.id] if several else []) + [
-                name, str(q.windows), str(q.detected_windows), num(q.recall), str(q.events),
-                str(q.false_events), num(q.precision), num(q.f1), ttd(q.mean_ttd_seconds)])
+            rows.append(
+                ([det.id] if several else [])
+                + [
+                    name,
+                    str(q.windows),
+                    str(q.detected_windows),
+                    num(q.recall),
+                    str(q.events),
+                    str(q.false_events),
+                    num(q.precision),
+                    num(q.f1),
+                    ttd(q.mean_ttd_seconds),
+                ]
+            )
     if several:
         q = overall
-        rows.append(["all", "overall", str(q.windows), str(q.detected_windows), num(q.recall), str(q.events),
-                     str(q.false_events), num(q.precision), num(q.f1), ttd(q.mean_ttd_seconds)])
-    _print_table((["detector"] if several else [])
-                 + ["series", "windows", "found", "recall", "events", "FP events", "precision", "F1", "mean TTD"], rows)
+        rows.append(
+            [
+                "all",
+                "overall",
+                str(q.windows),
+                str(q.detected_windows),
+                num(q.recall),
+                str(q.events),
+                str(q.false_events),
+                num(q.precision),
+                num(q.f1),
+                ttd(q.mean_ttd_seconds),
+            ]
+        )
+    _print_table(
+        (["detector"] if several else [])
+        + [
+            "series",
+            "windows",
+            "found",
+            "recall",
+            "events",
+            "FP events",
+            "precision",
+            "F1",
+            "mean TTD",
+        ],
+        rows,
+    )
     span = f"{args.start or 'all'} .. {args.end or 'all'}"
     for det, step, gap, detections, result, nab, left_out in results:
-        print(f"detector {det.id} ({det.kind}), {len(detections)} detections in {span}; "
-              f"tolerance {tolerance:g}s, events merge detections <= {gap:g}s apart")
+        print(
+            f"detector {det.id} ({det.kind}), {len(detections)} detections in {span}; "
+            f"tolerance {tolerance:g}s, events merge detections <= {gap:g}s apart"
+        )
         if left_out:
-            print(f"  {len(left_out)} labelled series not watched by {det.id}, not counted: "
-                  + ", ".join("{" + s.key + "}" for s in left_out[:5]) + (" ..." if len(left_out) > 5 else ""))
+            print(
+                f"  {len(left_out)} labelled series not watched by {det.id}, not counted: "
+                + ", ".join("{" + s.key + "}" for s in left_out[:5])
+                + (" ..." if len(left_out) > 5 else "")
+            )
     for det, step, _, _, _, nab, _ in results:
         print()
-        nab_rows = [[name, "n/a" if p.normalized is None else f"{p.normalized:.1f}", f"{p.raw:.3f}",
-                     f"{p.detected_windows}/{p.windows}", str(p.detections), str(p.false_detections)]
-                    for name, p in nab.profiles.items()]
-        _print_table([f"NAB profile ({det.id})" if several else "NAB profile", "score", "raw", "found", "incidents",
-                      "false"], nab_rows)
+        nab_rows = [
+            [
+                name,
+                "n/a" if p.normalized is None else f"{p.normalized:.1f}",
+                f"{p.raw:.3f}",
+                f"{p.detected_windows}/{p.windows}",
+                str(p.detections),
+                str(p.false_detections),
+            ]
+            for name, p in nab.profiles.items()
+        ]
+        _print_table(
+            [
+                f"NAB profile ({det.id})" if several else "NAB profile",
+                "score",
+                "raw",
+                "found",
+                "incidents",
+                "false",
+            ],
+            nab_rows,
+        )
         skipped = f", the first {nab.probation:.0%} not scored" if nab.probation else ""
-        print(f"NAB score (0 = never fires, 100 = perfect): incident onsets as detections (resolve_after "
-              f"{nab.resolve_after}), on {nab.rows} steps of {step:g}s{skipped}")
+        print(
+            f"NAB score (0 = never fires, 100 = perfect): incident onsets as detections (resolve_after "
+            f"{nab.resolve_after}), on {nab.rows} steps of {step:g}s{skipped}"
+        )
     return 0
 
 
@@ -661,46 +889,92 @@ def _build_parser() -> argparse.ArgumentParser:
     q.set_defaults(handler=lambda a: asyncio.run(_run_query(a)))
 
     lg = sub.add_parser("analyze-logs", help="analyse a log file or a Loki selector's recent lines")
-    lg.add_argument("file", nargs="?", help="a local log file (plain or gzip; text, JSON lines, logfmt)")
+    lg.add_argument(
+        "file", nargs="?", help="a local log file (plain or gzip; text, JSON lines, logfmt)"
+    )
     lg.add_argument("--selector", help='a LogQL stream selector, e.g. {app="api"}')
-    lg.add_argument("--since", default="1h", help="how far back from now to read from Loki (default 1h)")
+    lg.add_argument(
+        "--since", default="1h", help="how far back from now to read from Loki (default 1h)"
+    )
     lg.add_argument("--datasource", default="loki", help="configured Loki datasource name")
     lg.add_argument("--bucket", default="1h", help="time distribution bucket (default 1h)")
     lg.add_argument("--max-lines", type=int, default=1_000_000, help="cap on lines read from Loki")
     lg.add_argument("--top", type=int, default=10, help="rows per table (default 10)")
-    lg.add_argument("--log-format", help="header format when learning it is not enough, e.g. "
-                    "'%%{timestamp} %%{level} [%%{thread}] %%{component}: %%{message}' or a regex with a "
-                    "named 'message' group (default: learned from the lines)")
+    lg.add_argument(
+        "--log-format",
+        help="header format when learning it is not enough, e.g. "
+        "'%%{timestamp} %%{level} [%%{thread}] %%{component}: %%{message}' or a regex with a "
+        "named 'message' group (default: learned from the lines)",
+    )
     lg.add_argument("--json", action="store_true", help="print the whole report as JSON")
     lg.set_defaults(handler=lambda a: asyncio.run(_analyze_logs(a)))
 
-    tl = sub.add_parser("tail-logs", help="analyse a Loki selector or a growing file live, in short windows")
-    tl.add_argument("file", nargs="?", help="a growing log file (followed across rotation and truncation)")
+    tl = sub.add_parser(
+        "tail-logs", help="analyse a Loki selector or a growing file live, in short windows"
+    )
+    tl.add_argument(
+        "file", nargs="?", help="a growing log file (followed across rotation and truncation)"
+    )
     tl.add_argument("--selector", help='a LogQL log query tailed from Loki, e.g. {app="api"}')
     tl.add_argument("--datasource", default="loki", help="configured Loki datasource name")
-    tl.add_argument("--window", default="1m", help="report every window of this length (default 1m)")
-    tl.add_argument("--since", default="0s", help="Loki: start this far back (default: new lines only)")
-    tl.add_argument("--delay-for", type=int, default=0, help="Loki: seconds to wait for late lines (0-5)")
-    tl.add_argument("--from-start", action="store_true", help="file: read what is there first (default: new lines only)")
+    tl.add_argument(
+        "--window", default="1m", help="report every window of this length (default 1m)"
+    )
+    tl.add_argument(
+        "--since", default="0s", help="Loki: start this far back (default: new lines only)"
+    )
+    tl.add_argument(
+        "--delay-for", type=int, default=0, help="Loki: seconds to wait for late lines (0-5)"
+    )
+    tl.add_argument(
+        "--from-start",
+        action="store_true",
+        help="file: read what is there first (default: new lines only)",
+    )
     tl.add_argument("--job", metavar="NAME", help="use this configured log job's anomaly patterns")
     tl.add_argument("--max-windows", type=int, help="stop after this many windows")
     tl.add_argument("--top", type=int, default=5, help="changes listed per window (default 5)")
     tl.add_argument("--json", action="store_true", help="one JSON object per window")
     tl.set_defaults(handler=_tail_logs)
 
-    bf = sub.add_parser("backfill", help="run detectors (and log jobs) over a past range, resumably")
-    bf.add_argument("--detector", action="append", default=[], metavar="ID", help="detector id (repeatable)")
-    bf.add_argument("--log-job", action="append", default=[], metavar="NAME", help="configured log job (repeatable)")
-    bf.add_argument("--start", required=True, help="range start: RFC 3339, Unix seconds or 'now-30d'")
+    bf = sub.add_parser(
+        "backfill", help="run detectors (and log jobs) over a past range, resumably"
+    )
+    bf.add_argument(
+        "--detector", action="append", default=[], metavar="ID", help="detector id (repeatable)"
+    )
+    bf.add_argument(
+        "--log-job",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="configured log job (repeatable)",
+    )
+    bf.add_argument(
+        "--start", required=True, help="range start: RFC 3339, Unix seconds or 'now-30d'"
+    )
     bf.add_argument("--end", default="now", help="range end (default now)")
     bf.add_argument("--window", default="1d", help="detector window size (default 1d)")
-    bf.add_argument("--train", help="fit on this first part of the range without scoring it: a duration (2d), "
-                    "a fraction of the range (0.2 or 20%%) or a number of points (500 points); one rule for every detector")
-    bf.add_argument("--log-window", default="1h", help="log window size: one report each (default 1h)")
-    bf.add_argument("--id", help="backfill id (default: derived from the request, so a rerun resumes)")
+    bf.add_argument(
+        "--train",
+        help="fit on this first part of the range without scoring it: a duration (2d), "
+        "a fraction of the range (0.2 or 20%%) or a number of points (500 points); one rule for every detector",
+    )
+    bf.add_argument(
+        "--log-window", default="1h", help="log window size: one report each (default 1h)"
+    )
+    bf.add_argument(
+        "--id", help="backfill id (default: derived from the request, so a rerun resumes)"
+    )
     bf.add_argument("--max-windows", type=int, help="process at most this many windows in this run")
-    bf.add_argument("--emit-events", action="store_true", help="also send Prefect events for the incidents found")
-    bf.add_argument("--json", action="store_true", help="print the result as JSON (no progress bar)")
+    bf.add_argument(
+        "--emit-events",
+        action="store_true",
+        help="also send Prefect events for the incidents found",
+    )
+    bf.add_argument(
+        "--json", action="store_true", help="print the result as JSON (no progress bar)"
+    )
     bf.add_argument("--verbose", action="store_true", help="show Prefect's run logs")
     bf.set_defaults(handler=_backfill)
 
@@ -712,44 +986,98 @@ def _build_parser() -> argparse.ArgumentParser:
     a.add_argument("--port", type=int, default=None, help="listen port (default AIOPS_API_PORT)")
     a.set_defaults(handler=_api)
 
-    u = sub.add_parser("up", help="run everything: local Prefect server, deployments, API (and the demo)")
+    u = sub.add_parser(
+        "up", help="run everything: local Prefect server, deployments, API (and the demo)"
+    )
     u.add_argument("--no-api", dest="api", action="store_false", help="do not start the API")
-    u.add_argument("--demo", dest="demo", action="store_true", default=None,
-                   help="run the demo workload and its Prometheus (default: when no Prometheus is configured)")
+    u.add_argument(
+        "--demo",
+        dest="demo",
+        action="store_true",
+        default=None,
+        help="run the demo workload and its Prometheus (default: when no Prometheus is configured)",
+    )
     u.add_argument("--no-demo", dest="demo", action="store_false", help="never run the demo")
-    u.add_argument("--prometheus-port", type=int, help="port of the demo's Prometheus (default 9190)")
-    u.add_argument("--exporter-port", type=int, help="port of the demo workload exporter (default 9191)")
-    u.add_argument("--demo-history", default="4d", help="workload history loaded into the demo's Prometheus (default 4d)")
-    u.add_argument("--incident-every", default="15m", help="one injected incident per this period (default 15m)")
+    u.add_argument(
+        "--prometheus-port", type=int, help="port of the demo's Prometheus (default 9190)"
+    )
+    u.add_argument(
+        "--exporter-port", type=int, help="port of the demo workload exporter (default 9191)"
+    )
+    u.add_argument(
+        "--demo-history",
+        default="4d",
+        help="workload history loaded into the demo's Prometheus (default 4d)",
+    )
+    u.add_argument(
+        "--incident-every",
+        default="15m",
+        help="one injected incident per this period (default 15m)",
+    )
     u.add_argument("--incident-duration", default="4m", help="typical incident length (default 4m)")
     u.set_defaults(handler=_up)
 
-    ev = sub.add_parser("evaluate", help="score detectors' stored anomalies against labelled windows")
-    ev.add_argument("--detector", required=True, action="append", metavar="ID",
-                    help="detector id (repeatable: each is scored on the labelled series it watches)")
-    ev.add_argument("--labels", required=True, help="labelled windows: a .json or .csv file (docs/evaluation.md)")
-    ev.add_argument("--start", help="only detections and windows from here: RFC 3339, Unix seconds or now-7d")
+    ev = sub.add_parser(
+        "evaluate", help="score detectors' stored anomalies against labelled windows"
+    )
+    ev.add_argument(
+        "--detector",
+        required=True,
+        action="append",
+        metavar="ID",
+        help="detector id (repeatable: each is scored on the labelled series it watches)",
+    )
+    ev.add_argument(
+        "--labels",
+        required=True,
+        help="labelled windows: a .json or .csv file (docs/evaluation.md)",
+    )
+    ev.add_argument(
+        "--start", help="only detections and windows from here: RFC 3339, Unix seconds or now-7d"
+    )
     ev.add_argument("--end", help="... up to here (exclusive)")
-    ev.add_argument("--tolerance", default="0", help="a detection this long after a window's end still finds it (e.g. 5m)")
-    ev.add_argument("--gap", help="detections at most this far apart are one event (default 5 steps)")
-    ev.add_argument("--source", choices=("all", "live", "backfill"), default="all",
-                    help="score live anomalies, backfilled ones, or all (default)")
+    ev.add_argument(
+        "--tolerance",
+        default="0",
+        help="a detection this long after a window's end still finds it (e.g. 5m)",
+    )
+    ev.add_argument(
+        "--gap", help="detections at most this far apart are one event (default 5 steps)"
+    )
+    ev.add_argument(
+        "--source",
+        choices=("all", "live", "backfill"),
+        default="all",
+        help="score live anomalies, backfilled ones, or all (default)",
+    )
     ev.add_argument("--backfill", metavar="ID", help="score only the anomalies of this backfill")
-    ev.add_argument("--resolve-after", type=int, metavar="STEPS",
-                    help="normal steps allowed inside one incident for the NAB score (default: the detector's)")
-    ev.add_argument("--probation", type=float, default=0.0,
-                    help="NAB score: leave this first fraction of the range unscored (default 0; NAB uses 0.15)")
+    ev.add_argument(
+        "--resolve-after",
+        type=int,
+        metavar="STEPS",
+        help="normal steps allowed inside one incident for the NAB score (default: the detector's)",
+    )
+    ev.add_argument(
+        "--probation",
+        type=float,
+        default=0.0,
+        help="NAB score: leave this first fraction of the range unscored (default 0; NAB uses 0.15)",
+    )
     ev.add_argument("--json", action="store_true", help="print JSON for scripts")
     ev.set_defaults(handler=_evaluate)
 
     dt = sub.add_parser("detectors", help="list, show, or load detectors from a detectors file")
     dsub = dt.add_subparsers(dest="detectors_command", required=True)
-    da = dsub.add_parser("apply", help="upsert a detectors file into the store now (kept models stay)")
+    da = dsub.add_parser(
+        "apply", help="upsert a detectors file into the store now (kept models stay)"
+    )
     da.add_argument("file", nargs="?", help="detectors YAML file (default AIOPS_DETECTORS_FILE)")
     da.add_argument("--json", action="store_true", help="print JSON for scripts")
     da.set_defaults(handler=_detectors_apply)
     dl = dsub.add_parser("list", help="the stored detectors")
-    dl.add_argument("--status", choices=("training", "running", "paused"), help="only detectors in this status")
+    dl.add_argument(
+        "--status", choices=("training", "running", "paused"), help="only detectors in this status"
+    )
     dl.add_argument("--json", action="store_true", help="print JSON for scripts")
     dl.set_defaults(handler=_detectors_list)
     dsh = dsub.add_parser("show", help="one stored detector, its datasource and collector status")
@@ -765,7 +1093,9 @@ def _build_parser() -> argparse.ArgumentParser:
 def _show_config(args: argparse.Namespace) -> int:
     settings = _settings()
     data = settings.model_dump(mode="json")
-    data["datasources"] = {n: c.model_dump(mode="json") for n, c in settings.datasource_configs().items()}
+    data["datasources"] = {
+        n: c.model_dump(mode="json") for n, c in settings.datasource_configs().items()
+    }
     data["database_url"] = settings.resolved_database_url()
     print(json.dumps(data, indent=2))
     return 0

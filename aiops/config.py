@@ -48,7 +48,14 @@ from pydantic_settings import (
 
 from aiops.errors import ConfigError
 
-__all__ = ["DatasourceConfig", "LogJob", "Settings", "load_settings", "flow_run_environment", "SERVICE_ONLY_SECRETS"]
+__all__ = [
+    "DatasourceConfig",
+    "LogJob",
+    "Settings",
+    "load_settings",
+    "flow_run_environment",
+    "SERVICE_ONLY_SECRETS",
+]
 
 DatasourceType = Literal["prometheus", "loki"]
 log = logging.getLogger(__name__)
@@ -95,7 +102,9 @@ class DatasourceConfig(BaseModel):
             from aiops.timeutil import parse_seconds
 
             data = dict(data)
-            data["lookback_delta_seconds"] = parse_seconds(data.pop("lookback_delta"), field="lookback_delta")
+            data["lookback_delta_seconds"] = parse_seconds(
+                data.pop("lookback_delta"), field="lookback_delta"
+            )
         return data
 
     @field_validator("urls", mode="before")
@@ -141,7 +150,11 @@ class LogJob(BaseModel):
             from aiops.timeutil import parse_seconds
 
             data = dict(data)
-            for short, long in (("every", "interval_seconds"), ("interval", "interval_seconds"), ("since", "since_seconds")):
+            for short, long in (
+                ("every", "interval_seconds"),
+                ("interval", "interval_seconds"),
+                ("since", "since_seconds"),
+            ):
                 if short in data:
                     data[long] = int(parse_seconds(data.pop(short), field=short))
         return data
@@ -356,7 +369,9 @@ class Settings(BaseSettings):
         out: dict[str, DatasourceConfig] = {}
         if self.prometheus_url:
             out["prometheus"] = DatasourceConfig(
-                name="prometheus", type="prometheus", urls=self.prometheus_url,
+                name="prometheus",
+                type="prometheus",
+                urls=self.prometheus_url,
                 lookback_delta_seconds=self.prometheus_lookback_delta_seconds,
             )
         if self.loki_url:
@@ -433,4 +448,6 @@ def load_settings(**overrides: Any) -> Settings:
             first_setting = first_setting or setting
             msg = err["msg"].removeprefix("Value error, ")
             problems.append(f"{setting}: {msg}")
-        raise ConfigError("invalid configuration: " + "; ".join(problems), setting=first_setting) from None
+        raise ConfigError(
+            "invalid configuration: " + "; ".join(problems), setting=first_setting
+        ) from None

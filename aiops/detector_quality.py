@@ -129,4 +129,3 @@ def evaluate_detectors(
         )  # fmt: skip
         out.append(DetectorQuality(det, step, det_gap, detections, result, nab, left_out))
     return out
-

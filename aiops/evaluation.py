@@ -106,7 +106,9 @@ class Labels:
         return sum(len(s.windows) for s in self.series)
 
 
-def labels_for_series(labels: Labels, known: Iterable[Mapping[str, str]]) -> tuple[Labels, list[LabelledSeries]]:
+def labels_for_series(
+    labels: Labels, known: Iterable[Mapping[str, str]]
+) -> tuple[Labels, list[LabelledSeries]]:
     """The series of ``labels`` that match at least one of ``known`` (the label sets of the
     series a detector watches or flagged), and those left out. A labels file may describe
     the series of several detectors: the windows of a series a detector never saw are not
@@ -141,12 +143,22 @@ def _time(value: Any, source: str, where: str, name: str) -> float:
     try:
         return parse_unix_seconds(value, field=name)
     except InvalidInput as exc:
-        raise _bad(source, where, name, f"{value!r} is not a time (use RFC 3339 or Unix seconds): {exc.message}") from None
+        raise _bad(
+            source,
+            where,
+            name,
+            f"{value!r} is not a time (use RFC 3339 or Unix seconds): {exc.message}",
+        ) from None
 
 
 def _label_set(value: Any, source: str, where: str) -> dict[str, str]:
     if not isinstance(value, Mapping):
-        raise _bad(source, where, "labels", f"must be an object of label name -> value, got {type(value).__name__}")
+        raise _bad(
+            source,
+            where,
+            "labels",
+            f"must be an object of label name -> value, got {type(value).__name__}",
+        )
     out: dict[str, str] = {}
     for k, v in value.items():
         if not isinstance(k, str) or not k:
@@ -168,7 +180,12 @@ def _build(source: str, entries: list[tuple[dict[str, str], list[LabelWindow]]])
         windows.sort(key=lambda w: (w.start, w.end))
         for a, b in zip(windows, windows[1:]):
             if b.start < a.end:
-                raise _bad(source, b.where, "start", f"window overlaps the window at {a.where} of the same series {series_key(labels) or '{}'}")
+                raise _bad(
+                    source,
+                    b.where,
+                    "start",
+                    f"window overlaps the window at {a.where} of the same series {series_key(labels) or '{}'}",
+                )
         series.append(LabelledSeries(labels=labels, windows=tuple(windows)))
     for i, a in enumerate(series):
         for b in series[i + 1 :]:
@@ -182,7 +199,9 @@ def _build(source: str, entries: list[tuple[dict[str, str], list[LabelWindow]]])
                 )
     if not series:
         raise InvalidInput(f"labels file {source} lists no series", field="labels", file=source)
-    log.debug("labels %s: %d series, %d windows", source, len(series), sum(len(s.windows) for s in series))
+    log.debug(
+        "labels %s: %d series, %d windows", source, len(series), sum(len(s.windows) for s in series)
+    )
     return Labels(series=tuple(series), source=source)
 
 
@@ -208,7 +227,12 @@ def parse_labels_json(data: Any, source: str = "<json>") -> Labels:
                 raise _bad(source, where, "entry", "must be an object with labels, start and end")
             unknown = set(item) - {"labels", "start", "end", "kind", "note"}
             if unknown:
-                raise _bad(source, where, sorted(unknown)[0], "is not a field (labels, start, end, kind, note)")
+                raise _bad(
+                    source,
+                    where,
+                    sorted(unknown)[0],
+                    "is not a field (labels, start, end, kind, note)",
+                )
             labels = _label_set(item.get("labels", {}), source, where)
             entries.append((labels, [_window(item, source, where)]))
     elif isinstance(data, Mapping) and "series" in data:
@@ -232,11 +256,18 @@ def parse_labels_json(data: Any, source: str = "<json>") -> Labels:
                     raise _bad(source, wwhere, "windows", "must be an object with start and end")
                 unknown = set(w) - {"start", "end", "kind", "note"}
                 if unknown:
-                    raise _bad(source, wwhere, sorted(unknown)[0], "is not a field (start, end, kind, note)")
+                    raise _bad(
+                        source,
+                        wwhere,
+                        sorted(unknown)[0],
+                        "is not a field (start, end, kind, note)",
+                    )
                 parsed.append(_window(w, source, wwhere))
             entries.append((labels, parsed))
     else:
-        raise _bad(source, "", "series", 'expected a list of windows or an object {"series": [...]}')
+        raise _bad(
+            source, "", "series", 'expected a list of windows or an object {"series": [...]}'
+        )
     return _build(source, entries)
 
 
@@ -249,11 +280,20 @@ def parse_labels_csv(text: str, source: str = "<csv>") -> Labels:
     try:
         header = next(reader)
     except StopIteration:
-        raise InvalidInput(f"labels file {source} is empty (expected a header with start,end)", field="header", file=source) from None
+        raise InvalidInput(
+            f"labels file {source} is empty (expected a header with start,end)",
+            field="header",
+            file=source,
+        ) from None
     header = [h.strip() for h in header]
     for name in ("start", "end"):
         if name not in header:
-            raise _bad(source, "header", name, "column is missing (columns: start, end, then one per label)")
+            raise _bad(
+                source,
+                "header",
+                name,
+                "column is missing (columns: start, end, then one per label)",
+            )
     if len(set(header)) != len(header) or "" in header:
         raise _bad(source, "header", "header", "column names must be unique and non-empty")
     label_cols = [h for h in header if h not in ("start", "end")]
@@ -272,7 +312,9 @@ def parse_labels_csv(text: str, source: str = "<csv>") -> Labels:
             continue
         for name in ("start", "end"):
             if cells[name] == "":
-                raise _bad(source, where, name, "is empty (both empty lists a series without windows)")
+                raise _bad(
+                    source, where, name, "is empty (both empty lists a series without windows)"
+                )
         entries.append((labels, [_window(cells, source, where)]))
     return _build(source, entries)
 
@@ -283,12 +325,18 @@ def load_labels(path: str | Path) -> Labels:
     source = str(path)
     suffix = p.suffix.lower()
     if suffix not in (".json", ".csv"):
-        raise InvalidInput(f"labels file {source}: unknown format {suffix or '(no extension)'!r}; use .json or .csv", field="labels", file=source)
+        raise InvalidInput(
+            f"labels file {source}: unknown format {suffix or '(no extension)'!r}; use .json or .csv",
+            field="labels",
+            file=source,
+        )
     try:
         text = p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise InvalidInput(f"cannot read labels file {source}: {reason}", field="labels", file=source) from None
+        raise InvalidInput(
+            f"cannot read labels file {source}: {reason}", field="labels", file=source
+        ) from None
     if suffix == ".csv":
         return parse_labels_csv(text, source)
     try:
@@ -302,7 +350,9 @@ def load_labels(path: str | Path) -> Labels:
     return parse_labels_json(data, source)
 
 
-def dump_labels_json(series: Iterable[tuple[Mapping[str, str], Iterable[tuple[float, float, str]]]]) -> dict[str, Any]:
+def dump_labels_json(
+    series: Iterable[tuple[Mapping[str, str], Iterable[tuple[float, float, str]]]],
+) -> dict[str, Any]:
     """The ``{"series": [...]}`` form for ``(labels, [(start, end, kind), ...])`` items,
     times as RFC 3339 UTC."""
     out = []
@@ -310,7 +360,9 @@ def dump_labels_json(series: Iterable[tuple[Mapping[str, str], Iterable[tuple[fl
         out.append(
             {
                 "labels": dict(labels),
-                "windows": [{"start": _rfc3339(s), "end": _rfc3339(e), "kind": k} for s, e, k in windows],
+                "windows": [
+                    {"start": _rfc3339(s), "end": _rfc3339(e), "kind": k} for s, e, k in windows
+                ],
             }
         )
     return {"series": out}
@@ -469,7 +521,9 @@ def evaluate(
             times[hits[0]].append(t)
         else:
             key = series_key(det_labels)
-            extra.setdefault(key, ({str(k): str(v) for k, v in det_labels.items()}, []))[1].append(t)
+            extra.setdefault(key, ({str(k): str(v) for k, v in det_labels.items()}, []))[1].append(
+                t
+            )
 
     ignored = 0
     results: list[SeriesQuality] = []
@@ -538,7 +592,9 @@ def _score_series(
     return q, ignored
 
 
-def _credited_window(windows: Sequence[LabelWindow], starts: list[float], t: float, tolerance: float) -> int | None:
+def _credited_window(
+    windows: Sequence[LabelWindow], starts: list[float], t: float, tolerance: float
+) -> int | None:
     """The window ``t`` finds: the one holding it, else the latest one that ended at most
     ``tolerance`` before it."""
     j = bisect_right(starts, t) - 1  # the last window starting at or before t
@@ -584,7 +640,9 @@ def nab_probation_rows(n: int, fraction: float = NAB_PROBATION) -> int:
     """Rows of a probation period as NAB defines it: ``min(floor(fraction n), 5000 fraction)``
     (rounded up: the first scored row)."""
     if not (math.isfinite(fraction) and 0 <= fraction < 1):
-        raise InvalidInput(f"probation must be a fraction in [0, 1), got {fraction!r}", field="probation")
+        raise InvalidInput(
+            f"probation must be a fraction in [0, 1), got {fraction!r}", field="probation"
+        )
     return int(math.ceil(min(math.floor(fraction * n), fraction * 5000)))
 
 
@@ -611,7 +669,10 @@ class NabSeries:
 
     def __post_init__(self) -> None:
         if self.n < 0 or not 0 <= self.probation <= max(self.n, 0):
-            raise InvalidInput(f"NAB series {self.name!r}: {self.n} rows, probation {self.probation}", field="probation")
+            raise InvalidInput(
+                f"NAB series {self.name!r}: {self.n} rows, probation {self.probation}",
+                field="probation",
+            )
         prev = -1
         for first, last in self.windows:
             if not (prev < first <= last < self.n):
@@ -624,10 +685,16 @@ class NabSeries:
 
     @classmethod
     def with_probation(
-        cls, n: int, windows: Sequence[tuple[int, int]], fraction: float = NAB_PROBATION, name: str = ""
+        cls,
+        n: int,
+        windows: Sequence[tuple[int, int]],
+        fraction: float = NAB_PROBATION,
+        name: str = "",
     ) -> NabSeries:
         """The series with NAB's probation period (:func:`nab_probation_rows`)."""
-        return cls(n, tuple((int(a), int(b)) for a, b in windows), nab_probation_rows(n, fraction), name)
+        return cls(
+            n, tuple((int(a), int(b)) for a, b in windows), nab_probation_rows(n, fraction), name
+        )
 
     @property
     def scorable(self) -> list[int]:
@@ -638,7 +705,9 @@ class NabSeries:
         """Per row (every row, or ``rows``): its window (-1 outside) and its unweighted value: the
         reward of a detection there inside a window (1 at the left edge, towards 0 at the right),
         the cost (-1 .. 0) outside, scaled by the distance to the closest preceding window."""
-        rows = np.arange(self.n, dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
+        rows = (
+            np.arange(self.n, dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
+        )
         win = np.full(len(rows), -1, dtype=np.int64)
         val = np.full(len(rows), -1.0)
         if not self.windows or not len(rows):
@@ -652,12 +721,16 @@ class NabSeries:
         win[inside] = ki
         val[inside] = _nab_sigmoid(-(rights[ki] - ri + 1) / width) / _NAB_LEFT_EDGE
         outside = ~inside
-        prev = np.searchsorted(rights, rows[outside], side="left") - 1  # the last window ending before
+        prev = (
+            np.searchsorted(rights, rows[outside], side="left") - 1
+        )  # the last window ending before
         has = prev >= 0
         r, j = rows[outside][has], prev[has]
         denom = (rights[j] - firsts[j]).astype(np.float64)  # width - 1
         with np.errstate(divide="ignore", invalid="ignore"):
-            dist = np.where(denom > 0, np.abs(r - rights[j]) / np.where(denom > 0, denom, 1.0), np.inf)
+            dist = np.where(
+                denom > 0, np.abs(r - rights[j]) / np.where(denom > 0, denom, 1.0), np.inf
+            )
         out_val = val[outside]
         out_val[has] = _nab_sigmoid(dist)
         val[outside] = out_val
@@ -709,7 +782,9 @@ class _NabCorpus:
 
     def __init__(self, series: Sequence[NabSeries], scores: Sequence[Any]) -> None:
         if len(series) != len(scores):
-            raise InvalidInput(f"{len(series)} NAB series but {len(scores)} score arrays", field="scores")
+            raise InvalidInput(
+                f"{len(series)} NAB series but {len(scores)} score arrays", field="scores"
+            )
         s_parts, g_parts, v_parts = [], [], []
         offset = 0
         self.scorable: list[int] = []
@@ -755,9 +830,16 @@ class _NabCorpus:
                 raw -= p.fn_weight
         null, perfect = self.null_perfect(p)
         return NabScore(
-            profile=p.name, threshold=threshold, raw=float(raw), null=null, perfect=perfect,
-            windows=len(self.scorable), detected_windows=detected,
-            detections=int(flags.sum()), false_detections=int(fp.sum()), swept=swept,
+            profile=p.name,
+            threshold=threshold,
+            raw=float(raw),
+            null=null,
+            perfect=perfect,
+            windows=len(self.scorable),
+            detected_windows=detected,
+            detections=int(flags.sum()),
+            false_detections=int(fp.sum()),
+            swept=swept,
         )
 
     def best_threshold(self, p: NabProfile) -> float:
@@ -828,7 +910,10 @@ def nab_score_rows(
     for ser, r in zip(series, rows, strict=True):
         r = np.unique(np.asarray(r, dtype=np.int64))
         if len(r) and (r[0] < 0 or r[-1] >= ser.n):
-            raise InvalidInput(f"NAB series {ser.name!r}: detection rows must be within 0..{ser.n - 1}", field="rows")
+            raise InvalidInput(
+                f"NAB series {ser.name!r}: detection rows must be within 0..{ser.n - 1}",
+                field="rows",
+            )
         r = r[r >= ser.probation]
         parts.append((ser, *ser.row_values(r)))
     windows_total = sum(len(ser.windows) for ser in series)
@@ -850,8 +935,15 @@ def nab_score_rows(
             detections += len(win)
             false += int(fp.sum())
         out[p.name] = NabScore(
-            profile=p.name, threshold=0.5, raw=raw, null=-p.fn_weight * scorable, perfect=p.tp_weight * windows_total,
-            windows=scorable, detected_windows=detected, detections=detections, false_detections=false,
+            profile=p.name,
+            threshold=0.5,
+            raw=raw,
+            null=-p.fn_weight * scorable,
+            perfect=p.tp_weight * windows_total,
+            windows=scorable,
+            detected_windows=detected,
+            detections=detections,
+            false_detections=false,
         )
     return out
 
@@ -988,7 +1080,9 @@ def nab_evaluate(
             extra.append((lab, found))
 
     # the grid: aligned to multiples of the step, as range queries are
-    edges = [w.start for s in labelled for w in s.windows] + [w.end for s in labelled for w in s.windows]
+    edges = [w.start for s in labelled for w in s.windows] + [
+        w.end for s in labelled for w in s.windows
+    ]
     dets = [t for _, ts_list in by_series.values() for t in ts_list]
     first = start if start is not None else min([*edges, *dets], default=None)
     last = end if end is not None else max([*edges, *(t + step for t in dets)], default=None)
@@ -1033,11 +1127,21 @@ def nab_evaluate(
         one = nab_score_rows([ser], [sc], profiles=(std,))[std.name]
         results.append(
             NabSeriesResult(
-                labels=lab, labelled=is_labelled, windows=one.windows, detected_windows=one.detected_windows,
-                incidents=one.detections, false_incidents=one.false_detections, score=one.normalized,
+                labels=lab,
+                labelled=is_labelled,
+                windows=one.windows,
+                detected_windows=one.detected_windows,
+                incidents=one.detections,
+                false_incidents=one.false_detections,
+                score=one.normalized,
             )
         )
     return NabEvaluation(
-        profiles=overall, series=results, step=float(step), resolve_after=r, probation=probation,
-        grid_start=g0 if n else None, rows=n,
+        profiles=overall,
+        series=results,
+        step=float(step),
+        resolve_after=r,
+        probation=probation,
+        grid_start=g0 if n else None,
+        rows=n,
     )

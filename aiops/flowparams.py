@@ -15,7 +15,15 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from aiops.errors import InvalidInput
 from aiops.logs.patterns import MAX_PATTERN_LENGTH, MAX_PATTERNS, compile_patterns
@@ -34,13 +42,17 @@ __all__ = [
     "check_analyze_logs_source",
 ]
 
-MAX_PARAMETERS_BYTES = 64 * 1024  # a run's parameters as JSON; posted lines beyond: the sync analyze endpoint
+MAX_PARAMETERS_BYTES = (
+    64 * 1024
+)  # a run's parameters as JSON; posted lines beyond: the sync analyze endpoint
 MAX_QUERY_CHARS = 64_000
 MAX_PATH_CHARS = 4096
 _JOB_NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 # a positive duration such as 30s, 5m, 1h30m, 1d (at least one non-zero part)
 _UNITS = r"(ms|s|m|h|d)"
-DURATION_TEXT = rf"^([0-9]{{1,4}}{_UNITS}){{0,3}}0*[1-9][0-9]{{0,3}}{_UNITS}([0-9]{{1,4}}{_UNITS}){{0,3}}$"
+DURATION_TEXT = (
+    rf"^([0-9]{{1,4}}{_UNITS}){{0,3}}0*[1-9][0-9]{{0,3}}{_UNITS}([0-9]{{1,4}}{_UNITS}){{0,3}}$"
+)
 _DURATION = Annotated[str, StringConstraints(min_length=2, max_length=32, pattern=DURATION_TEXT)]
 
 M = TypeVar("M", bound=BaseModel)
@@ -52,7 +64,9 @@ class _Parameters(BaseModel):
 
 def _no_number(value: Any) -> Any:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        raise ValueError("must be an RFC 3339 date-time string (e.g. 2026-01-01T00:00:00Z), not a number")
+        raise ValueError(
+            "must be an RFC 3339 date-time string (e.g. 2026-01-01T00:00:00Z), not a number"
+        )
     return value
 
 
@@ -60,8 +74,8 @@ class DetectMetricsParameters(_Parameters):
     """``detect-metrics``: a tick, limited to ``detector_ids`` (still only when due), with
     the clock pinned to ``now`` (tests, replays)."""
 
-    detector_ids: list[Annotated[str, StringConstraints(pattern=DETECTOR_ID_PATTERN)]] | None = Field(
-        None, max_length=1000
+    detector_ids: list[Annotated[str, StringConstraints(pattern=DETECTOR_ID_PATTERN)]] | None = (
+        Field(None, max_length=1000)
     )
     now: datetime | None = None
 
@@ -86,7 +100,8 @@ def _analyze_logs_schema(schema: dict[str, Any]) -> None:
         {
             "required": [name],
             "properties": {
-                other: ({"not": {"type": "null"}} if other == name else {"type": "null"}) for other in _SOURCES
+                other: ({"not": {"type": "null"}} if other == name else {"type": "null"})
+                for other in _SOURCES
             },
         }
         for name in _SOURCES
@@ -102,7 +117,9 @@ class AnalyzeLogsParameters(_Parameters):
 
     model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra=_analyze_logs_schema)
 
-    selector: Annotated[str, StringConstraints(min_length=1, max_length=MAX_QUERY_CHARS)] | None = None
+    selector: Annotated[str, StringConstraints(min_length=1, max_length=MAX_QUERY_CHARS)] | None = (
+        None
+    )
     path: Annotated[str, StringConstraints(min_length=1, max_length=MAX_PATH_CHARS)] | None = None
     lines: list[str] | None = Field(None, max_length=100_000)
     job: Annotated[str, StringConstraints(pattern=_JOB_NAME)] | None = None
@@ -112,10 +129,13 @@ class AnalyzeLogsParameters(_Parameters):
     start: datetime | None = None
     end: datetime | None = None
     bucket: _DURATION = "1h"
-    patterns: dict[
-        Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")],
-        Annotated[str, StringConstraints(min_length=1, max_length=MAX_PATTERN_LENGTH)],
-    ] | None = Field(None, max_length=MAX_PATTERNS)
+    patterns: (
+        dict[
+            Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")],
+            Annotated[str, StringConstraints(min_length=1, max_length=MAX_PATTERN_LENGTH)],
+        ]
+        | None
+    ) = Field(None, max_length=MAX_PATTERNS)
     max_entries: int | None = Field(1_000_000, ge=1, le=10_000_000)
 
     @field_validator("since")
@@ -178,7 +198,11 @@ def validate_parameters(model: type[M], raw: dict[str, Any], *, flow: str) -> M:
     except ValidationError as exc:
         err = exc.errors(include_url=False, include_context=False, include_input=False)[0]
         loc = ".".join(str(p) for p in err["loc"])
-        msg = "unknown parameter" if err["type"] == "extra_forbidden" else str(err["msg"]).removeprefix("Value error, ")
+        msg = (
+            "unknown parameter"
+            if err["type"] == "extra_forbidden"
+            else str(err["msg"]).removeprefix("Value error, ")
+        )
         field = f"parameters.{loc}" if loc else "parameters"
         raise InvalidInput(f"{flow}: {field}: {msg}", field=field) from None
 

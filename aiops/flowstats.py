@@ -23,16 +23,43 @@ Kind = Literal["counter", "gauge"]
 #: name -> (type, help). Counters are exported with the ``_total`` suffix Prometheus adds.
 FLOW_METRICS: dict[str, tuple[Kind, str]] = {
     "aiops_flow_ticks": ("counter", "detect-metrics runs finished"),
-    "aiops_flow_tick_seconds": ("counter", "Seconds spent in detect-metrics runs (rate / ticks rate = mean duration)"),
+    "aiops_flow_tick_seconds": (
+        "counter",
+        "Seconds spent in detect-metrics runs (rate / ticks rate = mean duration)",
+    ),
     "aiops_flow_tick_duration_seconds": ("gauge", "Duration of the latest detect-metrics run"),
-    "aiops_flow_tick_lag_seconds": ("gauge", "How late the latest detect-metrics run started after its scheduled time"),
-    "aiops_flow_tick_last_finished_timestamp_seconds": ("gauge", "When the latest detect-metrics run finished (Unix seconds)"),
-    "aiops_flow_tick_detectors": ("gauge", "Detectors of the latest detect-metrics run, by outcome (due, ok, failed, skipped, taken_over, elsewhere)"),
-    "aiops_flow_detector_runs": ("counter", "Detector runs of detect-metrics, by outcome (ok, failed, skipped, taken_over)"),
-    "aiops_flow_samples_collected": ("counter", "Samples collected by detect-metrics, per datasource"),
-    "aiops_flow_samples_dropped": ("counter", "Samples dropped by the bounded buffer, per datasource"),
-    "aiops_flow_collection_errors": ("counter", "Detectors whose collection failed, per datasource"),
-    "aiops_flow_log_jobs": ("counter", "analyze-logs runs, by log_job (a job name, triage or ad-hoc) and outcome (ok, failed)"),
+    "aiops_flow_tick_lag_seconds": (
+        "gauge",
+        "How late the latest detect-metrics run started after its scheduled time",
+    ),
+    "aiops_flow_tick_last_finished_timestamp_seconds": (
+        "gauge",
+        "When the latest detect-metrics run finished (Unix seconds)",
+    ),
+    "aiops_flow_tick_detectors": (
+        "gauge",
+        "Detectors of the latest detect-metrics run, by outcome (due, ok, failed, skipped, taken_over, elsewhere)",
+    ),
+    "aiops_flow_detector_runs": (
+        "counter",
+        "Detector runs of detect-metrics, by outcome (ok, failed, skipped, taken_over)",
+    ),
+    "aiops_flow_samples_collected": (
+        "counter",
+        "Samples collected by detect-metrics, per datasource",
+    ),
+    "aiops_flow_samples_dropped": (
+        "counter",
+        "Samples dropped by the bounded buffer, per datasource",
+    ),
+    "aiops_flow_collection_errors": (
+        "counter",
+        "Detectors whose collection failed, per datasource",
+    ),
+    "aiops_flow_log_jobs": (
+        "counter",
+        "analyze-logs runs, by log_job (a job name, triage or ad-hoc) and outcome (ok, failed)",
+    ),
     "aiops_flow_store_errors": ("counter", "Store operations of the flows that failed, by flow"),
 }
 
@@ -106,7 +133,11 @@ def tick_updates(
 
 def log_job_updates(job: str, *, failed: bool) -> list[MetricUpdate]:
     """One analyze-logs run of ``job`` (a configured job's name, or the source kind)."""
-    return [MetricUpdate("aiops_flow_log_jobs", 1, {"log_job": job, "outcome": "failed" if failed else "ok"})]
+    return [
+        MetricUpdate(
+            "aiops_flow_log_jobs", 1, {"log_job": job, "outcome": "failed" if failed else "ok"}
+        )
+    ]
 
 
 def store_error_update(flow: str, count: float = 1) -> MetricUpdate:

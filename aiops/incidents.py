@@ -117,9 +117,7 @@ class IncidentTracker:
         return spans
 
     @staticmethod
-    def _span(
-        first: int, cur: list[int], resolved: int, scores: np.ndarray | None
-    ) -> IncidentSpan:
+    def _span(first: int, cur: list[int], resolved: int, scores: np.ndarray | None) -> IncidentSpan:
         if cur and scores is not None:
             sel = np.asarray(scores)[cur]
             peak = cur[int(np.argmax(sel))]
@@ -134,7 +132,11 @@ class IncidentTracker:
         )
 
     def state(self) -> dict[str, Any]:
-        return {"resolve_after": self.resolve_after, "open": self.open, "normal_run": self.normal_run}
+        return {
+            "resolve_after": self.resolve_after,
+            "open": self.open,
+            "normal_run": self.normal_run,
+        }
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> IncidentTracker:
@@ -143,7 +145,12 @@ class IncidentTracker:
         tracker = cls(state.get("resolve_after", DEFAULT_RESOLVE_AFTER))
         open_ = state.get("open", False)
         run = state.get("normal_run", 0)
-        if not isinstance(open_, bool) or isinstance(run, bool) or not isinstance(run, int) or run < 0:
+        if (
+            not isinstance(open_, bool)
+            or isinstance(run, bool)
+            or not isinstance(run, int)
+            or run < 0
+        ):
             raise InvalidInput(
                 "incident state: open must be a boolean and normal_run a count",
                 field="incident_state",
@@ -211,7 +218,11 @@ def follow(
     """
     r = check_resolve_after(resolve_after)
     previous = dict(state or {})
-    tracker = IncidentTracker.from_state({**previous, "resolve_after": r}) if state else IncidentTracker(r)
+    tracker = (
+        IncidentTracker.from_state({**previous, "resolve_after": r})
+        if state
+        else IncidentTracker(r)
+    )
     last_ts = previous.get("last_ts")
     opened_at = previous.get("opened_at")
     t = np.asarray(timestamps, dtype=float)
@@ -225,7 +236,9 @@ def follow(
     n = len(t)
     with np.errstate(invalid="ignore"):
         flags = s > threshold  # NaN (a missing value) is normal
-    ends = [v for v in (last_ts, float(t[-1]) if n else None, until if step else None) if v is not None]
+    ends = [
+        v for v in (last_ts, float(t[-1]) if n else None, until if step else None) if v is not None
+    ]
     if not tracker.open and not flags.any():  # the common case: nothing to group
         return [], {**tracker.state(), "last_ts": max(ends) if ends else None, "opened_at": None}
     gaps = np.zeros(n, np.int64)

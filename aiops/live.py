@@ -81,7 +81,10 @@ class LiveLogAnalysis:
 
     def _new_analyzer(self) -> None:
         self._analyzer = LogAnalyzer(
-            patterns=self.patterns, bucket=self.bucket, miner=self.miner, selector=self.selector,
+            patterns=self.patterns,
+            bucket=self.bucket,
+            miner=self.miner,
+            selector=self.selector,
             top_templates=self.top_templates,
         )
         self._frames: list[pd.DataFrame] = []
@@ -105,7 +108,11 @@ class LiveLogAnalysis:
             return
         if batch.timestamps_ns is None:
             labels = batch.labels if isinstance(batch.labels, Mapping) else None
-            frame = from_lines(batch.lines, labels=labels, default_time=pd.Timestamp(self.clock(), unit="s", tz="UTC"))
+            frame = from_lines(
+                batch.lines,
+                labels=labels,
+                default_time=pd.Timestamp(self.clock(), unit="s", tz="UTC"),
+            )
         else:
             frame = make_frame(batch.lines, np.asarray(batch.timestamps_ns, np.int64), batch.labels)
         self._frames.append(frame)
@@ -116,7 +123,11 @@ class LiveLogAnalysis:
 
     def _feed(self) -> None:
         if self._frames:
-            frame = self._frames[0] if len(self._frames) == 1 else pd.concat(self._frames, ignore_index=True)
+            frame = (
+                self._frames[0]
+                if len(self._frames) == 1
+                else pd.concat(self._frames, ignore_index=True)
+            )
             self._analyzer.update(frame)
         self._frames, self._buffered = [], 0
 
@@ -124,12 +135,19 @@ class LiveLogAnalysis:
         """Report the current window and start the next (the one holding now)."""
         self._feed()
         end = self.clock() if partial else self.window_end
-        span = (pd.Timestamp(self._start, unit="s", tz="UTC"), pd.Timestamp(max(end, self._start + 1e-3), unit="s", tz="UTC"))
+        span = (
+            pd.Timestamp(self._start, unit="s", tz="UTC"),
+            pd.Timestamp(max(end, self._start + 1e-3), unit="s", tz="UTC"),
+        )
         report = self._analyzer.report(previous=self._previous, window=span)
-        out = WindowReport(span[0], span[1], self._lines, self._dropped, partial, self._notes, report)
+        out = WindowReport(
+            span[0], span[1], self._lines, self._dropped, partial, self._notes, report
+        )
         self._previous = report
         now = self.clock()
-        self._start = max(self.window_end, math.floor(now / self.window_seconds) * self.window_seconds)
+        self._start = max(
+            self.window_end, math.floor(now / self.window_seconds) * self.window_seconds
+        )
         self._new_analyzer()
         return out
 
@@ -170,8 +188,11 @@ async def run_live(
     try:
         while max_windows is None or windows < max_windows:
             getter = asyncio.create_task(queue.get())
-            done, _ = await asyncio.wait({getter, stopper}, timeout=analysis.seconds_left(),
-                                         return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                {getter, stopper},
+                timeout=analysis.seconds_left(),
+                return_when=asyncio.FIRST_COMPLETED,
+            )
             if getter in done:
                 item = getter.result()
                 if isinstance(item, BaseException):

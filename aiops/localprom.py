@@ -103,7 +103,9 @@ def load_history(
                     chunk = int(ts // chunk_seconds)
                     out = files.get(chunk)
                     if out is None:
-                        out = files[chunk] = (workdir / f"history-{chunk}.om").open("w", encoding="utf-8")
+                        out = files[chunk] = (workdir / f"history-{chunk}.om").open(
+                            "w", encoding="utf-8"
+                        )
                     if chunk not in headed:
                         out.write(_type_line(fam))
                         headed.add(chunk)
@@ -146,7 +148,9 @@ def load_openmetrics(om_file: Path, data_dir: Path, *, timeout: float = 900.0) -
         timeout=timeout,
     )
     if done.returncode != 0:
-        raise AiopsError(f"promtool could not load {om_file}: {(done.stderr or done.stdout).strip()[-1000:]}")
+        raise AiopsError(
+            f"promtool could not load {om_file}: {(done.stderr or done.stdout).strip()[-1000:]}"
+        )
 
 
 def free_port() -> int:
@@ -174,16 +178,26 @@ class LocalPrometheus:
 
 
 def _config_text(
-    scrape_targets: Mapping[str, Sequence[str]], scrape_interval: str, rule_files: Sequence[Path] = ()
+    scrape_targets: Mapping[str, Sequence[str]],
+    scrape_interval: str,
+    rule_files: Sequence[Path] = (),
 ) -> str:
-    lines = ["global:", f"  scrape_interval: {scrape_interval}", f"  evaluation_interval: {scrape_interval}"]
+    lines = [
+        "global:",
+        f"  scrape_interval: {scrape_interval}",
+        f"  evaluation_interval: {scrape_interval}",
+    ]
     if rule_files:
         lines += ["rule_files:"] + [f"  - {json.dumps(str(Path(p).resolve()))}" for p in rule_files]
     if not scrape_targets:
         return "\n".join(lines + ["scrape_configs: []", ""])
     lines.append("scrape_configs:")
     for job, targets in scrape_targets.items():
-        lines += [f"  - job_name: {job!r}", "    static_configs:", f"      - targets: {list(targets)!r}"]
+        lines += [
+            f"  - job_name: {job!r}",
+            "    static_configs:",
+            f"      - targets: {list(targets)!r}",
+        ]
     return "\n".join(lines + [""]).replace("'", '"')
 
 
@@ -224,7 +238,9 @@ def start_prometheus(
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
         )
-    running = LocalPrometheus(url=f"http://127.0.0.1:{port}", port=port, process=proc, data_dir=data, workdir=workdir)
+    running = LocalPrometheus(
+        url=f"http://127.0.0.1:{port}", port=port, process=proc, data_dir=data, workdir=workdir
+    )
     try:
         _wait_ready(proc, running.url, ready_timeout, logfile)
     except BaseException:
@@ -259,4 +275,6 @@ def _wait_ready(proc: subprocess.Popen, url: str, timeout: float, logfile: Path)
             except subprocess.TimeoutExpired:
                 continue
             raise AiopsError(f"prometheus exited with {code}: {logfile.read_text()[-2000:]}")
-    raise AiopsError(f"prometheus at {url} not ready after {timeout:.0f}s: {logfile.read_text()[-2000:]}")
+    raise AiopsError(
+        f"prometheus at {url} not ready after {timeout:.0f}s: {logfile.read_text()[-2000:]}"
+    )

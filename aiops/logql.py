@@ -66,6 +66,7 @@ __all__ = [
     "UNWRAP_CONVERSIONS",
 ]
 
+
 def is_log_query(query: str) -> bool:
     """True when ``query`` is a LogQL *log* query (a stream selector and its pipeline: its
     answer is lines), False for a metric query (a range function, an aggregation, a number)::
@@ -84,7 +85,7 @@ def require_metric_query(query: str, *, field: str = "query") -> str:
     if is_log_query(query):
         raise InvalidInput(
             f"{field}: {query!r} is a LogQL log query (its answer is log lines); a detector on a "
-            "Loki datasource needs a metric query, e.g. sum(count_over_time({app=\"api\"} |= \"error\" [1m]))",
+            'Loki datasource needs a metric query, e.g. sum(count_over_time({app="api"} |= "error" [1m]))',
             field=field,
         )
     return query
@@ -635,7 +636,9 @@ class LogQLBuilder:
         current = self._range_function
         text = None if range is None else duration(range, what="range")
         if current is None:
-            return self if text is None else self._evolve(_range_function=_RangeFunction(None, text))
+            return (
+                self if text is None else self._evolve(_range_function=_RangeFunction(None, text))
+            )
         if text is None and current.name is None:
             return self._evolve(_range_function=None)
         return self._evolve(_range_function=replace(current, range=text))

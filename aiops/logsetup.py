@@ -17,7 +17,17 @@ from typing import Any
 
 __all__ = ["configure_logging", "JsonFormatter", "ContextTextFormatter"]
 
-CONTEXT_KEYS = ("detector", "datasource", "url", "query", "window", "run_id", "flow_run_id", "series", "job")
+CONTEXT_KEYS = (
+    "detector",
+    "datasource",
+    "url",
+    "query",
+    "window",
+    "run_id",
+    "flow_run_id",
+    "series",
+    "job",
+)
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
 

@@ -188,7 +188,9 @@ def run_detection(
         run.series += 1
         run.points += len(series)
         if model.last_timestamp is not None:
-            cut = int(series.index.searchsorted(model.last_timestamp, side="right"))  # the index is sorted
+            cut = int(
+                series.index.searchsorted(model.last_timestamp, side="right")
+            )  # the index is sorted
             run.skipped_points += cut
             series = series.iloc[cut:]
         if series.empty:
@@ -203,8 +205,13 @@ def run_detection(
             score = scores["score"].to_numpy()
             values = series.to_numpy()
             run.latest.append(
-                {"series_key": key, "labels": labels, "ts": ts_last, "value": float(values[-1]),
-                 "score": float(score[-1])}
+                {
+                    "series_key": key,
+                    "labels": labels,
+                    "ts": ts_last,
+                    "value": float(values[-1]),
+                    "score": float(score[-1]),
+                }
             )
             provenance_trained = series_trained_at or trained_at
             hits = np.flatnonzero(score > threshold)
@@ -224,11 +231,18 @@ def run_detection(
                 peak = None
                 if change.peak >= 0:
                     i = change.peak
-                    peak = {"ts": series.index[i].to_pydatetime(), "score": _finite(score[i]),
-                            "value": float(values[i]), "expected": _finite(expected[i]),
-                            "lower": _finite(lower[i]), "upper": _finite(upper[i])}
+                    peak = {
+                        "ts": series.index[i].to_pydatetime(),
+                        "score": _finite(score[i]),
+                        "value": float(values[i]),
+                        "expected": _finite(expected[i]),
+                        "lower": _finite(lower[i]),
+                        "upper": _finite(upper[i]),
+                    }
                 run.incidents.append(
-                    _incident(change, key, labels, peak, provenance, provenance_trained, base_payload)
+                    _incident(
+                        change, key, labels, peak, provenance, provenance_trained, base_payload
+                    )
                 )
             for i in hits:
                 run.events.append(
@@ -258,17 +272,22 @@ def run_detection(
                 continue
             labels = dict(state.get("labels") or {})
             changes, grouped = follow(
-                state, np.zeros(0), np.zeros(0), threshold=threshold, resolve_after=resolve_after,
-                step=step, until=until_s,
+                state,
+                np.zeros(0),
+                np.zeros(0),
+                threshold=threshold,
+                resolve_after=resolve_after,
+                step=step,
+                until=until_s,
             )
             grouped["labels"] = labels
             run.incident_states[key] = (labels, grouped)
             for change in changes:
-                run.incidents.append(_incident(change, key, labels, None, provenance, None, base_payload))
+                run.incidents.append(
+                    _incident(change, key, labels, None, provenance, None, base_payload)
+                )
     if run.new_series:
-        log.info(
-            "%d new series picked up", len(run.new_series), extra={"detector": detector_id}
-        )
+        log.info("%d new series picked up", len(run.new_series), extra={"detector": detector_id})
     return run
 
 

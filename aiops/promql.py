@@ -1057,7 +1057,7 @@ def _tokens(query: str) -> list[_Token]:
     while pos < len(query):
         m = _TOKEN_RE.match(query, pos)
         if m is None or m.end() == pos:
-            raise _Unreadable(f"cannot read {query[pos:pos + 10]!r}")
+            raise _Unreadable(f"cannot read {query[pos : pos + 10]!r}")
         if m.lastgroup != "ws":
             out.append(_Token(m.lastgroup or "", m.group(), pos, m.end()))
         pos = m.end()
@@ -1098,7 +1098,9 @@ def _selectors(query: str, t: list[_Token], pairs: dict[int, int]) -> list[Selec
     def text(i: int) -> str | None:
         return t[i].text if i < n else None
 
-    found: list[tuple[int, int, int | None, int, int, bool]] = []  # start, end, range, range_end, mods_end, subq
+    found: list[
+        tuple[int, int, int | None, int, int, bool]
+    ] = []  # start, end, range, range_end, mods_end, subq
     subqueries: list[tuple[int, int]] = []
     i = 0
     while i < n:
@@ -1114,7 +1116,9 @@ def _selectors(query: str, t: list[_Token], pairs: dict[int, int]) -> list[Selec
             if low == "offset":
                 i = _skip_duration(t, i + 1)
                 continue
-            if text(i + 1) == "(" or (low in _AGGREGATORS and (text(i + 1) or "").lower() in ("by", "without")):
+            if text(i + 1) == "(" or (
+                low in _AGGREGATORS and (text(i + 1) or "").lower() in ("by", "without")
+            ):
                 i += 1  # a function or an aggregation
                 continue
             end = pairs[i + 1] + 1 if text(i + 1) == "{" else i + 1
@@ -1144,7 +1148,9 @@ def _selectors(query: str, t: list[_Token], pairs: dict[int, int]) -> list[Selec
             range_end = t[pairs[j]].end
             j = pairs[j] + 1
         mods_end = range_end
-        while j < n and (text(j) == "@" or (t[j].kind == "ident" and t[j].text.lower() == "offset")):
+        while j < n and (
+            text(j) == "@" or (t[j].kind == "ident" and t[j].text.lower() == "offset")
+        ):
             if text(j) == "@":
                 j += 1
                 if j < n and t[j].kind == "ident" and text(j + 1) == "(":
@@ -1159,10 +1165,18 @@ def _selectors(query: str, t: list[_Token], pairs: dict[int, int]) -> list[Selec
     out = []
     for start, end, range_ms, range_end, mods_end, subquery in found:
         inside = subquery or any(lo < start and end <= hi for lo, hi in subqueries)
-        out.append(SelectorUse(
-            text=query[start:end], start=start, end=end, range_ms=range_ms, range_end=range_end,
-            modifiers=query[range_end:mods_end], modifiers_end=mods_end, in_subquery=inside,
-        ))
+        out.append(
+            SelectorUse(
+                text=query[start:end],
+                start=start,
+                end=end,
+                range_ms=range_ms,
+                range_end=range_end,
+                modifiers=query[range_end:mods_end],
+                modifiers_end=mods_end,
+                in_subquery=inside,
+            )
+        )
     return out
 
 

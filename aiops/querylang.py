@@ -246,6 +246,7 @@ def validate_regex(pattern: str, *, anchored: bool, what: str = "regex") -> re2.
 
 # --------------------------------------------------------------------------- durations
 
+
 def duration(
     value: str | timedelta,
     *,

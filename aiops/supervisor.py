@@ -159,14 +159,22 @@ class Supervisor:
         self.subreaper = _become_subreaper()
 
     def start(
-        self, name: str, cmd: Sequence[str], env: Mapping[str, str], *, restart: bool = True, **popen: Any
+        self,
+        name: str,
+        cmd: Sequence[str],
+        env: Mapping[str, str],
+        *,
+        restart: bool = True,
+        **popen: Any,
     ) -> subprocess.Popen:
         """Start ``cmd`` in its own session; its output goes where ours does unless redirected.
         When it exits it is started again the same way (unless ``restart=False``)."""
         command, environment = list(cmd), dict(env)
 
         def spawn() -> subprocess.Popen:
-            return subprocess.Popen(command, env=environment, stdin=subprocess.DEVNULL, start_new_session=True, **popen)
+            return subprocess.Popen(
+                command, env=environment, stdin=subprocess.DEVNULL, start_new_session=True, **popen
+            )
 
         proc = spawn()
         self.children.append(Child(name, proc, own_group=True, restart=spawn if restart else None))
@@ -201,21 +209,40 @@ class Supervisor:
         failures = len(child.failures)
         how = describe_exit(code)
         if child.restart is None:
-            log.error("%s (pid %d) exited with %s and cannot be restarted: stopping everything",
-                      child.name, child.process.pid, how)
+            log.error(
+                "%s (pid %d) exited with %s and cannot be restarted: stopping everything",
+                child.name,
+                child.process.pid,
+                how,
+            )
             raise AiopsError(f"{child.name} exited with {how}")
         if failures >= policy.max_failures:
-            log.error("%s (pid %d) exited with %s, its %d%s exit within %.0fs: it keeps failing, "
-                      "stopping everything", child.name, child.process.pid, how, failures,
-                      _ordinal(failures), policy.window)
+            log.error(
+                "%s (pid %d) exited with %s, its %d%s exit within %.0fs: it keeps failing, "
+                "stopping everything",
+                child.name,
+                child.process.pid,
+                how,
+                failures,
+                _ordinal(failures),
+                policy.window,
+            )
             raise AiopsError(
                 f"{child.name} keeps failing: {failures} exits within {policy.window:.0f}s (last with {how})"
             )
         delay = policy.delay(failures)
         child.restart_at = now + delay
-        log.warning("%s (pid %d) exited with %s: restarting it in %.0fs (exit %d within %.0fs; "
-                    "stopping everything at %d)", child.name, child.process.pid, how, delay, failures,
-                    policy.window, policy.max_failures)
+        log.warning(
+            "%s (pid %d) exited with %s: restarting it in %.0fs (exit %d within %.0fs; "
+            "stopping everything at %d)",
+            child.name,
+            child.process.pid,
+            how,
+            delay,
+            failures,
+            policy.window,
+            policy.max_failures,
+        )
         self._reap_orphans()
 
     def _restart(self, child: Child, now: float) -> None:
@@ -256,7 +283,9 @@ class Supervisor:
     def stop(self) -> None:
         """Stop every child, newest first, then whatever descendants are left. Idempotent;
         SIGINT and SIGTERM are ignored meanwhile, so a second Ctrl-C cannot cut it short."""
-        previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+        previous = {
+            sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)
+        }
         try:
             for child in reversed(self.children):
                 if child.process.poll() is None:
@@ -265,7 +294,9 @@ class Supervisor:
                 try:
                     child.process.wait(timeout=self.stop_timeout)
                 except subprocess.TimeoutExpired:
-                    log.warning("%s did not stop within %.0fs: killing it", child.name, self.stop_timeout)
+                    log.warning(
+                        "%s did not stop within %.0fs: killing it", child.name, self.stop_timeout
+                    )
                     self._signal(child, signal.SIGKILL)
                     child.process.wait(timeout=10)
                 if child.own_group:

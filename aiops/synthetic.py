@@ -130,7 +130,10 @@ class SyntheticConfig:
             raise InvalidInput("series must be >= 1", field="series")
         lo, hi = self.anomalies_per_series
         if not 1 <= lo <= hi:
-            raise InvalidInput("anomalies_per_series must be (lo, hi) with 1 <= lo <= hi", field="anomalies_per_series")
+            raise InvalidInput(
+                "anomalies_per_series must be (lo, hi) with 1 <= lo <= hi",
+                field="anomalies_per_series",
+            )
 
     @property
     def points(self) -> int:
@@ -202,7 +205,11 @@ class SyntheticSeries:
         ts = self.timestamps()
         day_phase = 2 * np.pi * ((ts % _DAY) / _DAY)
         prof = rng.uniform(0, 2 * np.pi, size=2)
-        daily = self.daily * (np.sin(day_phase + prof[0]) + 0.35 * np.sin(2 * day_phase + prof[1])) / 1.35
+        daily = (
+            self.daily
+            * (np.sin(day_phase + prof[0]) + 0.35 * np.sin(2 * day_phase + prof[1]))
+            / 1.35
+        )
         weekly = -self.weekly * _weekend(ts)
         trend = self.trend * (ts - c.start) / (7 * _DAY)
         base = self.level * (1.0 + daily + weekly + trend)
@@ -345,7 +352,9 @@ def _weekend(ts: np.ndarray) -> np.ndarray:
     return np.where(week_pos >= 3.5, rise(week_pos - 5) - rise(week_pos - 7), 1 - rise(week_pos))
 
 
-def _anomalies(kind: str, rng: np.random.Generator, c: SyntheticConfig, shape: str = "", upward: bool = False) -> tuple[Injected, ...]:
+def _anomalies(
+    kind: str, rng: np.random.Generator, c: SyntheticConfig, shape: str = "", upward: bool = False
+) -> tuple[Injected, ...]:
     if kind == "none":
         return ()
     lo, hi = c.anomalies_per_series
@@ -371,7 +380,9 @@ def _anomalies(kind: str, rng: np.random.Generator, c: SyntheticConfig, shape: s
         room = max(0.0, slot - dur - 6 * _HOUR)
         start = first + k * slot + rng.uniform(0, room)
         start = math.floor(start / c.step) * c.step
-        out.append(Injected(kind=kind, start=float(start), end=float(start + dur), magnitude=float(mag)))
+        out.append(
+            Injected(kind=kind, start=float(start), end=float(start + dur), magnitude=float(mag))
+        )
     if kind == "lasting_shift":  # alternate up and down, so the level stays within ±10
         mags = [abs(a.magnitude) for a in out]
         if upward:  # a count or an empty queue: up, then back to where it was
@@ -383,7 +394,9 @@ def _anomalies(kind: str, rng: np.random.Generator, c: SyntheticConfig, shape: s
     return tuple(out)
 
 
-def _realistic_anomaly(kind: str, rng: np.random.Generator, c: SyntheticConfig, shape: str, upward: bool) -> tuple[float, float]:
+def _realistic_anomaly(
+    kind: str, rng: np.random.Generator, c: SyntheticConfig, shape: str, upward: bool
+) -> tuple[float, float]:
     """(duration, magnitude) of one anomaly of the realistic mix; magnitudes in the shape's scale."""
     sign = 1.0 if upward else float(rng.choice([-1, 1]))
     if kind == "spike":
@@ -395,7 +408,9 @@ def _realistic_anomaly(kind: str, rng: np.random.Generator, c: SyntheticConfig, 
     if kind == "level_shift":
         return rng.uniform(1, 6) * _HOUR, sign * rng.uniform(5, 10)
     if kind == "variance":
-        return rng.uniform(1, 6) * _HOUR, rng.uniform(5, 10) if shape == "flat" else rng.uniform(3, 6)
+        return rng.uniform(1, 6) * _HOUR, rng.uniform(5, 10) if shape == "flat" else rng.uniform(
+            3, 6
+        )
     if kind == "drift":
         return rng.uniform(2, 8) * _HOUR, sign * rng.uniform(10, 20)
     if kind == "lasting_shift":
@@ -417,27 +432,41 @@ def _realistic_series(i: int, c: SyntheticConfig) -> SyntheticSeries:
         sigma = level * float(rng.uniform(0.01, 0.04))
         daily = float(rng.choice([0.02, rng.uniform(0.1, 0.5)], p=[0.25, 0.75]))
         resolution = float(rng.choice([0.0, 0.0, 0.5, 1.0])) * sigma
-        extra = {"tail_df": float(rng.choice([4.0, 6.0, 10.0])), "bursts_per_day": float(rng.uniform(0.5, 4))}
+        extra = {
+            "tail_df": float(rng.choice([4.0, 6.0, 10.0])),
+            "bursts_per_day": float(rng.uniform(0.5, 4)),
+        }
         phi = float(rng.uniform(0.0, 0.6))
     elif shape == "count":
         rate = float(rng.uniform(5, 30)) if kind == "dip" else float(10 ** rng.uniform(-0.7, 1))
         level, sigma, resolution, phi = rate, max(1.0, math.sqrt(rate)), 1.0, 0.0
         daily = float(rng.uniform(0.2, 0.8))
-        extra = {"rate": rate, "dispersion": float(rng.uniform(1, 5)), "bursts_per_day": float(rng.uniform(0.5, 4))}
+        extra = {
+            "rate": rate,
+            "dispersion": float(rng.uniform(1, 5)),
+            "bursts_per_day": float(rng.uniform(0.5, 4)),
+        }
         upward = kind != "dip"  # more errors, more requests: a count rises
     else:  # flat
         resolution = float(rng.choice([1.0, 0.5, 0.1, 5.0]))
         zero_based = kind != "dip" and bool(rng.random() < 0.5)
         level = 0.0 if zero_based else resolution * float(rng.integers(20, 200))
         sigma, phi = resolution, 0.9
-        daily = 0.0 if zero_based else float(rng.uniform(0.0, 2.0))  # the wander, in resolution steps
+        daily = (
+            0.0 if zero_based else float(rng.uniform(0.0, 2.0))
+        )  # the wander, in resolution steps
         extra = {"zero_based": zero_based, "bursts_per_day": float(rng.uniform(1, 6))}
         upward = zero_based
         weekly = 0.0
     anomalies = _anomalies(kind, rng, c, shape, upward)
     return SyntheticSeries(
         index=i,
-        labels={"series": f"s{i:03d}", "anomaly": kind, "pattern": "weekly" if weekly else "daily", "shape": shape},
+        labels={
+            "series": f"s{i:03d}",
+            "anomaly": kind,
+            "pattern": "weekly" if weekly else "daily",
+            "shape": shape,
+        },
         kind=kind,
         level=level,
         sigma=sigma,
@@ -454,7 +483,9 @@ def _realistic_series(i: int, c: SyntheticConfig) -> SyntheticSeries:
     )
 
 
-def _gaps(rng: np.random.Generator, c: SyntheticConfig, anomalies: tuple[Injected, ...]) -> tuple[tuple[float, float], ...]:
+def _gaps(
+    rng: np.random.Generator, c: SyntheticConfig, anomalies: tuple[Injected, ...]
+) -> tuple[tuple[float, float], ...]:
     """On 60% of the series, 1-4 runs of 1-60 missing points, clear of every window by an hour."""
     if rng.random() >= 0.6:
         return ()
@@ -463,7 +494,11 @@ def _gaps(rng: np.random.Generator, c: SyntheticConfig, anomalies: tuple[Injecte
     for _ in range(int(rng.integers(1, 5))):
         k = int(round(math.exp(rng.uniform(0, math.log(60)))))
         for _try in range(50):
-            g0 = c.start + _DAY + math.floor(rng.uniform(0, c.end - c.start - _DAY - k * c.step) / c.step) * c.step
+            g0 = (
+                c.start
+                + _DAY
+                + math.floor(rng.uniform(0, c.end - c.start - _DAY - k * c.step) / c.step) * c.step
+            )
             g1 = g0 + k * c.step
             if all(g1 <= b0 or g0 >= b1 for b0, b1 in busy):
                 out.append((float(g0), float(g1)))
@@ -481,7 +516,9 @@ def generate(config: SyntheticConfig | None = None) -> SyntheticSet:
     """The series and their injected anomalies (values are computed lazily, per series)."""
     c = config or SyntheticConfig()
     if c.realistic:
-        return SyntheticSet(config=c, series=tuple(_realistic_series(i, c) for i in range(c.series)))
+        return SyntheticSet(
+            config=c, series=tuple(_realistic_series(i, c) for i in range(c.series))
+        )
     out = []
     for i in range(c.series):
         rng = np.random.default_rng([c.seed, i, 0])
@@ -495,7 +532,11 @@ def generate(config: SyntheticConfig | None = None) -> SyntheticSet:
         out.append(
             SyntheticSeries(
                 index=i,
-                labels={"series": f"s{i:03d}", "anomaly": kind, "pattern": "weekly" if weekly else "daily"},
+                labels={
+                    "series": f"s{i:03d}",
+                    "anomaly": kind,
+                    "pattern": "weekly" if weekly else "daily",
+                },
                 kind=kind,
                 level=level,
                 sigma=sigma,
@@ -528,4 +569,6 @@ def labels_document(data: SyntheticSet) -> dict:
     listed (those without anomalies with no windows)."""
     from aiops.evaluation import dump_labels_json
 
-    return dump_labels_json((s.labels, [(a.start, a.end, a.kind) for a in s.anomalies]) for s in data.series)
+    return dump_labels_json(
+        (s.labels, [(a.start, a.end, a.kind) for a in s.anomalies]) for s in data.series
+    )

@@ -30,8 +30,16 @@ from aiops.store.batch import BatchCommit, BatchInputs
 from aiops.store.models import DetectorRecord, SeriesState
 from aiops.transform import apply_steps, history_seconds, output_step, standardize
 
-__all__ = ["DetectorWork", "Batch", "plan_work", "collect_pieces", "detect_pieces", "transformed_piece", "error_message",
-           "outcome_row"]
+__all__ = [
+    "DetectorWork",
+    "Batch",
+    "plan_work",
+    "collect_pieces",
+    "detect_pieces",
+    "transformed_piece",
+    "error_message",
+    "outcome_row",
+]
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +50,20 @@ def error_message(exc: BaseException) -> str:
 
 def outcome_row(detector: DetectorRecord) -> dict[str, Any]:
     """A detector's line in the tick's table artifact (and summary)."""
-    return {"detector": detector.id, "mode": detector.status, "status": "ok", "window": "", "series": 0,
-            "samples": 0, "dropped": 0, "incidents_opened": 0, "incidents_resolved": 0,
-            "anomalies": 0, "error": "", "warning": ""}
+    return {
+        "detector": detector.id,
+        "mode": detector.status,
+        "status": "ok",
+        "window": "",
+        "series": 0,
+        "samples": 0,
+        "dropped": 0,
+        "incidents_opened": 0,
+        "incidents_resolved": 0,
+        "anomalies": 0,
+        "error": "",
+        "warning": "",
+    }
 
 
 @dataclass
@@ -86,7 +105,9 @@ class DetectorWork:
         return f"detector={self.id} datasource={ds.name} query={ds.query!r}"
 
     def next_piece(self, capacity: int) -> Window:
-        self.piece = next_piece(self.window, self.cursor, self.known_series, capacity, empty_probes=self.empty_probes)
+        self.piece = next_piece(
+            self.window, self.cursor, self.known_series, capacity, empty_probes=self.empty_probes
+        )
         return self.piece
 
     def fail(self, message: str, step: str = "") -> None:
@@ -107,9 +128,14 @@ class DetectorWork:
             events=run.events,
             states=run.states,
             trained_at=trained_at,
-            collection={"samples": self.row["samples"] + collected["samples"], "series": self.known_series,
-                        "dropped": self.row["dropped"] + collected["dropped"], "buffered": len(collected["frame"]),
-                        "at": now, "warning": collected.get("warning")},
+            collection={
+                "samples": self.row["samples"] + collected["samples"],
+                "series": self.known_series,
+                "dropped": self.row["dropped"] + collected["dropped"],
+                "buffered": len(collected["frame"]),
+                "at": now,
+                "warning": collected.get("warning"),
+            },
             latest=run.latest,
             incidents=run.incidents,
             incident_states=run.incident_states,
@@ -168,7 +194,10 @@ def plan_work(detector: DetectorRecord, inputs: BatchInputs, now: datetime) -> D
     """The work of a detector this tick, or why there is none."""
     ds = detector.datasources[0]
     window = collection_window(
-        step_seconds=ds.step_seconds, lookback_seconds=ds.lookback_seconds, checkpoint=inputs.checkpoint, now=now
+        step_seconds=ds.step_seconds,
+        lookback_seconds=ds.lookback_seconds,
+        checkpoint=inputs.checkpoint,
+        now=now,
     )
     if window is None:
         return "no complete step since the checkpoint"
@@ -186,7 +215,13 @@ def plan_work(detector: DetectorRecord, inputs: BatchInputs, now: datetime) -> D
 
 
 async def collect_piece(
-    client: Any, ds: DatasourceConfig, query: str, start: datetime, end: datetime, step: float, capacity: int
+    client: Any,
+    ds: DatasourceConfig,
+    query: str,
+    start: datetime,
+    end: datetime,
+    step: float,
+    capacity: int,
 ) -> dict[str, Any]:
     """Range-query ``query`` over ``[start, end]`` into a bounded buffer of ``capacity`` samples.
 
@@ -198,8 +233,14 @@ async def collect_piece(
     # series: read each step's latest sample instead (aiops.promql.query_for_step).
     effective = query_for_step(query, step, ds.lookback_delta_seconds) if prometheus else query
     warning = None
-    fetched = await client.collect_range(effective, start.timestamp(), end.timestamp(), step, buffer)
-    probe = presence_probe(query, (end - start).total_seconds() + step) if prometheus and not fetched else None
+    fetched = await client.collect_range(
+        effective, start.timestamp(), end.timestamp(), step, buffer
+    )
+    probe = (
+        presence_probe(query, (end - start).total_seconds() + step)
+        if prometheus and not fetched
+        else None
+    )
     if probe is not None and (await client.query(probe, end.timestamp())).series:
         warning = (
             f"no samples at any step of {start:%Y-%m-%d %H:%M:%S} .. {end:%H:%M:%S} although the "
@@ -208,9 +249,19 @@ async def collect_piece(
         )
     frame = buffer.drain()
     label_cols = [c for c in frame.columns if c not in ("timestamp", "value")]
-    series = len(frame[label_cols].drop_duplicates()) if label_cols and len(frame) else int(len(frame) > 0)
-    return {"frame": frame, "samples": fetched, "series": series, "dropped": buffer.dropped, "warning": warning,
-            "query": effective}
+    series = (
+        len(frame[label_cols].drop_duplicates())
+        if label_cols and len(frame)
+        else int(len(frame) > 0)
+    )
+    return {
+        "frame": frame,
+        "samples": fetched,
+        "series": series,
+        "dropped": buffer.dropped,
+        "warning": warning,
+        "query": effective,
+    }
 
 
 #: The label that tells apart, in a combined query's answer, the detectors it served.
@@ -224,7 +275,9 @@ def combined_query(queries: list[str]) -> str:
     """One PromQL expression answering every query, each answer's series tagged with its
     position (``aiops_batch_member="<i>"``): ``label_replace(q0, ...) or label_replace(q1, ...)``.
     The tags differ, so ``or`` keeps every series of every query."""
-    parts = [f'label_replace(({q}), "{MEMBER_LABEL}", "{i}", "", "")' for i, q in enumerate(queries)]
+    parts = [
+        f'label_replace(({q}), "{MEMBER_LABEL}", "{i}", "", "")' for i, q in enumerate(queries)
+    ]
 
     def tree(items: list[str]) -> str:  # balanced: Prometheus' cost of a chain of `or` grows as n^2
         if len(items) == 1:
@@ -253,11 +306,21 @@ async def collect_pieces(
         async with limit:
             try:
                 out[work.id] = await collect_piece(
-                    client, ds, det_ds.query, work.fetch_start, work.piece.end, float(det_ds.step_seconds), capacity
+                    client,
+                    ds,
+                    det_ds.query,
+                    work.fetch_start,
+                    work.piece.end,
+                    float(det_ds.step_seconds),
+                    capacity,
                 )
             except Exception as exc:  # one detector's failure must not stop the others
-                log.error("collection failed (%s): %s", work.context, error_message(exc),
-                          extra={"detector": work.id, "datasource": ds.name, "query": det_ds.query})
+                log.error(
+                    "collection failed (%s): %s",
+                    work.context,
+                    error_message(exc),
+                    extra={"detector": work.id, "datasource": ds.name, "query": det_ds.query},
+                )
                 out[work.id] = exc
 
     async def together(group: list[DetectorWork]) -> None:
@@ -265,8 +328,12 @@ async def collect_pieces(
             async with limit:
                 answers = await _collect_combined(client, ds, group, capacity)
         except Exception as exc:
-            log.info("combined query of %d detectors failed (%s): asking them one by one",
-                     len(group), error_message(exc), extra={"datasource": ds.name})
+            log.info(
+                "combined query of %d detectors failed (%s): asking them one by one",
+                len(group),
+                error_message(exc),
+                extra={"datasource": ds.name},
+            )
             await asyncio.gather(*(one(w) for w in group))
             return
         alone = []
@@ -283,7 +350,11 @@ async def collect_pieces(
         groups: dict[tuple[Any, ...], list[DetectorWork]] = {}
         for work in works:
             assert work.piece is not None
-            key = (work.fetch_start, work.piece.end, float(work.detector.datasources[0].step_seconds))
+            key = (
+                work.fetch_start,
+                work.piece.end,
+                float(work.detector.datasources[0].step_seconds),
+            )
             groups.setdefault(key, []).append(work)
         for group in groups.values():
             chunk: list[DetectorWork] = []
@@ -314,9 +385,14 @@ async def _collect_combined(
     piece = group[0].piece
     assert piece is not None
     step = float(group[0].detector.datasources[0].step_seconds)
-    queries = [query_for_step(w.detector.datasources[0].query, step, ds.lookback_delta_seconds) for w in group]
+    queries = [
+        query_for_step(w.detector.datasources[0].query, step, ds.lookback_delta_seconds)
+        for w in group
+    ]
     start = group[0].fetch_start
-    result = await client.query_range(combined_query(queries), start.timestamp(), piece.end.timestamp(), step)
+    result = await client.query_range(
+        combined_query(queries), start.timestamp(), piece.end.timestamp(), step
+    )
     members: dict[int, list[Any]] = {}
     for series in result.series:
         tag = series.labels.get(MEMBER_LABEL)
@@ -335,8 +411,14 @@ async def _collect_combined(
         buffer = SampleBuffer(capacity, name=ds.name)
         buffer.put(frame)
         frame = buffer.drain()
-        answers[work.id] = {"frame": frame, "samples": len(frame), "series": len(mine), "dropped": 0,
-                            "warning": None, "query": queries[i]}
+        answers[work.id] = {
+            "frame": frame,
+            "samples": len(frame),
+            "series": len(mine),
+            "dropped": 0,
+            "warning": None,
+            "query": queries[i],
+        }
     return answers
 
 
@@ -350,7 +432,9 @@ def detect_piece(work: DetectorWork, frame: pd.DataFrame, flow_run_id: str | Non
     frame = standardize(frame, step=float(ds.step_seconds))
     step = float(ds.step_seconds)
     if det.transforms:
-        frame = transformed_piece(frame, det.transforms, step=step, start=work.piece.start, end=work.piece.end)
+        frame = transformed_piece(
+            frame, det.transforms, step=step, start=work.piece.start, end=work.piece.end
+        )
         step = output_step(det.transforms, step)
     return run_detection(
         detector_id=det.id,
@@ -382,7 +466,9 @@ def transformed_piece(
     return out[keep.to_numpy()].reset_index(drop=True)
 
 
-def detect_pieces(works: list[DetectorWork], flow_run_id: str | None) -> dict[str, DetectionRun | BaseException]:
+def detect_pieces(
+    works: list[DetectorWork], flow_run_id: str | None
+) -> dict[str, DetectionRun | BaseException]:
     """Every collected piece of the batch, fitted or scored in one step (sets ``work.run``)."""
     out: dict[str, DetectionRun | BaseException] = {}
     for work in works:
@@ -391,7 +477,11 @@ def detect_pieces(works: list[DetectorWork], flow_run_id: str | None) -> dict[st
             work.run = detect_piece(work, work.collected["frame"], flow_run_id)
             out[work.id] = work.run
         except Exception as exc:  # a model error fails its detector only
-            log.error("detection failed (%s): %s", work.context, error_message(exc),
-                      extra={"detector": work.id})
+            log.error(
+                "detection failed (%s): %s",
+                work.context,
+                error_message(exc),
+                extra={"detector": work.id},
+            )
             out[work.id] = exc
     return out

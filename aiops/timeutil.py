@@ -158,13 +158,22 @@ def datetime_from_seconds(seconds: float, *, field: str = "time") -> datetime:
     try:
         return datetime.fromtimestamp(seconds, tz=UTC)
     except (OverflowError, OSError, ValueError):
-        raise InvalidInput(f"{field} {seconds!r} is outside the range of dates", field=field) from None
+        raise InvalidInput(
+            f"{field} {seconds!r} is outside the range of dates", field=field
+        ) from None
 
 
 # ----------------------------------------------------------- whole seconds (stored settings)
 
 _WHOLE_DURATION = re.compile(r"(\d+)(ms|s|m|h|d|w)")
-_WHOLE_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
+_WHOLE_UNIT_MS = {
+    "ms": 1,
+    "s": 1000,
+    "m": 60_000,
+    "h": 3_600_000,
+    "d": 86_400_000,
+    "w": 604_800_000,
+}
 
 
 def parse_whole_seconds(value: Any) -> int:
@@ -242,7 +251,9 @@ def parse_promql_duration_ms(text: str, *, what: str = "duration") -> int:
             "500ms, 1d, 2w or 1y (units y w d h m s ms, largest first)",
             field=what,
         )
-    total = sum(int(g) * ms for g, (_, ms) in zip(match.groups(), _PROMQL_UNIT_MS, strict=False) if g)
+    total = sum(
+        int(g) * ms for g, (_, ms) in zip(match.groups(), _PROMQL_UNIT_MS, strict=False) if g
+    )
     if total > MAX_PROMQL_DURATION_MS:
         raise InvalidInput(f"{what} {text!r} is out of range (at most ~292y)", field=what)
     return sign * total

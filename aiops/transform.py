@@ -103,7 +103,9 @@ def standardize(
     labels = _group_keys(frame)
     if isinstance(frame["timestamp"].dtype, pd.DatetimeTZDtype) and not counter:
         return _standardize_fast(frame, labels, step=step, drop_nan=drop_nan, gap=gap)
-    return _standardize_pandas(frame, labels, step=step, drop_nan=drop_nan, counter=counter, gap=gap)
+    return _standardize_pandas(
+        frame, labels, step=step, drop_nan=drop_nan, counter=counter, gap=gap
+    )
 
 
 def _standardize_pandas(
@@ -113,7 +115,9 @@ def _standardize_pandas(
     if step is not None:
         step_ns = int(parse_seconds(step, field="step") * 1e9)
         ns = out["timestamp"].dt.tz_convert(None).to_numpy(dtype="datetime64[ns]").view(np.int64)
-        out["timestamp"] = pd.DatetimeIndex(((ns // step_ns) * step_ns).view("datetime64[ns]"), tz="UTC")
+        out["timestamp"] = pd.DatetimeIndex(
+            ((ns // step_ns) * step_ns).view("datetime64[ns]"), tz="UTC"
+        )
     if drop_nan:
         out = out[np.isfinite(out["value"].to_numpy(dtype=np.float64, na_value=np.nan))]
     sort_cols = [*labels, "timestamp"]
@@ -121,8 +125,10 @@ def _standardize_pandas(
     out = out.drop_duplicates(subset=sort_cols, keep="last")
     if counter and len(out):
         out = out.assign(value=_undo_counter_resets(out, labels))
-    gap_seconds = parse_seconds(gap, field="gap") if gap is not None else (
-        2 * parse_seconds(step, field="step") if step is not None else None
+    gap_seconds = (
+        parse_seconds(gap, field="gap")
+        if gap is not None
+        else (2 * parse_seconds(step, field="step") if step is not None else None)
     )
     if gap_seconds is not None:
         delta = _per_series_diff(out["timestamp"], out, labels)
@@ -130,11 +136,19 @@ def _standardize_pandas(
     return out.reset_index(drop=True)
 
 
-def _standardize_fast(frame: pd.DataFrame, labels: list[str], *, step: Any, drop_nan: bool, gap: Any) -> pd.DataFrame:
+def _standardize_fast(
+    frame: pd.DataFrame, labels: list[str], *, step: Any, drop_nan: bool, gap: Any
+) -> pd.DataFrame:
     """:func:`standardize` for UTC timestamps, on arrays: the label sets are factorised
     once and one stable sort orders everything (the pandas path factorises them for the
     sort, the de-duplication and the gaps again; this is what a backfill does per window)."""
-    ns = frame["timestamp"].dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[ns]").view(np.int64)
+    ns = (
+        frame["timestamp"]
+        .dt.tz_convert("UTC")
+        .dt.tz_localize(None)
+        .to_numpy(dtype="datetime64[ns]")
+        .view(np.int64)
+    )
     if step is not None:
         step_ns = int(parse_seconds(step, field="step") * 1e9)
         ns = (ns // step_ns) * step_ns
@@ -153,8 +167,10 @@ def _standardize_fast(frame: pd.DataFrame, labels: list[str], *, step: Any, drop
     out = frame.take(rows)
     if step is not None:
         out["timestamp"] = pd.DatetimeIndex(t.view("datetime64[ns]"), tz="UTC")
-    gap_seconds = parse_seconds(gap, field="gap") if gap is not None else (
-        2 * parse_seconds(step, field="step") if step is not None else None
+    gap_seconds = (
+        parse_seconds(gap, field="gap")
+        if gap is not None
+        else (2 * parse_seconds(step, field="step") if step is not None else None)
     )
     if gap_seconds is not None:
         gaps = np.zeros(len(rows), dtype=bool)
@@ -184,33 +200,47 @@ def _one_label_set(frame: pd.DataFrame, labels: list[str]) -> bool:
 def _per_series_diff(column: pd.Series, frame: pd.DataFrame, labels: list[str]) -> pd.Series:
     if not labels:
         return column.diff()
-    return column.groupby([frame[c] for c in labels], observed=True, dropna=False, sort=False).diff()
+    return column.groupby(
+        [frame[c] for c in labels], observed=True, dropna=False, sort=False
+    ).diff()
 
 
 def _undo_counter_resets(frame: pd.DataFrame, labels: list[str]) -> np.ndarray:
     """Add back what a counter lost at each reset (a drop in value), per series."""
     values = frame["value"]
-    prev = values.shift(1) if not labels else values.groupby(
-        [frame[c] for c in labels], observed=True, dropna=False, sort=False
-    ).shift(1)
+    prev = (
+        values.shift(1)
+        if not labels
+        else values.groupby(
+            [frame[c] for c in labels], observed=True, dropna=False, sort=False
+        ).shift(1)
+    )
     dropped = np.where(values.to_numpy() < prev.to_numpy(), prev.to_numpy(), 0.0)
     dropped = np.nan_to_num(dropped, nan=0.0)
     offsets = pd.Series(dropped, index=frame.index)
     if labels:
-        offsets = offsets.groupby([frame[c] for c in labels], observed=True, dropna=False, sort=False).cumsum()
+        offsets = offsets.groupby(
+            [frame[c] for c in labels], observed=True, dropna=False, sort=False
+        ).cumsum()
     else:
         offsets = offsets.cumsum()
     return values.to_numpy() + offsets.to_numpy()
 
 
-def aggregate(frame: pd.DataFrame, how: Aggregation = "sum", by: Sequence[str] = ()) -> pd.DataFrame:
+def aggregate(
+    frame: pd.DataFrame, how: Aggregation = "sum", by: Sequence[str] = ()
+) -> pd.DataFrame:
     """Combine series sample-by-sample (same timestamp), keeping only the ``by`` labels."""
     _check(frame)
     if how not in AGGREGATIONS:
-        raise InvalidInput(f"aggregation {how!r} is not one of {', '.join(AGGREGATIONS)}", field="how")
+        raise InvalidInput(
+            f"aggregation {how!r} is not one of {', '.join(AGGREGATIONS)}", field="how"
+        )
     missing = [b for b in by if b not in frame.columns]
     if missing:
-        raise InvalidInput(f"cannot group by {missing}: the frame has labels {label_columns(frame)}", field="by")
+        raise InvalidInput(
+            f"cannot group by {missing}: the frame has labels {label_columns(frame)}", field="by"
+        )
     keys = [*by, "timestamp"]
     grouped = frame.groupby(keys, observed=True, dropna=False, sort=True)["value"]
     out = grouped.agg(_PANDAS_AGG.get(how, how)).reset_index()
@@ -221,7 +251,9 @@ def resample(frame: pd.DataFrame, step: Any, how: Aggregation = "avg") -> pd.Dat
     """Per series, bucket samples into ``step`` (floor) and combine each bucket with ``how``."""
     _check(frame)
     if how not in AGGREGATIONS:
-        raise InvalidInput(f"aggregation {how!r} is not one of {', '.join(AGGREGATIONS)}", field="how")
+        raise InvalidInput(
+            f"aggregation {how!r} is not one of {', '.join(AGGREGATIONS)}", field="how"
+        )
     labels = label_columns(frame)
     step_ns = int(parse_seconds(step, field="step") * 1e9)
     ns = frame["timestamp"].dt.tz_convert(None).to_numpy(dtype="datetime64[ns]").view(np.int64)
@@ -239,16 +271,20 @@ def rolling(frame: pd.DataFrame, window: Any, how: Aggregation = "avg") -> pd.Da
     """Per series, replace each value by ``how`` over the trailing time ``window`` (causal)."""
     _check(frame)
     if how not in AGGREGATIONS:
-        raise InvalidInput(f"aggregation {how!r} is not one of {', '.join(AGGREGATIONS)}", field="how")
+        raise InvalidInput(
+            f"aggregation {how!r} is not one of {', '.join(AGGREGATIONS)}", field="how"
+        )
     seconds = parse_seconds(window, field="window")
     labels = label_columns(frame)
     ordered = frame.sort_values([*labels, "timestamp"], kind="stable")
     values = ordered.set_index("timestamp")["value"]
     func = _PANDAS_AGG.get(how, how)
     if labels:
-        rolled = values.groupby([ordered[c].to_numpy() for c in labels], sort=False, dropna=False).rolling(
-            pd.Timedelta(seconds=seconds)
-        ).agg(func)
+        rolled = (
+            values.groupby([ordered[c].to_numpy() for c in labels], sort=False, dropna=False)
+            .rolling(pd.Timedelta(seconds=seconds))
+            .agg(func)
+        )
         rolled = rolled.to_numpy()
     else:
         rolled = values.rolling(pd.Timedelta(seconds=seconds)).agg(func).to_numpy()
@@ -271,7 +307,10 @@ def split_series(frame: pd.DataFrame) -> Iterator[tuple[str, dict[str, str], pd.
     elif _one_label_set(frame, labels):  # one series (most queries): no groupby needed
         groups = [(tuple(frame[c].iat[0] for c in labels), np.arange(len(frame)))]
     else:
-        groups = sorted(frame.groupby(labels, observed=True, dropna=False, sort=False).indices.items(), key=_group_order)
+        groups = sorted(
+            frame.groupby(labels, observed=True, dropna=False, sort=False).indices.items(),
+            key=_group_order,
+        )
     for values, rows in groups:
         values = values if isinstance(values, tuple) else (values,)
         label_set = _labels_of(dict(zip(labels, values, strict=True)))
@@ -285,11 +324,17 @@ def split_series(frame: pd.DataFrame) -> Iterator[tuple[str, dict[str, str], pd.
 # --------------------------------------------------------------------------- a detector's steps
 
 TRANSFORM_OPS = ("resample", "rolling", "aggregate")
-_STEP_KEYS = {"resample": {"op", "step", "how"}, "rolling": {"op", "window", "how"}, "aggregate": {"op", "how", "by"}}
+_STEP_KEYS = {
+    "resample": {"op", "step", "how"},
+    "rolling": {"op", "window", "how"},
+    "aggregate": {"op", "how", "by"},
+}
 MAX_STEPS = 10
 
 
-def validate_steps(steps: Any, *, field: str = "transforms", step: float | None = None) -> list[dict[str, Any]]:
+def validate_steps(
+    steps: Any, *, field: str = "transforms", step: float | None = None
+) -> list[dict[str, Any]]:
     """A detector's transform steps, normalised (durations in seconds, ``how`` and ``by``
     filled in). ``step``: the detector's step, when known (a resample step must be a multiple
     of it). Raises :class:`InvalidInput` naming the field, e.g. ``transforms[1].window``."""
@@ -306,26 +351,41 @@ def validate_steps(steps: Any, *, field: str = "transforms", step: float | None 
             raise InvalidInput(f"{where}: expected a mapping with an 'op'", field=where)
         op = raw.get("op")
         if op not in TRANSFORM_OPS:
-            raise InvalidInput(f"{where}.op: {op!r} is not one of {', '.join(TRANSFORM_OPS)}", field=f"{where}.op")
+            raise InvalidInput(
+                f"{where}.op: {op!r} is not one of {', '.join(TRANSFORM_OPS)}", field=f"{where}.op"
+            )
         unknown = sorted(set(raw) - _STEP_KEYS[op])
         if unknown:
-            raise InvalidInput(f"{where}.{unknown[0]}: unknown field for {op}", field=f"{where}.{unknown[0]}")
+            raise InvalidInput(
+                f"{where}.{unknown[0]}: unknown field for {op}", field=f"{where}.{unknown[0]}"
+            )
         how = raw.get("how", "sum" if op == "aggregate" else "avg")
         if how not in AGGREGATIONS:
-            raise InvalidInput(f"{where}.how: {how!r} is not one of {', '.join(AGGREGATIONS)}", field=f"{where}.how")
+            raise InvalidInput(
+                f"{where}.how: {how!r} is not one of {', '.join(AGGREGATIONS)}",
+                field=f"{where}.how",
+            )
         item: dict[str, Any] = {"op": op, "how": how}
         if op in ("resample", "rolling"):
             key = "step" if op == "resample" else "window"
             if key not in raw:
                 raise InvalidInput(f"{where}.{key}: required for {op}", field=f"{where}.{key}")
             item[key] = parse_seconds(raw[key], field=f"{where}.{key}")
-            if op == "resample" and step and (item[key] < step or abs(item[key] / step - round(item[key] / step)) > 1e-9):
-                raise InvalidInput(f"{where}.step: {item[key]:g}s is not a multiple of the detector's step ({step:g}s)",
-                                   field=f"{where}.step")
+            if (
+                op == "resample"
+                and step
+                and (item[key] < step or abs(item[key] / step - round(item[key] / step)) > 1e-9)
+            ):
+                raise InvalidInput(
+                    f"{where}.step: {item[key]:g}s is not a multiple of the detector's step ({step:g}s)",
+                    field=f"{where}.step",
+                )
         else:
             by = raw.get("by", [])
             if not isinstance(by, (list, tuple)) or not all(isinstance(b, str) and b for b in by):
-                raise InvalidInput(f"{where}.by: expected a list of label names", field=f"{where}.by")
+                raise InvalidInput(
+                    f"{where}.by: expected a list of label names", field=f"{where}.by"
+                )
             item["by"] = list(by)
         out.append(item)
     return out
@@ -334,8 +394,16 @@ def validate_steps(steps: Any, *, field: str = "transforms", step: float | None 
 def history_seconds(steps: Sequence[Mapping[str, Any]]) -> float:
     """How far before a window the steps reach back: the samples to collect ahead of it so
     its first points come out as they would inside a longer window."""
-    return float(sum(s.get("window", 0.0) if s["op"] == "rolling" else s.get("step", 0.0) if s["op"] == "resample" else 0.0
-                     for s in steps))
+    return float(
+        sum(
+            s.get("window", 0.0)
+            if s["op"] == "rolling"
+            else s.get("step", 0.0)
+            if s["op"] == "resample"
+            else 0.0
+            for s in steps
+        )
+    )
 
 
 def output_step(steps: Sequence[Mapping[str, Any]], step: float) -> float:
@@ -346,7 +414,9 @@ def output_step(steps: Sequence[Mapping[str, Any]], step: float) -> float:
     return float(step)
 
 
-def apply_steps(frame: pd.DataFrame, steps: Sequence[Mapping[str, Any]], *, step: float) -> pd.DataFrame:
+def apply_steps(
+    frame: pd.DataFrame, steps: Sequence[Mapping[str, Any]], *, step: float
+) -> pd.DataFrame:
     """Run a detector's (validated) steps over a standardised frame at ``step``; the result
     is standardised again (sorted, ``gap_before`` at twice the output step). A resample
     bucket is stamped with its last step (see the module's docstring)."""

@@ -29,7 +29,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from aiops.errors import InvalidInput
 from aiops.logql import LogQLBuilder
@@ -87,10 +95,16 @@ class TriageLink(BaseModel):
     selector: Annotated[str, StringConstraints(min_length=1, max_length=4096)] | None = None
     job: Annotated[str, StringConstraints(pattern=_NAME)] | None = None
     path: Annotated[str, StringConstraints(min_length=1, max_length=4096)] | None = None
-    datasource: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")] = "loki"
+    datasource: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")] = (
+        "loki"
+    )
     lead_seconds: Annotated[int, _seconds("lead", 0, 86400)] = Field(300, alias="lead")
-    max_window_seconds: Annotated[int, _seconds("max_window", 60, 86400)] = Field(3600, alias="max_window")
-    baselines: tuple[Literal["previous", "day", "week"], ...] = Field(BASELINES, min_length=1, max_length=3)
+    max_window_seconds: Annotated[int, _seconds("max_window", 60, 86400)] = Field(
+        3600, alias="max_window"
+    )
+    baselines: tuple[Literal["previous", "day", "week"], ...] = Field(
+        BASELINES, min_length=1, max_length=3
+    )
 
     @field_validator("selector")
     @classmethod
@@ -107,7 +121,8 @@ class TriageLink(BaseModel):
         given = [n for n in ("selector", "job", "path") if getattr(self, n) is not None]
         if len(given) != 1:
             raise ValueError(
-                "give exactly one of selector, job or path" + (f" (got {', '.join(given)})" if given else "")
+                "give exactly one of selector, job or path"
+                + (f" (got {', '.join(given)})" if given else "")
             )
         return self
 
@@ -173,7 +188,10 @@ def triage_windows(
     ends at the resolution, or now while the incident is open, and is at least a second long."""
     start = opened_at - timedelta(seconds=link.lead_seconds)
     end = resolved_at if resolved_at is not None else now
-    end = min(max(end, opened_at + timedelta(seconds=1)), start + timedelta(seconds=link.max_window_seconds))
+    end = min(
+        max(end, opened_at + timedelta(seconds=1)),
+        start + timedelta(seconds=link.max_window_seconds),
+    )
     length = end - start
     baselines = []
     for name in link.baselines:
@@ -208,7 +226,10 @@ def _error_logql(selector: str | None, error_type: str) -> dict[str, str] | None
     if selector is None:
         return None
     base = LogQLBuilder(selector).contains(error_type)
-    return {"line_filter": str(base), "metric_query": str(base.count_over_time("5m").aggregate("sum"))}
+    return {
+        "line_filter": str(base),
+        "metric_query": str(base.count_over_time("5m").aggregate("sum")),
+    }
 
 
 def compare_windows(
@@ -232,13 +253,17 @@ def compare_windows(
 
     miner = TemplateMiner()
     used = [(w, f) for w, f in baselines if len(f)]
-    base = LogAnalyzer(patterns=patterns, miner=miner, selector=selector, log_format=log_format, bucket="1h")
+    base = LogAnalyzer(
+        patterns=patterns, miner=miner, selector=selector, log_format=log_format, bucket="1h"
+    )
     for _, frame in used:
         base.update(frame)
     base_seconds = sum(w.seconds for w, _ in used)
     base_report = base.report().to_dict()
     base_report["window"] = {**base_report["window"], "seconds": base_seconds or None}
-    cur = LogAnalyzer(patterns=patterns, miner=miner, selector=selector, log_format=log_format, bucket="1h")
+    cur = LogAnalyzer(
+        patterns=patterns, miner=miner, selector=selector, log_format=log_format, bucket="1h"
+    )
     cur.update(incident)
     cur_report = cur.report(window=(window.start, window.end)).to_dict()
     cur_seconds = window.seconds
@@ -249,7 +274,10 @@ def compare_windows(
     if used:
         for change in compare(base_report, cur_report, ratio=ratio, min_count=min_count):
             kind = change["type"].removeprefix("log.")
-            finding: dict[str, Any] = {"kind": kind, **{k: v for k, v in change.items() if k != "type"}}
+            finding: dict[str, Any] = {
+                "kind": kind,
+                **{k: v for k, v in change.items() if k != "type"},
+            }
             tid = change.get("template_id")
             if tid is not None:
                 tpl = cur_templates.get(tid) or {}
@@ -259,7 +287,9 @@ def compare_windows(
             else:
                 finding["logql"] = _error_logql(selector, change["error_type"])
             finding["rate_per_minute"] = _per_minute(change.get("count") or 0, cur_seconds)
-            finding["baseline_rate_per_minute"] = _per_minute(change.get("previous_count") or 0, base_seconds)
+            finding["baseline_rate_per_minute"] = _per_minute(
+                change.get("previous_count") or 0, base_seconds
+            )
             findings.append(finding)
         cur_counts = cur_report["template_counts"]
         for tid, before in base_report["template_counts"].items():
@@ -267,26 +297,45 @@ def compare_windows(
             if tid in cur_counts or before < min_count or expected < min_count:
                 continue
             tpl = base_templates.get(tid) or {}
-            findings.append({
-                "kind": "vanished",
-                "template_id": tid,
-                "template": tpl.get("template"),
-                "count": 0,
-                "previous_count": int(before),
-                "expected_count": round(expected, 1),
-                "severity": "warning" if tpl.get("error_count") else "info",
-                "examples": list(tpl.get("examples") or [])[:EXAMPLES],
-                "logql": tpl.get("logql"),
-                "level": tpl.get("level"),
-                "rate_per_minute": 0.0,
-                "baseline_rate_per_minute": _per_minute(before, base_seconds),
-            })
+            findings.append(
+                {
+                    "kind": "vanished",
+                    "template_id": tid,
+                    "template": tpl.get("template"),
+                    "count": 0,
+                    "previous_count": int(before),
+                    "expected_count": round(expected, 1),
+                    "severity": "warning" if tpl.get("error_count") else "info",
+                    "examples": list(tpl.get("examples") or [])[:EXAMPLES],
+                    "logql": tpl.get("logql"),
+                    "level": tpl.get("level"),
+                    "rate_per_minute": 0.0,
+                    "baseline_rate_per_minute": _per_minute(before, base_seconds),
+                }
+            )
         findings += _slower(base_report, cur_report, cur_templates, slower_ratio, slower_min_ms)
     rank = {"critical": 0, "warning": 1, "info": 2}
     order = {"new_error_type": 0, "new_template": 1, "rate_jump": 2, "slower": 3, "vanished": 4}
-    findings.sort(key=lambda f: (rank.get(f.get("severity"), 3), order.get(f["kind"], 9), -(f.get("count") or 0)))
+    findings.sort(
+        key=lambda f: (
+            rank.get(f.get("severity"), 3),
+            order.get(f["kind"], 9),
+            -(f.get("count") or 0),
+        )
+    )
     top = [
-        {k: t.get(k) for k in ("template_id", "template", "count", "error_count", "level", "examples", "logql")}
+        {
+            k: t.get(k)
+            for k in (
+                "template_id",
+                "template",
+                "count",
+                "error_count",
+                "level",
+                "examples",
+                "logql",
+            )
+        }
         for t in cur_report["templates"][:10]
     ]
     report = {
@@ -295,8 +344,14 @@ def compare_windows(
             {**w.to_dict(), "lines": int(len(f)), "used": bool(len(f))} for w, f in baselines
         ],
         "selector": selector,
-        "lines": {"incident": int(cur_report["total_logs"]), "baseline": int(base_report["total_logs"])},
-        "errors": {"incident": int(cur_report["error_count"]), "baseline": int(base_report["error_count"])},
+        "lines": {
+            "incident": int(cur_report["total_logs"]),
+            "baseline": int(base_report["total_logs"]),
+        },
+        "errors": {
+            "incident": int(cur_report["error_count"]),
+            "baseline": int(base_report["error_count"]),
+        },
         "error_rate_per_minute": {
             "incident": _per_minute(cur_report["error_count"], cur_seconds),
             "baseline": _per_minute(base_report["error_count"], base_seconds),
@@ -312,9 +367,14 @@ def compare_windows(
 
 
 def _slower(
-    base: Mapping[str, Any], cur: Mapping[str, Any], cur_templates: Mapping[str, Any], ratio: float, min_ms: float
+    base: Mapping[str, Any],
+    cur: Mapping[str, Any],
+    cur_templates: Mapping[str, Any],
+    ratio: float,
+    min_ms: float,
 ) -> list[dict[str, Any]]:
     """Templates whose median duration grew ``ratio`` times and by ``min_ms`` (3+ samples each)."""
+
     def by_template(report: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         section = (report.get("performance") or {}).get("durations_ms") or {}
         return {row["template_id"]: row for row in section.get("by_template") or []}
@@ -328,20 +388,22 @@ def _slower(
         p50_before, p50_now = float(was["p50"]), float(now["p50"])
         if p50_now >= ratio * p50_before and p50_now - p50_before >= min_ms:
             tpl = cur_templates.get(tid) or {}
-            out.append({
-                "kind": "slower",
-                "template_id": tid,
-                "template": now.get("template"),
-                "count": int(now["count"]),
-                "previous_count": int(was["count"]),
-                "p50_ms": {"baseline": p50_before, "incident": p50_now},
-                "p95_ms": {"baseline": float(was["p95"]), "incident": float(now["p95"])},
-                "ratio": round(p50_now / p50_before, 2) if p50_before > 0 else None,
-                "severity": "warning",
-                "examples": list(tpl.get("examples") or [])[:EXAMPLES],
-                "logql": tpl.get("logql"),
-                "level": tpl.get("level"),
-            })
+            out.append(
+                {
+                    "kind": "slower",
+                    "template_id": tid,
+                    "template": now.get("template"),
+                    "count": int(now["count"]),
+                    "previous_count": int(was["count"]),
+                    "p50_ms": {"baseline": p50_before, "incident": p50_now},
+                    "p95_ms": {"baseline": float(was["p95"]), "incident": float(now["p95"])},
+                    "ratio": round(p50_now / p50_before, 2) if p50_before > 0 else None,
+                    "severity": "warning",
+                    "examples": list(tpl.get("examples") or [])[:EXAMPLES],
+                    "logql": tpl.get("logql"),
+                    "level": tpl.get("level"),
+                }
+            )
     return out
 
 
@@ -364,7 +426,10 @@ def summarize(report: Mapping[str, Any]) -> str:
         counts[f["kind"]] = counts.get(f["kind"], 0) + 1
     if not counts:
         return f"no change in the logs ({lines['incident']} lines in the incident window, {lines['baseline']} in the baseline)"
-    parts = [f"{n} {_KIND_TEXT[k][n > 1]}" for k, n in sorted(counts.items(), key=lambda kv: list(_KIND_TEXT).index(kv[0]))]
+    parts = [
+        f"{n} {_KIND_TEXT[k][n > 1]}"
+        for k, n in sorted(counts.items(), key=lambda kv: list(_KIND_TEXT).index(kv[0]))
+    ]
     errors = [f["error_type"] for f in report["findings"] if f["kind"] == "new_error_type"][:3]
     text = ", ".join(parts)
     if errors:
@@ -384,7 +449,9 @@ def triage_markdown(report: Mapping[str, Any], *, title: str) -> str:
         f"{report['errors']['incident']} errors)",
     ]
     for b in report["baselines"]:
-        md.append(f"- baseline `{b['name']}`: {b['start']} to {b['end']} ({b['lines']} lines{'' if b['used'] else ', not used'})")
+        md.append(
+            f"- baseline `{b['name']}`: {b['start']} to {b['end']} ({b['lines']} lines{'' if b['used'] else ', not used'})"
+        )
     if report.get("selector"):
         md.append(f"- selector: `{report['selector']}`")
     md += ["", "## Findings", ""]
@@ -405,5 +472,7 @@ def triage_markdown(report: Mapping[str, Any], *, title: str) -> str:
         if query:
             md.append(f"  - LogQL: `{query}`")
     md += ["", "## Top templates in the incident window", ""]
-    md += [f"- {t['count']}: `{(t['template'] or '')[:200]}`" for t in report["top_templates"]] or ["- no lines"]
+    md += [f"- {t['count']}: `{(t['template'] or '')[:200]}`" for t in report["top_templates"]] or [
+        "- no lines"
+    ]
     return "\n".join(md)

@@ -54,8 +54,12 @@ def prepare_store(settings: Settings) -> Store:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = Store.open(url)
     if settings.detectors_file:
-        result = apply_detectors_file(store, settings.detectors_file, datasources=settings.datasource_configs())
-        log.info("detectors file %s: %s", settings.detectors_file, {k: len(v) for k, v in result.items()})
+        result = apply_detectors_file(
+            store, settings.detectors_file, datasources=settings.datasource_configs()
+        )
+        log.info(
+            "detectors file %s: %s", settings.detectors_file, {k: len(v) for k, v in result.items()}
+        )
     configs = settings.datasource_configs()
     for det in store.list_detectors():
         for note in detector_sampling_notes(det, configs):
@@ -112,7 +116,9 @@ def run_up(
     env = dict(os.environ if environ is None else environ)
     # Core modules log through the standard `aiops.*` loggers; ship them to the Prefect UI too.
     env.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "aiops")
-    env.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no phoning home from a local server
+    env.setdefault(
+        "PREFECT_SERVER_ANALYTICS_ENABLED", "false"
+    )  # no phoning home from a local server
     sup = Supervisor()
 
     def interrupt(*_: Any) -> None:
@@ -126,7 +132,11 @@ def run_up(
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         with prepare_store(settings) as store:
             if plan.demo is not None:
-                apply_detectors_file(store, plan.demo.config_dir / "detectors.yaml", datasources=settings.datasource_configs())
+                apply_detectors_file(
+                    store,
+                    plan.demo.config_dir / "detectors.yaml",
+                    datasources=settings.datasource_configs(),
+                )
             else:
                 for det_id in pause_demo_detectors(store, settings):
                     notice(f"paused demo detector {det_id} (`aiops up --demo` resumes it)")
@@ -136,17 +146,34 @@ def run_up(
             port = settings.prefect_port
             prefect_server = sup.start(  # booting takes a while: the demo starts meanwhile
                 "prefect server",
-                [python, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                [
+                    python,
+                    "-m",
+                    "prefect",
+                    "server",
+                    "start",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                ],
                 env,
             )
         if plan.demo is not None:
             from aiops.demo.stack import start_demo
 
             api_target = f"{settings.api_host}:{settings.api_port}" if plan.api else None
-            where.update(start_demo(settings, sup, env, plan.demo, python=python, api_target=api_target))
+            where.update(
+                start_demo(settings, sup, env, plan.demo, python=python, api_target=api_target)
+            )
         if prefect_server is not None:
             port = settings.prefect_port
-            wait_http(f"http://127.0.0.1:{port}/api/health", prefect_server, _PREFECT_READY_SECONDS, "the Prefect server")
+            wait_http(
+                f"http://127.0.0.1:{port}/api/health",
+                prefect_server,
+                _PREFECT_READY_SECONDS,
+                "the Prefect server",
+            )
             env["PREFECT_API_URL"] = f"http://127.0.0.1:{port}/api"
         sup.start("deployments", [python, "-m", "deployments.serve"], env)
         if plan.api:

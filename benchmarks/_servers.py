@@ -17,19 +17,38 @@ from tests.support.prometheus import free_port
 
 
 @contextmanager
-def prefect_server(home: Path, *, database_url: str | None = None, timeout: float = 180.0) -> Iterator[str]:
+def prefect_server(
+    home: Path, *, database_url: str | None = None, timeout: float = 180.0
+) -> Iterator[str]:
     """Start a Prefect server on 127.0.0.1 (a free port); yield its API URL."""
     home.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-           "PREFECT_LOGGING_LEVEL": "WARNING"}
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(home),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_LOGGING_LEVEL": "WARNING",
+    }
     env.pop("PREFECT_API_URL", None)
     if database_url:
         env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = database_url
     log = open(home / "server.log", "w")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
-        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "prefect",
+            "server",
+            "start",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}/api"
     try:
@@ -42,12 +61,16 @@ def prefect_server(home: Path, *, database_url: str | None = None, timeout: floa
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError(f"Prefect server not healthy after {timeout}s: {(home / 'server.log').read_text()[-2000:]}")
+                raise RuntimeError(
+                    f"Prefect server not healthy after {timeout}s: {(home / 'server.log').read_text()[-2000:]}"
+                )
             try:
                 code = proc.wait(timeout=0.25)  # the pause between polls; notices a crash
             except subprocess.TimeoutExpired:
                 continue
-            raise RuntimeError(f"Prefect server exited with {code}: {(home / 'server.log').read_text()[-2000:]}")
+            raise RuntimeError(
+                f"Prefect server exited with {code}: {(home / 'server.log').read_text()[-2000:]}"
+            )
         yield url
     finally:
         proc.terminate()

@@ -59,19 +59,29 @@ def serve(prometheus_url: str, db_url: str, port: int, tail_interval: float) -> 
     from aiops.api import ApiOptions, create_app
     from aiops.config import Settings
 
-    settings = Settings(prometheus_url=prometheus_url, database_url=db_url, api_token=TOKEN, cache_ttl_seconds=300)
+    settings = Settings(
+        prometheus_url=prometheus_url, database_url=db_url, api_token=TOKEN, cache_ttl_seconds=300
+    )
     app = create_app(settings, options=ApiOptions(tail_interval=tail_interval))
     # proto=IPPROTO_TCP: asyncio sets TCP_NODELAY only on sockets that say so (else +40 ms)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", port))
     sock.listen(4096)
-    config = uvicorn.Config(app, log_level="warning", access_log=False, ws_ping_interval=None, backlog=4096,
-                            ws_per_message_deflate=False)  # as build_server: events are small
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        access_log=False,
+        ws_ping_interval=None,
+        backlog=4096,
+        ws_per_message_deflate=False,
+    )  # as build_server: events are small
     uvicorn.Server(config).run(sockets=[sock])
 
 
-def start_api(prometheus_url: str, db_url: str, tail_interval: float) -> tuple[subprocess.Popen, str]:
+def start_api(
+    prometheus_url: str, db_url: str, tail_interval: float
+) -> tuple[subprocess.Popen, str]:
     port = free_port()
     code = (
         "import sys; sys.path.insert(0, %r); from benchmarks.api import serve; serve(%r, %r, %d, %r)"
@@ -102,7 +112,11 @@ async def query_overhead(api: str, prom: str, first_ts: int, n: int) -> dict[str
     async with httpx.AsyncClient(timeout=30) as client:
         for i in range(20):  # warm-up: connections, code paths
             await client.get(prom + "/api/v1/query", params={"query": query, "time": first_ts - i})
-            await client.post(api + "/api/datasources/prometheus/query", json={"query": query, "time": first_ts - i - 100}, headers=AUTH)
+            await client.post(
+                api + "/api/datasources/prometheus/query",
+                json={"query": query, "time": first_ts - i - 100},
+                headers=AUTH,
+            )
         for i in range(n):
             at = first_ts + i  # distinct past times: every API request misses the cache
             t = time.perf_counter()
@@ -110,13 +124,19 @@ async def query_overhead(api: str, prom: str, first_ts: int, n: int) -> dict[str
             times["direct"].append(time.perf_counter() - t)
             assert r.status_code == 200
             t = time.perf_counter()
-            r = await client.post(api + "/api/datasources/prometheus/query", json={"query": query, "time": at}, headers=AUTH)
+            r = await client.post(
+                api + "/api/datasources/prometheus/query",
+                json={"query": query, "time": at},
+                headers=AUTH,
+            )
             times["api"].append(time.perf_counter() - t)
             assert r.status_code == 200 and r.json()["cached"] is False, r.text
     return times
 
 
-async def throughput(url: str, request: bytes, seconds: float, concurrency: int) -> tuple[float, int]:
+async def throughput(
+    url: str, request: bytes, seconds: float, concurrency: int
+) -> tuple[float, int]:
     """Requests/s of one pre-encoded HTTP/1.1 request repeated over keep-alive connections.
 
     A raw asyncio client (no httpx) so that the client is not the bottleneck."""
@@ -148,7 +168,9 @@ async def throughput(url: str, request: bytes, seconds: float, concurrency: int)
     return done / elapsed, done
 
 
-def http_request(method: str, path: str, host: str, body: bytes = b"", headers: dict[str, str] | None = None) -> bytes:
+def http_request(
+    method: str, path: str, host: str, body: bytes = b"", headers: dict[str, str] | None = None
+) -> bytes:
     lines = [f"{method} {path} HTTP/1.1", f"Host: {host}", "Connection: keep-alive"]
     lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
     if body:
@@ -185,7 +207,10 @@ def client_process(ws_url: str, count: int, ready, results) -> None:
         sockets = []
         for start in range(0, count, 50):  # connect in waves
             sockets += await asyncio.gather(
-                *(connect(ws_url, additional_headers=AUTH, open_timeout=120, max_queue=None) for _ in range(min(50, count - start)))
+                *(
+                    connect(ws_url, additional_headers=AUTH, open_timeout=120, max_queue=None)
+                    for _ in range(min(50, count - start))
+                )
             )
         for ws in sockets:  # subscribed once its live marker arrives
             while json.loads(await ws.recv())["op"] != "live":
@@ -197,7 +222,9 @@ def client_process(ws_url: str, count: int, ready, results) -> None:
     asyncio.run(run())
 
 
-def fanout(api: str, db_url: str, clients: int, events: int, processes: int) -> dict[str, list[float]]:
+def fanout(
+    api: str, db_url: str, clients: int, events: int, processes: int
+) -> dict[str, list[float]]:
     """``clients`` WebSocket clients spread over ``processes`` client processes (as clients on
     other machines would be); events inserted one at a time, each awaited by every client."""
     import multiprocessing as mp
@@ -209,19 +236,38 @@ def fanout(api: str, db_url: str, clients: int, events: int, processes: int) -> 
     ws_url = api.replace("http://", "ws://") + "/api/events/ws"
     ctx = mp.get_context("spawn")
     ready, results = ctx.Queue(), ctx.Queue()
-    shares = [clients // processes + (1 if i < clients % processes else 0) for i in range(processes)]
-    procs = [ctx.Process(target=client_process, args=(ws_url, n, ready, results), daemon=True) for n in shares if n]
+    shares = [
+        clients // processes + (1 if i < clients % processes else 0) for i in range(processes)
+    ]
+    procs = [
+        ctx.Process(target=client_process, args=(ws_url, n, ready, results), daemon=True)
+        for n in shares
+        if n
+    ]
     for proc in procs:
         proc.start()
     try:
         for _ in procs:
             ready.get(timeout=300)
-        out: dict[str, list[float]] = {"publish_to_client": [], "insert_to_client": [], "last_client": [], "server": []}
+        out: dict[str, list[float]] = {
+            "publish_to_client": [],
+            "insert_to_client": [],
+            "last_client": [],
+            "server": [],
+        }
         base = datetime(2026, 1, 1, tzinfo=UTC)
         for k in range(events):
             t_insert = time.time()
             (row,) = store.insert_events(
-                [{"detector_id": "bench", "labels": {"k": str(k)}, "ts": base.timestamp() + k, "score": 2.0, "value": 1.0}]
+                [
+                    {
+                        "detector_id": "bench",
+                        "labels": {"k": str(k)},
+                        "ts": base.timestamp() + k,
+                        "score": 2.0,
+                        "value": 1.0,
+                    }
+                ]
             )
             arrivals: list[tuple[float, float]] = []
             for _ in procs:
@@ -233,7 +279,11 @@ def fanout(api: str, db_url: str, clients: int, events: int, processes: int) -> 
             out["insert_to_client"] += [(t - t_insert) * 1000 for t, _ in arrivals]
             out["last_client"].append((max(t for t, _ in arrivals) - published) * 1000)
             metrics = httpx.get(api + "/metrics", timeout=10).text
-            line = next(x for x in metrics.splitlines() if x.startswith("aiops_api_websocket_fanout_seconds "))
+            line = next(
+                x
+                for x in metrics.splitlines()
+                if x.startswith("aiops_api_websocket_fanout_seconds ")
+            )
             out["server"].append(float(line.split()[1]) * 1000)
         return out
     finally:
@@ -254,7 +304,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--clients", type=int, default=1000)
     parser.add_argument("--events", type=int, default=20)
-    parser.add_argument("--client-processes", type=int, default=2, help="processes holding the WebSocket clients")
+    parser.add_argument(
+        "--client-processes", type=int, default=2, help="processes holding the WebSocket clients"
+    )
     parser.add_argument("--tail-interval", type=float, default=0.25)
     args = parser.parse_args()
 
@@ -272,32 +324,55 @@ def main() -> None:
 
             parser_ = "httptools" if importlib.util.find_spec("httptools") else "h11"
             loop_ = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
-            print(f"machine: {os.cpu_count()} cores, shared with other work; Python {sys.version.split()[0]}; "
-                  f"uvicorn with {parser_} + {loop_}")
+            print(
+                f"machine: {os.cpu_count()} cores, shared with other work; Python {sys.version.split()[0]}; "
+                f"uvicorn with {parser_} + {loop_}"
+            )
             times = asyncio.run(query_overhead(api, prom.url, history.start + 600, args.requests))
             d50, d99 = pct(times["direct"], 50) * 1000, pct(times["direct"], 99) * 1000
             a50, a99 = pct(times["api"], 50) * 1000, pct(times["api"], 99) * 1000
             diffs = [(a - d) * 1000 for a, d in zip(times["api"], times["direct"], strict=True)]
-            print(f"\n1. instant query, cache miss, {args.requests} alternating requests, one at a time (ms)")
+            print(
+                f"\n1. instant query, cache miss, {args.requests} alternating requests, one at a time (ms)"
+            )
             print(f"{'path':<46}{'p50':>8}{'p99':>8}")
             print(f"{'Prometheus directly (GET /api/v1/query)':<46}{d50:>8.3f}{d99:>8.3f}")
             print(f"{'API (POST /api/datasources/prometheus/query)':<46}{a50:>8.3f}{a99:>8.3f}")
-            print(f"{'added by the API (p50/p99 of the two)':<46}{a50 - d50:>8.3f}{a99 - d99:>8.3f}")
+            print(
+                f"{'added by the API (p50/p99 of the two)':<46}{a50 - d50:>8.3f}{a99 - d99:>8.3f}"
+            )
             print(f"{'added, median of per-pair differences':<46}{statistics.median(diffs):>8.3f}")
 
             query, at = 'aiops_test_gauge{instance="a"}', history.start + 60
             api_host, prom_host = api.removeprefix("http://"), prom.url.removeprefix("http://")
-            api_req = http_request("POST", "/api/datasources/prometheus/query", api_host,
-                                   json.dumps({"query": query, "time": at}).encode(), AUTH)
-            prom_req = http_request("GET", "/api/v1/query?" + httpx.QueryParams({"query": query, "time": at}).__str__(), prom_host)
+            api_req = http_request(
+                "POST",
+                "/api/datasources/prometheus/query",
+                api_host,
+                json.dumps({"query": query, "time": at}).encode(),
+                AUTH,
+            )
+            prom_req = http_request(
+                "GET",
+                "/api/v1/query?" + httpx.QueryParams({"query": query, "time": at}).__str__(),
+                prom_host,
+            )
             hit_rps, hit_n = asyncio.run(throughput(api, api_req, args.seconds, args.concurrency))
-            direct_rps, _ = asyncio.run(throughput(prom.url, prom_req, args.seconds, args.concurrency))
-            print(f"\n2. the same past instant query, {args.concurrency} keep-alive connections, {args.seconds:.0f} s each")
-            print(f"{'API, answered from its cache':<46}{hit_rps:>10,.0f} req/s ({hit_n:,} requests)")
+            direct_rps, _ = asyncio.run(
+                throughput(prom.url, prom_req, args.seconds, args.concurrency)
+            )
+            print(
+                f"\n2. the same past instant query, {args.concurrency} keep-alive connections, {args.seconds:.0f} s each"
+            )
+            print(
+                f"{'API, answered from its cache':<46}{hit_rps:>10,.0f} req/s ({hit_n:,} requests)"
+            )
             print(f"{'Prometheus directly (evaluates it each time)':<46}{direct_rps:>10,.0f} req/s")
 
             fan = fanout(api, db_url, args.clients, args.events, args.client_processes)
-            print(f"\n3. WebSocket fan-out: {args.clients} clients in {args.client_processes} processes x {args.events} events (ms)")
+            print(
+                f"\n3. WebSocket fan-out: {args.clients} clients in {args.client_processes} processes x {args.events} events (ms)"
+            )
             print(f"{'':<46}{'p50':>8}{'p99':>8}{'max':>8}")
             for key, label in (
                 ("server", "publish -> written to the last client (server)"),

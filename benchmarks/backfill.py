@@ -64,7 +64,11 @@ def families(series: int, points: int) -> Iterator[Family]:
     def samples(k: int) -> Iterator[tuple[float, float]]:
         return ((START + i * STEP, value(k, i)) for i in range(points))
 
-    yield Family("bench_backfill", "gauge", [({"instance": f"host-{k:03d}"}, samples(k)) for k in range(series)])
+    yield Family(
+        "bench_backfill",
+        "gauge",
+        [({"instance": f"host-{k:03d}"}, samples(k)) for k in range(series)],
+    )
 
 
 async def baseline(url: str, windows: list[tuple[datetime, datetime]]) -> tuple[float, int]:
@@ -85,9 +89,17 @@ def main() -> None:
     parser.add_argument("--series", type=int, default=100)
     parser.add_argument("--days", type=float, default=30.0)
     parser.add_argument("--window", default="1d")
-    parser.add_argument("--detectors", type=int, default=1, help="split the series over this many detectors")
-    parser.add_argument("--dask-workers", type=int, help="also run through a LocalCluster of this many worker processes")
-    parser.add_argument("--dask-address", help="also run through the Dask cluster at this scheduler address")
+    parser.add_argument(
+        "--detectors", type=int, default=1, help="split the series over this many detectors"
+    )
+    parser.add_argument(
+        "--dask-workers",
+        type=int,
+        help="also run through a LocalCluster of this many worker processes",
+    )
+    parser.add_argument(
+        "--dask-address", help="also run through the Dask cluster at this scheduler address"
+    )
     args = parser.parse_args()
     dask = args.dask_address or args.dask_workers
 
@@ -102,9 +114,13 @@ def main() -> None:
         work = Path(tmp)
         t = time.perf_counter()
         written = load_history(families(args.series, points), work / "prom" / "data", work / "om")
-        print(f"loaded {written:,} samples ({args.series} series x {points:,} points) in {time.perf_counter() - t:.0f} s")
+        print(
+            f"loaded {written:,} samples ({args.series} series x {points:,} points) in {time.perf_counter() - t:.0f} s"
+        )
 
-        with run_prometheus(work / "prom", data_dir=work / "prom" / "data", ready_timeout=600) as prom:
+        with run_prometheus(
+            work / "prom", data_dir=work / "prom" / "data", ready_timeout=600
+        ) as prom:
             os.environ["AIOPS_PROMETHEUS_URL"] = prom.url
             os.environ["AIOPS_DATABASE_URL"] = f"sqlite:///{work}/aiops.db"
             os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
@@ -123,59 +139,98 @@ def main() -> None:
                 os.environ["AIOPS_DATABASE_URL"] = f"sqlite:///{work}/{db_name}"
                 db = store()
                 for k, det_id in enumerate(detectors):
-                    mine = "|".join(f"host-{i:03d}" for i in range(args.series) if i % args.detectors == k)
-                    query = "bench_backfill" if args.detectors == 1 else f'bench_backfill{{instance=~"{mine}"}}'
-                    db.create_detector({
-                        "id": det_id, "name": det_id, "kind": "zscore", "status": "paused",
-                        "datasource": {"query": query, "step": STEP, "lookback": 3600},
-                    })
+                    mine = "|".join(
+                        f"host-{i:03d}" for i in range(args.series) if i % args.detectors == k
+                    )
+                    query = (
+                        "bench_backfill"
+                        if args.detectors == 1
+                        else f'bench_backfill{{instance=~"{mine}"}}'
+                    )
+                    db.create_detector(
+                        {
+                            "id": det_id,
+                            "name": det_id,
+                            "kind": "zscore",
+                            "status": "paused",
+                            "datasource": {"query": query, "step": STEP, "lookback": 3600},
+                        }
+                    )
                 warm_end = datetime.fromtimestamp(min(end, start + 3600 * 6), UTC)
-                asyncio.run(backfill(detectors, range_start, warm_end, window="1h", backfill_id="warm-up"))
+                asyncio.run(
+                    backfill(detectors, range_start, warm_end, window="1h", backfill_id="warm-up")
+                )
                 t = time.perf_counter()
-                result = asyncio.run(backfill(detectors, range_start, range_end, window=args.window))
+                result = asyncio.run(
+                    backfill(detectors, range_start, range_end, window=args.window)
+                )
                 return time.perf_counter() - t, result
 
             with prefect_test_harness(server_startup_timeout=120), disable_run_logger():
                 flow_s, result = run("aiops.db")
                 dask_s = dask_result = None
                 if dask:
-                    os.environ["AIOPS_DATABASE_URL"] = f"sqlite:///{work}/aiops-dask.db"  # the workers inherit it
+                    os.environ["AIOPS_DATABASE_URL"] = (
+                        f"sqlite:///{work}/aiops-dask.db"  # the workers inherit it
+                    )
                     with contextlib.ExitStack() as stack:
                         address = args.dask_address
                         if address is None:
                             from distributed import LocalCluster
 
-                            cluster = stack.enter_context(LocalCluster(
-                                n_workers=args.dask_workers, threads_per_worker=1, processes=True,
-                                host="127.0.0.1", dashboard_address=None,
-                            ))
+                            cluster = stack.enter_context(
+                                LocalCluster(
+                                    n_workers=args.dask_workers,
+                                    threads_per_worker=1,
+                                    processes=True,
+                                    host="127.0.0.1",
+                                    dashboard_address=None,
+                                )
+                            )
                             address = cluster.scheduler_address
                         os.environ["AIOPS_DASK_ADDRESS"] = address
                         try:
                             dask_s, dask_result = run("aiops-dask.db")
                         finally:
                             del os.environ["AIOPS_DASK_ADDRESS"]
-            base2_s, _ = asyncio.run(baseline(prom.url, windows))  # again, after: the machine may drift
+            base2_s, _ = asyncio.run(
+                baseline(prom.url, windows)
+            )  # again, after: the machine may drift
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     samples = sum(r["samples"] for r in result["detectors"])
     base = min(base_s, base2_s)
-    print(f"backfill: {args.series} series x {args.days:g} days at {STEP} s, {len(windows)} windows of {args.window}, "
-          f"{args.detectors} detector(s)")
+    print(
+        f"backfill: {args.series} series x {args.days:g} days at {STEP} s, {len(windows)} windows of {args.window}, "
+        f"{args.detectors} detector(s)"
+    )
     print(f"{'path':<46}{'seconds':>10}{'samples/s':>14}")
-    print(f"{'baseline: httpx + json.loads per window':<46}{base:>10.2f}{base_samples / base:>14,.0f}")
+    print(
+        f"{'baseline: httpx + json.loads per window':<46}{base:>10.2f}{base_samples / base:>14,.0f}"
+    )
     print(f"{'backfill flow: Prometheus -> store':<46}{flow_s:>10.2f}{samples / flow_s:>14,.0f}")
     if dask_result is not None:
-        label = f"backfill flow on Dask ({args.dask_workers} workers)" if args.dask_address is None else "backfill flow on Dask"
+        label = (
+            f"backfill flow on Dask ({args.dask_workers} workers)"
+            if args.dask_address is None
+            else "backfill flow on Dask"
+        )
         dask_samples = sum(r["samples"] for r in dask_result["detectors"])
         print(f"{label:<46}{dask_s:>10.2f}{dask_samples / dask_s:>14,.0f}")
-    print(f"windows done {result['progress']['done']}/{result['progress']['total']}, samples {samples:,} "
-          f"(baseline {base_samples:,}), anomalies stored {result['anomalies']}, "
-          f"largest piece {max(r['max_piece_samples'] for r in result['detectors']):,} samples")
+    print(
+        f"windows done {result['progress']['done']}/{result['progress']['total']}, samples {samples:,} "
+        f"(baseline {base_samples:,}), anomalies stored {result['anomalies']}, "
+        f"largest piece {max(r['max_piece_samples'] for r in result['detectors']):,} samples"
+    )
     print(f"ratio (backfill time / baseline time): {flow_s / base:.2f}x  (goal <= 1.5x)")
     if dask_result is not None:
-        same = (dask_result["anomalies"], dask_result["progress"]["done"]) == (result["anomalies"], result["progress"]["done"])
-        print(f"Dask: windows done {dask_result['progress']['done']}/{dask_result['progress']['total']}, anomalies stored "
-              f"{dask_result['anomalies']} ({'same as' if same else 'DIFFERENT FROM'} in-process)")
+        same = (dask_result["anomalies"], dask_result["progress"]["done"]) == (
+            result["anomalies"],
+            result["progress"]["done"],
+        )
+        print(
+            f"Dask: windows done {dask_result['progress']['done']}/{dask_result['progress']['total']}, anomalies stored "
+            f"{dask_result['anomalies']} ({'same as' if same else 'DIFFERENT FROM'} in-process)"
+        )
         print(f"ratio (Dask throughput / in-process throughput): {flow_s / dask_s:.2f}x")
     print(f"peak RSS of this process: {rss_mb:,.0f} MB")
 

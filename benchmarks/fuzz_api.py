@@ -38,8 +38,16 @@ def _serve_fake_loki(port: int) -> Any:
 
     from tests.support.fakeloki import FakeLoki
 
-    server = uvicorn.Server(uvicorn.Config(FakeLoki().app, host="127.0.0.1", port=port, log_config=None,
-                                           access_log=False, lifespan="off"))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            FakeLoki().app,
+            host="127.0.0.1",
+            port=port,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+        )
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     return server, thread
@@ -73,19 +81,41 @@ def run(max_examples: int, workdir: Path, seed: int = 1) -> dict[str, Any]:
     try:
         with run_prometheus(workdir / "prometheus") as prom:
             api = ApiProcess(
-                f"sqlite:///{workdir / 'aiops.db'}", free_port(), workdir / "api.log",
-                AIOPS_PROMETHEUS_URL=prom.url, AIOPS_LOKI_URL=f"http://127.0.0.1:{loki_port}", AIOPS_API_TOKEN=TOKEN,
+                f"sqlite:///{workdir / 'aiops.db'}",
+                free_port(),
+                workdir / "api.log",
+                AIOPS_PROMETHEUS_URL=prom.url,
+                AIOPS_LOKI_URL=f"http://127.0.0.1:{loki_port}",
+                AIOPS_API_TOKEN=TOKEN,
             )
             api.start()
             ndjson = workdir / "events.ndjson"
             try:
                 done = subprocess.run(
-                    [str(Path(sys.executable).parent / "schemathesis"), "run",
-                     f"http://127.0.0.1:{api.port}/openapi.json", "-H", f"Authorization: Bearer {TOKEN}",
-                     "--checks", "all", "--max-examples", str(max_examples), "--seed", str(seed),
-                     "--suppress-health-check", "all", "--report", "ndjson", "--report-ndjson-path", str(ndjson),
-                     "--no-color"],
-                    cwd=workdir, capture_output=True, text=True, timeout=3 * 3600,
+                    [
+                        str(Path(sys.executable).parent / "schemathesis"),
+                        "run",
+                        f"http://127.0.0.1:{api.port}/openapi.json",
+                        "-H",
+                        f"Authorization: Bearer {TOKEN}",
+                        "--checks",
+                        "all",
+                        "--max-examples",
+                        str(max_examples),
+                        "--seed",
+                        str(seed),
+                        "--suppress-health-check",
+                        "all",
+                        "--report",
+                        "ndjson",
+                        "--report-ndjson-path",
+                        str(ndjson),
+                        "--no-color",
+                    ],
+                    cwd=workdir,
+                    capture_output=True,
+                    text=True,
+                    timeout=3 * 3600,
                 )
             finally:
                 api.stop(signal.SIGTERM)
@@ -115,7 +145,9 @@ def main() -> int:
         print(json.dumps(result))
     else:
         print(result["summary"])
-        print(f"{result['responses']} responses, {result['responses_500']} with status 500; statuses {result['statuses']}")
+        print(
+            f"{result['responses']} responses, {result['responses_500']} with status 500; statuses {result['statuses']}"
+        )
     return 0 if result["responses_500"] == 0 else 1
 
 

@@ -35,10 +35,21 @@ from quality_real import DataFile, load_corpus, read_results  # noqa: E402
 from aiops.evaluation import NAB_PROFILES, nab_evaluate, nab_score, parse_labels_json  # noqa: E402
 
 
-def reference(script: Path, results: Path, nab_root: Path, threshold: float | None) -> dict[str, float]:
+def reference(
+    script: Path, results: Path, nab_root: Path, threshold: float | None
+) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "out.json"
-        cmd = [sys.executable, str(script), str(results), "--nab-root", str(nab_root), "--quiet", "--json", str(out)]
+        cmd = [
+            sys.executable,
+            str(script),
+            str(results),
+            "--nab-root",
+            str(nab_root),
+            "--quiet",
+            "--json",
+            str(out),
+        ]
         if threshold is not None:
             cmd += ["--threshold", str(threshold)]
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
@@ -46,10 +57,14 @@ def reference(script: Path, results: Path, nab_root: Path, threshold: float | No
     return {name: float(p["normalized_score"]) for name, p in data["profiles"].items()}
 
 
-def time_path_difference(files: list[DataFile], scores: list[np.ndarray]) -> tuple[int, float] | None:
+def time_path_difference(
+    files: list[DataFile], scores: list[np.ndarray]
+) -> tuple[int, float] | None:
     """Largest raw-score difference between nab_evaluate (times) and nab_score (rows) over the
     regularly sampled files, and how many there are; None when detections are adjacent."""
-    regular = [(f, sc) for f, sc in zip(files, scores, strict=True) if len(np.unique(np.diff(f.ns))) == 1]
+    regular = [
+        (f, sc) for f, sc in zip(files, scores, strict=True) if len(np.unique(np.diff(f.ns))) == 1
+    ]
     if any(np.any(np.diff(np.flatnonzero(sc >= 0.5)) == 1) for _, sc in regular):
         return None
     worst, n = 0.0, 0
@@ -58,10 +73,19 @@ def time_path_difference(files: list[DataFile], scores: list[np.ndarray]) -> tup
         step = float(ts[1] - ts[0])
         ts = ts - ts[0] % step  # on multiples of the step, as the product samples
         windows = [{"start": ts[a], "end": ts[b] + step} for a, b in f.nab.windows]
-        labels = parse_labels_json({"series": [{"labels": {"file": f.rel}, "windows": windows}]}, f.rel)
+        labels = parse_labels_json(
+            {"series": [{"labels": {"file": f.rel}, "windows": windows}]}, f.rel
+        )
         detections = [({"file": f.rel}, ts[i]) for i in np.flatnonzero(sc >= 0.5)]
-        timed = nab_evaluate(labels, detections, step=step, start=ts[0], end=ts[-1] + step, probation=0.15,
-                             resolve_after=0)
+        timed = nab_evaluate(
+            labels,
+            detections,
+            step=step,
+            start=ts[0],
+            end=ts[-1] + step,
+            probation=0.15,
+            resolve_after=0,
+        )
         rows = nab_score([f.nab], [sc])
         worst = max(worst, *(abs(timed.profiles[p].raw - rows[p].raw) for p in rows))
         n += 1
@@ -99,7 +123,9 @@ def main() -> None:
         print(f"| {results.parent.name}/{results.name} | " + " | ".join(cells) + f" | {diff:.3f} |")
         check = time_path_difference(files, scores)
         if check is not None:
-            timed.append(f"{results.parent.name}/{results.name}: {check[0]} files, largest raw difference {check[1]:.1e}")
+            timed.append(
+                f"{results.parent.name}/{results.name}: {check[0]} files, largest raw difference {check[1]:.1e}"
+            )
     print(f"\nprofiles {' / '.join(names)}; largest difference {worst:.4f} (NAB points)")
     print("time path (nab_evaluate, as aiops evaluate) vs rows, regularly sampled files:")
     for line in timed:

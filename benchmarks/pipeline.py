@@ -32,8 +32,13 @@ def wide_series(n: int) -> list:
     from tests.support.prometheus import SPIKE_INDEX, SeriesSpec
 
     return [
-        SeriesSpec("aiops_bench_wide", {"shard": str(k)},
-                   lambda i, k=k: 10.0 + 0.1 * ((i * 7919 + k) % 13) / 13 + (5.0 if i == SPIKE_INDEX + k else 0.0))
+        SeriesSpec(
+            "aiops_bench_wide",
+            {"shard": str(k)},
+            lambda i, k=k: (
+                10.0 + 0.1 * ((i * 7919 + k) % 13) / 13 + (5.0 if i == SPIKE_INDEX + k else 0.0)
+            ),
+        )
         for k in range(n)
     ]
 
@@ -55,7 +60,9 @@ def main() -> None:
         if args.server == "own":
             from benchmarks._servers import prefect_server
 
-            os.environ["PREFECT_API_URL"] = stack.enter_context(prefect_server(Path(tmp) / "prefect"))
+            os.environ["PREFECT_API_URL"] = stack.enter_context(
+                prefect_server(Path(tmp) / "prefect")
+            )
         else:
             from prefect.testing.utilities import prefect_test_harness
 
@@ -72,7 +79,11 @@ def main() -> None:
 
         db = store()
         for k in range(args.detectors):
-            query = (f'aiops_test_anomaly{{instance="a"}} + {k}' if args.series == 1 else f"aiops_bench_wide + {k}")
+            query = (
+                f'aiops_test_anomaly{{instance="a"}} + {k}'
+                if args.series == 1
+                else f"aiops_bench_wide + {k}"
+            )
             db.create_detector(
                 {
                     "id": f"bench-{k:04d}",
@@ -99,14 +110,22 @@ def main() -> None:
         last = max((a.created_at for a in anomalies), default=None)
     empty_s = statistics.median(empties)
     points = summary["ok"] * prom.history.points * args.series
-    print(f"detect-metrics tick: {args.detectors} detectors x {args.series} series x {prom.history.points} points"
-          f" (Prefect server: {'own process' if args.server == 'own' else 'in-process test harness'})")
+    print(
+        f"detect-metrics tick: {args.detectors} detectors x {args.series} series x {prom.history.points} points"
+        f" (Prefect server: {'own process' if args.server == 'own' else 'in-process test harness'})"
+    )
     print(f"{'run':<40}{'seconds':>10}")
     print(f"{'empty Prefect flow run (median of 5)':<40}{empty_s:>10.3f}")
     print(f"{'tick, start to last anomaly stored':<40}{tick:>10.3f}")
-    print(f"detectors ok: {summary['ok']}, failed: {summary['failed']}, anomalies stored: {stored}"
-          f" (last at {last:%H:%M:%S})" if last else "")
-    print(f"per detector: {tick / max(1, args.detectors) * 1000:.1f} ms; points scored/s: {points / tick:,.0f}")
+    print(
+        f"detectors ok: {summary['ok']}, failed: {summary['failed']}, anomalies stored: {stored}"
+        f" (last at {last:%H:%M:%S})"
+        if last
+        else ""
+    )
+    print(
+        f"per detector: {tick / max(1, args.detectors) * 1000:.1f} ms; points scored/s: {points / tick:,.0f}"
+    )
     print(f"ratio tick / empty flow run: {tick / empty_s:.1f}x")
     print(f"peak RSS of this process: {rss_after:.0f} MiB (before the tick: {rss_before:.0f} MiB)")
 

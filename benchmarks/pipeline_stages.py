@@ -82,14 +82,21 @@ def main() -> None:
     async def measured(*args: Any, **kwargs: Any) -> Any:
         collector.update(seconds=0.0, count=0)
         cpu.clear()
-        process, main_thread, children, wall = time.process_time(), time.thread_time(), _children_cpu(), time.perf_counter()
+        process, main_thread, children, wall = (
+            time.process_time(),
+            time.thread_time(),
+            _children_cpu(),
+            time.perf_counter(),
+        )
         try:
             return await tick(*args, **kwargs)
         finally:
             wall = time.perf_counter() - wall
             process, main_thread = time.process_time() - process, time.thread_time() - main_thread
-            print(f"stages: wall {wall:.2f} s; CPU: this process {process:.2f} s, its main thread {main_thread:.2f} s, "
-                  f"garbage collector {collector['seconds']:.2f} s in {collector['count']} collections")
+            print(
+                f"stages: wall {wall:.2f} s; CPU: this process {process:.2f} s, its main thread {main_thread:.2f} s, "
+                f"garbage collector {collector['seconds']:.2f} s in {collector['count']} collections"
+            )
             for name, seconds in cpu.items():
                 print(f"stages: {name}: {seconds:.2f} s")
             for pid, (seconds, cmd) in _children_cpu().items():

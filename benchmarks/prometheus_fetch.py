@@ -29,12 +29,18 @@ from tests.support.prometheus import SeriesSpec, build_history, run_prometheus  
 
 def make_series(n: int) -> list[SeriesSpec]:
     return [
-        SeriesSpec("bench_metric", {"instance": f"host-{k:03d}", "job": "bench"}, lambda i, k=k: (i * 1.25 + k) % 997)
+        SeriesSpec(
+            "bench_metric",
+            {"instance": f"host-{k:03d}", "job": "bench"},
+            lambda i, k=k: (i * 1.25 + k) % 997,
+        )
         for k in range(n)
     ]
 
 
-async def measure(url: str, query: str, start: int, end: int, step: int, repeat: int) -> dict[str, list[float]]:
+async def measure(
+    url: str, query: str, start: int, end: int, step: int, repeat: int
+) -> dict[str, list[float]]:
     times: dict[str, list[float]] = {"baseline": [], "client": []}
     samples = 0
     async with httpx.AsyncClient(timeout=120) as http:
@@ -65,14 +71,19 @@ def main() -> None:
     args = parser.parse_args()
 
     history = build_history(hours=args.hours, series=make_series(args.series))
-    with tempfile.TemporaryDirectory() as tmp, run_prometheus(Path(tmp), history, ready_timeout=300) as prom:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        run_prometheus(Path(tmp), history, ready_timeout=300) as prom,
+    ):
         times = asyncio.run(
             measure(prom.url, "bench_metric", history.start, history.end, history.step, args.repeat)
         )
     samples = times.pop("samples")[0]
     base = statistics.median(times["baseline"])
     ours = statistics.median(times["client"])
-    print(f"range query: {args.series} series x {history.points} points = {samples:,} samples, median of {args.repeat}")
+    print(
+        f"range query: {args.series} series x {history.points} points = {samples:,} samples, median of {args.repeat}"
+    )
     print(f"{'path':<42}{'seconds':>10}{'samples/s':>14}")
     print(f"{'baseline: httpx + json.loads':<42}{base:>10.3f}{samples / base:>14,.0f}")
     print(f"{'PrometheusClient.query_range().to_frame()':<42}{ours:>10.3f}{samples / ours:>14,.0f}")

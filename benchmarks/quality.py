@@ -70,7 +70,9 @@ def threshold_bounds(data: SyntheticSet) -> dict[str, dict[str, float]]:
     return out
 
 
-def in_process(data: SyntheticSet, kind: str, params: dict[str, Any]) -> tuple[list[tuple[dict, float]], float]:
+def in_process(
+    data: SyntheticSet, kind: str, params: dict[str, Any]
+) -> tuple[list[tuple[dict, float]], float]:
     """Detections of ``kind`` on every series, scored directly; and the seconds it took."""
     import pandas as pd
 
@@ -92,7 +94,9 @@ def in_process(data: SyntheticSet, kind: str, params: dict[str, Any]) -> tuple[l
     return found, elapsed
 
 
-def via_backfill(data: SyntheticSet, params: dict[str, dict[str, Any]], tmp: Path) -> dict[str, tuple[list[tuple[dict, float]], float]]:
+def via_backfill(
+    data: SyntheticSet, params: dict[str, dict[str, Any]], tmp: Path
+) -> dict[str, tuple[list[tuple[dict, float]], float]]:
     """Prometheus + Prefect + the real backfill flow; detections read back from the store."""
     from aiops.localprom import load_history, run_prometheus
     from aiops.synthetic import families
@@ -100,12 +104,17 @@ def via_backfill(data: SyntheticSet, params: dict[str, dict[str, Any]], tmp: Pat
     c = data.config
     t = time.perf_counter()
     samples = load_history(families(data), tmp / "prom" / "data", tmp / "om")
-    print(f"history: {samples:,} samples written and loaded by promtool in {time.perf_counter() - t:.1f}s", file=sys.stderr)
+    print(
+        f"history: {samples:,} samples written and loaded by promtool in {time.perf_counter() - t:.1f}s",
+        file=sys.stderr,
+    )
     results: dict[str, tuple[list[tuple[dict, float]], float]] = {}
     with run_prometheus(tmp / "prom", data_dir=tmp / "prom" / "data") as prom:
         os.environ["AIOPS_PROMETHEUS_URL"] = prom.url
         os.environ["AIOPS_DATABASE_URL"] = f"sqlite:///{tmp}/aiops.db"
-        os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no telemetry from the test server
+        os.environ.setdefault(
+            "PREFECT_SERVER_ANALYTICS_ENABLED", "false"
+        )  # no telemetry from the test server
         from prefect.logging import disable_run_logger
         from prefect.testing.utilities import prefect_test_harness
 
@@ -120,13 +129,25 @@ def via_backfill(data: SyntheticSet, params: dict[str, dict[str, Any]], tmp: Pat
                 specs = []
                 if kind == "threshold":
                     for name, b in bounds.items():
-                        specs.append((f"q-threshold-{name}", {**params[kind], **b}, f'{METRIC}{{series="{name}"}}'))
+                        specs.append(
+                            (
+                                f"q-threshold-{name}",
+                                {**params[kind], **b},
+                                f'{METRIC}{{series="{name}"}}',
+                            )
+                        )
                 else:
                     specs.append((f"q-{kind}", params[kind], METRIC))
                 for det_id, p, query in specs:
                     db.create_detector(
-                        {"id": det_id, "name": det_id, "kind": kind, "params": p, "status": "paused",
-                         "datasource": {"query": query, "step": c.step, "lookback": 3600}}
+                        {
+                            "id": det_id,
+                            "name": det_id,
+                            "kind": kind,
+                            "params": p,
+                            "status": "paused",
+                            "datasource": {"query": query, "step": c.step, "lookback": 3600},
+                        }
                     )
                 ids = [s[0] for s in specs]
                 t = time.perf_counter()
@@ -145,17 +166,26 @@ def via_backfill(data: SyntheticSet, params: dict[str, dict[str, Any]], tmp: Pat
                             break
                         after = page[-1].id
                 results[kind] = (found, elapsed)
-                print(f"{kind}: backfill {elapsed:.1f}s, {summary['anomalies']} anomalies stored", file=sys.stderr)
+                print(
+                    f"{kind}: backfill {elapsed:.1f}s, {summary['anomalies']} anomalies stored",
+                    file=sys.stderr,
+                )
     return results
 
 
-def onsets_of(found: list[tuple[dict, float]], step: float, resolve_after: int) -> list[tuple[dict, float]]:
+def onsets_of(
+    found: list[tuple[dict, float]], step: float, resolve_after: int
+) -> list[tuple[dict, float]]:
     """The incident onsets of the anomalous points of each series: what alerts."""
     by_series: dict[tuple, tuple[dict, list[float]]] = {}
     for labels, ts in found:
         t = ts.timestamp() if hasattr(ts, "timestamp") else float(ts)
         by_series.setdefault(tuple(sorted(labels.items())), (labels, []))[1].append(t)
-    return [(labels, t) for labels, times in by_series.values() for t in incident_onsets(times, step, resolve_after)]
+    return [
+        (labels, t)
+        for labels, times in by_series.values()
+        for t in incident_onsets(times, step, resolve_after)
+    ]
 
 
 def fmt(value: float | None, pattern: str) -> str:
@@ -175,25 +205,46 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--step", type=int, default=60)
     parser.add_argument("--tolerance", default="30m", help="after a window's end (default 30m)")
-    parser.add_argument("--gap", default="5m", help="detections this close are one event (default 5m)")
+    parser.add_argument(
+        "--gap", default="5m", help="detections this close are one event (default 5m)"
+    )
     parser.add_argument("--kinds", default=",".join(KINDS))
-    parser.add_argument("--classic", action="store_true", help="the original seasonal Gaussian set, not the realistic mix")
-    parser.add_argument("--resolve-after", type=int, default=DEFAULT_RESOLVE_AFTER,
-                        help=f"normal steps inside one incident (default {DEFAULT_RESOLVE_AFTER})")
+    parser.add_argument(
+        "--classic",
+        action="store_true",
+        help="the original seasonal Gaussian set, not the realistic mix",
+    )
+    parser.add_argument(
+        "--resolve-after",
+        type=int,
+        default=DEFAULT_RESOLVE_AFTER,
+        help=f"normal steps inside one incident (default {DEFAULT_RESOLVE_AFTER})",
+    )
     parser.add_argument("--params", default="{}", help='JSON: {"kind": {param: value}} overrides')
-    parser.add_argument("--in-process", action="store_true", help="score directly (no Prometheus, no Prefect)")
+    parser.add_argument(
+        "--in-process", action="store_true", help="score directly (no Prometheus, no Prefect)"
+    )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args()
 
     from aiops.timeutil import parse_seconds
 
-    cfg = SyntheticConfig(days=args.days, series=args.series, seed=args.seed, step=args.step, realistic=not args.classic)
+    cfg = SyntheticConfig(
+        days=args.days,
+        series=args.series,
+        seed=args.seed,
+        step=args.step,
+        realistic=not args.classic,
+    )
     data = generate(cfg)
     labels = parse_labels_json(json.loads(json.dumps(labels_document(data))), "synthetic")
     overrides = json.loads(args.params)
     kinds = [k for k in args.kinds.split(",") if k]
     params = {k: dict(overrides.get(k, {})) for k in kinds}
-    tolerance, gap = parse_seconds(args.tolerance, field="--tolerance"), parse_seconds(args.gap, field="--gap")
+    tolerance, gap = (
+        parse_seconds(args.tolerance, field="--tolerance"),
+        parse_seconds(args.gap, field="--gap"),
+    )
     print(
         f"synthetic ({'classic' if args.classic else 'realistic'}): {cfg.series} series x {cfg.points} points "
         f"({cfg.days} days at {cfg.step}s, seed {cfg.seed}), {labels.windows} labelled windows; evaluated from day "
@@ -210,16 +261,37 @@ def main() -> None:
     nab: dict[str, NabEvaluation] = {}
     for kind, (found, _) in runs.items():
         alerts = onsets_of(found, cfg.step, args.resolve_after)
-        results[kind] = evaluate(labels, alerts, tolerance=tolerance, gap=gap, start=cfg.eval_start, end=cfg.end)
-        nab[kind] = nab_evaluate(labels, found, step=cfg.step, resolve_after=args.resolve_after,
-                                 start=cfg.eval_start, end=cfg.end)
+        results[kind] = evaluate(
+            labels, alerts, tolerance=tolerance, gap=gap, start=cfg.eval_start, end=cfg.end
+        )
+        nab[kind] = nab_evaluate(
+            labels,
+            found,
+            step=cfg.step,
+            resolve_after=args.resolve_after,
+            start=cfg.eval_start,
+            end=cfg.end,
+        )
     if args.json:
-        print(json.dumps({k: {"runtime_seconds": runs[k][1], **results[k].to_dict(), "nab": nab[k].to_dict()}
-                          for k in kinds}, indent=1))
+        print(
+            json.dumps(
+                {
+                    k: {
+                        "runtime_seconds": runs[k][1],
+                        **results[k].to_dict(),
+                        "nab": nab[k].to_dict(),
+                    }
+                    for k in kinds
+                },
+                indent=1,
+            )
+        )
         return
     mode = "scoring only (in process)" if args.in_process else "backfill flow, end to end"
-    header = (f"{'kind':<10}{'recall':>8}{'FP events':>11}{'precision':>11}{'F1':>7}{'mean TTD':>11}"
-              f"{'NAB std':>9}{'runtime':>10}")
+    header = (
+        f"{'kind':<10}{'recall':>8}{'FP events':>11}{'precision':>11}{'F1':>7}{'mean TTD':>11}"
+        f"{'NAB std':>9}{'runtime':>10}"
+    )
     print(f"runtime: {mode}")
     print(header)
     for kind in kinds:
@@ -233,8 +305,12 @@ def main() -> None:
     group_label = "shape" if cfg.realistic else "pattern"
     a_kinds = anomaly_kinds(cfg)
     print(f"\nrecall per anomaly kind; FP events on the clean series; F1 per {group_label}")
-    print(f"{'kind':<10}" + "".join(f"{a[:13]:>14}" for a in a_kinds) + f"{'clean FP':>10}"
-          + "".join(f"{'F1 ' + g:>10}" for g in groups))
+    print(
+        f"{'kind':<10}"
+        + "".join(f"{a[:13]:>14}" for a in a_kinds)
+        + f"{'clean FP':>10}"
+        + "".join(f"{'F1 ' + g:>10}" for g in groups)
+    )
     for kind in kinds:
         per: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
         by_group = {g: SeriesQuality(None) for g in groups}
@@ -246,8 +322,15 @@ def main() -> None:
             per[a][2] += s.false_events
             if lab.get(group_label) in by_group:
                 by_group[lab[group_label]].add(s)
-        cells = "".join(f"{per[a][0]}/{per[a][1]} {per[a][0] / max(1, per[a][1]):.2f}".rjust(14) for a in a_kinds)
-        print(f"{kind:<10}{cells}{per['none'][2]:>10}" + "".join(f"{fmt(by_group[g].f1, '.3f'):>10}" for g in groups))
+        cells = "".join(
+            f"{per[a][0]}/{per[a][1]} {per[a][0] / max(1, per[a][1]):.2f}".rjust(14)
+            for a in a_kinds
+        )
+        print(
+            f"{kind:<10}{cells}{per['none'][2]:>10}"
+            + "".join(f"{fmt(by_group[g].f1, '.3f'):>10}" for g in groups)
+        )
+
 
 if __name__ == "__main__":
     main()

@@ -80,7 +80,13 @@ class DataFile:
 
 
 def _to_ns(texts: list[str]) -> np.ndarray:
-    return pd.to_datetime(pd.Series(texts), utc=True, format="mixed").dt.tz_localize(None).to_numpy().astype("datetime64[ns]").astype(np.int64)
+    return (
+        pd.to_datetime(pd.Series(texts), utc=True, format="mixed")
+        .dt.tz_localize(None)
+        .to_numpy()
+        .astype("datetime64[ns]")
+        .astype(np.int64)
+    )
 
 
 def load_corpus(root: Path) -> list[DataFile]:
@@ -107,9 +113,21 @@ def load_corpus(root: Path) -> list[DataFile]:
             wins.append((first[ta], first[tb]))
         wins.sort()
         label_rows = [first.get(t) for t in _to_ns(points[rel]).tolist()] if points.get(rel) else []
-        per_window = [next((j for j in label_rows if j is not None and lo <= j <= hi), None) for lo, hi in wins]
+        per_window = [
+            next((j for j in label_rows if j is not None and lo <= j <= hi), None)
+            for lo, hi in wins
+        ]
         values = np.array([float(r[vi]) for r in rows])
-        files.append(DataFile(rel, stamps, ns, values, NabSeries.with_probation(len(rows), wins, name=rel), per_window))
+        files.append(
+            DataFile(
+                rel,
+                stamps,
+                ns,
+                values,
+                NabSeries.with_probation(len(rows), wins, name=rel),
+                per_window,
+            )
+        )
     return files
 
 
@@ -149,9 +167,13 @@ def run_kind(kind: str, f: DataFile, piece: int, resolve_after: int | None = Non
         seconds += time.perf_counter() - t
         score_u[a : a + len(s)] = s
         ts = secs[a : a + len(s)]
-        changes, state = follow(state, ts, s, threshold=1.0, resolve_after=resolve_after, step=step, until=ts[-1])
+        changes, state = follow(
+            state, ts, s, threshold=1.0, resolve_after=resolve_after, step=step, until=ts[-1]
+        )
         opened.extend(c.opened_at for c in changes if c.opened)
-    onset_u = np.searchsorted(secs, np.asarray(opened, dtype=np.float64))  # an incident opens at a point
+    onset_u = np.searchsorted(
+        secs, np.asarray(opened, dtype=np.float64)
+    )  # an incident opens at a point
     rows_scores = score_u[np.searchsorted(uniq, f.ns)]  # a repeated timestamp shares its score
     return Run(rows_scores, np.sort(first_row[onset_u]), len(uniq), seconds)
 
@@ -163,7 +185,9 @@ def write_csv(path: Path, stamps: list[str], scores: np.ndarray, exact: bool) ->
         if exact:
             fh.writelines(f"{t},{s!r}\n" for t, s in zip(stamps, scores.tolist(), strict=True))
         else:
-            fh.writelines(f"{t},{'1.0' if s else '0'}\n" for t, s in zip(stamps, scores.tolist(), strict=True))
+            fh.writelines(
+                f"{t},{'1.0' if s else '0'}\n" for t, s in zip(stamps, scores.tolist(), strict=True)
+            )
 
 
 _BELOW_HALF = float(np.nextafter(0.5, 0.0))
@@ -200,7 +224,10 @@ class KindResult:
         return {
             "kind": self.kind,
             "onsets_as_detections": {k: v.to_dict() for k, v in self.onset.items()},
-            "threshold_sweep": {k: {**v.to_dict(), "detector_score_threshold": unsquash(v.threshold)} for k, v in self.swept.items()},
+            "threshold_sweep": {
+                k: {**v.to_dict(), "detector_score_threshold": unsquash(v.threshold)}
+                for k, v in self.swept.items()
+            },
             "windows": self.windows,
             "windows_caught": self.caught,
             "incidents": self.onsets,
@@ -219,7 +246,9 @@ def _mean(xs: list[float]) -> float | None:
     return sum(xs) / len(xs) if xs else None
 
 
-def evaluate_kind(kind: str, files: list[DataFile], out: Path, piece: int, resolve_after: int | None = None) -> KindResult:
+def evaluate_kind(
+    kind: str, files: list[DataFile], out: Path, piece: int, resolve_after: int | None = None
+) -> KindResult:
     onset_scores, cont_scores = [], []
     ttd_start, ttd_label = [], []
     points, seconds, weeks = 0, 0.0, 0.0
@@ -253,8 +282,18 @@ def evaluate_kind(kind: str, files: list[DataFile], out: Path, piece: int, resol
     swept = nab_score(series, cont_scores, threshold=None)
     std = onset["standard"]
     return KindResult(
-        kind, onset, swept, std.windows, std.detected_windows, std.false_detections, std.detections,
-        weeks, ttd_start, ttd_label, points, seconds,
+        kind,
+        onset,
+        swept,
+        std.windows,
+        std.detected_windows,
+        std.false_detections,
+        std.detections,
+        weeks,
+        ttd_start,
+        ttd_label,
+        points,
+        seconds,
     )
 
 
@@ -296,14 +335,31 @@ def _fmt(v: float | None, pattern: str = ".1f") -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--nab-root", required=True, type=Path, help="folder with data/, labels/ (NAB layout)")
-    parser.add_argument("--out", type=Path, help="where the NAB-format outputs go (default: a temporary folder)")
+    parser.add_argument(
+        "--nab-root", required=True, type=Path, help="folder with data/, labels/ (NAB layout)"
+    )
+    parser.add_argument(
+        "--out", type=Path, help="where the NAB-format outputs go (default: a temporary folder)"
+    )
     kinds_default = [k for k in detectors.KINDS if k not in SKIP_KINDS]
-    parser.add_argument("--kinds", default=",".join(kinds_default), help=f"comma-separated (default {','.join(kinds_default)})")
+    parser.add_argument(
+        "--kinds",
+        default=",".join(kinds_default),
+        help=f"comma-separated (default {','.join(kinds_default)})",
+    )
     parser.add_argument("--piece", type=int, default=500, help="rows scored per call (default 500)")
-    parser.add_argument("--resolve-after", type=int, help=f"normal steps inside one incident (default {DEFAULT_RESOLVE_AFTER})")
+    parser.add_argument(
+        "--resolve-after",
+        type=int,
+        help=f"normal steps inside one incident (default {DEFAULT_RESOLVE_AFTER})",
+    )
     parser.add_argument("--rescore", type=Path, help="only score this NAB results folder")
-    parser.add_argument("--threshold", type=float, default=0.5, help="with --rescore: the fixed threshold (default 0.5)")
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=0.5,
+        help="with --rescore: the fixed threshold (default 0.5)",
+    )
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
     args = parser.parse_args()
 
@@ -317,7 +373,10 @@ def main() -> None:
     files = load_corpus(args.nab_root)
     n_rows = sum(len(f.ns) for f in files)
     n_windows = sum(len(f.nab.windows) for f in files)
-    print(f"{len(files)} files, {n_rows:,} rows, {n_windows} windows (loaded in {time.perf_counter() - t:.1f}s)", file=sys.stderr)
+    print(
+        f"{len(files)} files, {n_rows:,} rows, {n_windows} windows (loaded in {time.perf_counter() - t:.1f}s)",
+        file=sys.stderr,
+    )
     profiles = [p.name for p in NAB_PROFILES]
 
     if args.rescore:
@@ -325,13 +384,24 @@ def main() -> None:
         series = [f.nab for f in files]
         fixed = nab_score(series, scores, threshold=args.threshold)
         swept = nab_score(series, scores, threshold=None)
-        print(f"{'profile':<20}{'at ' + format(args.threshold, 'g'):>10}{'swept':>10}{'sweep threshold':>17}")
+        print(
+            f"{'profile':<20}{'at ' + format(args.threshold, 'g'):>10}{'swept':>10}{'sweep threshold':>17}"
+        )
         for name in profiles:
             thr = swept[name].threshold
-            print(f"{name:<20}{_fmt(fixed[name].normalized, '.3f'):>10}{_fmt(swept[name].normalized, '.3f'):>10}{_fmt(thr, '.6g'):>17}")
+            print(
+                f"{name:<20}{_fmt(fixed[name].normalized, '.3f'):>10}{_fmt(swept[name].normalized, '.3f'):>10}{_fmt(thr, '.6g'):>17}"
+            )
         if args.json:
-            args.json.write_text(json.dumps({"fixed": {k: v.to_dict() for k, v in fixed.items()},
-                                             "swept": {k: v.to_dict() for k, v in swept.items()}}, indent=1))
+            args.json.write_text(
+                json.dumps(
+                    {
+                        "fixed": {k: v.to_dict() for k, v in fixed.items()},
+                        "swept": {k: v.to_dict() for k, v in swept.items()},
+                    },
+                    indent=1,
+                )
+            )
         return
 
     tmp = None
@@ -344,11 +414,17 @@ def main() -> None:
         t = time.perf_counter()
         results.append(evaluate_kind(kind, files, out, args.piece, args.resolve_after))
         print(f"{kind}: {time.perf_counter() - t:.1f}s", file=sys.stderr)
-    print(f"\nNAB scores (0 = never fires, 100 = perfect); outputs in {out if tmp is None else '(temporary)'}")
-    print(f"onsets: incident onsets (score > 1, resolve_after {DEFAULT_RESOLVE_AFTER if args.resolve_after is None else args.resolve_after}) as the detections; "
-          "sweep: best threshold per profile on the continuous score")
-    head = (f"{'kind':<10}{'std':>7}{'lowFP':>7}{'lowFN':>7} |{'std':>7}{'lowFP':>7}{'lowFN':>7}{'thr(std)':>10} |"
-            f"{'caught':>8}{'incid.':>8}{'FA/s-wk':>9}{'TTD start':>10}{'TTD label':>10}{'Mpts/s':>8}")
+    print(
+        f"\nNAB scores (0 = never fires, 100 = perfect); outputs in {out if tmp is None else '(temporary)'}"
+    )
+    print(
+        f"onsets: incident onsets (score > 1, resolve_after {DEFAULT_RESOLVE_AFTER if args.resolve_after is None else args.resolve_after}) as the detections; "
+        "sweep: best threshold per profile on the continuous score"
+    )
+    head = (
+        f"{'kind':<10}{'std':>7}{'lowFP':>7}{'lowFN':>7} |{'std':>7}{'lowFP':>7}{'lowFN':>7}{'thr(std)':>10} |"
+        f"{'caught':>8}{'incid.':>8}{'FA/s-wk':>9}{'TTD start':>10}{'TTD label':>10}{'Mpts/s':>8}"
+    )
     print(f"{'':<10}{'-- onsets --':>21} |{'-- sweep --':>21}{'':>10} |")
     print(head)
     for r in results:
@@ -356,15 +432,20 @@ def main() -> None:
         s = [r.swept[p].normalized for p in profiles]
         thr = unsquash(r.swept["standard"].threshold)
         print(
-            f"{r.kind:<10}" + "".join(f"{_fmt(v):>7}" for v in o) + " |" + "".join(f"{_fmt(v):>7}" for v in s)
+            f"{r.kind:<10}"
+            + "".join(f"{_fmt(v):>7}" for v in o)
+            + " |"
+            + "".join(f"{_fmt(v):>7}" for v in s)
             + f"{_fmt(thr, '.3g'):>10} |"
             + f"{f'{r.caught}/{r.windows}':>8}{r.onsets:>8}{r.false_onsets / r.series_weeks:>9.2f}"
             + f"{_fmt(_mean(r.ttd_start_h)) + 'h':>10}{_fmt(_mean(r.ttd_label_h)) + 'h':>10}"
             + f"{r.points / r.seconds / 1e6 if r.seconds else 0:>8.2f}"
         )
     total_weeks = results[0].series_weeks if results else 0.0
-    print(f"\n{total_weeks:.1f} series-weeks scored; FA/s-wk = false-alarm incidents (onsets outside every window) "
-          "per series-week; TTD = mean onset time of the caught windows minus the window start / the labelled point")
+    print(
+        f"\n{total_weeks:.1f} series-weeks scored; FA/s-wk = false-alarm incidents (onsets outside every window) "
+        "per series-week; TTD = mean onset time of the caught windows minus the window start / the labelled point"
+    )
     if args.json:
         args.json.write_text(json.dumps([r.to_dict() for r in results], indent=1))
     if tmp is not None:

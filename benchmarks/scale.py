@@ -55,25 +55,51 @@ def main() -> None:
         prom = stack.enter_context(run_prometheus(Path(tmp) / "prom", build_history()))
         pgdir = Path(tempfile.mkdtemp(prefix="aiops-pg-bench-"))
         server = stack.enter_context(run_postgres(pgdir))
-        prefect_db = create_database(server, "prefect").replace("postgresql+psycopg://", "postgresql+asyncpg://")
+        prefect_db = create_database(server, "prefect").replace(
+            "postgresql+psycopg://", "postgresql+asyncpg://"
+        )
         api = stack.enter_context(prefect_server(Path(tmp) / "prefect", database_url=prefect_db))
         pg_pid = int(next((pgdir / "data").glob("postmaster.pid")).read_text().split()[0])
-        prefect_pids = [int(p) for p in os.popen(f"pgrep -f 'prefect server start.*{api.split(':')[2].split('/')[0]}'").read().split()]
+        prefect_pids = [
+            int(p)
+            for p in os.popen(f"pgrep -f 'prefect server start.*{api.split(':')[2].split('/')[0]}'")
+            .read()
+            .split()
+        ]
         h = prom.history
         for workers_n in (1, 2):
             url = create_database(server, f"store{workers_n}")
             db = Store.open(url)
             for k in range(args.detectors):
-                db.create_detector({
-                    "id": f"bench-{k:04d}", "name": f"bench {k}", "kind": "zscore", "params": {"window": 40},
-                    "status": "running",
-                    "datasource": {"query": f'aiops_test_anomaly{{instance="a"}} + {k}', "step": 15, "lookback": 6 * 3600},
-                })
-            env = {**os.environ, "PREFECT_API_URL": api, "PREFECT_LOGGING_LEVEL": "WARNING", "AIOPS_DATABASE_URL": url,
-                   "AIOPS_PROMETHEUS_URL": prom.url, "AIOPS_DATA_DIR": str(Path(tmp) / "data")}
+                db.create_detector(
+                    {
+                        "id": f"bench-{k:04d}",
+                        "name": f"bench {k}",
+                        "kind": "zscore",
+                        "params": {"window": 40},
+                        "status": "running",
+                        "datasource": {
+                            "query": f'aiops_test_anomaly{{instance="a"}} + {k}',
+                            "step": 15,
+                            "lookback": 6 * 3600,
+                        },
+                    }
+                )
+            env = {
+                **os.environ,
+                "PREFECT_API_URL": api,
+                "PREFECT_LOGGING_LEVEL": "WARNING",
+                "AIOPS_DATABASE_URL": url,
+                "AIOPS_PROMETHEUS_URL": prom.url,
+                "AIOPS_DATA_DIR": str(Path(tmp) / "data"),
+            }
             workers = [Worker(env) for _ in range(workers_n)]
-            pids = {"workers": [w.proc.pid for w in workers], "prometheus": [prom.process.pid],
-                    "postgresql": [pg_pid], "prefect server": prefect_pids}
+            pids = {
+                "workers": [w.proc.pid for w in workers],
+                "prometheus": [prom.process.pid],
+                "postgresql": [pg_pid],
+                "prefect server": prefect_pids,
+            }
             before = {k: cpu_seconds(v) for k, v in pids.items()}
             t = time.perf_counter()
             for w in workers:
@@ -86,12 +112,18 @@ def main() -> None:
             ok = sum(1 for o in outcomes for _, status, _ in o["rows"] if status == "ok")
             results.append((workers_n, ok, wall, [len(o["rows"]) for o in outcomes], cpu))
             db.close()
-    print(f"detect-metrics, {args.detectors} detectors x 1 series x {h.points} points, store and Prefect server on PostgreSQL")
+    print(
+        f"detect-metrics, {args.detectors} detectors x 1 series x {h.points} points, store and Prefect server on PostgreSQL"
+    )
     for n, ok, wall, shares, cpu in results:
-        print(f"{n} worker(s): {ok} ok in {wall:.1f} s = {ok / wall:.1f} detectors/s (per worker: {shares}); "
-              "CPU s during the tick: " + ", ".join(f"{k} {v:.1f}" for k, v in cpu.items()))
+        print(
+            f"{n} worker(s): {ok} ok in {wall:.1f} s = {ok / wall:.1f} detectors/s (per worker: {shares}); "
+            "CPU s during the tick: " + ", ".join(f"{k} {v:.1f}" for k, v in cpu.items())
+        )
     if len(results) == 2:
-        print(f"ratio 2 workers / 1 worker: {results[1][1] / results[1][2] / (results[0][1] / results[0][2]):.2f}x")
+        print(
+            f"ratio 2 workers / 1 worker: {results[1][1] / results[1][2] / (results[0][1] / results[0][2]):.2f}x"
+        )
 
 
 if __name__ == "__main__":

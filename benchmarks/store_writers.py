@@ -41,17 +41,29 @@ def _insert_events(db_url: str, writer: int, events: int, batch: int) -> list[in
     ids: list[int] = []
     with Store.open(db_url) as db:
         for start in range(0, events, batch):
-            rows = [{"type": "anomaly", "detector_id": "events", "labels": {"writer": str(writer)},
-                     "ts": datetime.fromtimestamp(base + i, UTC), "value": float(i), "score": 2.0}
-                    for i in range(start, min(events, start + batch))]
+            rows = [
+                {
+                    "type": "anomaly",
+                    "detector_id": "events",
+                    "labels": {"writer": str(writer)},
+                    "ts": datetime.fromtimestamp(base + i, UTC),
+                    "value": float(i),
+                    "score": 2.0,
+                }
+                for i in range(start, min(events, start + batch))
+            ]
             ids.extend(e.id for e in db.insert_events(rows))
     return ids
 
 
-async def _crud(client: httpx.AsyncClient, c: int, rounds: int, acked: dict[str, Any], statuses: Counter) -> None:
+async def _crud(
+    client: httpx.AsyncClient, c: int, rounds: int, acked: dict[str, Any], statuses: Counter
+) -> None:
     for k in range(rounds):
         det = f"w{c}-{k}"
-        r = await client.post("/api/detectors", json={"id": det, "kind": "zscore", "threshold": 1.5})
+        r = await client.post(
+            "/api/detectors", json={"id": det, "kind": "zscore", "threshold": 1.5}
+        )
         statuses[r.status_code] += 1
         if r.status_code != 201:
             continue
@@ -72,21 +84,29 @@ async def _crud(client: httpx.AsyncClient, c: int, rounds: int, acked: dict[str,
                 acked[det] = None
 
 
-async def _run(clients: int, rounds: int, writers: int, events: int, batch: int, workdir: Path) -> dict[str, Any]:
+async def _run(
+    clients: int, rounds: int, writers: int, events: int, batch: int, workdir: Path
+) -> dict[str, Any]:
     db_url = f"sqlite:///{workdir / 'aiops.db'}"
     with Store.open(db_url) as db:
         db.create_detector({"id": "events", "kind": "zscore"})
     api = ApiProcess(db_url, free_port(), workdir / "api.log")
     api.start()
     procs = [
-        subprocess.Popen([sys.executable, __file__, "--insert", db_url, str(w), str(events), str(batch)],
-                         cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, __file__, "--insert", db_url, str(w), str(events), str(batch)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         for w in range(writers)
     ]
     acked: dict[str, Any] = {}
     statuses: Counter = Counter()
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{api.port}", timeout=120, limits=limits) as client:
+    async with httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{api.port}", timeout=120, limits=limits
+    ) as client:
         await asyncio.gather(*(_crud(client, c, rounds, acked, statuses) for c in range(clients)))
     inserted: list[int] = []
     for p in procs:
@@ -119,8 +139,15 @@ async def _run(clients: int, rounds: int, writers: int, events: int, batch: int,
     }
 
 
-def run(clients: int = 32, rounds: int = 40, writers: int = 4, events: int = 1100, *, batch: int = 10,
-        workdir: Path | None = None) -> dict[str, Any]:
+def run(
+    clients: int = 32,
+    rounds: int = 40,
+    writers: int = 4,
+    events: int = 1100,
+    *,
+    batch: int = 10,
+    workdir: Path | None = None,
+) -> dict[str, Any]:
     """Run the scenario; returns its figures (``lost_writes`` must be 0)."""
     if workdir is not None:
         return asyncio.run(_run(clients, rounds, writers, events, batch, workdir))
@@ -130,12 +157,21 @@ def run(clients: int = 32, rounds: int = 40, writers: int = 4, events: int = 110
 
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "--insert":  # one event writer process
-        db_url, writer, events, batch = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+        db_url, writer, events, batch = (
+            sys.argv[2],
+            int(sys.argv[3]),
+            int(sys.argv[4]),
+            int(sys.argv[5]),
+        )
         print(json.dumps(_insert_events(db_url, writer, events, batch)))
         return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--clients", type=int, default=32, help="concurrent HTTP clients doing CRUD")
-    parser.add_argument("--rounds", type=int, default=40, help="detectors each client creates (3-4 requests each)")
+    parser.add_argument(
+        "--clients", type=int, default=32, help="concurrent HTTP clients doing CRUD"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=40, help="detectors each client creates (3-4 requests each)"
+    )
     parser.add_argument("--writers", type=int, default=4, help="event writer processes")
     parser.add_argument("--events", type=int, default=1100, help="events per writer")
     parser.add_argument("--json", action="store_true")
@@ -144,10 +180,16 @@ def main() -> int:
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"{result['crud_requests']} concurrent CRUD requests ({result['server_errors']} 5xx) and "
-              f"{result['event_inserts']} event inserts from {args.writers} processes: {result['lost_writes']} lost "
-              f"writes, {result['duplicate_event_ids']} duplicate ids; statuses {result['statuses']}")
-    return 0 if result["lost_writes"] == result["server_errors"] == result["duplicate_event_ids"] == 0 else 1
+        print(
+            f"{result['crud_requests']} concurrent CRUD requests ({result['server_errors']} 5xx) and "
+            f"{result['event_inserts']} event inserts from {args.writers} processes: {result['lost_writes']} lost "
+            f"writes, {result['duplicate_event_ids']} duplicate ids; statuses {result['statuses']}"
+        )
+    return (
+        0
+        if result["lost_writes"] == result["server_errors"] == result["duplicate_event_ids"] == 0
+        else 1
+    )
 
 
 if __name__ == "__main__":

@@ -46,9 +46,15 @@ def serve_fake_loki(lines: int, now: datetime) -> tuple[str, object]:
         fake.add(stream, ns, f"GET /cart/{i} served in {20 + i % 5}ms")
     for i in range(200):
         ns = int((now - timedelta(seconds=120) + timedelta(seconds=0.5 * i)).timestamp() * NS)
-        fake.add(stream, ns, f"ERROR java.net.SocketTimeoutException: Read timed out talking to payments-{i % 3}")
+        fake.add(
+            stream,
+            ns,
+            f"ERROR java.net.SocketTimeoutException: Read timed out talking to payments-{i % 3}",
+        )
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(fake.app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    server = uvicorn.Server(
+        uvicorn.Config(fake.app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    )
     threading.Thread(target=server.run, daemon=True).start()
     while not server.started:
         time.sleep(0.05)
@@ -56,10 +62,16 @@ def serve_fake_loki(lines: int, now: datetime) -> tuple[str, object]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--incidents", type=int, default=5)
-    parser.add_argument("--lines", type=int, default=5000, help="Loki lines in the hour before the incident")
-    parser.add_argument("--poll", type=float, default=10.0, help="PREFECT_RUNNER_POLL_FREQUENCY of the runner")
+    parser.add_argument(
+        "--lines", type=int, default=5000, help="Loki lines in the hour before the incident"
+    )
+    parser.add_argument(
+        "--poll", type=float, default=10.0, help="PREFECT_RUNNER_POLL_FREQUENCY of the runner"
+    )
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="aiops-triage-bench-"))
@@ -67,16 +79,31 @@ def main() -> int:
     loki_url, loki = serve_fake_loki(args.lines, now)
     db_url = f"sqlite:///{tmp / 'aiops.db'}"
     with prefect_server(tmp / "prefect") as api_url:
-        env = {**os.environ, "PREFECT_API_URL": api_url, "AIOPS_DATABASE_URL": db_url, "AIOPS_LOKI_URL": loki_url,
-               "PREFECT_RUNNER_POLL_FREQUENCY": str(args.poll), "PREFECT_LOGGING_LEVEL": "WARNING",
-               "AIOPS_CONFIG_FILE": ""}
-        os.environ.update({k: env[k] for k in ("PREFECT_API_URL", "AIOPS_DATABASE_URL", "AIOPS_LOKI_URL")})
+        env = {
+            **os.environ,
+            "PREFECT_API_URL": api_url,
+            "AIOPS_DATABASE_URL": db_url,
+            "AIOPS_LOKI_URL": loki_url,
+            "PREFECT_RUNNER_POLL_FREQUENCY": str(args.poll),
+            "PREFECT_LOGGING_LEVEL": "WARNING",
+            "AIOPS_CONFIG_FILE": "",
+        }
+        os.environ.update(
+            {k: env[k] for k in ("PREFECT_API_URL", "AIOPS_DATABASE_URL", "AIOPS_LOKI_URL")}
+        )
         os.environ.pop("AIOPS_CONFIG_FILE", None)
         env.pop("AIOPS_CONFIG_FILE")
         runner = subprocess.Popen(
-            [sys.executable, "-c", "from flows.logs import analyze_logs, triage_trigger\n"
-             "analyze_logs.serve(name='default', triggers=[triage_trigger()], limit=4)"],
-            cwd=ROOT, env=env, stdout=open(tmp / "runner.log", "w"), stderr=subprocess.STDOUT,  # noqa: SIM115
+            [
+                sys.executable,
+                "-c",
+                "from flows.logs import analyze_logs, triage_trigger\n"
+                "analyze_logs.serve(name='default', triggers=[triage_trigger()], limit=4)",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=open(tmp / "runner.log", "w"),
+            stderr=subprocess.STDOUT,  # noqa: SIM115
         )
         try:
             return run(args, tmp, now)
@@ -109,16 +136,33 @@ def run(args: argparse.Namespace, tmp: Path, now: datetime) -> int:
         time.sleep(0.5)
 
     store = Store.open(os.environ["AIOPS_DATABASE_URL"])
-    detector = store.create_detector({"id": "checkout-errors", "kind": "zscore", "status": "running",
-                                      "triage": {"selector": '{app="$service"}', "lead": "2m", "baselines": ["previous"]}})
+    detector = store.create_detector(
+        {
+            "id": "checkout-errors",
+            "kind": "zscore",
+            "status": "running",
+            "triage": {"selector": '{app="$service"}', "lead": "2m", "baselines": ["previous"]},
+        }
+    )
     rows = []
     for n in range(args.incidents):
         labels = {"service": "checkout", "instance": f"i{n}"}
         opened = now - timedelta(seconds=60)
-        inserted = store.commit_detection(detector.id, incidents=[{
-            "series_key": series_key(labels), "labels": labels, "opened_at": opened, "opened": True,
-            "last_anomalous_at": opened, "resolved_at": None, "points": 1,
-            "peak": {"ts": opened, "score": 5.0, "value": 1.0, "expected": 0.1}}])
+        inserted = store.commit_detection(
+            detector.id,
+            incidents=[
+                {
+                    "series_key": series_key(labels),
+                    "labels": labels,
+                    "opened_at": opened,
+                    "opened": True,
+                    "last_anomalous_at": opened,
+                    "resolved_at": None,
+                    "points": 1,
+                    "peak": {"ts": opened, "score": 5.0, "value": 1.0, "expected": 0.1},
+                }
+            ],
+        )
         incident = next(e.payload["incident_id"] for e in inserted if e.type == "incident.opened")
         t0 = time.monotonic()
         emit_incidents(detector, inserted)
@@ -144,10 +188,24 @@ def run(args: argparse.Namespace, tmp: Path, now: datetime) -> int:
         created, started = asyncio.run(phases(triage.flow_run_id))
         stored = triage.updated_at.timestamp()
         emitted = stored - total
-        rows.append((incident, triage.status, total, created - emitted, started - created, stored - started, triage.summary))
+        rows.append(
+            (
+                incident,
+                triage.status,
+                total,
+                created - emitted,
+                started - created,
+                stored - started,
+                triage.summary,
+            )
+        )
     store.close()
-    print(f"incident opened -> triage stored (runner poll {args.poll:g} s, {args.lines} baseline lines)")
-    print(f"{'incident':>8} {'status':>7} {'total s':>8} {'->run s':>8} {'->start s':>9} {'->stored s':>10}  summary")
+    print(
+        f"incident opened -> triage stored (runner poll {args.poll:g} s, {args.lines} baseline lines)"
+    )
+    print(
+        f"{'incident':>8} {'status':>7} {'total s':>8} {'->run s':>8} {'->start s':>9} {'->stored s':>10}  summary"
+    )
     for r in rows:
         print(f"{r[0]:>8} {r[1]:>7} {r[2]:>8.1f} {r[3]:>8.1f} {r[4]:>9.1f} {r[5]:>10.1f}  {r[6]}")
     totals = [r[2] for r in rows]

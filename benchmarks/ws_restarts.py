@@ -52,15 +52,25 @@ class ApiProcess:
         self.port = port
         self.log = log
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(("AIOPS_", "PREFECT_"))}
-        self.env.update(AIOPS_DATABASE_URL=db_url, AIOPS_PROMETHEUS_URL=f"http://127.0.0.1:{free_port()}",
-                        AIOPS_API_PORT=str(port), AIOPS_LOG_LEVEL="WARNING")
+        self.env.update(
+            AIOPS_DATABASE_URL=db_url,
+            AIOPS_PROMETHEUS_URL=f"http://127.0.0.1:{free_port()}",
+            AIOPS_API_PORT=str(port),
+            AIOPS_LOG_LEVEL="WARNING",
+        )
         self.env.update(extra_env)
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 60.0) -> None:
         with self.log.open("a") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "aiops.cli", "api"], env=self.env, cwd=ROOT,
-                                         stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "aiops.cli", "api"],
+                env=self.env,
+                cwd=ROOT,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
@@ -85,17 +95,31 @@ class ApiProcess:
             self.proc.wait(timeout=10)
 
 
-def _writer(db_url: str, stop: threading.Event, written: list[int], batch: int, pause: float,
-            errors: list[BaseException]) -> None:
+def _writer(
+    db_url: str,
+    stop: threading.Event,
+    written: list[int],
+    batch: int,
+    pause: float,
+    errors: list[BaseException],
+) -> None:
     """Insert ``batch`` events at a time until ``stop``; the ids committed go to ``written``."""
     base = datetime(2026, 1, 1, tzinfo=UTC).timestamp()
     try:
         with Store.open(db_url) as db:
             n = 0
             while not stop.wait(pause):
-                rows = [{"type": "anomaly", "detector_id": "det-a", "labels": {"instance": "a"},
-                         "ts": datetime.fromtimestamp(base + n + i, UTC), "value": 1.0, "score": 2.0}
-                        for i in range(batch)]
+                rows = [
+                    {
+                        "type": "anomaly",
+                        "detector_id": "det-a",
+                        "labels": {"instance": "a"},
+                        "ts": datetime.fromtimestamp(base + n + i, UTC),
+                        "value": 1.0,
+                        "score": 2.0,
+                    }
+                    for i in range(batch)
+                ]
                 n += batch
                 written.extend(e.id for e in db.insert_events(rows))
     except BaseException as exc:  # surfaced by the main loop
@@ -112,7 +136,9 @@ async def _until(condition: Any, timeout: float, what: str, errors: list[BaseExc
         await asyncio.sleep(0.05)
 
 
-async def _client(port: int, received: list[int], done: asyncio.Event, stats: dict[str, int]) -> None:
+async def _client(
+    port: int, received: list[int], done: asyncio.Event, stats: dict[str, int]
+) -> None:
     """Receive events, resuming with ?since=<last id> after any disconnect, until ``done``."""
     from websockets.asyncio.client import connect
     from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
@@ -136,14 +162,18 @@ async def _client(port: int, received: list[int], done: asyncio.Event, stats: di
             await asyncio.sleep(0.05)  # the API is restarting: try again shortly
 
 
-async def _run(clients: int, restarts: int, batch: int, pause: float, workdir: Path, settle: float) -> dict[str, Any]:
+async def _run(
+    clients: int, restarts: int, batch: int, pause: float, workdir: Path, settle: float
+) -> dict[str, Any]:
     db_url = f"sqlite:///{workdir / 'aiops.db'}"
     with Store.open(db_url) as db:
         db.create_detector({"id": "det-a", "kind": "zscore"})
     api = ApiProcess(db_url, free_port(), workdir / "api.log")
     api.start()
     stop, written, errors = threading.Event(), [], []
-    writer = threading.Thread(target=_writer, args=(db_url, stop, written, batch, pause, errors), daemon=True)
+    writer = threading.Thread(
+        target=_writer, args=(db_url, stop, written, batch, pause, errors), daemon=True
+    )
     writer.start()
     done = asyncio.Event()
     received: list[list[int]] = [[] for _ in range(clients)]
@@ -153,7 +183,9 @@ async def _run(clients: int, restarts: int, batch: int, pause: float, workdir: P
     try:
         for r in range(restarts):
             target = len(written) + 5 * batch  # let events flow before the next stop
-            await _until(lambda t=target: len(written) >= t, 120, f"{target} events written", errors)
+            await _until(
+                lambda t=target: len(written) >= t, 120, f"{target} events written", errors
+            )
             sig = signal.SIGTERM if r % 2 == 0 else signal.SIGKILL
             kinds.append(sig.name)
             await asyncio.to_thread(api.stop, sig)
@@ -178,13 +210,28 @@ async def _run(clients: int, restarts: int, batch: int, pause: float, workdir: P
     missed = sum(len(want - set(r)) for r in received)
     doubled = sum(len(r) - len(set(r)) for r in received)
     out_of_order = sum(any(b <= a for a, b in zip(r, r[1:])) for r in received)
-    return {"clients": clients, "restarts": restarts, "stops": kinds, "events": len(expected),
-            "deliveries": sum(len(r) for r in received), "missed": missed, "doubled": doubled,
-            "clients_out_of_order": out_of_order, **stats}
+    return {
+        "clients": clients,
+        "restarts": restarts,
+        "stops": kinds,
+        "events": len(expected),
+        "deliveries": sum(len(r) for r in received),
+        "missed": missed,
+        "doubled": doubled,
+        "clients_out_of_order": out_of_order,
+        **stats,
+    }
 
 
-def run(clients: int = 50, restarts: int = 5, *, batch: int = 5, pause: float = 0.05,
-        workdir: Path | None = None, settle: float = 60.0) -> dict[str, Any]:
+def run(
+    clients: int = 50,
+    restarts: int = 5,
+    *,
+    batch: int = 5,
+    pause: float = 0.05,
+    workdir: Path | None = None,
+    settle: float = 60.0,
+) -> dict[str, Any]:
     """Run the scenario; returns its figures (``missed`` and ``doubled`` must be 0)."""
     if workdir is not None:
         return asyncio.run(_run(clients, restarts, batch, pause, workdir, settle))
@@ -204,10 +251,12 @@ def main() -> int:
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"{result['clients']} clients, {result['restarts']} API restarts ({', '.join(result['stops'])}): "
-              f"{result['events']} events, {result['deliveries']} deliveries, {result['missed']} missed, "
-              f"{result['doubled']} doubled, {result['clients_out_of_order']} clients out of order "
-              f"({result['connects']} connects)")
+        print(
+            f"{result['clients']} clients, {result['restarts']} API restarts ({', '.join(result['stops'])}): "
+            f"{result['events']} events, {result['deliveries']} deliveries, {result['missed']} missed, "
+            f"{result['doubled']} doubled, {result['clients_out_of_order']} clients out of order "
+            f"({result['connects']} connects)"
+        )
     return 0 if result["missed"] == result["doubled"] == result["clients_out_of_order"] == 0 else 1
 
 

@@ -90,7 +90,9 @@ def _limit_of(deployment: RunnerDeployment) -> int:
     limit = deployment.concurrency_limit
     value = getattr(limit, "limit", limit)
     if not isinstance(value, int):
-        raise ConfigError(f"deployment {deployment.name!r} has no concurrency limit", setting="deployments")
+        raise ConfigError(
+            f"deployment {deployment.name!r} has no concurrency limit", setting="deployments"
+        )
     return value
 
 
@@ -98,7 +100,9 @@ def drop_service_secrets() -> list[str]:
     """Remove the API's secrets from this process' environment, which the runner hands on to
     every flow run it starts; returns the names removed."""
     names = SERVICE_ONLY_SECRETS
-    if not os.environ.get("PREFECT_API_URL"):  # an in-process (ephemeral) server needs its own settings
+    if not os.environ.get(
+        "PREFECT_API_URL"
+    ):  # an in-process (ephemeral) server needs its own settings
         names = tuple(n for n in names if not n.startswith("PREFECT_SERVER_"))
     removed = [name for name in names if os.environ.pop(name, None) is not None]
     for name in removed:

@@ -39,7 +39,11 @@ from typing import Any
 import pandas as pd
 from anyio import to_thread
 from prefect import flow, get_run_logger
-from prefect.artifacts import acreate_progress_artifact, acreate_table_artifact, aupdate_progress_artifact
+from prefect.artifacts import (
+    acreate_progress_artifact,
+    acreate_table_artifact,
+    aupdate_progress_artifact,
+)
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
@@ -57,7 +61,13 @@ from aiops.config import LogJob, Settings
 from aiops.errors import AiopsError, ConfigError
 from aiops.store import DetectorRecord
 from tasks._runtime import settings, store
-from tasks.backfill import backfill_window, commit_backfill_log_window, merge_rows, new_detector_row, run_detector_windows
+from tasks.backfill import (
+    backfill_window,
+    commit_backfill_log_window,
+    merge_rows,
+    new_detector_row,
+    run_detector_windows,
+)
 from tasks.logs import analyze_window, load_file_lines, load_loki_lines
 
 __all__ = ["backfill", "plan_windows", "backfill_id_for", "log_source", "BACKFILL_CAPACITY"]
@@ -109,30 +119,64 @@ async def backfill(
     log = get_run_logger()
     config = settings()
     db = store(config)
-    resolved = await to_thread.run_sync(lambda: resolve_backfill(
-        detector_ids=detector_ids, log_jobs=log_jobs, start=start, end=end, window=window, train=train,
-        log_window=log_window, backfill_id=backfill_id, settings=config, get_detector=db.get_detector,
-    ))
+    resolved = await to_thread.run_sync(
+        lambda: resolve_backfill(
+            detector_ids=detector_ids,
+            log_jobs=log_jobs,
+            start=start,
+            end=end,
+            window=window,
+            train=train,
+            log_window=log_window,
+            backfill_id=backfill_id,
+            settings=config,
+            get_detector=db.get_detector,
+        )
+    )
     bf_id, request = resolved.backfill_id, resolved.request
     detectors, jobs = list(resolved.detectors), list(resolved.log_jobs)
     windows, log_windows = resolved.windows, resolved.log_windows
     planned = 0
     if detectors:
-        planned = await to_thread.run_sync(db.plan_backfill, bf_id, [d.id for d in detectors], windows)
-    done_logs = {j.name: await to_thread.run_sync(db.log_report_windows, log_source(bf_id, j.name)) for j in jobs}
+        planned = await to_thread.run_sync(
+            db.plan_backfill, bf_id, [d.id for d in detectors], windows
+        )
+    done_logs = {
+        j.name: await to_thread.run_sync(db.log_report_windows, log_source(bf_id, j.name))
+        for j in jobs
+    }
 
     def counts() -> dict[str, int]:
-        return progress_counts(db, bf_id, detectors=bool(detectors), log_jobs=[j.name for j in jobs], log_windows=log_windows)
+        return progress_counts(
+            db,
+            bf_id,
+            detectors=bool(detectors),
+            log_jobs=[j.name for j in jobs],
+            log_windows=log_windows,
+        )
 
     before = await to_thread.run_sync(counts)
     log.info(
         "backfill %s over %s .. %s: %d detector(s) x %d windows (%d newly planned), %d log job(s) x %d windows; "
         "%d of %d windows already done%s",
-        bf_id, request.start, request.end, len(detectors), len(windows), planned, len(jobs), len(log_windows),
-        before["done"], before["total"], f"; on the Dask cluster at {config.dask_address}" if config.dask_address and detectors else "",
+        bf_id,
+        request.start,
+        request.end,
+        len(detectors),
+        len(windows),
+        planned,
+        len(jobs),
+        len(log_windows),
+        before["done"],
+        before["total"],
+        f"; on the Dask cluster at {config.dask_address}"
+        if config.dask_address and detectors
+        else "",
     )
     artifact = await acreate_progress_artifact(
-        progress=100.0 * before["done"] / max(1, before["total"]), key="backfill-progress", description=f"backfill {bf_id}"
+        progress=100.0 * before["done"] / max(1, before["total"]),
+        key="backfill-progress",
+        description=f"backfill {bf_id}",
     )
     progress = _Progress(artifact, before["total"], before["done"])
     run_id = str(flow_run.id) if flow_run.id else None
@@ -143,51 +187,105 @@ async def backfill(
     async def one_detector(det: DetectorRecord) -> dict[str, Any]:
         async with limit:
             return await run_detector_windows(
-                det, bf_id, train_until=request.train_until, capacity=capacity, run_id=run_id, budget=budget,
-                config=config, emit_events=emit_events, on_window=progress.advance,
+                det,
+                bf_id,
+                train_until=request.train_until,
+                capacity=capacity,
+                run_id=run_id,
+                budget=budget,
+                config=config,
+                emit_events=emit_events,
+                on_window=progress.advance,
                 on_failure=lambda: progress.advance(0, force=True),
             )
 
     async def one_job(job: LogJob) -> dict[str, Any]:
         async with limit:
-            return await _backfill_logs(job, bf_id, log_windows, done_logs[job.name], run_id, budget, progress)
+            return await _backfill_logs(
+                job, bf_id, log_windows, done_logs[job.name], run_id, budget, progress
+            )
 
     if config.dask_address and detectors:
-        on_dask = _on_dask(config.dask_address, detectors, resolved, config, capacity, run_id, budget, progress, emit_events)
+        on_dask = _on_dask(
+            config.dask_address,
+            detectors,
+            resolved,
+            config,
+            capacity,
+            run_id,
+            budget,
+            progress,
+            emit_events,
+        )
         results = await asyncio.gather(on_dask, *(one_job(j) for j in jobs))
         rows, log_rows = results[0], list(results[1:])
     else:
-        results = await asyncio.gather(*(one_detector(d) for d in detectors), *(one_job(j) for j in jobs))
-        rows, log_rows = list(results[: len(detectors)]), list(results[len(detectors):])
+        results = await asyncio.gather(
+            *(one_detector(d) for d in detectors), *(one_job(j) for j in jobs)
+        )
+        rows, log_rows = list(results[: len(detectors)]), list(results[len(detectors) :])
     for row in rows:
         if row["error"] is None:
-            log.info("backfill %s: detector %s: %s", bf_id, row["detector"],
-                     {k: v for k, v in row.items() if k not in ("error", "warning")})
+            log.info(
+                "backfill %s: detector %s: %s",
+                bf_id,
+                row["detector"],
+                {k: v for k, v in row.items() if k not in ("error", "warning")},
+            )
         if row["windows_without_samples"] and row["error"] is None:
-            row["warning"] = (f"{row['windows_without_samples']} of {row['windows']} windows got no samples although "
-                              f"the series has samples in them; first: {row['warning']}")
+            row["warning"] = (
+                f"{row['windows_without_samples']} of {row['windows']} windows got no samples although "
+                f"the series has samples in them; first: {row['warning']}"
+            )
             log.warning("backfill %s: detector %s: %s", bf_id, row["detector"], row["warning"])
     final = await to_thread.run_sync(counts)
-    await aupdate_progress_artifact(artifact_id=artifact, progress=100.0 * final["done"] / max(1, final["total"]))
+    await aupdate_progress_artifact(
+        artifact_id=artifact, progress=100.0 * final["done"] / max(1, final["total"])
+    )
     failed = [r for r in [*rows, *log_rows] if r["error"]]
     warnings = [f"detector {r['detector']}: {r['warning']}" for r in rows if r.get("warning")]
     log.info("backfill %s: %s", bf_id, final)
     for r in failed:
-        log.error("backfill %s: %s stopped at a failed window: %s", bf_id, r.get("detector") or r.get("job"), r["error"])
+        log.error(
+            "backfill %s: %s stopped at a failed window: %s",
+            bf_id,
+            r.get("detector") or r.get("job"),
+            r["error"],
+        )
     await acreate_table_artifact(
         key="backfill-summary",
-        table=[{"detector": r["detector"], "windows": r["windows"], "samples": r["samples"],
-                "incidents opened": r["incidents_opened"], "incidents resolved": r["incidents_resolved"],
-                "anomalies": r["anomalies"], "error": r["error"] or "", "warning": r["warning"] or ""} for r in rows]
-        + [{"log job": r["job"], "windows": r["windows"], "lines": r["lines"], "change events": r["events"],
-            "error": r["error"] or ""} for r in log_rows],
+        table=[
+            {
+                "detector": r["detector"],
+                "windows": r["windows"],
+                "samples": r["samples"],
+                "incidents opened": r["incidents_opened"],
+                "incidents resolved": r["incidents_resolved"],
+                "anomalies": r["anomalies"],
+                "error": r["error"] or "",
+                "warning": r["warning"] or "",
+            }
+            for r in rows
+        ]
+        + [
+            {
+                "log job": r["job"],
+                "windows": r["windows"],
+                "lines": r["lines"],
+                "change events": r["events"],
+                "error": r["error"] or "",
+            }
+            for r in log_rows
+        ],
         description=f"backfill {bf_id}: {final['done']}/{final['total']} windows done"
         + (f", {len(failed)} stopped at a failed window (run it again to retry)" if failed else "")
         + (f"; {len(warnings)} warning(s): samples not read" if warnings else ""),
     )
     return {
         "backfill_id": bf_id,
-        "runner": f"dask {config.dask_address}" if config.dask_address and detectors else "in-process",
+        "runner": f"dask {config.dask_address}"
+        if config.dask_address and detectors
+        else "in-process",
         "warnings": warnings,
         "progress": final,
         "detectors": rows,
@@ -241,8 +339,14 @@ async def _on_dask(
     # only cut the pieces smaller, and each task costs a few hundred ms of Prefect round trips
     threads = sum((await to_thread.run_sync(runner.client.nthreads)).values())
     n_groups = max(1, min(len(detectors), config.max_concurrency, threads))
-    log.info("backfill %s: %d detector(s) in %d group(s) on the Dask cluster at %s (%d worker threads)",
-             resolved.backfill_id, len(detectors), n_groups, address, threads)
+    log.info(
+        "backfill %s: %d detector(s) in %d group(s) on the Dask cluster at %s (%d worker threads)",
+        resolved.backfill_id,
+        len(detectors),
+        n_groups,
+        address,
+        threads,
+    )
     groups = [detectors[i::n_groups] for i in range(n_groups)]
 
     async def one_group(group: list[DetectorRecord]) -> None:
@@ -259,17 +363,34 @@ async def _on_dask(
             if not ids:  # max_windows reached
                 return
             parameters = {
-                "config": config, "backfill_id": resolved.backfill_id, "detectors": [live[i][0] for i in ids],
-                "detector_count": len(ids), "window_start": first, "train_until": resolved.request.train_until,
-                "capacity": capacity, "flow_run_id": run_id, "emit_events": emit_events,
+                "config": config,
+                "backfill_id": resolved.backfill_id,
+                "detectors": [live[i][0] for i in ids],
+                "detector_count": len(ids),
+                "window_start": first,
+                "train_until": resolved.request.train_until,
+                "capacity": capacity,
+                "flow_run_id": run_id,
+                "emit_events": emit_events,
             }
-            future = await to_thread.run_sync(lambda: runner.submit(piece_task, parameters=parameters))
+            future = await to_thread.run_sync(
+                lambda: runner.submit(piece_task, parameters=parameters)
+            )
             try:
                 out = await to_thread.run_sync(future.result)
-            except Exception as exc:  # the piece itself failed (a worker died...): its windows stay retryable
-                message = exc.message if isinstance(exc, AiopsError) else f"{type(exc).__name__}: {exc}"
-                log.error("backfill %s: piece %s x %s failed on the Dask cluster: %s",
-                          resolved.backfill_id, first, ", ".join(ids), message)
+            except (
+                Exception
+            ) as exc:  # the piece itself failed (a worker died...): its windows stay retryable
+                message = (
+                    exc.message if isinstance(exc, AiopsError) else f"{type(exc).__name__}: {exc}"
+                )
+                log.error(
+                    "backfill %s: piece %s x %s failed on the Dask cluster: %s",
+                    resolved.backfill_id,
+                    first,
+                    ", ".join(ids),
+                    message,
+                )
                 for i in ids:
                     rows[i]["error"] = message
                     del live[i]
@@ -303,7 +424,14 @@ async def _backfill_logs(
     log = get_run_logger()
     db = store()
     source = log_source(bf_id, job.name)
-    row: dict[str, Any] = {"job": job.name, "source": source, "windows": 0, "lines": 0, "events": 0, "error": None}
+    row: dict[str, Any] = {
+        "job": job.name,
+        "source": source,
+        "windows": 0,
+        "lines": 0,
+        "events": 0,
+        "error": None,
+    }
     miner_state = await to_thread.run_sync(db.load_miner_state, source)
     latest = await to_thread.run_sync(lambda: db.list_log_reports(source=source, limit=1))
     previous = latest[0].summary if latest else None
@@ -316,7 +444,9 @@ async def _backfill_logs(
             break
         try:
             if job.selector is not None:
-                loaded = await load_loki_lines.with_options(cache_policy=NO_CACHE)(job.datasource, job.selector, w_start, w_end)
+                loaded = await load_loki_lines.with_options(cache_policy=NO_CACHE)(
+                    job.datasource, job.selector, w_start, w_end
+                )
                 frame, truncated, reason = loaded["frame"], loaded["truncated"], loaded["reason"]
             else:
                 if whole_file is None:
@@ -325,15 +455,30 @@ async def _backfill_logs(
                 frame = whole_file[(stamps >= w_start) & (stamps < w_end)].reset_index(drop=True)
                 truncated, reason = False, None
             analysed = analyze(
-                frame, patterns=job.patterns, bucket=job.bucket, miner_state=miner_state, previous=previous,
-                selector=job.selector, window=(w_start, w_end), log_format=job.log_format,
+                frame,
+                patterns=job.patterns,
+                bucket=job.bucket,
+                miner_state=miner_state,
+                previous=previous,
+                selector=job.selector,
+                window=(w_start, w_end),
+                log_format=job.log_format,
             )
             report = analysed["report"]
-            report["source"] = {"name": source, "job": job.name, "truncated": truncated, "reason": reason}
-            stored = await commit_backfill_log_window(source, (w_start, w_end), report, analysed["miner_state"], bf_id, run_id)
+            report["source"] = {
+                "name": source,
+                "job": job.name,
+                "truncated": truncated,
+                "reason": reason,
+            }
+            stored = await commit_backfill_log_window(
+                source, (w_start, w_end), report, analysed["miner_state"], bf_id, run_id
+            )
         except Exception as exc:
             message = exc.message if isinstance(exc, AiopsError) else f"{type(exc).__name__}: {exc}"
-            log.error("backfill %s: log job %s failed at window %s: %s", bf_id, job.name, w_start, message)
+            log.error(
+                "backfill %s: log job %s failed at window %s: %s", bf_id, job.name, w_start, message
+            )
             return {**row, "error": message}
         miner_state, previous = analysed["miner_state"], report
         row["windows"] += 1

@@ -29,7 +29,14 @@ from aiops.timeutil import parse_duration
 from tasks._runtime import settings, store
 from tasks.flowstats import log_job_failed, log_job_finished
 from tasks.logs import analyze_window, load_file_lines, load_loki_lines, store_log_report
-from tasks.triage import error_text, fail_triage, plan_triage, save_triage, triage_artifact, triage_report
+from tasks.triage import (
+    error_text,
+    fail_triage,
+    plan_triage,
+    save_triage,
+    triage_artifact,
+    triage_report,
+)
 
 __all__ = ["analyze_logs", "source_name", "TRIAGE_TRIGGER", "triage_trigger"]
 
@@ -85,11 +92,24 @@ async def analyze_logs(
     log = get_run_logger()
     params = validate_parameters(
         AnalyzeLogsParameters,
-        {k: v for k, v in dict(
-            selector=selector, path=path, lines=lines, job=job, incident=incident, datasource=datasource,
-            since=since, start=start,
-            end=end, bucket=bucket, patterns=patterns, max_entries=max_entries,
-        ).items() if v is not None or k == "max_entries"},
+        {
+            k: v
+            for k, v in dict(
+                selector=selector,
+                path=path,
+                lines=lines,
+                job=job,
+                incident=incident,
+                datasource=datasource,
+                since=since,
+                start=start,
+                end=end,
+                bucket=bucket,
+                patterns=patterns,
+                max_entries=max_entries,
+            ).items()
+            if v is not None or k == "max_entries"
+        },
         flow="analyze-logs",
     )
     config = settings()
@@ -103,7 +123,9 @@ async def analyze_logs(
         log_format = spec.log_format
         patterns = spec.patterns if patterns is None else patterns
         since = f"{spec.window_seconds}s"
-        if start is None and end is None:  # scheduled: windows on the job's grid, so a rerun is the same window
+        if (
+            start is None and end is None
+        ):  # scheduled: windows on the job's grid, so a rerun is the same window
             now = datetime.now(UTC).timestamp()
             end = datetime.fromtimestamp(now - now % spec.interval_seconds, UTC)
     source = source_name(job=job, selector=selector, path=path, datasource=datasource)
@@ -120,13 +142,18 @@ async def analyze_logs(
         loaded = {"frame": from_lines(lines, default_time=end), "truncated": False, "reason": None}
     frame = loaded["frame"]
     if path is not None and len(frame):
-        start, end = frame["timestamp"].min().to_pydatetime(), frame["timestamp"].max().to_pydatetime()
+        start, end = (
+            frame["timestamp"].min().to_pydatetime(),
+            frame["timestamp"].max().to_pydatetime(),
+        )
 
     db = store()
     previous_reports = await to_thread.run_sync(lambda: db.list_log_reports(source=source, limit=1))
     if previous_reports and _same_window(previous_reports[0], start, end):
         done = previous_reports[0]  # a rerun of a stored window: nothing new to write or emit
-        log.info("%s: the window %s - %s is already stored (report %d)", source, start, end, done.id)
+        log.info(
+            "%s: the window %s - %s is already stored (report %d)", source, start, end, done.id
+        )
         return {"report_id": done.id, "events": 0, "source": source, "report": done.summary}
     miner_state = await to_thread.run_sync(db.load_miner_state, source)
     previous = previous_reports[0].summary if previous_reports else None
@@ -141,16 +168,29 @@ async def analyze_logs(
         log_format=log_format,
     )
     report = analysed["report"]
-    report["source"] = {"name": source, "truncated": loaded["truncated"], "reason": loaded["reason"]}
+    report["source"] = {
+        "name": source,
+        "truncated": loaded["truncated"],
+        "reason": loaded["reason"],
+    }
     run_id = str(flow_run.id) if flow_run.id else None
     stored = await store_log_report(source, (start, end), report, analysed["miner_state"], run_id)
     await _artifacts(source, report)
     log.info(
         "%s: %d lines, %d errors, %d anomalies, %d templates, %d changes",
-        source, report["total_logs"], report["error_count"], report["anomaly_count"],
-        len(report["templates"]), len(report.get("changes") or []),
+        source,
+        report["total_logs"],
+        report["error_count"],
+        report["anomaly_count"],
+        len(report["templates"]),
+        len(report.get("changes") or []),
     )
-    return {"report_id": stored["report_id"], "events": stored["events"], "source": source, "report": report}
+    return {
+        "report_id": stored["report_id"],
+        "events": stored["events"],
+        "source": source,
+        "report": report,
+    }
 
 
 async def _triage(incident_id: int, max_entries: int | None) -> dict[str, Any]:
@@ -160,19 +200,30 @@ async def _triage(incident_id: int, max_entries: int | None) -> dict[str, Any]:
     run_id = str(flow_run.id) if flow_run.id else None
     plan = await plan_triage(incident_id, run_id)
     if plan["status"] != "started":
-        return {"incident": incident_id, "triage": plan["status"], "summary": plan.get("summary") or plan.get("reason")}
+        return {
+            "incident": incident_id,
+            "triage": plan["status"],
+            "summary": plan.get("summary") or plan.get("reason"),
+        }
     window, baselines = plan["window"], plan["baselines"]
     try:
         frames = {}
         if plan["selector"] is not None:
             for w in [window, *baselines]:
-                loaded = await load_loki_lines(plan["datasource"], plan["selector"], w.start, w.end, max_entries)
+                loaded = await load_loki_lines(
+                    plan["datasource"], plan["selector"], w.start, w.end, max_entries
+                )
                 frames[w.name] = loaded["frame"]
         else:
             frames["*"] = load_file_lines(plan["path"])["frame"]
         report = triage_report(
-            incident_id, frames, window=window, baselines=baselines, selector=plan["selector"],
-            patterns=plan["patterns"], log_format=plan["log_format"],
+            incident_id,
+            frames,
+            window=window,
+            baselines=baselines,
+            selector=plan["selector"],
+            patterns=plan["patterns"],
+            log_format=plan["log_format"],
         )
     except Exception as exc:
         await fail_triage(incident_id, f"reading {plan['source']}: {error_text(exc)}", run_id)
@@ -205,13 +256,20 @@ async def _artifacts(source: str, report: dict[str, Any]) -> None:
         "## What changed since the previous window",
     ]
     changes = report.get("changes") or []
-    md += [f"- `{c['type']}` {c.get('template') or c.get('error_type') or ''} ({c.get('count')})" for c in changes[:20]]
+    md += [
+        f"- `{c['type']}` {c.get('template') or c.get('error_type') or ''} ({c.get('count')})"
+        for c in changes[:20]
+    ]
     if not changes:
         md.append("- nothing new")
     md += ["", "## Top error types"] + [f"- `{k}`: {v}" for k, v in errors]
-    await acreate_markdown_artifact(key="analyze-logs-summary", markdown="\n".join(md), description=f"log analysis of {source}")
+    await acreate_markdown_artifact(
+        key="analyze-logs-summary", markdown="\n".join(md), description=f"log analysis of {source}"
+    )
     rows = [
         {"template_id": t["template_id"], "count": t["count"], "template": t["template"][:200]}
         for t in report["templates"][:25]
     ] or [{"template_id": "-", "count": 0, "template": "no lines"}]
-    await acreate_table_artifact(key="analyze-logs-templates", table=rows, description=f"top templates of {source}")
+    await acreate_table_artifact(
+        key="analyze-logs-templates", table=rows, description=f"top templates of {source}"
+    )

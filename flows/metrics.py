@@ -55,14 +55,20 @@ GC_YOUNG_THRESHOLD = 50_000
 
 
 @flow(name="detect-metrics", log_prints=False)
-async def detect_metrics(detector_ids: list[str] | None = None, now: datetime | None = None) -> dict[str, Any]:
+async def detect_metrics(
+    detector_ids: list[str] | None = None, now: datetime | None = None
+) -> dict[str, Any]:
     """One tick of scheduled detection. ``detector_ids`` limits the tick to those detectors
     (still only when due); ``now`` pins the clock (tests, replays)."""
     log = get_run_logger()
     started, started_at = time.monotonic(), datetime.now(UTC)
     stats: dict[str, Any] = {"store_errors": 0, "collection_failed": []}  # for the flows' metrics
     given = {"detector_ids": detector_ids, "now": now}
-    validate_parameters(DetectMetricsParameters, {k: v for k, v in given.items() if v is not None}, flow="detect-metrics")
+    validate_parameters(
+        DetectMetricsParameters,
+        {k: v for k, v in given.items() if v is not None},
+        flow="detect-metrics",
+    )
     config = settings()
     db = store(config)
     now = now or datetime.now(UTC)
@@ -94,14 +100,25 @@ async def detect_metrics(detector_ids: list[str] | None = None, now: datetime | 
                 if not remaining:
                     return
                 claimed = await to_thread.run_sync(
-                    lambda: db.claim_detectors(remaining, owner, now=now, lease_seconds=config.claim_lease_seconds,
-                                               limit=config.batch_size, holder=holder)
+                    lambda: db.claim_detectors(
+                        remaining,
+                        owner,
+                        now=now,
+                        lease_seconds=config.claim_lease_seconds,
+                        limit=config.batch_size,
+                        holder=holder,
+                    )
                 )
                 considered = set(claimed.considered)
                 remaining[:] = [i for i in remaining if i not in considered]
             for det_id, old in claimed.taken_over.items():
-                log.warning("detector %s: the claim of run %s (%s) lapsed at %s: taken over", det_id, old.owner,
-                            old.holder or "?", old.expires_at.isoformat() if old.expires_at else "?")
+                log.warning(
+                    "detector %s: the claim of run %s (%s) lapsed at %s: taken over",
+                    det_id,
+                    old.owner,
+                    old.holder or "?",
+                    old.expires_at.isoformat() if old.expires_at else "?",
+                )
             for det_id, why in claimed.not_due.items():
                 elsewhere[det_id] = why
                 log.info("detector %s not run here: %s", det_id, why)
@@ -128,10 +145,20 @@ async def detect_metrics(detector_ids: list[str] | None = None, now: datetime | 
         by_owner: dict[tuple[str, str], list[str]] = defaultdict(list)
         for det_id in remaining:
             claim = held.get(det_id)
-            key = (claim.owner or "?", claim.holder or "?") if claim else ("another run", "being claimed")
+            key = (
+                (claim.owner or "?", claim.holder or "?")
+                if claim
+                else ("another run", "being claimed")
+            )
             by_owner[key].append(det_id)
         for (other, where), ids in sorted(by_owner.items()):
-            log.info("%d detector(s) not run here: claimed by run %s (%s): %s", len(ids), other, where, ", ".join(ids))
+            log.info(
+                "%d detector(s) not run here: claimed by run %s (%s): %s",
+                len(ids),
+                other,
+                where,
+                ", ".join(ids),
+            )
     rows.sort(key=lambda r: r["detector"])
     failed = [r for r in rows if r["status"] == "failed"]
     summary = {
@@ -150,7 +177,14 @@ async def detect_metrics(detector_ids: list[str] | None = None, now: datetime | 
     }
     await acreate_table_artifact(
         key="detect-metrics-summary",
-        table=rows or [{"detector": "-", "status": "nothing due", "reason": "; ".join(f"{k}: {v}" for k, v in not_due.items()) or "no detectors"}],
+        table=rows
+        or [
+            {
+                "detector": "-",
+                "status": "nothing due",
+                "reason": "; ".join(f"{k}: {v}" for k, v in not_due.items()) or "no detectors",
+            }
+        ],
         description=f"detect-metrics at {now:%Y-%m-%d %H:%M:%S}Z: {summary['ok']} ok, {summary['failed']} failed, "
         f"{summary['skipped']} skipped, {len(summary['elsewhere'])} run elsewhere; incidents: "
         f"{summary['incidents_opened']} opened, {summary['incidents_resolved']} resolved ({summary['anomalies']} anomalous points)",
@@ -158,11 +192,17 @@ async def detect_metrics(detector_ids: list[str] | None = None, now: datetime | 
     if summary["incidents_opened"] or summary["incidents_resolved"]:
         log.info(
             "tick: %d incident(s) opened, %d resolved, %d anomalous points",
-            summary["incidents_opened"], summary["incidents_resolved"], summary["anomalies"],
+            summary["incidents_opened"],
+            summary["incidents_resolved"],
+            summary["anomalies"],
         )
     await record_tick(
-        summary, datasource_of={d.id: d.datasources[0].name for d in due}, collection_failed=stats["collection_failed"],
-        started=started, started_at=started_at, scheduled_at=flow_run.scheduled_start_time if flow_run.id else None,
+        summary,
+        datasource_of={d.id: d.datasources[0].name for d in due},
+        collection_failed=stats["collection_failed"],
+        started=started,
+        started_at=started_at,
+        scheduled_at=flow_run.scheduled_start_time if flow_run.id else None,
     )
     return summary
 
@@ -207,7 +247,12 @@ async def _renew_leases(owner: str, lease_seconds: float) -> None:
 
 
 async def _process_batch(
-    datasource: str, detectors: list[DetectorRecord], now: datetime, run_id: str | None, owner: str, config: Settings,
+    datasource: str,
+    detectors: list[DetectorRecord],
+    now: datetime,
+    run_id: str | None,
+    owner: str,
+    config: Settings,
     stats: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Every detector of one claimed batch through its window; returns their outcome rows.
@@ -257,7 +302,9 @@ async def _process_batch(
             await collect_batch(batch, label)
             await detect_batch(batch, label, run_id)
             await publish(batch, label, owner)
-        except Exception as exc:  # the batch's step failed as a whole: its detectors fail, the tick goes on
+        except (
+            Exception
+        ) as exc:  # the batch's step failed as a whole: its detectors fail, the tick goes on
             message = error_message(exc)
             stats["store_errors"] += isinstance(exc, StoreUnavailable)
             log.error("batch %s failed: %s", label, message)
@@ -274,10 +321,19 @@ async def _process_batch(
 
 
 async def _record(
-    log: Any, owner: str, failed: dict[str, str], skipped: dict[str, str], now: datetime, stats: dict[str, Any]
+    log: Any,
+    owner: str,
+    failed: dict[str, str],
+    skipped: dict[str, str],
+    now: datetime,
+    stats: dict[str, Any],
 ) -> None:
     try:
         await to_thread.run_sync(record_outcomes, owner, failed, skipped, now)
     except Exception as exc:
         stats["store_errors"] += 1
-        log.error("could not record the outcome of %d detector(s): %s", len(failed) + len(skipped), error_message(exc))
+        log.error(
+            "could not record the outcome of %d detector(s): %s",
+            len(failed) + len(skipped),
+            error_message(exc),
+        )

@@ -35,7 +35,11 @@ def _plain(value: Any) -> Any:
         return value
     if isinstance(value, datetime):
         return value.isoformat()
-    if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value) and len(value) <= 50:
+    if (
+        isinstance(value, list | tuple)
+        and all(isinstance(v, str) for v in value)
+        and len(value) <= 50
+    ):
         return list(value)
     return None
 

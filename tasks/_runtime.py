@@ -82,7 +82,10 @@ def transient_only(task: Any, task_run: Any, state: Any) -> bool:
 
 #: ``retries`` of TRANSIENT_RETRIES: the most AIOPS_RETRY_ATTEMPTS allows; transient_only
 #: stops at the configured attempts.
-_MAX_RETRIES = next(int(m.le) for m in Settings.model_fields["retry_attempts"].metadata if hasattr(m, "le")) - 1
+_MAX_RETRIES = (
+    next(int(m.le) for m in Settings.model_fields["retry_attempts"].metadata if hasattr(m, "le"))
+    - 1
+)
 
 #: The retry policy of every task that talks to a datasource: exponential backoff with
 #: jitter, transient failures only, AIOPS_RETRY_ATTEMPTS attempts in all (whether or not the

@@ -37,10 +37,21 @@ from tasks.detect import run_detector
 from tasks.logs import commit_window
 from tasks.publish import count_events, emit_incidents
 
-__all__ = ["score_backfill_piece", "commit_backfill_log_window", "run_detector_windows", "backfill_window", "new_detector_row", "merge_rows"]
+__all__ = [
+    "score_backfill_piece",
+    "commit_backfill_log_window",
+    "run_detector_windows",
+    "backfill_window",
+    "new_detector_row",
+    "merge_rows",
+]
 
 
-@task(name="score-backfill", cache_policy=NO_CACHE, task_run_name="score {detector.id} {window_start:%Y-%m-%d %H:%M} ({mode})")
+@task(
+    name="score-backfill",
+    cache_policy=NO_CACHE,
+    task_run_name="score {detector.id} {window_start:%Y-%m-%d %H:%M} ({mode})",
+)
 async def score_backfill_piece(
     detector: DetectorRecord,
     backfill_id: str,
@@ -71,13 +82,20 @@ async def score_backfill_piece(
         clean = await to_thread.run_sync(lambda: standardize(frame, step=step))
         if detector.transforms and since is not None and until is not None:
             clean = await to_thread.run_sync(
-                lambda: transformed_piece(clean, detector.transforms, step=step, start=since, end=until)
+                lambda: transformed_piece(
+                    clean, detector.transforms, step=step, start=since, end=until
+                )
             )
     if clean is not None or (mode == "running" and until is not None and incident_states):
         run = await run_detector(
-            detector, clean if clean is not None else pd.DataFrame(), states, mode=mode,
-            flow_run_id=flow_run_id, incident_states=incident_states if mode == "running" else None,
-            until=until, backfill=backfill_id,
+            detector,
+            clean if clean is not None else pd.DataFrame(),
+            states,
+            mode=mode,
+            flow_run_id=flow_run_id,
+            incident_states=incident_states if mode == "running" else None,
+            until=until,
+            backfill=backfill_id,
         )
     if earlier is not None:
         run.absorb(earlier)
@@ -85,14 +103,23 @@ async def score_backfill_piece(
     if commit:
         inserted = await to_thread.run_sync(
             lambda: store().complete_backfill_window(
-                backfill_id, detector.id, window_start, events=run.events, states=run.states,
-                incidents=run.incidents, incident_states=run.incident_states,
+                backfill_id,
+                detector.id,
+                window_start,
+                events=run.events,
+                states=run.states,
+                incidents=run.incidents,
+                incident_states=run.incident_states,
             )
         )
     return run, inserted
 
 
-@task(name="commit-backfill-log-window", cache_policy=NO_CACHE, task_run_name="commit {source} {window[0]:%Y-%m-%d %H:%M}")
+@task(
+    name="commit-backfill-log-window",
+    cache_policy=NO_CACHE,
+    task_run_name="commit {source} {window[0]:%Y-%m-%d %H:%M}",
+)
 async def commit_backfill_log_window(
     source: str,
     window: tuple[datetime, datetime],
@@ -111,10 +138,20 @@ async def commit_backfill_log_window(
 
 def new_detector_row(detector_id: str) -> dict[str, Any]:
     """A detector's row of a backfill's result, before any window."""
-    return {"detector": detector_id, "windows": 0, "samples": 0, "anomalies": 0,
-            "incidents_opened": 0, "incidents_resolved": 0,
-            "max_piece_samples": 0, "first_window": None, "last_window": None, "error": None,
-            "windows_without_samples": 0, "warning": None}
+    return {
+        "detector": detector_id,
+        "windows": 0,
+        "samples": 0,
+        "anomalies": 0,
+        "incidents_opened": 0,
+        "incidents_resolved": 0,
+        "max_piece_samples": 0,
+        "first_window": None,
+        "last_window": None,
+        "error": None,
+        "windows_without_samples": 0,
+        "warning": None,
+    }
 
 
 async def run_detector_windows(
@@ -154,8 +191,11 @@ async def run_detector_windows(
     states: dict[str, Any] = {key: item["state"] for key, item in stored.items()}
     incident_states = await to_thread.run_sync(db.load_incident_states, det.id, bf_id)
     known = {"series": len(states)}
-    collect = (collect_metrics.fn if inline
-               else collect_metrics.with_options(retries=config.retry_attempts - 1, cache_policy=NO_CACHE))
+    collect = (
+        collect_metrics.fn
+        if inline
+        else collect_metrics.with_options(retries=config.retry_attempts - 1, cache_policy=NO_CACHE)
+    )
     score = score_backfill_piece.fn if inline else score_backfill_piece
     q = (lambda value: value) if inline else quote  # quote: Prefect need not walk frames and states
     plan = PiecePlan(db, bf_id, det.id, step, capacity, budget, until=until)
@@ -163,8 +203,12 @@ async def run_detector_windows(
     def fetch(piece: Piece | None) -> asyncio.Task | None:
         if piece is None or piece.span is None:
             return None
-        start = piece.span.start - timedelta(seconds=history)  # what the transform steps reach back to
-        return asyncio.create_task(collect(ds.name, ds.query, start, piece.span.end, step, capacity))
+        start = piece.span.start - timedelta(
+            seconds=history
+        )  # what the transform steps reach back to
+        return asyncio.create_task(
+            collect(ds.name, ds.query, start, piece.span.end, step, capacity)
+        )
 
     piece = await to_thread.run_sync(plan.next, known["series"])
     pending_fetch = fetch(piece)
@@ -179,7 +223,9 @@ async def run_detector_windows(
             collected = await pending_fetch if pending_fetch is not None else None
             if collected is not None:
                 if collected["dropped"]:
-                    raise AiopsError(f"{collected['dropped']} samples did not fit the buffer of {capacity}")
+                    raise AiopsError(
+                        f"{collected['dropped']} samples did not fit the buffer of {capacity}"
+                    )
                 known["series"] = max(known["series"], collected["series"])
                 plan.empty_probes = plan.empty_probes + 1 if collected["series"] == 0 else 0
                 row["samples"] += collected["samples"]
@@ -192,8 +238,18 @@ async def run_detector_windows(
             mode = "training" if train_until and w.window_end <= train_until else "running"
             frame = collected["frame"] if collected is not None else None
             earlier, inserted = await score(
-                det, bf_id, w.window_start, q(frame), step, q(states), mode, run_id, q(earlier), piece.last,
-                q(incident_states), piece.span.end if piece.span is not None else None,
+                det,
+                bf_id,
+                w.window_start,
+                q(frame),
+                step,
+                q(states),
+                mode,
+                run_id,
+                q(earlier),
+                piece.last,
+                q(incident_states),
+                piece.span.end if piece.span is not None else None,
                 piece.span.start if piece.span is not None else None,
             )
             for key, (_, state) in earlier.states.items():
@@ -206,10 +262,17 @@ async def run_detector_windows(
             if inline and isinstance(exc, TRANSIENT):
                 raise  # backfill-window's retries run the piece again
             message = exc.message if isinstance(exc, AiopsError) else f"{type(exc).__name__}: {exc}"
-            await to_thread.run_sync(lambda: db.mark_window(bf_id, det.id, w.window_start, "failed", message))
+            await to_thread.run_sync(
+                lambda: db.mark_window(bf_id, det.id, w.window_start, "failed", message)
+            )
             log.error(
                 "backfill %s: detector %s (datasource %s, query %r) failed at window %s: %s",
-                bf_id, det.id, ds.name, ds.query, w.window_start, message,
+                bf_id,
+                det.id,
+                ds.name,
+                ds.query,
+                w.window_start,
+                message,
             )
             if on_failure is not None:
                 await on_failure()
@@ -234,7 +297,14 @@ async def run_detector_windows(
 
 def merge_rows(into: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
     """A detector's row over several runs of :func:`run_detector_windows` (one per window on Dask)."""
-    for key in ("windows", "samples", "anomalies", "incidents_opened", "incidents_resolved", "windows_without_samples"):
+    for key in (
+        "windows",
+        "samples",
+        "anomalies",
+        "incidents_opened",
+        "incidents_resolved",
+        "windows_without_samples",
+    ):
         into[key] += row[key]
     into["max_piece_samples"] = max(into["max_piece_samples"], row["max_piece_samples"])
     into["first_window"] = into["first_window"] or row["first_window"]
@@ -244,8 +314,12 @@ def merge_rows(into: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
     return into
 
 
-@task(name="backfill-window", cache_policy=NO_CACHE, **TRANSIENT_RETRIES,
-      task_run_name="backfill {window_start:%Y-%m-%d %H:%M} x {detector_count} detector(s)")
+@task(
+    name="backfill-window",
+    cache_policy=NO_CACHE,
+    **TRANSIENT_RETRIES,
+    task_run_name="backfill {window_start:%Y-%m-%d %H:%M} x {detector_count} detector(s)",
+)
 async def backfill_window(
     config: Settings,
     backfill_id: str,
@@ -265,8 +339,18 @@ async def backfill_window(
     twice adds nothing. Returns one row per detector."""
     rows = []
     for det in detectors:
-        rows.append(await run_detector_windows(
-            det, backfill_id, train_until=train_until, capacity=capacity, run_id=flow_run_id,
-            budget=WindowBudget(None), config=config, emit_events=emit_events, until=window_start, inline=True,
-        ))
+        rows.append(
+            await run_detector_windows(
+                det,
+                backfill_id,
+                train_until=train_until,
+                capacity=capacity,
+                run_id=flow_run_id,
+                budget=WindowBudget(None),
+                config=config,
+                emit_events=emit_events,
+                until=window_start,
+                inline=True,
+            )
+        )
     return rows

@@ -41,11 +41,15 @@ async def collect_batch(batch: Batch, label: str) -> int:
     config = settings()
     ds = config.datasource_configs().get(batch.datasource)
     if ds is None:
-        raise ConfigError(f"datasource {batch.datasource!r} is not configured", setting="datasources")
+        raise ConfigError(
+            f"datasource {batch.datasource!r} is not configured", setting="datasources"
+        )
     works = batch.active()
     async with http_client(config, ds) as http:
         client = build_client(ds, config, http)
-        results = await collect_pieces(client, ds, works, config.buffer_size, config.max_concurrency)
+        results = await collect_pieces(
+            client, ds, works, config.buffer_size, config.max_concurrency
+        )
     total = 0
     for work in works:
         result = results[work.id]
@@ -82,7 +86,12 @@ async def detect_batch(batch: Batch, label: str, flow_run_id: str | None) -> int
     return scored
 
 
-@task(name="publish-batch", **TRANSIENT_RETRIES, cache_policy=NO_CACHE, task_run_name="publish {label}")
+@task(
+    name="publish-batch",
+    **TRANSIENT_RETRIES,
+    cache_policy=NO_CACHE,
+    task_run_name="publish {label}",
+)
 async def publish_batch(batch: Batch, label: str, owner: str) -> dict[str, int]:
     """Commit the batch's pieces in one transaction (events, incidents, states, checkpoints,
     collector statuses; the claims of finished detectors released), then emit the incident
@@ -98,8 +107,11 @@ async def publish_batch(batch: Batch, label: str, owner: str) -> dict[str, int]:
     totals = {"anomalies": 0, "incidents_opened": 0, "incidents_resolved": 0}
     for work in works:
         if work.id in result.refused:
-            log.warning("detector %s stopped: %s (the run that holds it now processes its window)",
-                        work.id, result.refused[work.id])
+            log.warning(
+                "detector %s stopped: %s (the run that holds it now processes its window)",
+                work.id,
+                result.refused[work.id],
+            )
             work.row.update(status="taken-over", error=result.refused[work.id])
             work.done = True
             continue
@@ -112,9 +124,15 @@ async def publish_batch(batch: Batch, label: str, owner: str) -> dict[str, int]:
         _log_incidents(log, work.id, inserted)
     done = [w for w in works if w.done and w.row["status"] == "ok"]
     if done:  # one line for the batch (each detector's figures are in the tick's artifact)
-        log.info("%d detector(s) done: %s", len(done), ", ".join(
-            f"{w.id} ({w.detector.status}, {w.row['series']} series, {w.row['samples']} samples, "
-            f"{w.row['anomalies']} anomalies)" for w in done))
+        log.info(
+            "%d detector(s) done: %s",
+            len(done),
+            ", ".join(
+                f"{w.id} ({w.detector.status}, {w.row['series']} series, {w.row['samples']} samples, "
+                f"{w.row['anomalies']} anomalies)"
+                for w in done
+            ),
+        )
     return totals
 
 
@@ -129,13 +147,31 @@ def _log_incidents(log: Any, detector_id: str, inserted: list[Any]) -> None:
     opened = [e for e in inserted if e.type == "incident.opened"]
     resolved = [e for e in inserted if e.type == "incident.resolved"]
     if opened:
-        log.warning("detector %s: %d incident(s) opened: %s", detector_id, len(opened), _listed(opened, lambda e: (
-            f"{e.payload.get('incident_id')} on {e.series_key or '(no labels)'} at {e.ts.isoformat()} "
-            f"(severity {e.severity}, peak score {e.score})")))
+        log.warning(
+            "detector %s: %d incident(s) opened: %s",
+            detector_id,
+            len(opened),
+            _listed(
+                opened,
+                lambda e: (
+                    f"{e.payload.get('incident_id')} on {e.series_key or '(no labels)'} at {e.ts.isoformat()} "
+                    f"(severity {e.severity}, peak score {e.score})"
+                ),
+            ),
+        )
     if resolved:
-        log.info("detector %s: %d incident(s) resolved: %s", detector_id, len(resolved), _listed(resolved, lambda e: (
-            f"{e.payload.get('incident_id')} on {e.series_key or '(no labels)'} at {e.ts.isoformat()} "
-            f"({e.payload.get('points')} points)")))
+        log.info(
+            "detector %s: %d incident(s) resolved: %s",
+            detector_id,
+            len(resolved),
+            _listed(
+                resolved,
+                lambda e: (
+                    f"{e.payload.get('incident_id')} on {e.series_key or '(no labels)'} at {e.ts.isoformat()} "
+                    f"({e.payload.get('points')} points)"
+                ),
+            ),
+        )
 
 
 def _listed(events: list[Any], describe: Any) -> str:
@@ -144,6 +180,8 @@ def _listed(events: list[Any], describe: Any) -> str:
     return f"{text}; and {more} more" if more > 0 else text
 
 
-def record_outcomes(owner: str, failed: dict[str, str], skipped: dict[str, str], at: datetime) -> None:
+def record_outcomes(
+    owner: str, failed: dict[str, str], skipped: dict[str, str], at: datetime
+) -> None:
     """Collector statuses of failed and skipped detectors, and their claims released."""
     store().record_batch_outcomes(owner, failed=failed, skipped=skipped, at=at)

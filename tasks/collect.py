@@ -42,9 +42,20 @@ async def collect_metrics(
     async with http_client(config, ds) as http:
         client = build_client(ds, config, http, retry=SINGLE_ATTEMPT)  # Prefect's retries back off
         piece = await collect_piece(client, ds, query, start, end, step, capacity)
-    effective, fetched, series, warning = piece["query"], piece["samples"], piece["series"], piece["warning"]
-    log.info("collected %d samples of %d series from %s (%d dropped)%s", fetched, series, datasource,
-             piece["dropped"], f" with {effective!r}" if effective != query else "")
+    effective, fetched, series, warning = (
+        piece["query"],
+        piece["samples"],
+        piece["series"],
+        piece["warning"],
+    )
+    log.info(
+        "collected %d samples of %d series from %s (%d dropped)%s",
+        fetched,
+        series,
+        datasource,
+        piece["dropped"],
+        f" with {effective!r}" if effective != query else "",
+    )
     if warning:
         log.warning("%s: %s", datasource, warning)
     return {k: piece[k] for k in ("frame", "samples", "series", "dropped", "warning")}

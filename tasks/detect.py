@@ -56,13 +56,18 @@ async def run_detector(
 
 @task(name="detect-anomalies", task_run_name="detect {detector.id}")
 async def detect_anomalies(
-    detector: DetectorRecord, frame: pd.DataFrame, flow_run_id: str | None = None, until: datetime | None = None
+    detector: DetectorRecord,
+    frame: pd.DataFrame,
+    flow_run_id: str | None = None,
+    until: datetime | None = None,
 ) -> DetectionRun:
     """``training`` detectors fit (no events); ``running`` detectors score and return anomalies
     and the incidents they open, grow or resolve (continuing the stored incident states)."""
     states = await to_thread.run_sync(store().load_states, detector.id)
     running = detector.status == "running"
-    incident_states = await to_thread.run_sync(store().load_incident_states, detector.id) if running else {}
+    incident_states = (
+        await to_thread.run_sync(store().load_incident_states, detector.id) if running else {}
+    )
     run = await run_detector(
         detector,
         frame,

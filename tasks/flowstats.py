@@ -47,8 +47,12 @@ async def record_tick(
     start, ``scheduled_at`` when Prefect scheduled it (the lag is the difference)."""
     lag = (started_at - scheduled_at).total_seconds() if scheduled_at is not None else None
     updates = tick_updates(
-        summary, datasource_of=datasource_of, collection_failed=collection_failed,
-        duration_seconds=time.monotonic() - started, lag_seconds=lag, finished_at=time.time(),
+        summary,
+        datasource_of=datasource_of,
+        collection_failed=collection_failed,
+        duration_seconds=time.monotonic() - started,
+        lag_seconds=lag,
+        finished_at=time.time(),
     )
     return await to_thread.run_sync(record_metrics, updates)
 

@@ -17,7 +17,13 @@ from aiops.sources import SINGLE_ATTEMPT, build_loki, http_client
 from aiops.sources.files import LogAccess
 from tasks._runtime import settings, store, TRANSIENT_RETRIES
 
-__all__ = ["load_loki_lines", "load_file_lines", "analyze_window", "store_log_report", "change_events"]
+__all__ = [
+    "load_loki_lines",
+    "load_file_lines",
+    "analyze_window",
+    "store_log_report",
+    "change_events",
+]
 
 
 @task(
@@ -41,7 +47,9 @@ async def load_loki_lines(
         )
     async with http_client(config, ds) as http:
         client = build_loki(ds, config, http, retry=SINGLE_ATTEMPT)  # Prefect's retries back off
-        result = await client.logs(selector, start.timestamp(), end.timestamp(), max_entries=max_entries)
+        result = await client.logs(
+            selector, start.timestamp(), end.timestamp(), max_entries=max_entries
+        )
     if result.truncated:
         log.warning("log query %s was cut: %s", selector, result.reason)
     log.info("loaded %d lines of %d streams in %d pages", len(result), result.streams, result.pages)
@@ -120,6 +128,10 @@ async def store_log_report(
     saved, inserted = await commit_window(source, window, report, miner_state, flow_run_id)
     resource = {"prefect.resource.id": f"aiops.logs.{source}", "prefect.resource.name": source}
     for event in inserted[:100]:
-        emit_event(event=f"aiops.{event.type}", resource=resource, payload={"id": event.id, **event.payload})
+        emit_event(
+            event=f"aiops.{event.type}",
+            resource=resource,
+            payload={"id": event.id, **event.payload},
+        )
     log.info("log report %d stored for %s: %d change events", saved.id, source, len(inserted))
     return {"report_id": saved.id, "events": len(inserted)}

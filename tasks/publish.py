@@ -21,7 +21,13 @@ from aiops.pipeline import DetectionRun
 from aiops.store import EVENT_ANOMALY, INCIDENT_EVENTS, DetectorRecord, Event
 from tasks._runtime import store
 
-__all__ = ["publish_detection", "event_payload", "emit_incidents", "incident_resources", "count_events"]
+__all__ = [
+    "publish_detection",
+    "event_payload",
+    "emit_incidents",
+    "incident_resources",
+    "count_events",
+]
 
 #: Prefect events per detector and run; beyond it one summary event says how many more.
 MAX_EVENTS_PER_RUN = 100
@@ -44,12 +50,25 @@ def event_payload(event: Event) -> dict[str, Any]:
         "params_hash": event.params_hash,
         "flow_run_id": event.flow_run_id,
         "backfill_id": event.backfill_id,
-        **{k: event.payload[k] for k in ("incident_id", "opened_at", "last_anomalous_at", "resolved_at",
-                                        "peak_at", "points", "reason") if k in event.payload},
+        **{
+            k: event.payload[k]
+            for k in (
+                "incident_id",
+                "opened_at",
+                "last_anomalous_at",
+                "resolved_at",
+                "peak_at",
+                "points",
+                "reason",
+            )
+            if k in event.payload
+        },
     }
 
 
-def incident_resources(detector: DetectorRecord, event: Event) -> tuple[dict[str, str], list[dict[str, str]]]:
+def incident_resources(
+    detector: DetectorRecord, event: Event
+) -> tuple[dict[str, str], list[dict[str, str]]]:
     """The Prefect resource (the detector) and related resources (the series) of an event.
 
     The series' resource id is ``aiops.series.<detector>.<16 hex of its key>`` (stable, short);
@@ -80,13 +99,25 @@ def emit_incidents(detector: DetectorRecord, inserted: list[Event]) -> int:
     incidents = [e for e in inserted if e.type in INCIDENT_EVENTS]
     for event in incidents[:MAX_EVENTS_PER_RUN]:
         resource, related = incident_resources(detector, event)
-        emit_event(event=f"aiops.{event.type}", resource=resource, related=related, payload=event_payload(event))
+        emit_event(
+            event=f"aiops.{event.type}",
+            resource=resource,
+            related=related,
+            payload=event_payload(event),
+        )
     if len(incidents) > MAX_EVENTS_PER_RUN:
         emit_event(
             event="aiops.incident.batch",
-            resource={"prefect.resource.id": f"aiops.detector.{detector.id}", "prefect.resource.name": detector.name},
-            payload={"count": len(incidents), "emitted": MAX_EVENTS_PER_RUN, "first_id": incidents[0].id,
-                     "last_id": incidents[-1].id},
+            resource={
+                "prefect.resource.id": f"aiops.detector.{detector.id}",
+                "prefect.resource.name": detector.name,
+            },
+            payload={
+                "count": len(incidents),
+                "emitted": MAX_EVENTS_PER_RUN,
+                "first_id": incidents[0].id,
+                "last_id": incidents[-1].id,
+            },
         )
     return min(len(incidents), MAX_EVENTS_PER_RUN)
 
@@ -107,7 +138,9 @@ async def publish_detection(
     """Commit events, incidents, states, checkpoint and collector status in one transaction,
     then emit the incident events. Returns what was stored (:func:`count_events`)."""
     log = get_run_logger()
-    trained_at = datetime.now(tz=checkpoint.tzinfo) if run.mode == "training" and run.states else None
+    trained_at = (
+        datetime.now(tz=checkpoint.tzinfo) if run.mode == "training" and run.states else None
+    )
     inserted = await to_thread.run_sync(
         lambda: store().commit_detection(
             detector.id,
@@ -129,13 +162,20 @@ async def publish_detection(
         if event.type == "incident.opened":
             log.warning(
                 "detector %s: incident %s opened on %s at %s (severity %s, peak score %s)",
-                detector.id, event.payload.get("incident_id"), event.series_key or "(no labels)",
-                event.ts.isoformat(), event.severity, event.score,
+                detector.id,
+                event.payload.get("incident_id"),
+                event.series_key or "(no labels)",
+                event.ts.isoformat(),
+                event.severity,
+                event.score,
             )
         elif event.type == "incident.resolved":
             log.info(
                 "detector %s: incident %s on %s resolved at %s (%s points)",
-                detector.id, event.payload.get("incident_id"), event.series_key or "(no labels)",
-                event.ts.isoformat(), event.payload.get("points"),
+                detector.id,
+                event.payload.get("incident_id"),
+                event.series_key or "(no labels)",
+                event.ts.isoformat(),
+                event.payload.get("points"),
             )
     return counts

@@ -12,10 +12,24 @@ from prefect import get_run_logger, task
 from prefect.artifacts import acreate_markdown_artifact
 
 from aiops.errors import AiopsError, InvalidInput, NotFound
-from aiops.triage import TriageWindow, compare_windows, render_selector, triage_markdown, triage_windows, window_frame
+from aiops.triage import (
+    TriageWindow,
+    compare_windows,
+    render_selector,
+    triage_markdown,
+    triage_windows,
+    window_frame,
+)
 from tasks._runtime import settings, store
 
-__all__ = ["plan_triage", "triage_report", "save_triage", "fail_triage", "triage_artifact", "error_text"]
+__all__ = [
+    "plan_triage",
+    "triage_report",
+    "save_triage",
+    "fail_triage",
+    "triage_artifact",
+    "error_text",
+]
 
 
 def error_text(exc: BaseException) -> str:
@@ -37,11 +51,17 @@ async def plan_triage(incident_id: int, flow_run_id: str | None) -> dict[str, An
         detector = await to_thread.run_sync(db.get_detector, incident.detector_id)
     except NotFound:
         log.info("incident %d: detector %s is gone, no triage", incident_id, incident.detector_id)
-        return {"status": "skipped", "reason": f"detector {incident.detector_id!r} no longer exists"}
+        return {
+            "status": "skipped",
+            "reason": f"detector {incident.detector_id!r} no longer exists",
+        }
     link = detector.triage
     if link is None:
         log.info("incident %d: detector %s has no log source for triage", incident_id, detector.id)
-        return {"status": "skipped", "reason": f"detector {detector.id!r} has no log source for triage"}
+        return {
+            "status": "skipped",
+            "reason": f"detector {detector.id!r} has no log source for triage",
+        }
     triage, started = await to_thread.run_sync(
         lambda: db.start_triage(incident_id, source=link.describe(), flow_run_id=flow_run_id)
     )
@@ -49,9 +69,16 @@ async def plan_triage(incident_id: int, flow_run_id: str | None) -> dict[str, An
         log.info("incident %d: triage already done by run %s", incident_id, triage.flow_run_id)
         return {"status": "done", "summary": triage.summary}
     try:
-        plan: dict[str, Any] = {"status": "started", "incident": incident_id, "detector": detector.id,
-                                "datasource": link.datasource, "selector": None, "path": None,
-                                "log_format": None, "patterns": None}
+        plan: dict[str, Any] = {
+            "status": "started",
+            "incident": incident_id,
+            "detector": detector.id,
+            "datasource": link.datasource,
+            "selector": None,
+            "path": None,
+            "log_format": None,
+            "patterns": None,
+        }
         if link.selector is not None:
             plan["selector"] = render_selector(link.selector, incident.labels)
         elif link.path is not None:
@@ -65,15 +92,30 @@ async def plan_triage(incident_id: int, flow_run_id: str | None) -> dict[str, An
                     field="triage.job",
                 )
             job = jobs[link.job]
-            plan.update(selector=job.selector, path=job.path, datasource=job.datasource,
-                        log_format=job.log_format, patterns=job.patterns)
-        window, baselines = triage_windows(link, incident.opened_at, incident.resolved_at, datetime.now(UTC))
+            plan.update(
+                selector=job.selector,
+                path=job.path,
+                datasource=job.datasource,
+                log_format=job.log_format,
+                patterns=job.patterns,
+            )
+        window, baselines = triage_windows(
+            link, incident.opened_at, incident.resolved_at, datetime.now(UTC)
+        )
         plan.update(window=window, baselines=baselines, source=link.describe())
     except Exception as exc:
         error = error_text(exc)
-        await to_thread.run_sync(lambda: db.finish_triage(incident_id, error=error, flow_run_id=flow_run_id))
+        await to_thread.run_sync(
+            lambda: db.finish_triage(incident_id, error=error, flow_run_id=flow_run_id)
+        )
         raise
-    log.info("incident %d: triage of %s over %s - %s", incident_id, plan["source"], window.start, window.end)
+    log.info(
+        "incident %d: triage of %s over %s - %s",
+        incident_id,
+        plan["source"],
+        window.start,
+        window.end,
+    )
     return plan
 
 
@@ -108,14 +150,18 @@ def triage_report(
 
 @task(name="save-triage", task_run_name="store triage of incident {incident_id}")
 async def save_triage(incident_id: int, report: dict[str, Any], flow_run_id: str | None) -> None:
-    await to_thread.run_sync(lambda: store().finish_triage(incident_id, report=report, flow_run_id=flow_run_id))
+    await to_thread.run_sync(
+        lambda: store().finish_triage(incident_id, report=report, flow_run_id=flow_run_id)
+    )
     get_run_logger().info("incident %d: triage stored: %s", incident_id, report["summary"])
 
 
 @task(name="fail-triage", task_run_name="store failed triage of incident {incident_id}")
 async def fail_triage(incident_id: int, error: str, flow_run_id: str | None) -> None:
     """Leave the error on the incident's triage (the incident itself is not touched)."""
-    await to_thread.run_sync(lambda: store().finish_triage(incident_id, error=error, flow_run_id=flow_run_id))
+    await to_thread.run_sync(
+        lambda: store().finish_triage(incident_id, error=error, flow_run_id=flow_run_id)
+    )
     get_run_logger().error("incident %d: triage failed: %s", incident_id, error)
 
 
@@ -123,5 +169,7 @@ async def triage_artifact(incident_id: int, detector_id: str, report: dict[str, 
     await acreate_markdown_artifact(
         key=f"incident-{incident_id}-triage",
         markdown=triage_markdown(report, title=f"Triage of incident {incident_id} ({detector_id})"),
-        description=f"what changed in the logs when incident {incident_id} opened: {report['summary']}"[:500],
+        description=f"what changed in the logs when incident {incident_id} opened: {report['summary']}"[
+            :500
+        ],
     )

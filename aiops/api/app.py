@@ -116,7 +116,9 @@ class ApiState:
     def _typed(self, name: str, kind: str) -> PrometheusClient | LokiClient:
         config = self.datasource_config(name)
         if config.type != kind:
-            raise InvalidInput(f"datasource {name!r} is a {config.type} datasource, not {kind}", field="datasource")
+            raise InvalidInput(
+                f"datasource {name!r} is a {config.type} datasource, not {kind}", field="datasource"
+            )
         return self.clients[name]
 
     def prometheus(self, name: str = "prometheus") -> PrometheusClient:
@@ -142,20 +144,50 @@ def operations() -> list[Operation]:
         *incidents.OPERATIONS,
         *runs.OPERATIONS,
         *page.OPERATIONS,
-        Operation("GET", METRICS_PATH, _metrics, "Prometheus metrics of the service", "service",
-                  responses={200: "text/plain"}, errors=(), public=True,
-                  description="Requests, latencies, datasource cache hits/retries/failovers, "
-                  "WebSocket clients and events sent, aiops_anomaly_score per detector and series, "
-                  "aiops_incident_open per open incident and aiops_incidents_total per detector."),
-        Operation("GET", HEALTHZ_PATH, _healthz, "Readiness of the API (no token needed)", "service",
-                  responses={200: ReadinessResponse, 503: ReadinessResponse}, errors=(), public=True,
-                  description="200 `ready` once the API has started and its store answers, 503 `not ready` "
-                  "otherwise. Says nothing else (no versions, settings or errors): safe without a token, "
-                  "for `aiops up`, load balancers and orchestrators."),
-        Operation("GET", "/openapi.json", _openapi, "This OpenAPI document", "service",
-                  responses={200: None}, errors=()),
-        Operation("GET", "/docs", _docs, "Human-readable API reference (HTML)", "service",
-                  responses={200: "text/html"}, errors=()),
+        Operation(
+            "GET",
+            METRICS_PATH,
+            _metrics,
+            "Prometheus metrics of the service",
+            "service",
+            responses={200: "text/plain"},
+            errors=(),
+            public=True,
+            description="Requests, latencies, datasource cache hits/retries/failovers, "
+            "WebSocket clients and events sent, aiops_anomaly_score per detector and series, "
+            "aiops_incident_open per open incident and aiops_incidents_total per detector.",
+        ),
+        Operation(
+            "GET",
+            HEALTHZ_PATH,
+            _healthz,
+            "Readiness of the API (no token needed)",
+            "service",
+            responses={200: ReadinessResponse, 503: ReadinessResponse},
+            errors=(),
+            public=True,
+            description="200 `ready` once the API has started and its store answers, 503 `not ready` "
+            "otherwise. Says nothing else (no versions, settings or errors): safe without a token, "
+            "for `aiops up`, load balancers and orchestrators.",
+        ),
+        Operation(
+            "GET",
+            "/openapi.json",
+            _openapi,
+            "This OpenAPI document",
+            "service",
+            responses={200: None},
+            errors=(),
+        ),
+        Operation(
+            "GET",
+            "/docs",
+            _docs,
+            "Human-readable API reference (HTML)",
+            "service",
+            responses={200: "text/html"},
+            errors=(),
+        ),
     ]
 
 
@@ -218,7 +250,9 @@ class BodyLimitMiddleware:
         return f"request body too large: the limit is {self.limit} bytes"
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = error_response(413, self._message(), {"limit_bytes": self.limit}, {"Connection": "close"})
+        response = error_response(
+            413, self._message(), {"limit_bytes": self.limit}, {"Connection": "close"}
+        )
         await response(scope, receive, send)
 
 
@@ -239,8 +273,12 @@ def create_app(
     metrics_clients = lambda: holder.get("clients", {})  # noqa: E731
     metrics_store = lambda: holder.get("store")  # noqa: E731
     metrics_hub = lambda: holder.get("hub")  # noqa: E731
-    metrics = ApiMetrics(clients=metrics_clients, store=metrics_store, hub=metrics_hub,
-                         public_url=settings.resolved_public_url())
+    metrics = ApiMetrics(
+        clients=metrics_clients,
+        store=metrics_store,
+        hub=metrics_hub,
+        public_url=settings.resolved_public_url(),
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -248,7 +286,9 @@ def create_app(
             http = http_client
             if http is None:
                 http = await stack.enter_async_context(
-                    httpx.AsyncClient(limits=httpx.Limits(max_connections=100, max_keepalive_connections=20))
+                    httpx.AsyncClient(
+                        limits=httpx.Limits(max_connections=100, max_keepalive_connections=20)
+                    )
                 )
             db = store
             if db is None:
@@ -265,7 +305,9 @@ def create_app(
             )
             await hub.start()
             stack.push_async_callback(hub.stop)
-            prober = HealthProber(clients, db, interval=settings.health_probe_seconds, timeout=opts.probe_timeout)
+            prober = HealthProber(
+                clients, db, interval=settings.health_probe_seconds, timeout=opts.probe_timeout
+            )
             if settings.health_probe_seconds > 0 and clients:
                 tasks = await stack.enter_async_context(anyio.create_task_group())
                 stack.callback(tasks.cancel_scope.cancel)
@@ -307,10 +349,22 @@ def create_app(
     middleware = [
         Middleware(MetricsMiddleware, metrics=metrics),
         Middleware(BodyLimitMiddleware, limit=opts.max_body_bytes),
-        Middleware(AuthMiddleware, token=token, public_paths=public, failures=FailureLimit(
-            limit=settings.api_auth_failure_limit, window=settings.api_auth_failure_window_seconds)),
+        Middleware(
+            AuthMiddleware,
+            token=token,
+            public_paths=public,
+            failures=FailureLimit(
+                limit=settings.api_auth_failure_limit,
+                window=settings.api_auth_failure_window_seconds,
+            ),
+        ),
     ]
-    app = Starlette(routes=routes, middleware=middleware, exception_handlers=exception_handlers(), lifespan=lifespan)
+    app = Starlette(
+        routes=routes,
+        middleware=middleware,
+        exception_handlers=exception_handlers(),
+        lifespan=lifespan,
+    )
     app.state.operations = ops
     return app
 
@@ -324,8 +378,13 @@ def _alert_forwarder(settings: Settings, db: Any, http: httpx.AsyncClient) -> An
 
     client = AlertmanagerClient(http, settings.alertmanager_url, retry=retry_policy(settings))
     log.info("incidents go to Alertmanager at %s", ", ".join(settings.alertmanager_url))
-    return AlertForwarder(db, client, base_url=settings.resolved_public_url(),
-                          interval=settings.alertmanager_interval_seconds, db=in_thread)
+    return AlertForwarder(
+        db,
+        client,
+        base_url=settings.resolved_public_url(),
+        interval=settings.alertmanager_interval_seconds,
+        db=in_thread,
+    )
 
 
 def _open_store(settings: Settings) -> Any:
@@ -335,4 +394,3 @@ def _open_store(settings: Settings) -> Any:
     if url.startswith("sqlite:///"):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     return Store.open(url)
-

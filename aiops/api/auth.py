@@ -122,7 +122,12 @@ class AuthMiddleware:
     """Refuse requests without the right token: 401 JSON (HTTP) or a refused handshake (WS)."""
 
     def __init__(
-        self, app: ASGIApp, *, token: str | None, public_paths: Iterable[str], failures: FailureLimit | None = None
+        self,
+        app: ASGIApp,
+        *,
+        token: str | None,
+        public_paths: Iterable[str],
+        failures: FailureLimit | None = None,
     ) -> None:
         self.app = app
         self.token = token.encode() if token else None
@@ -152,13 +157,20 @@ class AuthMiddleware:
         if self.failures.failed(client):
             log.warning(
                 "auth: %d failed tokens from %s within %.0fs: refusing it for %.0fs (last: %s %s)",
-                self.failures.limit, client, self.failures.window, self.failures.window,
-                scope.get("method", "WS"), scope.get("path"),
+                self.failures.limit,
+                client,
+                self.failures.window,
+                self.failures.window,
+                scope.get("method", "WS"),
+                scope.get("path"),
                 extra={"client": client},
             )
         if scope["type"] == "http":
             response = JSONResponse(
-                {"error": message, "detail": {"hint": "send Authorization: Bearer <AIOPS_API_TOKEN>"}},
+                {
+                    "error": message,
+                    "detail": {"hint": "send Authorization: Bearer <AIOPS_API_TOKEN>"},
+                },
                 status_code=401,
                 headers={"WWW-Authenticate": "Bearer"},
             )
@@ -168,7 +180,9 @@ class AuthMiddleware:
 
     async def _throttled(self, scope: Scope, receive: Receive, send: Send, wait: float) -> None:
         seconds = max(1, math.ceil(wait))
-        message = f"too many failed authentication attempts from this client: retry after {seconds}s"
+        message = (
+            f"too many failed authentication attempts from this client: retry after {seconds}s"
+        )
         if scope["type"] == "http":
             response = JSONResponse(
                 {"error": message, "detail": {"retry_after_seconds": seconds}},
@@ -181,14 +195,23 @@ class AuthMiddleware:
 
 
 async def deny_websocket(
-    scope: Scope, receive: Receive, send: Send, status: int, message: str, *, retry_after: int | None = None
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    status: int,
+    message: str,
+    *,
+    retry_after: int | None = None,
 ) -> None:
     """Refuse a WebSocket handshake: an HTTP error response when the server supports it,
     otherwise a close before accept (the client sees HTTP 403)."""
     await receive()  # websocket.connect
     if "websocket.http.response" in (scope.get("extensions") or {}):
         body = dumps({"error": message, "detail": None})
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+        ]
         if status == 401:
             headers.append((b"www-authenticate", b"Bearer"))
         if retry_after is not None:

@@ -137,13 +137,18 @@ async def prometheus_query_builder(call: Call) -> Any:
     if not body.execute:
         call.state.prometheus(body.datasource)  # still an error to name an unknown datasource
         return {"query": query, "result": None}
-    return {"query": query, "result": await _run_prometheus(call.state, body.datasource, query, body)}
+    return {
+        "query": query,
+        "result": await _run_prometheus(call.state, body.datasource, query, body),
+    }
 
 
 # --------------------------------------------------------------------------- Loki
 
 
-async def _run_loki(state: Any, name: str, query: str, body: Any, *, log_window: bool) -> dict[str, Any]:
+async def _run_loki(
+    state: Any, name: str, query: str, body: Any, *, log_window: bool
+) -> dict[str, Any]:
     client = state.loki(name)
     start, end = body.start, body.end
     if start is None and log_window:
@@ -188,9 +193,21 @@ async def loki_analyze(call: Call) -> Any:
 
         compile_patterns(body.patterns)  # a regex RE2 cannot run: a 400 naming it
     if body.lines is not None:
-        default_time = None if body.default_time is None else pd.Timestamp(body.default_time, unit="s", tz="UTC")
+        default_time = (
+            None
+            if body.default_time is None
+            else pd.Timestamp(body.default_time, unit="s", tz="UTC")
+        )
         report = await anyio.to_thread.run_sync(
-            partial(_analyze_lines, body.lines, body.labels, default_time, bucket, body.top_templates, body.patterns)
+            partial(
+                _analyze_lines,
+                body.lines,
+                body.labels,
+                default_time,
+                bucket,
+                body.top_templates,
+                body.patterns,
+            )
         )
         return {"mode": "sync", "source": "lines", "lines": len(body.lines), "report": report}
 
@@ -199,17 +216,30 @@ async def loki_analyze(call: Call) -> Any:
     start = body.start if body.start is not None else end - (body.since or 3600.0)
     if end <= start:
         raise InvalidInput("end must be after start", field="end")
-    window = {"start": datetime_from_seconds(start).isoformat(), "end": datetime_from_seconds(end).isoformat()}
+    window = {
+        "start": datetime_from_seconds(start).isoformat(),
+        "end": datetime_from_seconds(end).isoformat(),
+    }
     options = state.options
     if end - start > options.analyze_sync_max_seconds:
         reason = f"window of {end - start:.0f}s exceeds the synchronous limit of {options.analyze_sync_max_seconds:.0f}s"
         return await _analyze_async(state, body, window, reason)
-    streams = await client.logs(body.selector, start, end, max_entries=options.analyze_sync_max_lines)
+    streams = await client.logs(
+        body.selector, start, end, max_entries=options.analyze_sync_max_lines
+    )
     if streams.truncated and streams.reason and "max_entries" in streams.reason:
         reason = f"more than {options.analyze_sync_max_lines} lines in the window"
         return await _analyze_async(state, body, window, reason)
     report = await anyio.to_thread.run_sync(
-        partial(_analyze_frame, streams.frame, body.selector, (start, end), bucket, body.top_templates, body.patterns)
+        partial(
+            _analyze_frame,
+            streams.frame,
+            body.selector,
+            (start, end),
+            bucket,
+            body.top_templates,
+            body.patterns,
+        )
     )
     return {
         "mode": "sync",
@@ -222,7 +252,9 @@ async def loki_analyze(call: Call) -> Any:
     }
 
 
-async def _analyze_async(state: Any, body: LogAnalyzeRequest, window: dict[str, str], reason: str) -> Any:
+async def _analyze_async(
+    state: Any, body: LogAnalyzeRequest, window: dict[str, str], reason: str
+) -> Any:
     parameters = {
         "selector": body.selector,
         "start": window["start"],
@@ -232,7 +264,12 @@ async def _analyze_async(state: Any, body: LogAnalyzeRequest, window: dict[str, 
     if body.patterns is not None:
         parameters["patterns"] = body.patterns
     info = await state.runs.trigger(deployment_name("analyze-logs"), parameters)
-    log.info("log analysis handed to Prefect (%s): run %s", reason, info.id, extra={"query": body.selector})
+    log.info(
+        "log analysis handed to Prefect (%s): run %s",
+        reason,
+        info.id,
+        extra={"query": body.selector},
+    )
     return 202, {
         "mode": "async",
         "source": f"{body.datasource}: {body.selector}",
@@ -257,14 +294,27 @@ def _analyze_lines(
 
 
 def _analyze_frame(
-    frame: Any, selector: str, window: tuple[float, float], bucket: str, top: int, patterns: Any = None
+    frame: Any,
+    selector: str,
+    window: tuple[float, float],
+    bucket: str,
+    top: int,
+    patterns: Any = None,
 ) -> dict[str, Any]:
     from aiops.logs import analyze
 
     try:
-        span = (pd.Timestamp(window[0], unit="s", tz="UTC"), pd.Timestamp(window[1], unit="s", tz="UTC"))
+        span = (
+            pd.Timestamp(window[0], unit="s", tz="UTC"),
+            pd.Timestamp(window[1], unit="s", tz="UTC"),
+        )
         return analyze(
-            frame, bucket=bucket, top_templates=top, window=span, selector=selector, patterns=patterns
+            frame,
+            bucket=bucket,
+            top_templates=top,
+            window=span,
+            selector=selector,
+            patterns=patterns,
         ).to_dict()
     except InvalidInput:
         raise
@@ -282,8 +332,11 @@ async def attach_datasource(call: Call) -> Any:
     check_detector_query(state.datasource_config(body.name), body.query, "query")
     stored = await state.db(state.store.set_datasource, path.id, body.model_dump())
     detector = await state.db(state.store.get_detector, path.id)
-    return {"detector": path.id, "datasource": stored.model_dump(mode="json"),
-            "warnings": sampling_warnings(state, detector)}
+    return {
+        "detector": path.id,
+        "datasource": stored.model_dump(mode="json"),
+        "warnings": sampling_warnings(state, detector),
+    }
 
 
 async def remove_datasource(call: Call) -> Any:

@@ -42,7 +42,9 @@ def check_model(kind: str, params: dict[str, Any]) -> None:
     except InvalidInput:
         raise
     except (TypeError, ValueError) as exc:
-        raise InvalidInput(f"invalid params for detector kind {kind!r}: {exc}", field="params") from None
+        raise InvalidInput(
+            f"invalid params for detector kind {kind!r}: {exc}", field="params"
+        ) from None
 
 
 def check_triage(state: Any, link: TriageLink | None) -> None:
@@ -106,8 +108,12 @@ async def create_detector(call: Call) -> Any:
     if link is not None:
         spec["triage"] = link
     if body.datasource is not None:
-        check_detector_query(state.datasource_config(body.datasource.name), body.datasource.query, "datasource.query")
-    validate_steps(body.transforms, step=float(body.datasource.step_seconds) if body.datasource else None)
+        check_detector_query(
+            state.datasource_config(body.datasource.name), body.datasource.query, "datasource.query"
+        )
+    validate_steps(
+        body.transforms, step=float(body.datasource.step_seconds) if body.datasource else None
+    )
     created = await state.db(state.store.create_detector, spec)
     return 201, _saved(state, created)
 

@@ -83,7 +83,9 @@ class JSONResponse(Response):
         return dumps(content)
 
 
-def error_response(status: int, message: str, detail: Any = None, headers: dict[str, str] | None = None) -> JSONResponse:
+def error_response(
+    status: int, message: str, detail: Any = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
     return JSONResponse({"error": message, "detail": detail}, status_code=status, headers=headers)
 
 

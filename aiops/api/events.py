@@ -79,9 +79,15 @@ class EventStreamQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     since: int | None = Field(None, ge=0, le=2**63 - 1)
-    detector: list[Annotated[str, StringConstraints(pattern=DETECTOR_ID_PATTERN)]] = Field(default_factory=list)
-    type: list[Annotated[str, StringConstraints(pattern=EVENT_TYPE_PATTERN)]] = Field(default_factory=list)
-    include_backfill: bool = False  # backfilled incidents and anomalies are history, not live alerts
+    detector: list[Annotated[str, StringConstraints(pattern=DETECTOR_ID_PATTERN)]] = Field(
+        default_factory=list
+    )
+    type: list[Annotated[str, StringConstraints(pattern=EVENT_TYPE_PATTERN)]] = Field(
+        default_factory=list
+    )
+    include_backfill: bool = (
+        False  # backfilled incidents and anomalies are history, not live alerts
+    )
     anomalies: bool = False  # per-point anomaly events too (the default stream speaks incidents)
     token: str | None = None  # read by the auth middleware
 
@@ -173,7 +179,9 @@ class EventHub:
                 await task
         self._tasks = []
         for sub in list(self.subscribers):
-            sub.close_with(CLOSE_GOING_AWAY, f"server shutting down: resume with ?since={sub.cursor}")
+            sub.close_with(
+                CLOSE_GOING_AWAY, f"server shutting down: resume with ?since={sub.cursor}"
+            )
 
     def poke(self) -> None:
         """Poll now instead of at the next interval (e.g. after an in-process insert)."""
@@ -185,7 +193,9 @@ class EventHub:
         delay = self.poll_interval
         while True:
             try:
-                events = await anyio.to_thread.run_sync(self.store.events_after, self.last_id, self.batch)
+                events = await anyio.to_thread.run_sync(
+                    self.store.events_after, self.last_id, self.batch
+                )
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the store is down or locked: keep trying, say so
@@ -210,9 +220,13 @@ class EventHub:
         for e in events:
             if e.id <= self.last_id:
                 continue
-            text = dumps({"op": "event", "id": e.id, "published_at": now, "event": e.model_dump(mode="json")}).decode()
+            text = dumps(
+                {"op": "event", "id": e.id, "published_at": now, "event": e.model_dump(mode="json")}
+            ).decode()
             self._ids.append(e.id)
-            self._items.append(Published(e.id, e.detector_id, e.type, e.backfill_id is not None, text, at))
+            self._items.append(
+                Published(e.id, e.detector_id, e.type, e.backfill_id is not None, text, at)
+            )
             self.last_id = e.id
         while len(self._ids) - self._head > self.capacity:
             self.evicted_upto = self._ids[self._head]
@@ -269,21 +283,38 @@ class EventHub:
                     sub.heartbeat_due = True
                     sub.wake.set()
 
-    async def serve(self, websocket: WebSocket, sub: Subscriber, since: int | None, *, reset: int | None = None) -> None:
+    async def serve(
+        self, websocket: WebSocket, sub: Subscriber, since: int | None, *, reset: int | None = None
+    ) -> None:
         """Send hello, the replay, then live events and heartbeats until closed. With
         ``reset`` (the store's newest id, below ``since``), a reset message follows the hello.
 
         A send that blocks (a client not reading) only blocks this task; the tailer closes it
         with 4008 when the ring moves past it."""
         send = websocket.send_text
-        await send(dumps({"op": "hello", "since": since, "last_id": self.last_id, "heartbeat_seconds": self.heartbeat_seconds}).decode())
+        await send(
+            dumps(
+                {
+                    "op": "hello",
+                    "since": since,
+                    "last_id": self.last_id,
+                    "heartbeat_seconds": self.heartbeat_seconds,
+                }
+            ).decode()
+        )
         if reset is not None:
-            await send(dumps({
-                "op": "reset", "since": since, "last_id": reset,
-                "reason": f"since={since} is above the newest event id {reset}: the event store was reset "
-                "or is another one. Start over: forget the ids you kept; every event of this store "
-                "follows from the first",
-            }).decode())
+            await send(
+                dumps(
+                    {
+                        "op": "reset",
+                        "since": since,
+                        "last_id": reset,
+                        "reason": f"since={since} is above the newest event id {reset}: the event store was reset "
+                        "or is another one. Start over: forget the ids you kept; every event of this store "
+                        "follows from the first",
+                    }
+                ).decode()
+            )
         await self._replay(sub, send)
         sub.live = True
         await send(dumps({"op": "live", "last_id": sub.cursor}).decode())
@@ -312,7 +343,15 @@ class EventHub:
             if sub.heartbeat_due:
                 sub.heartbeat_due = False
                 if time.monotonic() - sub.last_sent >= self.heartbeat_seconds * 0.5:
-                    await send(dumps({"op": "heartbeat", "last_id": sub.cursor, "server_time": round(time.time(), 3)}).decode())
+                    await send(
+                        dumps(
+                            {
+                                "op": "heartbeat",
+                                "last_id": sub.cursor,
+                                "server_time": round(time.time(), 3),
+                            }
+                        ).decode()
+                    )
                     sub.last_sent = time.monotonic()
                 continue
             sub.wake.clear()
@@ -328,7 +367,9 @@ class EventHub:
         while sub.cursor < self.evicted_upto and sub.closing is None:
             covered = self.evicted_upto  # committed before the read below, so the read sees it
             page = await anyio.to_thread.run_sync(
-                lambda c=sub.cursor: self.store.events_after(c, REPLAY_PAGE, detector=detector, types=types, **skip)
+                lambda c=sub.cursor: self.store.events_after(
+                    c, REPLAY_PAGE, detector=detector, types=types, **skip
+                )
             )
             count = 0
             for e in page:
@@ -340,7 +381,16 @@ class EventHub:
                     and (sub.include_backfill or e.backfill_id is None)
                     and (sub.anomalies or e.type != EVENT_ANOMALY)
                 ):
-                    await send(dumps({"op": "event", "id": e.id, "published_at": None, "event": e.model_dump(mode="json")}).decode())
+                    await send(
+                        dumps(
+                            {
+                                "op": "event",
+                                "id": e.id,
+                                "published_at": None,
+                                "event": e.model_dump(mode="json"),
+                            }
+                        ).decode()
+                    )
                     count += 1
             sub.sent += count
             self.events_sent += count
@@ -367,12 +417,16 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         return
     reset = None
     if query.since is not None and query.since > hub.last_id:
-        newest = await anyio.to_thread.run_sync(hub.store.max_event_id)  # the tailer may lag the store
+        newest = await anyio.to_thread.run_sync(
+            hub.store.max_event_id
+        )  # the tailer may lag the store
         if query.since > newest:
             reset = newest
             log.warning(
                 "WebSocket client resumed with since=%d above the newest event id %d (a reset or "
-                "different store): sent a reset and a replay from the first event", query.since, newest,
+                "different store): sent a reset and a replay from the first event",
+                query.since,
+                newest,
             )
     await websocket.accept()
     sub = hub.subscribe(query, cursor=0 if reset is not None else None)
@@ -383,7 +437,9 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         done, _ = await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
         if sender in done and not sender.cancelled():
             exc = sender.exception()
-            if exc is not None and not isinstance(exc, (WebSocketDisconnect, OSError, RuntimeError)):
+            if exc is not None and not isinstance(
+                exc, (WebSocketDisconnect, OSError, RuntimeError)
+            ):
                 log.error("WebSocket sender failed", exc_info=exc)
                 sub.closing = (1011, "internal error: resume with ?since=%d" % sub.cursor)
     finally:
@@ -391,7 +447,12 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         for task in (sender, receiver):
             task.cancel()
         await asyncio.gather(sender, receiver, return_exceptions=True)
-        if receiver.done() and not receiver.cancelled() and receiver.exception() is None and receiver.result():
+        if (
+            receiver.done()
+            and not receiver.cancelled()
+            and receiver.exception() is None
+            and receiver.result()
+        ):
             return  # the client went away
         if websocket.application_state == WebSocketState.CONNECTED:
             code, reason = sub.closing or (1000, f"closing: resume with ?since={sub.cursor}")

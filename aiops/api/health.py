@@ -41,8 +41,14 @@ def adopt_shared(clients: Mapping[str, Any], observations: list[HealthObservatio
         if client is None:
             continue
         taken += client.http.adopt(
-            o.url, o.status, o.observed_at, latency_ms=o.latency_ms, last_error=o.last_error,
-            last_error_at=o.last_error_at, last_ok_at=o.last_ok_at, consecutive_failures=o.consecutive_failures,
+            o.url,
+            o.status,
+            o.observed_at,
+            latency_ms=o.latency_ms,
+            last_error=o.last_error,
+            last_error_at=o.last_error_at,
+            last_ok_at=o.last_ok_at,
+            consecutive_failures=o.consecutive_failures,
             observer=o.observer,
         )
     return taken
@@ -51,8 +57,15 @@ def adopt_shared(clients: Mapping[str, Any], observations: list[HealthObservatio
 class HealthProber:
     """The probe loop of the API process (started and cancelled by the lifespan)."""
 
-    def __init__(self, clients: Mapping[str, Any], store: Any, *, interval: float, timeout: float,
-                 observer: str | None = None) -> None:
+    def __init__(
+        self,
+        clients: Mapping[str, Any],
+        store: Any,
+        *,
+        interval: float,
+        timeout: float,
+        observer: str | None = None,
+    ) -> None:
         self.clients = clients
         self.store = store
         self.interval = interval

@@ -65,15 +65,20 @@ async def get_incident(call: Call) -> Any:
         "incident": incident.model_dump(mode="json"),
         "points": [p.model_dump(mode="json") for p in points[: q.points_limit]],
         "points_truncated": len(points) > q.points_limit,
-        "triage": None if triage is None else triage.model_dump(
-            mode="json", include={"status", "source", "summary", "error", "flow_run_id"}),
+        "triage": None
+        if triage is None
+        else triage.model_dump(
+            mode="json", include={"status", "source", "summary", "error", "flow_run_id"}
+        ),
     }
 
 
 async def get_triage(call: Call) -> Any:
     state = call.state
     path: IncidentPath = call.path
-    await state.db(state.store.get_incident, path.id)  # 404 names the incident when it does not exist
+    await state.db(
+        state.store.get_incident, path.id
+    )  # 404 names the incident when it does not exist
     triage = await state.db(state.store.get_triage, path.id)
     return triage.model_dump(mode="json")
 

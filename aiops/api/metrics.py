@@ -46,7 +46,9 @@ _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"
 _STATUS_VALUE = {"up": 1.0, "degraded": 0.5, "down": 0.0}
 
 
-def sanitize_labels(labels: Mapping[str, str], reserved: Iterable[str] = ("detector",)) -> dict[str, str]:
+def sanitize_labels(
+    labels: Mapping[str, str], reserved: Iterable[str] = ("detector",)
+) -> dict[str, str]:
     """Series labels as valid Prometheus label names that do not clash with ours."""
     taken = set(reserved)
     out: dict[str, str] = {}
@@ -73,16 +75,52 @@ class _DatasourceCollector(Collector):
 
     def collect(self) -> Iterable[Metric]:
         counters = {
-            "requests": CounterMetricFamily("aiops_datasource_requests", "Logical requests to the datasource", labels=["datasource", "type"]),
-            "cache_hits": CounterMetricFamily("aiops_datasource_cache_hits", "Requests answered from the result cache", labels=["datasource", "type"]),
-            "cache_misses": CounterMetricFamily("aiops_datasource_cache_misses", "Cacheable requests not in the cache", labels=["datasource", "type"]),
-            "retries": CounterMetricFamily("aiops_datasource_retries", "Retries after transient failures", labels=["datasource", "type"]),
-            "failovers": CounterMetricFamily("aiops_datasource_failovers", "Moves to the next URL of a datasource", labels=["datasource", "type"]),
-            "errors": CounterMetricFamily("aiops_datasource_errors", "Requests that failed after retries and failover", labels=["datasource", "type"]),
+            "requests": CounterMetricFamily(
+                "aiops_datasource_requests",
+                "Logical requests to the datasource",
+                labels=["datasource", "type"],
+            ),
+            "cache_hits": CounterMetricFamily(
+                "aiops_datasource_cache_hits",
+                "Requests answered from the result cache",
+                labels=["datasource", "type"],
+            ),
+            "cache_misses": CounterMetricFamily(
+                "aiops_datasource_cache_misses",
+                "Cacheable requests not in the cache",
+                labels=["datasource", "type"],
+            ),
+            "retries": CounterMetricFamily(
+                "aiops_datasource_retries",
+                "Retries after transient failures",
+                labels=["datasource", "type"],
+            ),
+            "failovers": CounterMetricFamily(
+                "aiops_datasource_failovers",
+                "Moves to the next URL of a datasource",
+                labels=["datasource", "type"],
+            ),
+            "errors": CounterMetricFamily(
+                "aiops_datasource_errors",
+                "Requests that failed after retries and failover",
+                labels=["datasource", "type"],
+            ),
         }
-        up = GaugeMetricFamily("aiops_datasource_url_up", "URL health: 1 up, 0.5 degraded, 0 down", labels=["datasource", "url"])
-        latency = GaugeMetricFamily("aiops_datasource_url_latency_seconds", "Smoothed response latency per URL", labels=["datasource", "url"])
-        failures = GaugeMetricFamily("aiops_datasource_url_consecutive_failures", "Consecutive failures per URL", labels=["datasource", "url"])
+        up = GaugeMetricFamily(
+            "aiops_datasource_url_up",
+            "URL health: 1 up, 0.5 degraded, 0 down",
+            labels=["datasource", "url"],
+        )
+        latency = GaugeMetricFamily(
+            "aiops_datasource_url_latency_seconds",
+            "Smoothed response latency per URL",
+            labels=["datasource", "url"],
+        )
+        failures = GaugeMetricFamily(
+            "aiops_datasource_url_consecutive_failures",
+            "Consecutive failures per URL",
+            labels=["datasource", "url"],
+        )
         reachable = GaugeMetricFamily(
             "aiops_datasource_up",
             "1 when the URL answered at its latest check (background probe, a flow's or the API's request), 0 when down",
@@ -111,8 +149,16 @@ class _ScoreCollector(Collector):
         self._store = store
 
     def collect(self) -> Iterable[Metric]:
-        score = Metric("aiops_anomaly_score", "Latest anomaly score per detector and series (>1 is anomalous)", "gauge")
-        seen = Metric("aiops_anomaly_last_timestamp_seconds", "Time of the latest anomaly per detector and series", "gauge")
+        score = Metric(
+            "aiops_anomaly_score",
+            "Latest anomaly score per detector and series (>1 is anomalous)",
+            "gauge",
+        )
+        seen = Metric(
+            "aiops_anomaly_last_timestamp_seconds",
+            "Time of the latest anomaly per detector and series",
+            "gauge",
+        )
         store = self._store()
         if store is None:
             return
@@ -142,8 +188,14 @@ class _IncidentCollector(Collector):
         store = self._store()
         if store is None:
             return
-        opened = Metric("aiops_incident_open", "1 while a live incident is open, per detector and series", "gauge")
-        total = CounterMetricFamily("aiops_incidents", "Live incidents opened per detector", labels=["detector"])
+        opened = Metric(
+            "aiops_incident_open",
+            "1 while a live incident is open, per detector and series",
+            "gauge",
+        )
+        total = CounterMetricFamily(
+            "aiops_incidents", "Live incidents opened per detector", labels=["detector"]
+        )
         try:
             open_incidents, counts = store.incident_metrics()
         except Exception as exc:  # a scrape must not fail because the store is busy
@@ -152,15 +204,21 @@ class _IncidentCollector(Collector):
         from aiops.alertmanager import incident_url
 
         alert = GaugeMetricFamily(
-            "aiops_incident_alert", "1 per open live incident: what the alerting rules fire on",
+            "aiops_incident_alert",
+            "1 per open live incident: what the alerting rules fire on",
             labels=["detector", "series", "severity", "incident", "url"],
         )
         for incident in open_incidents:
             labels = {"detector": incident.detector_id, **sanitize_labels(incident.labels)}
             opened.add_sample("aiops_incident_open", labels, 1.0)
             alert.add_metric(
-                [incident.detector_id, incident.series_key or "(no labels)", incident.severity, str(incident.id),
-                 incident_url(self._public_url, incident.id)],
+                [
+                    incident.detector_id,
+                    incident.series_key or "(no labels)",
+                    incident.severity,
+                    str(incident.id),
+                    incident_url(self._public_url, incident.id),
+                ],
                 1.0,
             )
         for detector, count in counts.items():
@@ -180,19 +238,39 @@ class _HubCollector(Collector):
         hub = self._hub()
         if hub is None:
             return
-        yield GaugeMetricFamily("aiops_api_websocket_clients", "Connected WebSocket clients", value=len(hub.subscribers))
-        yield CounterMetricFamily("aiops_api_websocket_events_sent", "Events sent to WebSocket clients", value=hub.events_sent)
-        yield CounterMetricFamily(
-            "aiops_api_websocket_slow_consumers", "WebSocket clients closed for falling behind (4008)", value=hub.slow_consumers
+        yield GaugeMetricFamily(
+            "aiops_api_websocket_clients", "Connected WebSocket clients", value=len(hub.subscribers)
         )
-        yield CounterMetricFamily("aiops_api_events_tailed", "Events read from the store by the tailer", value=hub.events_tailed)
+        yield CounterMetricFamily(
+            "aiops_api_websocket_events_sent",
+            "Events sent to WebSocket clients",
+            value=hub.events_sent,
+        )
+        yield CounterMetricFamily(
+            "aiops_api_websocket_slow_consumers",
+            "WebSocket clients closed for falling behind (4008)",
+            value=hub.slow_consumers,
+        )
+        yield CounterMetricFamily(
+            "aiops_api_events_tailed",
+            "Events read from the store by the tailer",
+            value=hub.events_tailed,
+        )
         yield GaugeMetricFamily(
             "aiops_api_websocket_fanout_seconds",
             "From the tailer publishing the latest events to their write on the slowest client's socket",
             value=hub.fanout_seconds,
         )
-        yield GaugeMetricFamily("aiops_api_events_last_id", "Id of the newest event the tailer has read", value=hub.last_id)
-        yield CounterMetricFamily("aiops_api_event_tail_errors", "Failed polls of the store by the tailer", value=hub.tail_errors)
+        yield GaugeMetricFamily(
+            "aiops_api_events_last_id",
+            "Id of the newest event the tailer has read",
+            value=hub.last_id,
+        )
+        yield CounterMetricFamily(
+            "aiops_api_event_tail_errors",
+            "Failed polls of the store by the tailer",
+            value=hub.tail_errors,
+        )
 
 
 class _FlowCollector(Collector):
@@ -223,10 +301,14 @@ class _FlowCollector(Collector):
             sample = f"{row.name}_total" if family.type == "counter" else row.name
             family.add_sample(sample, {k: str(v) for k, v in row.labels.items()}, row.value)
         yield from families.values()
-        windows = Metric("aiops_backfill_windows", "Windows of each unfinished backfill, by status", "gauge")
+        windows = Metric(
+            "aiops_backfill_windows", "Windows of each unfinished backfill, by status", "gauge"
+        )
         for backfill_id, counts in sorted(backfills.items()):
             for status, count in counts.items():
-                windows.add_sample("aiops_backfill_windows", {"backfill": backfill_id, "status": status}, count)
+                windows.add_sample(
+                    "aiops_backfill_windows", {"backfill": backfill_id, "status": status}, count
+                )
         yield windows
 
 
@@ -243,7 +325,9 @@ class ApiMetrics:
     ) -> None:
         self.registry = registry or CollectorRegistry(auto_describe=False)
         r = self.registry
-        self.requests = Counter("aiops_api_requests", "HTTP requests", ["method", "route", "status"], registry=r)
+        self.requests = Counter(
+            "aiops_api_requests", "HTTP requests", ["method", "route", "status"], registry=r
+        )
         self.latency = Histogram(
             "aiops_api_request_duration_seconds",
             "HTTP request latency",

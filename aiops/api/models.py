@@ -133,7 +133,9 @@ def _rules(*rules: dict[str, Any]) -> dict[str, Any]:
     return {"allOf": list(rules)}
 
 
-_INSTANT_OR_RANGE_WITH_STEP = _one_of(_absent("start", "end", "step"), _all(_present("start", "end", "step"), _absent("time")))
+_INSTANT_OR_RANGE_WITH_STEP = _one_of(
+    _absent("start", "end", "step"), _all(_present("start", "end", "step"), _absent("time"))
+)
 _INSTANT_OR_RANGE = _all(
     _one_of(_absent("start", "end"), _all(_present("start", "end"), _absent("time"))),
     _needs("step", "start"),
@@ -162,9 +164,7 @@ TIME_PATTERN = (
 )
 _TIME_TEXT = re.compile(TIME_PATTERN)
 # whole seconds as text, at most ~5 years: the documented subset of what the server reads
-WHOLE_SECONDS_PATTERN = (
-    r"^\s*([1-9][0-9]{0,7}|([1-9][0-9]{0,6}s|[1-9][0-9]{0,4}m|[1-9][0-9]{0,3}h|[1-9][0-9]{0,2}d|[1-9][0-9]?w){1,2})\s*$"
-)
+WHOLE_SECONDS_PATTERN = r"^\s*([1-9][0-9]{0,7}|([1-9][0-9]{0,6}s|[1-9][0-9]{0,4}m|[1-9][0-9]{0,3}h|[1-9][0-9]{0,2}d|[1-9][0-9]?w){1,2})\s*$"
 # Unix seconds up to 2200, or the same instant in milliseconds, microseconds, nanoseconds
 _TIME_NUMBERS = [
     {"type": "number", "minimum": 0, "maximum": 7_258_118_400},
@@ -188,7 +188,9 @@ def _time(value: Any) -> float:
     if isinstance(value, str) and _number_text(value) and not value.strip().startswith("-"):
         value = float(value)  # "-15" is 15 seconds ago, as in the pattern
     elif isinstance(value, str) and not _TIME_TEXT.match(value):
-        raise ValueError(f"time {value!r} is not a time (use RFC 3339, Unix seconds, 'now' or 'now-1h')")
+        raise ValueError(
+            f"time {value!r} is not a time (use RFC 3339, Unix seconds, 'now' or 'now-1h')"
+        )
     try:
         return parse_unix_seconds(value, field="time")
     except InvalidInput as exc:
@@ -199,7 +201,9 @@ def _duration(value: Any) -> float:
     if isinstance(value, str) and _number_text(value):
         value = float(value)
     elif isinstance(value, str) and not re.match(DURATION_PATTERN, value):
-        raise ValueError(f"duration {value!r} is not a positive duration (use e.g. 30s, 5m, 1h30m, or seconds)")
+        raise ValueError(
+            f"duration {value!r} is not a positive duration (use e.g. 30s, 5m, 1h30m, or seconds)"
+        )
     try:
         return parse_seconds(value, field="duration")
     except InvalidInput as exc:
@@ -216,7 +220,6 @@ def _whole_seconds(value: Any) -> int:
         return parse_whole_seconds(value)
     except InvalidInput as exc:
         raise ValueError(exc.message) from None
-
 
 
 Time = Annotated[
@@ -363,7 +366,10 @@ class LokiBuilderRequest(LogQLSpec):
         frozen=True,
         json_schema_extra=_rules(
             _INSTANT_OR_RANGE,
-            _one_of(_present("selector"), {"required": ["labels"], "properties": {"labels": {"minItems": 1}}}),
+            _one_of(
+                _present("selector"),
+                {"required": ["labels"], "properties": {"labels": {"minItems": 1}}},
+            ),
             _one_of(_absent("range_function", "range"), _present("range_function", "range")),
             _not_both("by", "without"),
             _one_of(_present("range_function"), _absent("aggregation", "by", "without")),
@@ -397,15 +403,21 @@ LogPatterns = Annotated[
         Annotated[str, StringConstraints(min_length=1, max_length=MAX_PATTERN_LENGTH)],
     ],
     Field(max_length=MAX_PATTERNS),
-    WithJsonSchema({
-        "type": "object",
-        "maxProperties": MAX_PATTERNS,
-        "additionalProperties": False,
-        "patternProperties": {
-            _PATTERN_NAME: {"type": "string", "minLength": 1, "maxLength": MAX_PATTERN_LENGTH,
-                            "description": "a regular expression, RE2 syntax: no backreferences or lookaround"},
-        },
-    }),
+    WithJsonSchema(
+        {
+            "type": "object",
+            "maxProperties": MAX_PATTERNS,
+            "additionalProperties": False,
+            "patternProperties": {
+                _PATTERN_NAME: {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": MAX_PATTERN_LENGTH,
+                    "description": "a regular expression, RE2 syntax: no backreferences or lookaround",
+                },
+            },
+        }
+    ),
 ]
 
 
@@ -440,7 +452,8 @@ class LogAnalyzeRequest(ApiModel):
     bucket: Duration = 3600.0
     top_templates: int = Field(100, ge=1, le=1000)
     patterns: LogPatterns | None = Field(
-        None, description="named anomaly patterns (RE2 syntax) replacing the defaults, as a log job's `patterns`"
+        None,
+        description="named anomaly patterns (RE2 syntax) replacing the defaults, as a log job's `patterns`",
     )
 
     @model_validator(mode="after")
@@ -480,7 +493,8 @@ class TriageRequest(ApiModel):
     checked by :meth:`link`: a 400 naming ``triage.<field>``."""
 
     selector: Annotated[str, StringConstraints(min_length=1, max_length=4096)] | None = Field(
-        None, description='LogQL stream selector; `$name` or `${name}` in a value is the series label `name`, e.g. `{app="$service"}`'
+        None,
+        description='LogQL stream selector; `$name` or `${name}` in a value is the series label `name`, e.g. `{app="$service"}`',
     )
     job: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")] | None = Field(
         None, description="a configured log job"
@@ -489,10 +503,18 @@ class TriageRequest(ApiModel):
         None, description="a local log file under AIOPS_LOG_ROOTS"
     )
     datasource: DatasourceName = Field("loki", description="the Loki datasource of `selector`")
-    lead: WholeSeconds | None = Field(None, description="how long before the onset the incident window starts (default 5m, at most 1d)")
-    max_window: WholeSeconds | None = Field(None, description="the incident window's longest length (default 1h, 1m to 1d)")
+    lead: WholeSeconds | None = Field(
+        None,
+        description="how long before the onset the incident window starts (default 5m, at most 1d)",
+    )
+    max_window: WholeSeconds | None = Field(
+        None, description="the incident window's longest length (default 1h, 1m to 1d)"
+    )
     baselines: list[Literal["previous", "day", "week"]] | None = Field(
-        None, min_length=1, max_length=3, description="the windows compared with the incident's (default all three)"
+        None,
+        min_length=1,
+        max_length=3,
+        description="the windows compared with the incident's (default all three)",
     )
 
     def link(self) -> TriageLink:
@@ -507,9 +529,9 @@ class TriageRequest(ApiModel):
 
 
 TRANSFORMS_DESCRIPTION = (
-    "transform steps after standardisation, in order: `{\"op\": \"resample\", \"step\": \"5m\", \"how\": \"avg\"}`, "
-    "`{\"op\": \"rolling\", \"window\": \"10m\", \"how\": \"avg\"}`, `{\"op\": \"aggregate\", \"how\": \"sum\", "
-    "\"by\": [\"job\"]}` (`how`: sum, avg, min, max, count, median); a bad step is a 400 naming "
+    'transform steps after standardisation, in order: `{"op": "resample", "step": "5m", "how": "avg"}`, '
+    '`{"op": "rolling", "window": "10m", "how": "avg"}`, `{"op": "aggregate", "how": "sum", '
+    '"by": ["job"]}` (`how`: sum, avg, min, max, count, median); a bad step is a 400 naming '
     "`transforms[i].<field>`"
 )
 
@@ -518,7 +540,10 @@ class DetectorCreateRequest(ApiModel):
     """A new detector. ``kind``/``params`` are checked against ``aiops.detectors``."""
 
     id: DetectorId
-    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)] | None = None
+    name: (
+        Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+        | None
+    ) = None
     kind: Annotated[str, StringConstraints(pattern=KIND_PATTERN, max_length=64)] = Field(
         "auto", description="the model; `auto` (the default) picks one from the series and says why"
     )
@@ -529,7 +554,9 @@ class DetectorCreateRequest(ApiModel):
         DEFAULT_RESOLVE_AFTER,
         description="normal steps allowed inside one incident; the next normal step resolves it",
     )
-    interval_seconds: WholeSeconds = Field(60, validation_alias=AliasChoices("interval_seconds", "interval"))
+    interval_seconds: WholeSeconds = Field(
+        60, validation_alias=AliasChoices("interval_seconds", "interval")
+    )
     training_window_seconds: WholeSeconds | None = Field(
         None, validation_alias=AliasChoices("training_window_seconds", "training_window")
     )
@@ -540,15 +567,22 @@ class DetectorCreateRequest(ApiModel):
         "stream selector; `$label` in a value is the incident's series label), `job` or `path`; "
         "`lead`, `max_window`, `baselines` (docs/triage.md)",
     )
-    transforms: list[dict[str, Any]] = Field(default_factory=list, max_length=10, description=TRANSFORMS_DESCRIPTION)
+    transforms: list[dict[str, Any]] = Field(
+        default_factory=list, max_length=10, description=TRANSFORMS_DESCRIPTION
+    )
 
 
 def _patch_schema(schema: dict[str, Any]) -> None:
     """At least one field; only ``training_window_seconds`` and ``triage`` may be null (to clear them)."""
     schema["minProperties"] = 1
     schema["allOf"] = [
-        {"properties": {name: {"not": {"type": "null"}} for name in schema["properties"]
-                        if name not in ("training_window_seconds", "triage")}}
+        {
+            "properties": {
+                name: {"not": {"type": "null"}}
+                for name in schema["properties"]
+                if name not in ("training_window_seconds", "triage")
+            }
+        }
     ]
 
 
@@ -557,7 +591,10 @@ class DetectorPatchRequest(ApiModel):
 
     model_config = ConfigDict(extra="forbid", json_schema_extra=_patch_schema)
 
-    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)] | None = None
+    name: (
+        Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+        | None
+    ) = None
     kind: Annotated[str, StringConstraints(pattern=KIND_PATTERN, max_length=64)] | None = None
     params: dict[str, Any] | None = None
     status: Literal["training", "running", "paused"] | None = None
@@ -569,8 +606,12 @@ class DetectorPatchRequest(ApiModel):
     training_window_seconds: WholeSeconds | None = Field(
         None, validation_alias=AliasChoices("training_window_seconds", "training_window")
     )
-    triage: TriageRequest | None = Field(None, description="the log source for triage; null removes it")
-    transforms: list[dict[str, Any]] | None = Field(None, max_length=10, description=TRANSFORMS_DESCRIPTION)
+    triage: TriageRequest | None = Field(
+        None, description="the log source for triage; null removes it"
+    )
+    transforms: list[dict[str, Any]] | None = Field(
+        None, max_length=10, description=TRANSFORMS_DESCRIPTION
+    )
 
     @model_validator(mode="after")
     def _something(self) -> DetectorPatchRequest:
@@ -617,13 +658,17 @@ class BackfillParameters(ApiModel):
     """The parameters of a ``backfill`` run, checked before the run is triggered."""
 
     detector_ids: list[DetectorId] = Field(default_factory=list, max_length=500)
-    log_jobs: list[Annotated[str, StringConstraints(min_length=1, max_length=100)]] = Field(default_factory=list, max_length=100)
+    log_jobs: list[Annotated[str, StringConstraints(min_length=1, max_length=100)]] = Field(
+        default_factory=list, max_length=100
+    )
     start: Time
     end: Time
     window: Annotated[str, StringConstraints(min_length=1, max_length=32)] = "1d"
     train: Annotated[str, StringConstraints(min_length=1, max_length=32)] | None = None
     log_window: Annotated[str, StringConstraints(min_length=1, max_length=32)] = "1h"
-    backfill_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")] | None = None
+    backfill_id: (
+        Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")] | None
+    ) = None
     max_windows: int | None = Field(None, ge=1)
     emit_events: bool = False
 
@@ -654,26 +699,39 @@ class AnomalyQuery(ApiModel):
     source: Literal["all", "live", "backfill"] = Field(
         "all", description="live anomalies, backfilled ones, or all (the default)"
     )
-    backfill_id: str | None = Field(None, max_length=64, description="only the anomalies of this backfill")
+    backfill_id: str | None = Field(
+        None, max_length=64, description="only the anomalies of this backfill"
+    )
     since: Time | None = None
     until: Time | None = None
-    after_id: int | None = Field(None, ge=0, le=MAX_ID, description="cursor: the next_after_id of the previous page")
+    after_id: int | None = Field(
+        None, ge=0, le=MAX_ID, description="cursor: the next_after_id of the previous page"
+    )
     limit: int = Field(100, ge=1, le=1000)
 
 
 class IncidentQuery(ApiModel):
     detector: DetectorId | None = None
-    state: Literal["open", "resolved"] | None = Field(None, description="open or resolved incidents (default: both)")
+    state: Literal["open", "resolved"] | None = Field(
+        None, description="open or resolved incidents (default: both)"
+    )
     source: Literal["all", "live", "backfill"] = Field(
         "all", description="live incidents, backfilled ones, or all (the default)"
     )
-    backfill_id: str | None = Field(None, max_length=64, description="only the incidents of this backfill")
-    since: Time | None = Field(None, description="incidents still open at or after this time (not resolved before it)")
+    backfill_id: str | None = Field(
+        None, max_length=64, description="only the incidents of this backfill"
+    )
+    since: Time | None = Field(
+        None, description="incidents still open at or after this time (not resolved before it)"
+    )
     until: Time | None = Field(None, description="incidents opened before this time")
-    after_id: int | None = Field(None, ge=0, le=MAX_ID, description="cursor: the next_after_id of the previous page")
+    after_id: int | None = Field(
+        None, ge=0, le=MAX_ID, description="cursor: the next_after_id of the previous page"
+    )
     limit: int = Field(100, ge=1, le=1000)
     order: Literal["asc", "desc"] = Field(
-        "asc", description="asc: oldest first, paginated with after_id; desc: newest first (one page, for feeds)"
+        "asc",
+        description="asc: oldest first, paginated with after_id; desc: newest first (one page, for feeds)",
     )
 
 
@@ -690,7 +748,9 @@ class DetectorListQuery(ApiModel):
 
 
 class DatasourceRemoveQuery(ApiModel):
-    name: DatasourceName | None = Field(None, description="remove only this datasource (default: all)")
+    name: DatasourceName | None = Field(
+        None, description="remove only this datasource (default: all)"
+    )
 
 
 class DetectorPath(ApiModel):
@@ -818,8 +878,12 @@ class IncidentDetail(BaseModel):
 
     incident: Incident
     points: list[Event]
-    points_truncated: bool = Field(description="true when the incident has more points than points_limit")
-    triage: TriageState | None = Field(None, description="its log triage, when its detector names a log source")
+    points_truncated: bool = Field(
+        description="true when the incident has more points than points_limit"
+    )
+    triage: TriageState | None = Field(
+        None, description="its log triage, when its detector names a log source"
+    )
 
 
 class DatasourceRemoved(BaseModel):

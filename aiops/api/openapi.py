@@ -29,7 +29,14 @@ from aiops.api.models import ErrorBody
 if TYPE_CHECKING:
     from aiops.api.app import ApiState
 
-__all__ = ["Operation", "Call", "operation_routes", "openapi_document", "docs_html", "WEBSOCKET_DOC"]
+__all__ = [
+    "Operation",
+    "Call",
+    "operation_routes",
+    "openapi_document",
+    "docs_html",
+    "WEBSOCKET_DOC",
+]
 
 Handler = Callable[["Call"], Awaitable[Any]]
 
@@ -49,7 +56,13 @@ _ERROR_STATUSES = {
 
 
 _ERROR_HEADERS = {
-    401: {"WWW-Authenticate": {"description": "Bearer", "schema": {"type": "string"}, "required": True}},
+    401: {
+        "WWW-Authenticate": {
+            "description": "Bearer",
+            "schema": {"type": "string"},
+            "required": True,
+        }
+    },
     429: {
         "Retry-After": {
             "description": "seconds until this client's token is looked at again",
@@ -89,7 +102,9 @@ class Operation:
     body: type[BaseModel] | None = None
     query: type[BaseModel] | None = None
     path_params: type[BaseModel] | None = None
-    responses: Mapping[int, type[BaseModel] | str | None] = field(default_factory=lambda: {200: None})
+    responses: Mapping[int, type[BaseModel] | str | None] = field(
+        default_factory=lambda: {200: None}
+    )
     errors: tuple[int, ...] = (400, 422)
     public: bool = False
     description: str | None = None
@@ -163,7 +178,9 @@ async def _json_body(request: Request) -> Any:
     except orjson.JSONDecodeError as exc:
         raise InvalidBody(f"malformed JSON body: {exc}", status_code=400) from None
     if not isinstance(data, dict):
-        raise InvalidBody(f"the body must be a JSON object, not {type(data).__name__}", status_code=400)
+        raise InvalidBody(
+            f"the body must be a JSON object, not {type(data).__name__}", status_code=400
+        )
     return data
 
 
@@ -185,7 +202,7 @@ WEBSOCKET_DOC = {
         "hello": '{"op": "hello", "since": <id|null>, "last_id": <id>, "heartbeat_seconds": <s>}',
         "event": '{"op": "event", "id": <id>, "published_at": <unix s>, "event": {...}}',
         "reset": '{"op": "reset", "since": <id>, "last_id": <id>, "reason": "..."} (since is above the '
-                 'newest event id: the store was reset; forget kept ids, every event of this store follows)',
+        "newest event id: the store was reset; forget kept ids, every event of this store follows)",
         "live": '{"op": "live", "last_id": <id>} (the replay is over)',
         "heartbeat": '{"op": "heartbeat", "last_id": <id>, "server_time": <unix s>}',
     },
@@ -198,7 +215,9 @@ WEBSOCKET_DOC = {
 }
 
 
-def openapi_document(operations: Iterable[Operation], *, title: str, version: str) -> dict[str, Any]:
+def openapi_document(
+    operations: Iterable[Operation], *, title: str, version: str
+) -> dict[str, Any]:
     ops = list(operations)
     models: dict[type[BaseModel], None] = {ErrorBody: None}
     for op in ops:
@@ -235,7 +254,10 @@ def openapi_document(operations: Iterable[Operation], *, title: str, version: st
             if status == 204:
                 item["responses"]["204"] = {"description": "done (no content)"}
             elif isinstance(model, str):
-                item["responses"][str(status)] = {"description": "OK", "content": {model: {"schema": {"type": "string"}}}}
+                item["responses"][str(status)] = {
+                    "description": "OK",
+                    "content": {model: {"schema": {"type": "string"}}},
+                }
             elif model is None:
                 item["responses"][str(status)] = {
                     "description": "OK",
@@ -246,7 +268,11 @@ def openapi_document(operations: Iterable[Operation], *, title: str, version: st
                     "description": (model.__doc__ or "OK").strip().splitlines()[0],
                     "content": {"application/json": {"schema": ref(model, "serialization")}},
                 }
-        statuses = set(op.errors) | ({401, 429} if not op.public else set()) | ({413, 422, 400} if op.body else set())
+        statuses = (
+            set(op.errors)
+            | ({401, 429} if not op.public else set())
+            | ({413, 422, 400} if op.body else set())
+        )
         for status in sorted(statuses | {500}):
             answer: dict[str, Any] = {
                 "description": _ERROR_STATUSES.get(status, "error"),
@@ -262,7 +288,7 @@ def openapi_document(operations: Iterable[Operation], *, title: str, version: st
             "title": title,
             "version": version,
             "description": (
-                "JSON in and out. Errors are {\"error\": \"...\", \"detail\": ...}. "
+                'JSON in and out. Errors are {"error": "...", "detail": ...}. '
                 "Every operation except the health check and /metrics needs "
                 "`Authorization: Bearer <AIOPS_API_TOKEN>` when a token is configured. "
                 "Live events: WebSocket " + WEBSOCKET_DOC["path"] + " (see x-websocket)."
@@ -289,7 +315,12 @@ def _parameters(op: Operation) -> list[dict[str, Any]]:
             prop = dict(prop)
             description = prop.pop("description", None)
             prop.pop("title", None)
-            param = {"name": name, "in": location, "required": location == "path" or name in required, "schema": prop}
+            param = {
+                "name": name,
+                "in": location,
+                "required": location == "path" or name in required,
+                "schema": prop,
+            }
             if description:
                 param["description"] = description
             out.append(param)
@@ -338,15 +369,24 @@ def docs_html(document: Mapping[str, Any]) -> str:
                 f"<details><summary><span class='m {method.upper()}'>{method.upper()}</span>"
                 f"<code>{esc(path)}</code> — {esc(op['summary'])}{public}</summary>"
                 + (f"<p>{esc(op['description'])}</p>" if op.get("description") else "")
-                + (f"<table><tr><th>parameter</th><th>in</th><th>required</th><th></th></tr>{params}</table>" if params else "")
+                + (
+                    f"<table><tr><th>parameter</th><th>in</th><th>required</th><th></th></tr>{params}</table>"
+                    if params
+                    else ""
+                )
                 + body
                 + f"<p>Responses: {responses}</p></details>"
             )
     ws = document.get("x-websocket")
     if ws:
-        rows = "".join(f"<tr><td><code>{esc(k)}</code></td><td>{esc(v)}</td></tr>" for k, v in ws["query"].items())
+        rows = "".join(
+            f"<tr><td><code>{esc(k)}</code></td><td>{esc(v)}</td></tr>"
+            for k, v in ws["query"].items()
+        )
         msgs = "".join(f"<li><code>{esc(v)}</code></li>" for v in ws["messages"].values())
-        codes = "".join(f"<li><code>{esc(k)}</code>: {esc(v)}</li>" for k, v in ws["close_codes"].items())
+        codes = "".join(
+            f"<li><code>{esc(k)}</code>: {esc(v)}</li>" for k, v in ws["close_codes"].items()
+        )
         by_tag.setdefault("events", []).append(
             f"<details open><summary><span class='m WS'>WS</span><code>{esc(ws['path'])}</code> — "
             f"{esc(ws['summary'])}</summary><table>{rows}</table><p>Messages:</p><ul>{msgs}</ul>"
@@ -368,4 +408,3 @@ def _pretty(schema: Mapping[str, Any]) -> str:
 
 def _inline_code(text: str) -> str:
     return re.sub(r"`([^`]+)`", r"<code>\1</code>", text)
-

@@ -18,7 +18,14 @@ from starlette.staticfiles import StaticFiles
 
 from aiops.api.openapi import Call, Operation
 
-__all__ = ["STATIC_DIR", "ASSETS_PREFIX", "OPERATIONS", "asset_routes", "asset_paths", "CONTENT_SECURITY_POLICY"]
+__all__ = [
+    "STATIC_DIR",
+    "ASSETS_PREFIX",
+    "OPERATIONS",
+    "asset_routes",
+    "asset_paths",
+    "CONTENT_SECURITY_POLICY",
+]
 
 STATIC_DIR = Path(__file__).parent / "static"
 ASSETS_PREFIX = "/ui"
@@ -37,9 +44,7 @@ _HEADERS = {
 
 def _asset_files() -> list[str]:
     return sorted(
-        p.relative_to(STATIC_DIR).as_posix()
-        for p in STATIC_DIR.rglob("*")
-        if p.is_file()
+        p.relative_to(STATIC_DIR).as_posix() for p in STATIC_DIR.rglob("*") if p.is_file()
     )
 
 

@@ -20,7 +20,14 @@ import httpx
 from pydantic import ValidationError
 
 from aiops.api.errors import BodyTooLarge, RunnerUnavailable, dumps, validation_error
-from aiops.api.models import BackfillParameters, BackfillPath, BackfillStatus, RunPath, RunRequest, RunResponse
+from aiops.api.models import (
+    BackfillParameters,
+    BackfillPath,
+    BackfillStatus,
+    RunPath,
+    RunRequest,
+    RunResponse,
+)
 from aiops.api.openapi import Call, Operation
 from aiops.errors import AiopsError, Conflict, InvalidInput, NotFound
 from aiops.flowparams import (
@@ -31,7 +38,14 @@ from aiops.flowparams import (
     check_analyze_logs_source,
 )
 
-__all__ = ["RunInfo", "RunTrigger", "PrefectRunTrigger", "deployment_name", "OPERATIONS", "DEPLOYMENT"]
+__all__ = [
+    "RunInfo",
+    "RunTrigger",
+    "PrefectRunTrigger",
+    "deployment_name",
+    "OPERATIONS",
+    "DEPLOYMENT",
+]
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +163,9 @@ class PrefectRunTrigger:
                     "(`aiops up` serves every deployment; or `prefect deploy --all`)",
                     deployment=deployment,
                 )
-            return NotFound(f"flow run {context.get('run_id')} not found", run=context.get("run_id"))
+            return NotFound(
+                f"flow run {context.get('run_id')} not found", run=context.get("run_id")
+            )
         if isinstance(exc, PrefectHTTPStatusError):
             status = exc.response.status_code
             try:
@@ -161,11 +177,17 @@ class PrefectRunTrigger:
             if status == 409:
                 return Conflict(f"Prefect refused the run: {detail}", **context)
             if 400 <= status < 500:
-                return InvalidInput(f"Prefect refused the run parameters: {detail}", field="parameters", **context)
-            return RunnerUnavailable(f"the Prefect server at {api} answered HTTP {status}: {detail}", **context)
+                return InvalidInput(
+                    f"Prefect refused the run parameters: {detail}", field="parameters", **context
+                )
+            return RunnerUnavailable(
+                f"the Prefect server at {api} answered HTTP {status}: {detail}", **context
+            )
         if isinstance(exc, (httpx.TransportError, OSError, TimeoutError, asyncio.TimeoutError)):
             return RunnerUnavailable(
-                f"cannot reach the Prefect server at {api}: {type(exc).__name__}: {exc}".rstrip(": "),
+                f"cannot reach the Prefect server at {api}: {type(exc).__name__}: {exc}".rstrip(
+                    ": "
+                ),
                 **context,
             )
         if isinstance(exc, RuntimeError) and "api" in str(exc).lower():
@@ -196,7 +218,9 @@ class PrefectRunTrigger:
 # --------------------------------------------------------------------------- endpoints
 
 
-async def _trigger(state: Any, deployment: str, parameters: Mapping[str, Any], key: str | None) -> RunInfo:
+async def _trigger(
+    state: Any, deployment: str, parameters: Mapping[str, Any], key: str | None
+) -> RunInfo:
     log.info("triggering deployment %s", deployment, extra={"job": deployment})
     return await state.runs.trigger(deployment, parameters, idempotency_key=key)
 
@@ -214,12 +238,21 @@ async def backfill_parameters(state: Any, raw: Mapping[str, Any]) -> dict[str, A
         p = BackfillParameters.model_validate(raw)
     except ValidationError as exc:
         raise validation_error(exc, "parameters") from None
-    resolved = await state.db(lambda: resolve_backfill(
-        detector_ids=p.detector_ids, log_jobs=p.log_jobs,
-        start=datetime.fromtimestamp(p.start, UTC), end=datetime.fromtimestamp(p.end, UTC),
-        window=p.window, train=p.train, log_window=p.log_window, backfill_id=p.backfill_id,
-        settings=state.settings, get_detector=state.store.get_detector, fields=API_FIELDS,
-    ))
+    resolved = await state.db(
+        lambda: resolve_backfill(
+            detector_ids=p.detector_ids,
+            log_jobs=p.log_jobs,
+            start=datetime.fromtimestamp(p.start, UTC),
+            end=datetime.fromtimestamp(p.end, UTC),
+            window=p.window,
+            train=p.train,
+            log_window=p.log_window,
+            backfill_id=p.backfill_id,
+            settings=state.settings,
+            get_detector=state.store.get_detector,
+            fields=API_FIELDS,
+        )
+    )
     return {
         **p.model_dump(exclude_none=True),
         "start": resolved.request.start.isoformat(),

@@ -62,7 +62,9 @@ class SeriesData(BaseModel):
     timestamps: list[float] = Field(description="Unix seconds")
     values: list[float | None]
     expected: list[float | None] = Field(description="null while the model warms up")
-    lower: list[float | None] = Field(description="alert band: a point outside it scores above the threshold")
+    lower: list[float | None] = Field(
+        description="alert band: a point outside it scores above the threshold"
+    )
     upper: list[float | None]
     score: list[float | None]
 
@@ -231,11 +233,15 @@ async def detector_series(call: Call) -> Any:
         raise InvalidInput("start must be before end", field="start")
     # on the step grid, as the flows collect (a sample at t is scored at the same t here)
     end = math.floor(end / step) * step
-    start = math.ceil(q.start / step) * step if q.start is not None else (
-        math.ceil((end - DEFAULT_RANGE_SECONDS) / step) * step
+    start = (
+        math.ceil(q.start / step) * step
+        if q.start is not None
+        else (math.ceil((end - DEFAULT_RANGE_SECONDS) / step) * step)
     )
     if start > end:
-        raise InvalidInput(f"the range holds no step of {step:g}s: widen it or lower step", field="step")
+        raise InvalidInput(
+            f"the range holds no step of {step:g}s: widen it or lower step", field="step"
+        )
     points = int((end - start) // step) + 1
     if points > options.series_max_points:
         raise InvalidInput(
@@ -263,7 +269,9 @@ async def detector_series(call: Call) -> Any:
     anomalies_truncated = len(markers) > MAX_MARKERS
     markers = sorted(markers[:MAX_MARKERS], key=lambda e: (e.ts, e.id))
 
-    chunks = [chunk.to_frame() async for chunk in client.iter_range(ds.query, fetch_start, end, step)]
+    chunks = [
+        chunk.to_frame() async for chunk in client.iter_range(ds.query, fetch_start, end, step)
+    ]
     frame = pd.concat(chunks, ignore_index=True) if len(chunks) > 1 else chunks[0]
     series, total = await anyio.to_thread.run_sync(
         partial(
@@ -290,7 +298,9 @@ async def detector_series(call: Call) -> Any:
         "start": start,
         "end": end,
         "step": step,
-        "warmup_points": int((start - fetch_start - history_seconds(detector.transforms)) // scored_step),
+        "warmup_points": int(
+            (start - fetch_start - history_seconds(detector.transforms)) // scored_step
+        ),
         "warmup_complete": warmup >= wanted,
         "series_total": total,
         "truncated": total > len(series),

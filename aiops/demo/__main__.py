@@ -1,7 +1,7 @@
 """``python -m aiops.demo``: the demo workload process, and its incident schedule.
 
-    python -m aiops.demo serve --state .aiops/demo/workload.json --port 9191 --log-file .aiops/logs/demo-app.log
-    python -m aiops.demo incidents --state .aiops/demo/workload.json --since 2h --until 1h
+python -m aiops.demo serve --state .aiops/demo/workload.json --port 9191 --log-file .aiops/logs/demo-app.log
+python -m aiops.demo incidents --state .aiops/demo/workload.json --since 2h --until 1h
 """
 
 from __future__ import annotations
@@ -40,8 +40,12 @@ def _serve(args: argparse.Namespace) -> int:
             current.save(state_file)
 
     return run_workload(
-        state.workload(), host=args.host, port=args.port,
-        log_file=Path(args.log_file) if args.log_file else None, log_keep=args.log_keep, on_tick=heartbeat,
+        state.workload(),
+        host=args.host,
+        port=args.port,
+        log_file=Path(args.log_file) if args.log_file else None,
+        log_keep=args.log_keep,
+        on_tick=heartbeat,
     )
 
 
@@ -64,14 +68,18 @@ def _incidents(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     from aiops.logsetup import configure_logging
 
-    parser = argparse.ArgumentParser(prog="python -m aiops.demo", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m aiops.demo", description=__doc__.splitlines()[0]
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     s = sub.add_parser("serve", help="serve the demo metrics and write the demo log file")
     s.add_argument("--state", required=True, help="the demo state file (workload.json)")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, required=True)
     s.add_argument("--log-file", help="append the workload's log lines here")
-    s.add_argument("--log-keep", type=float, default=600.0, help="seconds of lines kept in the log file")
+    s.add_argument(
+        "--log-keep", type=float, default=600.0, help="seconds of lines kept in the log file"
+    )
     s.set_defaults(handler=_serve)
     i = sub.add_parser("incidents", help="print the incident schedule around now")
     i.add_argument("--state", required=True)

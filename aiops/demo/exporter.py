@@ -21,7 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, start_http_server
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from aiops.demo.logs import lines_between
@@ -45,9 +50,13 @@ class WorkloadCollector(Collector):
             now = self.clock()
             values = self.workload.series_at(now)
         counters, queues = values["counters"], values["queues"]
-        requests = CounterMetricFamily("demo_http_requests", "Requests served by the demo services", labels=["service", "code"])
+        requests = CounterMetricFamily(
+            "demo_http_requests", "Requests served by the demo services", labels=["service", "code"]
+        )
         latency = HistogramMetricFamily(
-            "demo_http_request_duration_seconds", "Request latency of the demo services", labels=["service"]
+            "demo_http_request_duration_seconds",
+            "Request latency of the demo services",
+            labels=["service"],
         )
         for s in SERVICES:
             for code in ("200", "500"):
@@ -55,11 +64,14 @@ class WorkloadCollector(Collector):
             buckets = [(le_label(b), counters[f"{s}|le={b}"]) for b in BUCKETS]
             buckets.append(("+Inf", counters[f"{s}|le=+Inf"]))
             latency.add_metric([s], buckets, sum_value=counters[f"{s}|sum"])
-        depth = GaugeMetricFamily("demo_queue_depth", "Messages waiting in the demo queues", labels=["queue"])
+        depth = GaugeMetricFamily(
+            "demo_queue_depth", "Messages waiting in the demo queues", labels=["queue"]
+        )
         for q in QUEUES:
             depth.add_metric([q], queues[q])
         active = GaugeMetricFamily(
-            "demo_incident_active", "1 while an injected incident is under way (the demo's ground truth)",
+            "demo_incident_active",
+            "1 while an injected incident is under way (the demo's ground truth)",
             labels=["kind", "target"],
         )
         inc = self.workload.incident_at(now)
@@ -71,7 +83,9 @@ class WorkloadCollector(Collector):
 class LogWriter:
     """Appends the workload's log lines to ``path``, keeping the last ``keep`` seconds."""
 
-    def __init__(self, workload: Workload, path: Path, keep: float = 180.0, now: float | None = None) -> None:
+    def __init__(
+        self, workload: Workload, path: Path, keep: float = 180.0, now: float | None = None
+    ) -> None:
         self.workload = workload
         self.path = path
         self.keep = keep
@@ -138,7 +152,10 @@ def run_workload(
             if inc is not None and inc.number != announced:
                 announced = inc.number
                 log.info(
-                    "demo incident %d: %s on %s until %s", inc.number, inc.kind, inc.target,
+                    "demo incident %d: %s on %s until %s",
+                    inc.number,
+                    inc.kind,
+                    inc.target,
                     time.strftime("%H:%M:%S", time.gmtime(inc.end)),
                 )
             if on_tick is not None:

@@ -30,7 +30,10 @@ def _iso(t: float) -> str:
 
 
 def _java_ts(t: float) -> str:
-    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S.") + f"{int(t * 1000) % 1000:03d}"
+    return (
+        datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S.")
+        + f"{int(t * 1000) % 1000:03d}"
+    )
 
 
 def _checkout(rng: random.Random, t: float, error: bool, inc: Incident | None) -> str:
@@ -38,15 +41,29 @@ def _checkout(rng: random.Random, t: float, error: bool, inc: Incident | None) -
     order = rng.randint(1000, 99999)
     if error:
         if inc is not None and inc.kind == "error_burst":
-            msg = ("ERROR", "c.e.shop.InventoryClient",
-                   "Inventory call failed: java.net.ConnectException: Connection refused (Connection refused)")
+            msg = (
+                "ERROR",
+                "c.e.shop.InventoryClient",
+                "Inventory call failed: java.net.ConnectException: Connection refused (Connection refused)",
+            )
         else:
-            msg = ("ERROR", "c.e.shop.OrderService",
-                   f'Unexpected error: java.lang.IllegalStateException: order {order} has no items')
+            msg = (
+                "ERROR",
+                "c.e.shop.OrderService",
+                f"Unexpected error: java.lang.IllegalStateException: order {order} has no items",
+            )
     elif inc is not None and inc.kind == "latency_spike" and rng.random() < 0.5:
-        msg = ("WARN ", "c.e.shop.PaymentClient", f"Slow response from payment-service took {rng.randint(900, 4000)}ms")
+        msg = (
+            "WARN ",
+            "c.e.shop.PaymentClient",
+            f"Slow response from payment-service took {rng.randint(900, 4000)}ms",
+        )
     elif inc is not None and inc.kind == "traffic_drop" and rng.random() < 0.3:
-        msg = ("WARN ", "c.e.shop.HealthCheck", "Health check of upstream lb-2 failed: connection reset by peer")
+        msg = (
+            "WARN ",
+            "c.e.shop.HealthCheck",
+            "Health check of upstream lb-2 failed: connection reset by peer",
+        )
     else:
         ms = max(1, int(rng.lognormvariate(math.log(60), 0.5)))
         msg = ("INFO ", "c.e.shop.OrderController", f"GET /orders/{order} completed in {ms}ms")
@@ -57,16 +74,39 @@ def _checkout(rng: random.Random, t: float, error: bool, inc: Incident | None) -
 def _search(rng: random.Random, t: float, error: bool, inc: Incident | None) -> str:
     rid = str(uuid.UUID(int=rng.getrandbits(128), version=4))
     if error:
-        body = {"level": "error", "ts": _iso(t), "caller": "client/upstream.go:64", "msg": "upstream call timed out",
-                "upstream": "index", "status": 504, "duration_ms": 5000, "error": "context deadline exceeded"}
+        body = {
+            "level": "error",
+            "ts": _iso(t),
+            "caller": "client/upstream.go:64",
+            "msg": "upstream call timed out",
+            "upstream": "index",
+            "status": 504,
+            "duration_ms": 5000,
+            "error": "context deadline exceeded",
+        }
     elif inc is not None and inc.kind == "latency_spike" and rng.random() < 0.5:
-        body = {"level": "warn", "ts": _iso(t), "caller": "store/query.go:133", "msg": "slow query",
-                "index": "products", "elapsed": f"{rng.uniform(0.8, 3.5):.2f}s"}
+        body = {
+            "level": "warn",
+            "ts": _iso(t),
+            "caller": "store/query.go:133",
+            "msg": "slow query",
+            "index": "products",
+            "elapsed": f"{rng.uniform(0.8, 3.5):.2f}s",
+        }
     else:
         ms = rng.lognormvariate(math.log(25), 0.5)
-        body = {"level": "info", "ts": _iso(t), "caller": "server/http.go:88", "msg": "request completed",
-                "method": "GET", "path": "/api/v1/search", "results": rng.randint(0, 200), "status": 200,
-                "duration": f"{ms:.1f}ms", "request_id": rid}
+        body = {
+            "level": "info",
+            "ts": _iso(t),
+            "caller": "server/http.go:88",
+            "msg": "request completed",
+            "method": "GET",
+            "path": "/api/v1/search",
+            "results": rng.randint(0, 200),
+            "status": 200,
+            "duration": f"{ms:.1f}ms",
+            "request_id": rid,
+        }
     return json.dumps(body, separators=(",", ":"))
 
 
@@ -79,8 +119,10 @@ def _payments(rng: random.Random, t: float, error: bool, inc: Incident | None) -
     elif inc is not None and inc.kind == "latency_spike" and rng.random() < 0.5:
         text = f'level=warn logger=payments.psp msg="slow psp response" duration={rng.uniform(0.8, 4.0):.3f}s'
     else:
-        text = (f'level=info logger=payments.api msg="charge succeeded" amount={rng.uniform(5, 300):.2f} '
-                f"duration={rng.lognormvariate(math.log(0.12), 0.5):.3f}s")
+        text = (
+            f'level=info logger=payments.api msg="charge succeeded" amount={rng.uniform(5, 300):.2f} '
+            f"duration={rng.lognormvariate(math.log(0.12), 0.5):.3f}s"
+        )
     return f"ts={_iso(t)} {text}"
 
 
@@ -89,18 +131,24 @@ def _worker(rng: random.Random, t: float, queue: str, depth: float, inc: Inciden
         if rng.random() < 0.5:
             text = f'level=warn logger=worker.{queue} msg="queue backlog growing" queue={queue} depth={int(depth)}'
         else:
-            text = (f'level=error logger=worker.{queue} msg="task failed" queue={queue} '
-                    'error="TimeoutError: broker ack timed out"')
+            text = (
+                f'level=error logger=worker.{queue} msg="task failed" queue={queue} '
+                'error="TimeoutError: broker ack timed out"'
+            )
     else:
-        text = (f'level=info logger=worker.{queue} msg="task succeeded" queue={queue} '
-                f"duration={rng.lognormvariate(math.log(0.3), 0.6):.3f}s")
+        text = (
+            f'level=info logger=worker.{queue} msg="task succeeded" queue={queue} '
+            f"duration={rng.lognormvariate(math.log(0.3), 0.6):.3f}s"
+        )
     return f"ts={_iso(t)} {text}"
 
 
 _WRITERS = {"checkout": _checkout, "search": _search, "payments": _payments}
 
 
-def lines_between(workload: Workload, start: float, end: float, *, sample: int = SAMPLE) -> list[str]:
+def lines_between(
+    workload: Workload, start: float, end: float, *, sample: int = SAMPLE
+) -> list[str]:
     """The log lines of ``[start, end)`` in time order, deterministic for the workload's seed
     (each whole second has its own random stream)."""
     out: list[tuple[float, str]] = []
@@ -118,8 +166,10 @@ def lines_between(workload: Workload, start: float, end: float, *, sample: int =
                 own = inc if inc is not None and inc.target == name else None
                 # Access lines are sampled; errors are all logged (a steady background, so a
                 # window without them is not news, and a burst is a rate jump).
-                for error, n in ((False, _poisson(rng, requests * (1 - ratio) / sample)),
-                                 (True, _poisson(rng, requests * ratio))):
+                for error, n in (
+                    (False, _poisson(rng, requests * (1 - ratio) / sample)),
+                    (True, _poisson(rng, requests * ratio)),
+                ):
                     for _ in range(n):
                         t = rng.uniform(lo, hi)
                         out.append((t, _WRITERS[name](rng, t, error, own)))

@@ -67,7 +67,10 @@ def prometheus_configured(settings: Settings) -> bool:
     not count."""
     if "prometheus_url" in settings.model_fields_set:
         return True
-    return any(isinstance(raw, dict) and raw.get("type") == "prometheus" for raw in settings.datasources.values())
+    return any(
+        isinstance(raw, dict) and raw.get("type") == "prometheus"
+        for raw in settings.datasources.values()
+    )
 
 
 def port_free(port: int, host: str = "127.0.0.1") -> bool:
@@ -95,8 +98,10 @@ class DemoState:
 
     def workload(self) -> Workload:
         return Workload(
-            seed=self.seed, origin=self.origin,
-            incident_every=self.incident_every, incident_duration=self.incident_duration,
+            seed=self.seed,
+            origin=self.origin,
+            incident_every=self.incident_every,
+            incident_duration=self.incident_duration,
         )
 
     @classmethod
@@ -117,8 +122,15 @@ class DemoState:
 
     @classmethod
     def open(
-        cls, path: Path, *, seed: int, incident_every: float, incident_duration: float,
-        history_seconds: float, prometheus_data: Path, now: float | None = None,
+        cls,
+        path: Path,
+        *,
+        seed: int,
+        incident_every: float,
+        incident_duration: float,
+        history_seconds: float,
+        prometheus_data: Path,
+        now: float | None = None,
     ) -> DemoState:
         """The data dir's state, created (or re-based) as needed. A new workload's counters
         start at midnight UTC before its history. Changing the seed or the incident schedule
@@ -126,7 +138,9 @@ class DemoState:
         now = time.time() if now is None else now
         state = cls.load(path)
         if state is not None and (state.seed, state.incident_every, state.incident_duration) != (
-            seed, incident_every, incident_duration
+            seed,
+            incident_every,
+            incident_duration,
         ):
             log.info("demo workload parameters changed: counters restart from now")
             state = cls(seed, math.floor(now / GRID) * GRID, incident_every, incident_duration)
@@ -163,7 +177,9 @@ def load_history(
     not running. Returns the samples loaded (0 when the data is already there)."""
     now = math.floor((time.time() if now is None else now) / step) * step
     start = now - history_seconds
-    known = max((t for t in (state.loaded_until, state.served_until) if t is not None), default=None)
+    known = max(
+        (t for t in (state.loaded_until, state.served_until) if t is not None), default=None
+    )
     if known is not None:
         start = max(start, known)
     start = max(start, state.origin)
@@ -180,13 +196,17 @@ def load_history(
     prometheus_data.mkdir(parents=True, exist_ok=True)
     for lo, hi, piece_step in pieces:  # promtool, a day per file (localprom.load_history)
         total += localprom.load_history(
-            workload.history(lo, hi, piece_step, labels), prometheus_data, prometheus_data.parent / "history"
+            workload.history(lo, hi, piece_step, labels),
+            prometheus_data,
+            prometheus_data.parent / "history",
         )
     state.loaded_until = now
     state.save(state_file)
     log.info(
-        "demo history loaded: %d samples from %s to %s in %.1fs", total,
-        time.strftime("%Y-%m-%d %H:%M", time.gmtime(start)), time.strftime("%H:%M", time.gmtime(now)),
+        "demo history loaded: %d samples from %s to %s in %.1fs",
+        total,
+        time.strftime("%Y-%m-%d %H:%M", time.gmtime(start)),
+        time.strftime("%H:%M", time.gmtime(now)),
         time.monotonic() - began,
     )
     return total
@@ -201,11 +221,14 @@ def render_config(
     user named none. Returns ``out``."""
     try:
         text = string.Template(template.read_text(encoding="utf-8")).substitute(
-            prometheus_url=prometheus_url, demo_dir=str(demo_dir.resolve()),
+            prometheus_url=prometheus_url,
+            demo_dir=str(demo_dir.resolve()),
             data_dir=str(settings.data_dir.resolve()),
         )
     except (KeyError, ValueError) as exc:
-        raise ConfigError(f"demo config {template}: bad placeholder {exc}", setting=str(template)) from None
+        raise ConfigError(
+            f"demo config {template}: bad placeholder {exc}", setting=str(template)
+        ) from None
     demo = yaml.safe_load(text) or {}
     user_file = os.environ.get("AIOPS_CONFIG_FILE")
     data: dict[str, Any] = read_config_file(Path(user_file)) if user_file else {}
@@ -264,7 +287,10 @@ def _pick_port(requested: int | None, default: int, what: str) -> int:
 
     if requested:
         if not port_free(requested):
-            raise ConfigError(f"port {requested} for the {what} is taken", setting=f"--{what.replace(' ', '-')}-port")
+            raise ConfigError(
+                f"port {requested} for the {what} is taken",
+                setting=f"--{what.replace(' ', '-')}-port",
+            )
         return requested
     if port_free(default):
         return default
@@ -302,19 +328,38 @@ def start_demo(
     prometheus_url = f"http://127.0.0.1:{prometheus_port}"
 
     state = DemoState.open(
-        state_file, seed=options.seed, incident_every=options.incident_every,
-        incident_duration=options.incident_duration, history_seconds=options.history_seconds,
+        state_file,
+        seed=options.seed,
+        incident_every=options.incident_every,
+        incident_duration=options.incident_duration,
+        history_seconds=options.history_seconds,
         prometheus_data=prom_data,
     )
     load_history(
-        state, state_file, prom_data, labels={"job": "demo", "instance": exporter},
-        history_seconds=options.history_seconds, step=parse_seconds(options.scrape_interval, field="scrape_interval"),
+        state,
+        state_file,
+        prom_data,
+        labels={"job": "demo", "instance": exporter},
+        history_seconds=options.history_seconds,
+        step=parse_seconds(options.scrape_interval, field="scrape_interval"),
     )
     log_file = settings.data_dir.resolve() / "logs" / "demo-app.log"
     proc = supervisor.start(
         "demo workload",
-        [python, "-m", "aiops.demo", "serve", "--state", str(state_file), "--port", str(exporter_port),
-         "--log-file", str(log_file), "--log-keep", str(options.log_keep)],
+        [
+            python,
+            "-m",
+            "aiops.demo",
+            "serve",
+            "--state",
+            str(state_file),
+            "--port",
+            str(exporter_port),
+            "--log-file",
+            str(log_file),
+            "--log-keep",
+            str(options.log_keep),
+        ],
         env,
     )
     _wait_ok(httpx, f"http://{exporter}/metrics", proc, 60, "the demo workload exporter")
@@ -323,14 +368,21 @@ def start_demo(
         targets["aiops"] = [api_target]
     rules = Path(__file__).resolve().parents[2] / "deployments" / "prometheus" / "aiops-rules.yml"
     prom = start_prometheus(
-        prom_dir, port=prometheus_port, data_dir=prom_data, scrape_targets=targets,
-        scrape_interval=options.scrape_interval, rule_files=[rules] if api_target and rules.exists() else (),
+        prom_dir,
+        port=prometheus_port,
+        data_dir=prom_data,
+        scrape_targets=targets,
+        scrape_interval=options.scrape_interval,
+        rule_files=[rules] if api_target and rules.exists() else (),
     )
     supervisor.adopt("prometheus", prom.process, restart=partial(restart_prometheus, prom))
 
     config = render_config(
-        options.config_dir / "config.yaml", demo_dir / "config.yaml", settings,
-        prometheus_url=prometheus_url, demo_dir=demo_dir,
+        options.config_dir / "config.yaml",
+        demo_dir / "config.yaml",
+        settings,
+        prometheus_url=prometheus_url,
+        demo_dir=demo_dir,
     )
     env["AIOPS_CONFIG_FILE"] = str(config)
     for merged in ("AIOPS_DATASOURCES", "AIOPS_LOG_JOBS"):  # now in the rendered file
@@ -347,7 +399,9 @@ def restart_prometheus(prom: Any) -> subprocess.Popen:
     """Start the demo Prometheus again with the command line it had (same port, data, config),
     its output appended to its log; not waiting for it (the supervisor's loop must go on)."""
     with (prom.workdir / "prometheus.log").open("a") as out:
-        return subprocess.Popen(prom.process.args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        return subprocess.Popen(
+            prom.process.args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
 
 
 def _wait_ok(httpx: Any, url: str, proc: Any, timeout: float, what: str) -> None:

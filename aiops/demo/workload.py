@@ -76,7 +76,11 @@ def _uniform(seed: int, stream: int, index: np.ndarray) -> np.ndarray:
     """Deterministic uniforms in [0, 1) for integer ``index`` values of one ``stream``."""
     idx = np.asarray(index, dtype=np.int64).astype(np.uint64)
     with np.errstate(over="ignore"):
-        key = _mix(np.full(idx.shape, np.uint64(seed % (1 << 63)) * np.uint64(1_000_003) + np.uint64(stream)))
+        key = _mix(
+            np.full(
+                idx.shape, np.uint64(seed % (1 << 63)) * np.uint64(1_000_003) + np.uint64(stream)
+            )
+        )
         h = _mix(idx ^ key)
     return (h >> np.uint64(11)).astype(np.float64) / float(1 << 53)
 
@@ -106,8 +110,14 @@ class Incident:
     magnitude: float
 
     def to_dict(self) -> dict[str, Any]:
-        return {"number": self.number, "kind": self.kind, "target": self.target,
-                "start": self.start, "end": self.end, "magnitude": round(self.magnitude, 3)}
+        return {
+            "number": self.number,
+            "kind": self.kind,
+            "target": self.target,
+            "start": self.start,
+            "end": self.end,
+            "magnitude": round(self.magnitude, 3),
+        }
 
 
 @dataclass
@@ -143,7 +153,13 @@ class Workload:
         start = np.floor(start / GRID) * GRID
         end = start + np.ceil(duration / GRID) * GRID
         magnitude = _uniform(self.seed, 105, k)
-        return {"kind": kind, "target_u": target_u, "start": start, "end": end, "magnitude": magnitude}
+        return {
+            "kind": kind,
+            "target_u": target_u,
+            "start": start,
+            "end": end,
+            "magnitude": magnitude,
+        }
 
     def _target(self, kind: str, u: float) -> str:
         names = list(QUEUES) if kind == "queue_backlog" else list(SERVICES)
@@ -161,8 +177,16 @@ class Workload:
             if e <= start or s >= end:
                 continue
             kind = INCIDENT_KINDS[int(arr["kind"][i])]
-            out.append(Incident(int(k), kind, self._target(kind, float(arr["target_u"][i])), s, e,
-                                self._magnitude(kind, float(arr["magnitude"][i]))))
+            out.append(
+                Incident(
+                    int(k),
+                    kind,
+                    self._target(kind, float(arr["target_u"][i])),
+                    s,
+                    e,
+                    self._magnitude(kind, float(arr["magnitude"][i])),
+                )
+            )
         return out
 
     def incident_at(self, t: float) -> Incident | None:
@@ -187,7 +211,11 @@ class Workload:
         k = np.floor(t / self.incident_every).astype(np.int64)
         ones, zeros = np.ones_like(t), np.zeros_like(t)
         out: dict[str, dict[str, np.ndarray]] = {
-            s: {"error_ratio": np.full_like(t, np.nan), "latency": ones.copy(), "traffic": ones.copy()}
+            s: {
+                "error_ratio": np.full_like(t, np.nan),
+                "latency": ones.copy(),
+                "traffic": ones.copy(),
+            }
             for s in SERVICES
         }
         for q in QUEUES:
@@ -208,7 +236,9 @@ class Workload:
                         grow = np.where(sel & active, mag * (t - arr["start"]), 0.0)
                         after = sel & (t >= arr["end"])
                         peak = mag * (arr["end"] - arr["start"])
-                        drain = np.where(after, peak * np.exp(-np.clip(t - arr["end"], 0, None) / _DRAIN), 0.0)
+                        drain = np.where(
+                            after, peak * np.exp(-np.clip(t - arr["end"], 0, None) / _DRAIN), 0.0
+                        )
                         out[name]["backlog"] += grow + drain
                         continue
                     hit = sel & active
@@ -244,7 +274,9 @@ class Workload:
         ``error_ratio`` and ``median`` latency (seconds)."""
         idx = np.arange(i0, i1, dtype=np.int64)
         t = self.origin + idx * GRID
-        cell_no = np.floor(t / GRID).astype(np.int64)  # absolute, so noise does not depend on origin
+        cell_no = np.floor(t / GRID).astype(
+            np.int64
+        )  # absolute, so noise does not depend on origin
         load = self.load(t)
         effects = self._effects(t)
         out = {}
@@ -254,7 +286,12 @@ class Workload:
             rate = np.clip(peak * load * noise * eff["traffic"], 0.0, None)
             base_err = np.clip(err * (1.0 + 0.25 * _normal(self.seed, 20 + si, cell_no)), 0.0, 1.0)
             ratio = np.where(np.isnan(eff["error_ratio"]), base_err, eff["error_ratio"])
-            lat = median * (0.75 + 0.35 * load) * (1.0 + 0.05 * _normal(self.seed, 30 + si, cell_no)) * eff["latency"]
+            lat = (
+                median
+                * (0.75 + 0.35 * load)
+                * (1.0 + 0.05 * _normal(self.seed, 30 + si, cell_no))
+                * eff["latency"]
+            )
             out[name] = {"rate": rate, "error_ratio": ratio, "median": lat}
         return out
 
@@ -320,7 +357,10 @@ class Workload:
 
     def series_at(self, t: float) -> dict[str, Any]:
         """Everything the exporter serves at ``t``: counters and queue depths."""
-        return {"counters": self.counters_at(t), "queues": {q: float(v[0]) for q, v in self.queue_depth(t).items()}}
+        return {
+            "counters": self.counters_at(t),
+            "queues": {q: float(v[0]) for q, v in self.queue_depth(t).items()},
+        }
 
     # ------------------------------------------------------------------ history
 
@@ -332,7 +372,9 @@ class Workload:
         are added to every series: give the ``job`` and ``instance`` the live scrape adds, so
         history and live samples are one series."""
         if step % GRID or step <= 0:
-            raise InvalidInput(f"history step must be a positive multiple of {GRID:g} s", field="step")
+            raise InvalidInput(
+                f"history step must be a positive multiple of {GRID:g} s", field="step"
+            )
         start = max(math.ceil(start / step) * step, math.ceil(self.origin / step) * step)
         if end < start:
             return
@@ -361,21 +403,39 @@ class Workload:
         def pts(arr: np.ndarray) -> list[tuple[float, float]]:
             return list(zip(ts, np.round(arr, 6).tolist()))
 
-        yield Family("demo_http_requests_total", "counter", [
-            ({**extra, "service": s, "code": code}, pts(totals[f"{s}|{code}"])) for s in SERVICES for code in ("200", "500")
-        ])
+        yield Family(
+            "demo_http_requests_total",
+            "counter",
+            [
+                ({**extra, "service": s, "code": code}, pts(totals[f"{s}|{code}"]))
+                for s in SERVICES
+                for code in ("200", "500")
+            ],
+        )
         les = [*(repr(b) for b in BUCKETS), "+Inf"]
-        yield Family("demo_http_request_duration_seconds_bucket", "gauge", [
-            ({**extra, "service": s, "le": le_label(le)}, pts(totals[f"{s}|le={le}"])) for s in SERVICES for le in les
-        ])
-        yield Family("demo_http_request_duration_seconds_count", "gauge", [
-            ({**extra, "service": s}, pts(totals[f"{s}|le=+Inf"])) for s in SERVICES
-        ])
-        yield Family("demo_http_request_duration_seconds_sum", "gauge", [
-            ({**extra, "service": s}, pts(totals[f"{s}|sum"])) for s in SERVICES
-        ])
+        yield Family(
+            "demo_http_request_duration_seconds_bucket",
+            "gauge",
+            [
+                ({**extra, "service": s, "le": le_label(le)}, pts(totals[f"{s}|le={le}"]))
+                for s in SERVICES
+                for le in les
+            ],
+        )
+        yield Family(
+            "demo_http_request_duration_seconds_count",
+            "gauge",
+            [({**extra, "service": s}, pts(totals[f"{s}|le=+Inf"])) for s in SERVICES],
+        )
+        yield Family(
+            "demo_http_request_duration_seconds_sum",
+            "gauge",
+            [({**extra, "service": s}, pts(totals[f"{s}|sum"])) for s in SERVICES],
+        )
         depth = self.queue_depth(times)
-        yield Family("demo_queue_depth", "gauge", [({**extra, "queue": q}, pts(depth[q])) for q in QUEUES])
+        yield Family(
+            "demo_queue_depth", "gauge", [({**extra, "queue": q}, pts(depth[q])) for q in QUEUES]
+        )
 
 
 def le_label(le: float | str) -> str:

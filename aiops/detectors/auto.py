@@ -123,8 +123,7 @@ class AutoDetector(Detector):
             "decide_after",
             int,
             600,
-            f"an integer in [16, {MAX_DECIDE_AFTER}] (points looked at, at least, before "
-            "choosing)",
+            f"an integer in [16, {MAX_DECIDE_AFTER}] (points looked at, at least, before choosing)",
             lambda v: 16 <= v <= MAX_DECIDE_AFTER,
         ),
         Param(
@@ -193,9 +192,7 @@ class AutoDetector(Detector):
         level = None if math.isnan(floors[2]) else float(floors[2])
         unique = len(np.unique(x))
         self._choice = {
-            "model": (
-                "seasonal difference + rolling median/MAD" if lag else "rolling median/MAD"
-            ),
+            "model": ("seasonal difference + rolling median/MAD" if lag else "rolling median/MAD"),
             "period_seconds": self._period_ns / 1e9 if lag else None,
             "period_points": lag or None,
             "autocorrelation": round(acf, 4),

@@ -763,4 +763,3 @@ class Detector(ABC):
     @abstractmethod
     def _restore(self, learned: Mapping[str, Any]) -> None:
         """Load :meth:`_learned` output after a JSON round trip; raise InvalidInput if malformed."""
-

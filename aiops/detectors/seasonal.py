@@ -99,7 +99,9 @@ class SeasonalDetector(Detector):
         ),
         Param("k", float, 5.0, "a number > 0 (standard deviations)", lambda v: v > 0),
         Param("min_scale", float, 0.0, "a number >= 0", lambda v: v >= 0),
-        Param("timezone", str, "UTC", "an IANA time zone name such as 'Europe/Paris'", _is_timezone),
+        Param(
+            "timezone", str, "UTC", "an IANA time zone name such as 'Europe/Paris'", _is_timezone
+        ),
     )
 
     @property

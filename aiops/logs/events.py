@@ -142,9 +142,7 @@ def _continues(
             cont[i] = True
             # a run "exc line, exc line" after a traceback: keep following
             j = i + 1
-            while (
-                j + 1 < n and not cont[j] and lines[j] and _exc_like(lines[j]) and strong[j + 1]
-            ):
+            while j + 1 < n and not cont[j] and lines[j] and _exc_like(lines[j]) and strong[j + 1]:
                 cont[j] = True
                 j += 1
     cont[0] = False

@@ -144,8 +144,10 @@ def _cls(tok: str) -> str:
         if _NUM.fullmatch(tok):
             return NUM
     m = _LEVEL.fullmatch(tok)
-    if m and m.group(1).lower() in _LEVEL_WORDS and (
-        tok.isupper() or tok[0] in "[<(" or tok[-1] == ":" or tok.islower() or tok.istitle()
+    if (
+        m
+        and m.group(1).lower() in _LEVEL_WORDS
+        and (tok.isupper() or tok[0] in "[<(" or tok[-1] == ":" or tok.islower() or tok.istitle())
     ):
         return LEVEL
     if _GLOGP.fullmatch(tok):

@@ -71,8 +71,18 @@ logger = logging.getLogger(__name__)
 
 WILDCARD = "<*>"
 MASKS = (
-    "<URL>", "<EMAIL>", "<PATH>", "<UUID>", "<TS>", "<HOST>", "<IP>", "<SIZE>", "<DUR>",
-    "<VER>", "<HEX>", "<NUM>",
+    "<URL>",
+    "<EMAIL>",
+    "<PATH>",
+    "<UUID>",
+    "<TS>",
+    "<HOST>",
+    "<IP>",
+    "<SIZE>",
+    "<DUR>",
+    "<VER>",
+    "<HEX>",
+    "<NUM>",
 )
 
 _STATE_VERSION = 2
@@ -89,7 +99,9 @@ _TLDS = (
     "ie|nz|il|cz|pt|gr|tr|ar|cl|id|my|th|vn|ua|ro|hu"
 )
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-_SOURCE_FILES = "java|kt|scala|groovy|py|go|rs|c|cc|cpp|cxx|h|hpp|m|mm|js|mjs|ts|rb|php|cs|swift|erl|ex|exs"
+_SOURCE_FILES = (
+    "java|kt|scala|groovy|py|go|rs|c|cc|cpp|cxx|h|hpp|m|mm|js|mjs|ts|rb|php|cs|swift|erl|ex|exs"
+)
 _HOST_PORT = re.compile(  # not file:line of a stack frame (Main.java:42, main.go:7)
     r"(?<![\w.-])(?:" + _LABEL + r"\.)+(?!(?:" + _SOURCE_FILES + r"):)"
     r"[A-Za-z][A-Za-z0-9-]{0,62}:\d{1,5}(?![\w.:])"
@@ -167,7 +179,11 @@ _MASK_RULES: list[tuple[str, re.Pattern[str], Any]] = [
     ("", _SIZE, "<SIZE>"),
     ("", _DURATION, "<DUR>"),
     (":", re.compile(r"(?<![\w:.])\d{2}:\d{2}(?![\w:.])"), "<DUR>"),
-    (".", re.compile(r"(?<![\w.])v?\d+\.\d+\.\d+(?:[-+][0-9A-Za-z][0-9A-Za-z.-]*)?(?![\w.])"), "<VER>"),
+    (
+        ".",
+        re.compile(r"(?<![\w.])v?\d+\.\d+\.\d+(?:[-+][0-9A-Za-z][0-9A-Za-z.-]*)?(?![\w.])"),
+        "<VER>",
+    ),
     ("0", re.compile(r"\b0[xX][0-9a-fA-F]+\b"), "<HEX>"),
     # hex-ish runs, the same definition the shape keys use (8+ chars of [0-9a-fA-F-])
     ("", re.compile(r"(?<![0-9a-fA-F-])[0-9a-fA-F-]{8,}(?![0-9a-fA-F-])"), None),
@@ -588,9 +604,7 @@ class TemplateMiner:
         self._tick += 1
         if n == 0:
             empty = np.zeros(0, np.int32)
-            return Batch(
-                empty, [], empty, list(self._slots), empty, np.zeros(1, np.int64), empty
-            )
+            return Batch(empty, [], empty, list(self._slots), empty, np.zeros(1, np.int64), empty)
         if len(self._shapes) > self.cache_size:
             self._shapes.clear()
         if len(self._masked) > self.cache_size:
@@ -906,6 +920,7 @@ class TemplateMiner:
             self._slots[cluster.slot] = None
             self._free.append(cluster.slot)
         logger.debug("evicted %d template clusters (max_clusters=%d)", extra, self.max_clusters)
+
 
 # --------------------------------------------------------------------------------------------
 # LogQL

@@ -57,7 +57,9 @@ def http_client(settings: Settings, config: DatasourceConfig | None = None) -> h
 
 
 def http_timeout(settings: Settings, config: DatasourceConfig | None = None) -> httpx.Timeout:
-    total = (config.timeout_seconds if config and config.timeout_seconds else None) or settings.timeout_seconds
+    total = (
+        config.timeout_seconds if config and config.timeout_seconds else None
+    ) or settings.timeout_seconds
     return httpx.Timeout(total, connect=min(settings.connect_timeout_seconds, total))
 
 

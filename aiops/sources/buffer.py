@@ -65,10 +65,12 @@ class SampleBuffer:
     def drain(self) -> pd.DataFrame:
         """Take everything buffered, oldest first, as one frame."""
         if not self._frames:  # still a sample frame, so the steps after it need no special case
-            return pd.DataFrame({
-                "timestamp": pd.Series([], dtype="datetime64[ns, UTC]"),
-                "value": pd.Series([], dtype="float64"),
-            })
+            return pd.DataFrame(
+                {
+                    "timestamp": pd.Series([], dtype="datetime64[ns, UTC]"),
+                    "value": pd.Series([], dtype="float64"),
+                }
+            )
         frames = list(self._frames)
         self._frames.clear()
         self._size = 0

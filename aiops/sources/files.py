@@ -98,7 +98,9 @@ def _open_regular(path: Path, *, nofollow: bool = False) -> IO[bytes]:
         ) from None
     except (OSError, ValueError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-        raise InvalidInput(f"cannot open log file {path}: {reason}", field="path", path=str(path)) from None
+        raise InvalidInput(
+            f"cannot open log file {path}: {reason}", field="path", path=str(path)
+        ) from None
     try:
         check_regular_file(path, os.fstat(fd).st_mode)
         os.set_blocking(fd, True)
@@ -253,13 +255,20 @@ def iter_log_file(
     if labels is not None and not isinstance(labels, Mapping):
         raise InvalidInput("labels must be a mapping of label name to value", field="labels")
     p = Path(path)
-    stream, _ = _open(p, nofollow=bool(_bounds and _bounds.nofollow))  # fail early, before the first next()
+    stream, _ = _open(
+        p, nofollow=bool(_bounds and _bounds.nofollow)
+    )  # fail early, before the first next()
     stream.close()
     return _iter(p, fmt, labels, chunk_lines, multiline, _bounds or _Bounds())
 
 
 def _iter(
-    p: Path, fmt: str, labels: Mapping[str, Any] | None, chunk_lines: int, multiline: bool, bounds: _Bounds
+    p: Path,
+    fmt: str,
+    labels: Mapping[str, Any] | None,
+    chunk_lines: int,
+    multiline: bool,
+    bounds: _Bounds,
 ) -> Iterator[pd.DataFrame]:
     label_map = {"filename": str(p), **{str(k): str(v) for k, v in (labels or {}).items()}}
     mtime = int(pd.Timestamp(p.stat().st_mtime, unit="s", tz="UTC").value)
@@ -395,18 +404,23 @@ class LogAccess:
             if real != given and self._allowed(given):
                 raise InvalidInput(
                     f"log path {text} is a symlink to {real}, which is outside the allowed log roots "
-                    f"({self._where()})", field="path", path=text,
+                    f"({self._where()})",
+                    field="path",
+                    path=text,
                 )
             raise InvalidInput(
                 f"log path {text} is outside the allowed log roots ({self._where()}): {hint}",
-                field="path", path=text,
+                field="path",
+                path=text,
             )
         try:
             mode = os.stat(real).st_mode
         except FileNotFoundError:
             raise InvalidInput(f"log file not found: {text}", field="path", path=text) from None
         except OSError as exc:
-            raise InvalidInput(f"cannot read log file {text}: {exc.strerror or exc}", field="path", path=text) from None
+            raise InvalidInput(
+                f"cannot read log file {text}: {exc.strerror or exc}", field="path", path=text
+            ) from None
         check_regular_file(text, mode)
         return real
 
@@ -421,11 +435,28 @@ class LogAccess:
         """Check ``path`` (:meth:`check`) and read it within the size and time bounds."""
         real = self.check(path)
         deadline = None if self.timeout_seconds is None else time.monotonic() + self.timeout_seconds
-        bounds = _Bounds(max_bytes=self.max_bytes, deadline=deadline, timeout=self.timeout_seconds, nofollow=True)
-        frames = list(
-            iter_log_file(real, fmt=fmt, labels=labels, chunk_lines=1_000_000, multiline=multiline, _bounds=bounds)
+        bounds = _Bounds(
+            max_bytes=self.max_bytes, deadline=deadline, timeout=self.timeout_seconds, nofollow=True
         )
-        frame = empty_frame() if not frames else frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+        frames = list(
+            iter_log_file(
+                real,
+                fmt=fmt,
+                labels=labels,
+                chunk_lines=1_000_000,
+                multiline=multiline,
+                _bounds=bounds,
+            )
+        )
+        frame = (
+            empty_frame()
+            if not frames
+            else frames[0]
+            if len(frames) == 1
+            else pd.concat(frames, ignore_index=True)
+        )
         if bounds.truncated:
             logger.warning("log file %s was cut: %s", real, bounds.reason)
-        return LoadedLogFile(frame=frame, path=real, truncated=bounds.truncated, reason=bounds.reason)
+        return LoadedLogFile(
+            frame=frame, path=real, truncated=bounds.truncated, reason=bounds.reason
+        )

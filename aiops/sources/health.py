@@ -110,7 +110,9 @@ class HealthLedger:
     A failing writer is logged and never breaks the request that reported.
     """
 
-    def __init__(self, *, writer: Writer | None = None, observer: str = "process", min_interval: float = 30.0) -> None:
+    def __init__(
+        self, *, writer: Writer | None = None, observer: str = "process", min_interval: float = 30.0
+    ) -> None:
         self.writer = writer
         self.observer = observer
         self.min_interval = min_interval
@@ -134,8 +136,13 @@ class HealthLedger:
         try:
             writer([obs])
         except Exception as exc:  # health sharing must never fail a query
-            log.warning("cannot share the health of %s %s: %s", obs.datasource, obs.url, exc,
-                        extra={"datasource": obs.datasource, "url": obs.url})
+            log.warning(
+                "cannot share the health of %s %s: %s",
+                obs.datasource,
+                obs.url,
+                exc,
+                extra={"datasource": obs.datasource, "url": obs.url},
+            )
 
     def latest(self) -> list[HealthObservation]:
         with self._lock:
@@ -147,7 +154,9 @@ class HealthLedger:
             if observer is not None:
                 self.observer = observer
             self._written.clear()
-            self._latest = {k: replace(v, observer=observer or v.observer) for k, v in self._latest.items()}
+            self._latest = {
+                k: replace(v, observer=observer or v.observer) for k, v in self._latest.items()
+            }
 
 
 #: The process' ledger: every client built by :mod:`aiops.sources` reports here.

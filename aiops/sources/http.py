@@ -77,7 +77,9 @@ class RetryPolicy:
         return AsyncRetrying(
             stop=stop_after_attempt(self.attempts) | stop_after_delay(self.max_seconds),
             wait=wait_exponential_jitter(
-                multiplier=self.initial_seconds, max=self.max_wait_seconds, jitter=self.jitter_seconds
+                multiplier=self.initial_seconds,
+                max=self.max_wait_seconds,
+                jitter=self.jitter_seconds,
             ),
             retry=retry_if_exception_type(_Transient),
             before_sleep=on_retry,
@@ -387,7 +389,14 @@ class HttpDatasource:
         if own and max(own) >= observed_at:
             return False
         h.status = status  # type: ignore[assignment]
-        for name in ("latency_ms", "last_error", "last_error_at", "last_ok_at", "consecutive_failures", "observer"):
+        for name in (
+            "latency_ms",
+            "last_error",
+            "last_error_at",
+            "last_ok_at",
+            "consecutive_failures",
+            "observer",
+        ):
             if name in fields:
                 setattr(h, name, fields[name])
         age = max(0.0, (datetime.now(UTC) - observed_at).total_seconds())
@@ -409,7 +418,9 @@ class HttpDatasource:
         h = self.health[url]
         started = time.perf_counter()
         try:
-            resp = await self.client.get(url + self.ready_path, timeout=self.timeout, headers=self.headers)
+            resp = await self.client.get(
+                url + self.ready_path, timeout=self.timeout, headers=self.headers
+            )
         except httpx.HTTPError as exc:
             h.record_failure(_describe(exc), hard=isinstance(exc, httpx.ConnectError))
             self._tell(h)
@@ -505,7 +516,9 @@ class HttpDatasource:
             self._tell(h)
             self.active_url = url
             if status in (400, 422):
-                raise BadQuery(message, datasource=self.name, url=url, query=query, upstream_status=status)
+                raise BadQuery(
+                    message, datasource=self.name, url=url, query=query, upstream_status=status
+                )
             raise DatasourceError(
                 f"datasource {self.name!r} refused the request with HTTP {status}: {message}",
                 datasource=self.name,

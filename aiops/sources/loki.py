@@ -85,7 +85,9 @@ class LogStreams:
             "warnings": self.warnings,
             "result": [
                 {"timestamp": ts.isoformat(), "ns": str(ts.value), "labels": labels, "line": line}
-                for ts, labels, line in zip(rows["timestamp"], rows["labels"], rows["line"], strict=True)
+                for ts, labels, line in zip(
+                    rows["timestamp"], rows["labels"], rows["line"], strict=True
+                )
             ],
         }
 
@@ -159,7 +161,9 @@ class LokiClient:
             at = parse_unix_seconds(time, field="time")
             params.append(("time", str(_ns(at))))
             key = ("query", query, at) if at <= _now() else None
-        fetched = await self.http.request("GET", "/loki/api/v1/query", params=params, query=query, cache_key=key)
+        fetched = await self.http.request(
+            "GET", "/loki/api/v1/query", params=params, query=query, cache_key=key
+        )
         return _decode_metric(fetched, query)
 
     async def query_range(
@@ -178,7 +182,12 @@ class LokiClient:
         :meth:`logs` to pull a whole window.
         """
         s, e = self._span(start, end)
-        params = [("query", query), ("start", str(_ns(s))), ("end", str(_ns(e))), ("direction", direction)]
+        params = [
+            ("query", query),
+            ("start", str(_ns(s))),
+            ("end", str(_ns(e))),
+            ("direction", direction),
+        ]
         if step is not None:
             params.append(("step", _fmt_seconds(parse_seconds(step, field="step"))))
         if limit is not None:
@@ -186,7 +195,9 @@ class LokiClient:
                 raise InvalidInput("limit must be a positive number of entries", field="limit")
             params.append(("limit", str(limit)))
         key = ("query_range", tuple(params)) if e <= _now() else None
-        fetched = await self.http.request("GET", "/loki/api/v1/query_range", params=params, query=query, cache_key=key)
+        fetched = await self.http.request(
+            "GET", "/loki/api/v1/query_range", params=params, query=query, cache_key=key
+        )
         data = _data(fetched, query)
         if data.get("resultType") == "streams":
             frame, streams = _decode_streams(data.get("result"), fetched, query)
@@ -226,16 +237,24 @@ class LokiClient:
             if isinstance(result, LogStreams):
                 raise BadQuery(
                     f"query: {query!r} is a LogQL log query (its answer is log lines); a detector "
-                    "needs a metric query such as sum(count_over_time({...} |= \"error\" [1m]))",
+                    'needs a metric query such as sum(count_over_time({...} |= "error" [1m]))',
                     query=query,
                 )
             yield result
 
     async def metric_range(
-        self, query: str, start: Any, end: Any, step: Any, *, max_points: int = MAX_POINTS_PER_SERIES
+        self,
+        query: str,
+        start: Any,
+        end: Any,
+        step: Any,
+        *,
+        max_points: int = MAX_POINTS_PER_SERIES,
     ) -> QueryResult:
         """:meth:`iter_range` joined into one matrix result."""
-        parts = [chunk async for chunk in self.iter_range(query, start, end, step, max_points=max_points)]
+        parts = [
+            chunk async for chunk in self.iter_range(query, start, end, step, max_points=max_points)
+        ]
         return parts[0] if len(parts) == 1 else _merge(parts, query)
 
     async def collect_range(
@@ -278,11 +297,16 @@ class LokiClient:
         async for page in self.iter_log_pages(query, start, end, page_limit=page_limit, result=out):
             if max_entries is not None and total + len(page) > max_entries:
                 page = page.iloc[: max_entries - total]
-                out.truncated, out.reason = True, f"max_entries={max_entries} reached before the end of the window"
+                out.truncated, out.reason = (
+                    True,
+                    f"max_entries={max_entries} reached before the end of the window",
+                )
                 frames.append(page)
                 total += len(page)
                 log.warning(
-                    "log query cut at %d entries", max_entries, extra={"datasource": self.name, "query": query}
+                    "log query cut at %d entries",
+                    max_entries,
+                    extra={"datasource": self.name, "query": query},
                 )
                 break
             frames.append(page)
@@ -317,12 +341,23 @@ class LokiClient:
                 if result is not None:
                     result.pages += 1
                     _merge_stats(result.stats, page.attrs.get("stats"))
-                    result.warnings.extend(w for w in page.attrs.get("warnings", []) if w not in result.warnings)
+                    result.warnings.extend(
+                        w for w in page.attrs.get("warnings", []) if w not in result.warnings
+                    )
                 if page.empty:
                     break
                 ns = page.attrs["ns"]
-                keys = [(_label_key(lbl), line) for lbl, line in zip(page["labels"], page["line"], strict=True)]
-                fresh = np.array([not (t == cursor and k in seen_at_cursor) for t, k in zip(ns, keys, strict=True)], dtype=bool)
+                keys = [
+                    (_label_key(lbl), line)
+                    for lbl, line in zip(page["labels"], page["line"], strict=True)
+                ]
+                fresh = np.array(
+                    [
+                        not (t == cursor and k in seen_at_cursor)
+                        for t, k in zip(ns, keys, strict=True)
+                    ],
+                    dtype=bool,
+                )
                 new = page[fresh]
                 last = int(ns[-1])
                 full = len(page) >= limit
@@ -353,7 +388,9 @@ class LokiClient:
                 cursor = last
             slice_start = slice_end
 
-    async def _page(self, query: str, start_ns: int, end_ns: int, limit: int) -> tuple[pd.DataFrame, int]:
+    async def _page(
+        self, query: str, start_ns: int, end_ns: int, limit: int
+    ) -> tuple[pd.DataFrame, int]:
         params = [
             ("query", query),
             ("start", str(start_ns)),
@@ -371,7 +408,8 @@ class LokiClient:
             if m and int(m.group(2)) < limit:
                 smaller = int(m.group(2))
                 log.info(
-                    "Loki allows %d entries per query; paging with that", smaller,
+                    "Loki allows %d entries per query; paging with that",
+                    smaller,
                     extra={"datasource": self.name, "query": query},
                 )
                 return await self._page(query, start_ns, end_ns, smaller)
@@ -392,7 +430,9 @@ class LokiClient:
 
     # metadata -------------------------------------------------------------------------------
 
-    async def labels(self, start: Any = None, end: Any = None, query: str | None = None) -> list[str]:
+    async def labels(
+        self, start: Any = None, end: Any = None, query: str | None = None
+    ) -> list[str]:
         params = self._opt_span(start, end) + ([("query", query)] if query else [])
         return list(await self._success_data("/loki/api/v1/labels", params, query))
 
@@ -405,31 +445,45 @@ class LokiClient:
         params = self._opt_span(start, end) + ([("query", query)] if query else [])
         return list(await self._success_data(f"/loki/api/v1/label/{name}/values", params, query))
 
-    async def series(self, match: Sequence[str], start: Any = None, end: Any = None) -> list[dict[str, str]]:
+    async def series(
+        self, match: Sequence[str], start: Any = None, end: Any = None
+    ) -> list[dict[str, str]]:
         if not match:
             raise InvalidInput("series needs at least one match[] selector", field="match")
         form: dict[str, Any] = {"match[]": list(match)}
         for k, v in self._opt_span(start, end):
             form[k] = v
-        fetched = await self.http.request("POST", "/loki/api/v1/series", data=form, query=" ".join(match))
+        fetched = await self.http.request(
+            "POST", "/loki/api/v1/series", data=form, query=" ".join(match)
+        )
         return list(_success(fetched, " ".join(match)))
 
     async def index_stats(self, query: str, start: Any = None, end: Any = None) -> dict[str, int]:
         """``{"streams", "chunks", "entries", "bytes"}`` (a bare object, no envelope)."""
         _check_query(query)
         params = [("query", query)] + self._opt_span(start, end)
-        fetched = await self.http.request("GET", "/loki/api/v1/index/stats", params=params, query=query)
+        fetched = await self.http.request(
+            "GET", "/loki/api/v1/index/stats", params=params, query=query
+        )
         body = fetched.data
         if not isinstance(body, dict) or not {"streams", "chunks", "entries", "bytes"} <= set(body):
-            raise BadResponse("index/stats answer lacks streams/chunks/entries/bytes", url=fetched.url, query=query)
+            raise BadResponse(
+                "index/stats answer lacks streams/chunks/entries/bytes",
+                url=fetched.url,
+                query=query,
+            )
         return {k: int(body[k]) for k in ("streams", "chunks", "entries", "bytes")}
 
-    async def patterns(self, query: str, start: Any = None, end: Any = None, step: Any = None) -> list[LokiPattern]:
+    async def patterns(
+        self, query: str, start: Any = None, end: Any = None, step: Any = None
+    ) -> list[LokiPattern]:
         _check_query(query)
         params = [("query", query)] + self._opt_span(start, end)
         if step is not None:
             params.append(("step", _fmt_seconds(parse_seconds(step, field="step"))))
-        fetched = await self.http.request("GET", "/loki/api/v1/patterns", params=params, query=query)
+        fetched = await self.http.request(
+            "GET", "/loki/api/v1/patterns", params=params, query=query
+        )
         try:
             return [
                 LokiPattern(
@@ -440,9 +494,13 @@ class LokiClient:
                 for p in _success(fetched, query) or []
             ]
         except (KeyError, TypeError, ValueError) as exc:
-            raise BadResponse(f"cannot decode patterns: {exc}", url=fetched.url, query=query) from None
+            raise BadResponse(
+                f"cannot decode patterns: {exc}", url=fetched.url, query=query
+            ) from None
 
-    async def push(self, streams: Mapping[Any, Sequence[tuple[Any, str]]] | Sequence[dict[str, Any]]) -> int:
+    async def push(
+        self, streams: Mapping[Any, Sequence[tuple[Any, str]]] | Sequence[dict[str, Any]]
+    ) -> int:
         """Push lines (for tests and demos). ``streams`` maps label dicts (as tuples of pairs)
         to ``[(time, line), ...]``, or is Loki's own list of ``{"stream", "values"}``.
         Returns the number of lines pushed; timestamps are sent as nanosecond strings."""
@@ -454,10 +512,16 @@ class LokiClient:
         for item in items:
             values = []
             for ts, line in item["values"]:
-                ns = ts if isinstance(ts, str) and ts.isdigit() else str(_ns(parse_unix_seconds(ts, field="timestamp")))
+                ns = (
+                    ts
+                    if isinstance(ts, str) and ts.isdigit()
+                    else str(_ns(parse_unix_seconds(ts, field="timestamp")))
+                )
                 values.append([ns, str(line)])
             count += len(values)
-            body.append({"stream": {str(k): str(v) for k, v in item["stream"].items()}, "values": values})
+            body.append(
+                {"stream": {str(k): str(v) for k, v in item["stream"].items()}, "values": values}
+            )
         await self.http.request(
             "POST",
             "/loki/api/v1/push",
@@ -497,7 +561,9 @@ class LokiClient:
             out.append(("end", str(_ns(parse_unix_seconds(end, field="end")))))
         return out
 
-    async def _success_data(self, path: str, params: list[tuple[str, str]], query: str | None) -> Any:
+    async def _success_data(
+        self, path: str, params: list[tuple[str, str]], query: str | None
+    ) -> Any:
         fetched = await self.http.request("GET", path, params=params, query=query)
         return _success(fetched, query)
 
@@ -544,8 +610,12 @@ def _decode_metric(fetched: Fetched, query: str) -> QueryResult:
         if rtype == "scalar":
             return QueryResult("scalar", scalar=(float(result[0]), float(result[1])), **common)
     except (KeyError, TypeError, ValueError, IndexError) as exc:
-        raise BadResponse(f"cannot decode Loki {rtype} result: {exc}", url=fetched.url, query=query) from None
-    raise BadResponse(f"unexpected resultType {rtype!r} for a metric query", url=fetched.url, query=query)
+        raise BadResponse(
+            f"cannot decode Loki {rtype} result: {exc}", url=fetched.url, query=query
+        ) from None
+    raise BadResponse(
+        f"unexpected resultType {rtype!r} for a metric query", url=fetched.url, query=query
+    )
 
 
 def _decode_streams(result: Any, fetched: Fetched, query: str) -> tuple[pd.DataFrame, int]:
@@ -563,12 +633,17 @@ def _decode_streams(result: Any, fetched: Fetched, query: str) -> tuple[pd.DataF
                 lines.append(value[1])
                 if len(value) > 2 and isinstance(value[2], dict):
                     # categorize-labels: structured metadata and parsed labels join the stream's
-                    extra = {**(value[2].get("structuredMetadata") or {}), **(value[2].get("parsed") or {})}
+                    extra = {
+                        **(value[2].get("structuredMetadata") or {}),
+                        **(value[2].get("parsed") or {}),
+                    }
                     labels.append({**base, **extra} if extra else base)
                 else:
                     labels.append(base)
     except (KeyError, TypeError, ValueError, IndexError) as exc:
-        raise BadResponse(f"cannot decode Loki streams: {type(exc).__name__}: {exc}", url=fetched.url, query=query) from None
+        raise BadResponse(
+            f"cannot decode Loki streams: {type(exc).__name__}: {exc}", url=fetched.url, query=query
+        ) from None
     if not ns:
         return empty_frame(), 0
     stamps = np.asarray(ns, dtype=np.int64)

@@ -103,9 +103,13 @@ class QueryResult:
             per_series = [s.labels.get(name) for s in self.series]
             categories = sorted({v for v in per_series if v is not None})
             lookup = {v: i for i, v in enumerate(categories)}
-            codes = np.array([lookup.get(v, -1) if v is not None else -1 for v in per_series], np.int32)
+            codes = np.array(
+                [lookup.get(v, -1) if v is not None else -1 for v in per_series], np.int32
+            )
             column = name if name not in _RESERVED_COLUMNS else f"label_{name}"
-            columns[column] = pd.Categorical.from_codes(np.repeat(codes, lengths), categories=categories)
+            columns[column] = pd.Categorical.from_codes(
+                np.repeat(codes, lengths), categories=categories
+            )
         return _frame(ts, values, columns)
 
     def to_dict(self) -> dict[str, Any]:
@@ -129,7 +133,10 @@ class QueryResult:
             ]
         else:
             out["result"] = [
-                {"metric": s.labels, "values": [_point(t, v) for t, v in zip(s.timestamps, s.values)]}
+                {
+                    "metric": s.labels,
+                    "values": [_point(t, v) for t, v in zip(s.timestamps, s.values)],
+                }
                 for s in self.series
             ]
         return out
@@ -138,7 +145,10 @@ class QueryResult:
 def _point(ts: float, value: float) -> list[Any]:
     """A sample as JSON: values stay numbers where finite, Prometheus-style strings otherwise."""
     v = float(value)
-    return [float(ts), v if math.isfinite(v) else ("NaN" if math.isnan(v) else ("+Inf" if v > 0 else "-Inf"))]
+    return [
+        float(ts),
+        v if math.isfinite(v) else ("NaN" if math.isnan(v) else ("+Inf" if v > 0 else "-Inf")),
+    ]
 
 
 def seconds_to_datetimes(seconds: np.ndarray) -> pd.DatetimeIndex:
@@ -194,7 +204,9 @@ class PrometheusClient:
 
     # queries --------------------------------------------------------------------------------
 
-    async def query(self, query: str, time: Any = None, *, timeout: str | None = None) -> QueryResult:
+    async def query(
+        self, query: str, time: Any = None, *, timeout: str | None = None
+    ) -> QueryResult:
         """Instant query at ``time`` (default: the server's now)."""
         _check_query(query)
         params = [("query", query)]
@@ -282,13 +294,17 @@ class PrometheusClient:
 
     # metadata -------------------------------------------------------------------------------
 
-    async def series(self, match: Sequence[str], start: Any = None, end: Any = None) -> list[dict[str, str]]:
+    async def series(
+        self, match: Sequence[str], start: Any = None, end: Any = None
+    ) -> list[dict[str, str]]:
         if not match:
             raise InvalidInput("series needs at least one match[] selector", field="match")
         params = [("match[]", m) for m in match] + self._span(start, end)
         return list(await self._data("/api/v1/series", params, query=" ".join(match)))
 
-    async def label_names(self, match: Sequence[str] = (), start: Any = None, end: Any = None) -> list[str]:
+    async def label_names(
+        self, match: Sequence[str] = (), start: Any = None, end: Any = None
+    ) -> list[str]:
         params = [("match[]", m) for m in match] + self._span(start, end)
         return list(await self._data("/api/v1/labels", params))
 
@@ -301,7 +317,9 @@ class PrometheusClient:
         params = [("match[]", m) for m in match] + self._span(start, end)
         return list(await self._data(f"/api/v1/label/{label}/values", params))
 
-    async def metadata(self, metric: str | None = None, limit: int | None = None) -> dict[str, list[dict]]:
+    async def metadata(
+        self, metric: str | None = None, limit: int | None = None
+    ) -> dict[str, list[dict]]:
         params: list[tuple[str, str]] = []
         if metric:
             params.append(("metric", metric))
@@ -332,12 +350,21 @@ class PrometheusClient:
         _check_query(query)
         out = range_windows(start, end, step, max_points)
         if len(out) > 1:
-            log.debug("split range query into %d chunks of <= %d points", len(out), max_points,
-                      extra={"datasource": self.name, "query": query})
+            log.debug(
+                "split range query into %d chunks of <= %d points",
+                len(out),
+                max_points,
+                extra={"datasource": self.name, "query": query},
+            )
         return out
 
     async def _range_once(self, query: str, start: float, end: float, step: float) -> QueryResult:
-        params = [("query", query), ("start", _fmt(start)), ("end", _fmt(end)), ("step", _fmt(step))]
+        params = [
+            ("query", query),
+            ("start", _fmt(start)),
+            ("end", _fmt(end)),
+            ("step", _fmt(step)),
+        ]
         # A window that ends in the future is still moving: never cached.
         key = ("query_range", query, start, end, step) if end <= _now() else None
         fetched = await self._api("/api/v1/query_range", params, query=query, cache_key=key)
@@ -353,16 +380,25 @@ class PrometheusClient:
         return out
 
     async def _api(
-        self, path: str, params: list[tuple[str, str]], *, query: str | None = None, cache_key: Any = None
+        self,
+        path: str,
+        params: list[tuple[str, str]],
+        *,
+        query: str | None = None,
+        cache_key: Any = None,
     ) -> Fetched:
         if query is not None and len(query) > _POST_OVER_CHARS:
             form: dict[str, list[str]] = {}
             for k, v in params:
                 form.setdefault(k, []).append(v)
-            return await self.http.request("POST", path, data=form, query=query, cache_key=cache_key)
+            return await self.http.request(
+                "POST", path, data=form, query=query, cache_key=cache_key
+            )
         return await self.http.request("GET", path, params=params, query=query, cache_key=cache_key)
 
-    async def _data(self, path: str, params: list[tuple[str, str]], *, query: str | None = None) -> Any:
+    async def _data(
+        self, path: str, params: list[tuple[str, str]], *, query: str | None = None
+    ) -> Any:
         fetched = await self._api(path, params, query=query)
         return _envelope(fetched, query)["data"]
 

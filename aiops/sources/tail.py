@@ -84,7 +84,10 @@ class LokiTail:
         if not urls:
             raise InvalidInput(f"datasource {name!r} has no URL", field="urls")
         if not 0 <= delay_for <= MAX_DELAY_FOR_SECONDS:
-            raise InvalidInput(f"delay_for must be 0-{MAX_DELAY_FOR_SECONDS} seconds, got {delay_for}", field="delay_for")
+            raise InvalidInput(
+                f"delay_for must be 0-{MAX_DELAY_FOR_SECONDS} seconds, got {delay_for}",
+                field="delay_for",
+            )
         if limit <= 0:
             raise InvalidInput("limit must be a positive number of entries", field="limit")
         self.urls = [u.rstrip("/") for u in urls]
@@ -148,32 +151,55 @@ class LokiTail:
                     break  # a normal close (Loki's tail_max_duration): reconnect at once
                 except InvalidStatus as exc:
                     status = exc.response.status_code
-                    text = (exc.response.body or b"").decode("utf-8", "replace").strip()[:2000] or f"HTTP {status}"
+                    text = (exc.response.body or b"").decode("utf-8", "replace").strip()[
+                        :2000
+                    ] or f"HTTP {status}"
                     if status in (400, 422):
-                        raise BadQuery(text, datasource=self.name, url=url, query=self.query, upstream_status=status) from None
+                        raise BadQuery(
+                            text,
+                            datasource=self.name,
+                            url=url,
+                            query=self.query,
+                            upstream_status=status,
+                        ) from None
                     if status != 429 and status < 500:
                         raise DatasourceError(
                             f"datasource {self.name!r} refused the tail with HTTP {status}: {text}",
-                            datasource=self.name, url=url, query=self.query, upstream_status=status,
+                            datasource=self.name,
+                            url=url,
+                            query=self.query,
+                            upstream_status=status,
                         ) from None
                     last_error = DatasourceUnavailable(
                         f"datasource {self.name!r} answered HTTP {status} at {url}: {text}",
-                        datasource=self.name, url=url, query=self.query, upstream_status=status,
+                        datasource=self.name,
+                        url=url,
+                        query=self.query,
+                        upstream_status=status,
                     )
                 except ConnectionClosedError as exc:
                     reason = exc.rcvd.reason if exc.rcvd is not None else "connection lost"
                     code = exc.rcvd.code if exc.rcvd is not None else 1006
                     last_error = DatasourceUnavailable(
-                        f"the tail at {url} closed with {code}: {reason}", datasource=self.name, url=url, query=self.query
+                        f"the tail at {url} closed with {code}: {reason}",
+                        datasource=self.name,
+                        url=url,
+                        query=self.query,
                     )
                 except (OSError, TimeoutError, InvalidHandshake) as exc:
                     last_error = DatasourceUnavailable(
                         f"cannot reach datasource {self.name!r} at {url}: {type(exc).__name__}: {exc}",
-                        datasource=self.name, url=url, query=self.query,
+                        datasource=self.name,
+                        url=url,
+                        query=self.query,
                     )
                 if last_error is not None:
-                    log.warning("tail of %s: %s", self.query, last_error.message,
-                                extra={"datasource": self.name, "url": url, "query": self.query})
+                    log.warning(
+                        "tail of %s: %s",
+                        self.query,
+                        last_error.message,
+                        extra={"datasource": self.name, "url": url, "query": self.query},
+                    )
             if last_error is None:
                 continue
             failed_rounds += 1
@@ -181,11 +207,15 @@ class LokiTail:
                 raise DatasourceUnavailable(
                     f"cannot tail {self.query} on datasource {self.name!r}: every URL failed "
                     f"{failed_rounds} times in a row; last error: {last_error.message}",
-                    datasource=self.name, url=last_error.url, query=self.query,
+                    datasource=self.name,
+                    url=last_error.url,
+                    query=self.query,
                 )
             self.reconnects += 1
             notes.append(f"reconnected after: {last_error.message}")
-            wait = min(self.retry.max_wait_seconds, self.retry.initial_seconds * 2 ** (failed_rounds - 1))
+            wait = min(
+                self.retry.max_wait_seconds, self.retry.initial_seconds * 2 ** (failed_rounds - 1)
+            )
             await asyncio.sleep(wait + random.uniform(0, self.retry.jitter_seconds))  # the backoff
 
     def _decode(
@@ -203,7 +233,9 @@ class LokiTail:
         except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError, IndexError) as exc:
             raise BadResponse(
                 f"datasource {self.name!r} sent a tail message we cannot read: {exc}",
-                datasource=self.name, url=url, query=self.query,
+                datasource=self.name,
+                url=url,
+                query=self.query,
             ) from None
         entries.sort(key=lambda e: e[0])
         kept: list[tuple[int, dict[str, str], str]] = []
@@ -218,8 +250,11 @@ class LokiTail:
         self.dropped += dropped
         notes = [f"Loki dropped {dropped} entries (the tail fell behind)"] if dropped else []
         batch = TailBatch(
-            lines=[e[2] for e in kept], timestamps_ns=[e[0] for e in kept], labels=[e[1] for e in kept],
-            dropped=dropped, notes=notes,
+            lines=[e[2] for e in kept],
+            timestamps_ns=[e[0] for e in kept],
+            labels=[e[1] for e in kept],
+            dropped=dropped,
+            notes=notes,
         )
         return batch, last_ns, at_last
 
@@ -235,8 +270,14 @@ class FileTail:
     current end.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, from_start: bool = False,
-                 read_bytes: int = 1 << 20, max_line_bytes: int = 64 * 1024) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        from_start: bool = False,
+        read_bytes: int = 1 << 20,
+        max_line_bytes: int = 64 * 1024,
+    ) -> None:
         self.path = os.fspath(path)
         self.read_bytes = read_bytes
         self.max_line_bytes = max_line_bytes
@@ -251,7 +292,9 @@ class FileTail:
         except FileNotFoundError:
             return False
         except OSError as exc:
-            raise InvalidInput(f"cannot read log file {self.path}: {exc.strerror or exc}", field="path") from None
+            raise InvalidInput(
+                f"cannot read log file {self.path}: {exc.strerror or exc}", field="path"
+            ) from None
         st = os.fstat(fh.fileno())
         if self._fh is not None:
             self._fh.close()
@@ -306,7 +349,9 @@ class FileTail:
         rest, self._partial = self._partial, b""
         return [rest.decode("utf-8", "replace").rstrip("\r")] if rest else []
 
-    async def batches(self, *, poll_seconds: float = 0.5, labels: Mapping[str, str] | None = None) -> AsyncIterator[TailBatch]:
+    async def batches(
+        self, *, poll_seconds: float = 0.5, labels: Mapping[str, str] | None = None
+    ) -> AsyncIterator[TailBatch]:
         """Batches as lines are appended; looks every ``poll_seconds`` when there is nothing new."""
         from anyio import to_thread
 
@@ -314,7 +359,9 @@ class FileTail:
             while True:
                 lines, notes = await to_thread.run_sync(self.read_new)
                 if lines or notes:
-                    yield TailBatch(lines=lines, labels=dict(labels or {"file": self.path}), notes=notes)
+                    yield TailBatch(
+                        lines=lines, labels=dict(labels or {"file": self.path}), notes=notes
+                    )
                 else:
                     await asyncio.sleep(poll_seconds)  # the poll's pace
         finally:

@@ -104,7 +104,9 @@ class BatchCommit:
     collection: Mapping[str, Any] | None = None
     latest: list[Mapping[str, Any]] = field(default_factory=list)
     incidents: list[Mapping[str, Any]] = field(default_factory=list)
-    incident_states: Mapping[str, tuple[Mapping[str, str], Mapping[str, Any]]] = field(default_factory=dict)
+    incident_states: Mapping[str, tuple[Mapping[str, str], Mapping[str, Any]]] = field(
+        default_factory=dict
+    )
 
 
 @dataclass
@@ -144,7 +146,9 @@ class BatchStore:
             for chunk in _chunks(ids):
                 s.execute(
                     self._insert(table)
-                    .from_select(["detector_id"], select(DetectorRow.id).where(DetectorRow.id.in_(chunk)))
+                    .from_select(
+                        ["detector_id"], select(DetectorRow.id).where(DetectorRow.id.in_(chunk))
+                    )
                     .on_conflict_do_nothing()
                 )
             candidates: list[DetectorClaimRow] = []
@@ -173,7 +177,12 @@ class BatchStore:
             info = {
                 row.id: row
                 for row in s.execute(
-                    select(DetectorRow.id, DetectorRow.status, DetectorRow.interval_seconds, CollectorStatusRow.last_run_at)
+                    select(
+                        DetectorRow.id,
+                        DetectorRow.status,
+                        DetectorRow.interval_seconds,
+                        CollectorStatusRow.last_run_at,
+                    )
                     .outerjoin(CollectorStatusRow, CollectorStatusRow.detector_id == DetectorRow.id)
                     .where(DetectorRow.id.in_(picked))
                 )
@@ -192,7 +201,11 @@ class BatchStore:
                     continue
                 if claim.owner is not None and claim.owner != owner:
                     result.taken_over[claim.detector_id] = Claim(
-                        claim.detector_id, claim.owner, claim.holder, claim.claimed_at, claim.expires_at
+                        claim.detector_id,
+                        claim.owner,
+                        claim.holder,
+                        claim.claimed_at,
+                        claim.expires_at,
                     )
                 claim.owner, claim.holder = owner, holder
                 claim.claimed_at, claim.expires_at = wall, wall + timedelta(seconds=lease_seconds)
@@ -200,7 +213,11 @@ class BatchStore:
         for det_id, old in result.taken_over.items():
             logger.warning(
                 "detector %s: the claim of run %s (%s) lapsed at %s: taken over by run %s",
-                det_id, old.owner, old.holder or "?", old.expires_at.isoformat() if old.expires_at else "?", owner,
+                det_id,
+                old.owner,
+                old.holder or "?",
+                old.expires_at.isoformat() if old.expires_at else "?",
+                owner,
                 extra={"detector": det_id, "run_id": owner},
             )
         return result
@@ -210,7 +227,9 @@ class BatchStore:
         until = _now() + timedelta(seconds=lease_seconds)
         with self._tx(write=True) as s:
             return s.execute(
-                update(DetectorClaimRow).where(DetectorClaimRow.owner == owner).values(expires_at=until)
+                update(DetectorClaimRow)
+                .where(DetectorClaimRow.owner == owner)
+                .values(expires_at=until)
             ).rowcount
 
     def release_claims(self: Store, owner: str, detector_ids: Collection[str] | None = None) -> int:
@@ -224,11 +243,17 @@ class BatchStore:
             return s.execute(stmt.values(owner=None, expires_at=None)).rowcount
         ids = sorted(detector_ids)
         return sum(
-            s.execute(stmt.where(DetectorClaimRow.detector_id.in_(chunk)).values(owner=None, expires_at=None)).rowcount
+            s.execute(
+                stmt.where(DetectorClaimRow.detector_id.in_(chunk)).values(
+                    owner=None, expires_at=None
+                )
+            ).rowcount
             for chunk in _chunks(ids)
         )
 
-    def claims(self: Store, detector_ids: Sequence[str] | None = None, *, live: bool = True) -> dict[str, Claim]:
+    def claims(
+        self: Store, detector_ids: Sequence[str] | None = None, *, live: bool = True
+    ) -> dict[str, Claim]:
         """Current claims (``live``: only those whose lease has not lapsed)."""
         stmt = select(DetectorClaimRow).where(DetectorClaimRow.owner.is_not(None))
         if live:
@@ -239,7 +264,9 @@ class BatchStore:
             for chunk in chunks:
                 q = stmt if chunk is None else stmt.where(DetectorClaimRow.detector_id.in_(chunk))
                 for c in s.scalars(q):
-                    found[c.detector_id] = Claim(c.detector_id, c.owner, c.holder, c.claimed_at, c.expires_at)
+                    found[c.detector_id] = Claim(
+                        c.detector_id, c.owner, c.holder, c.claimed_at, c.expires_at
+                    )
         return found
 
     # ------------------------------------------------------------------ batch reads
@@ -252,15 +279,23 @@ class BatchStore:
         with self._tx() as s:
             for chunk in _chunks(ids):
                 for det_id, ts in s.execute(
-                    select(CheckpointRow.detector_id, CheckpointRow.ts).where(CheckpointRow.detector_id.in_(chunk))
+                    select(CheckpointRow.detector_id, CheckpointRow.ts).where(
+                        CheckpointRow.detector_id.in_(chunk)
+                    )
                 ):
                     out[det_id].checkpoint = ts
-                for r in s.scalars(select(ModelStateRow).where(ModelStateRow.detector_id.in_(chunk))):
-                    out[r.detector_id].states[r.series_key] = SeriesState(r.labels, r.state, r.trained_at)
-                for det_id, key, state in s.execute(
-                    select(IncidentStateRow.detector_id, IncidentStateRow.series_key, IncidentStateRow.state).where(
-                        IncidentStateRow.detector_id.in_(chunk), IncidentStateRow.scope == ""
+                for r in s.scalars(
+                    select(ModelStateRow).where(ModelStateRow.detector_id.in_(chunk))
+                ):
+                    out[r.detector_id].states[r.series_key] = SeriesState(
+                        r.labels, r.state, r.trained_at
                     )
+                for det_id, key, state in s.execute(
+                    select(
+                        IncidentStateRow.detector_id,
+                        IncidentStateRow.series_key,
+                        IncidentStateRow.state,
+                    ).where(IncidentStateRow.detector_id.in_(chunk), IncidentStateRow.scope == "")
                 ):
                     out[det_id].incident_states[key] = dict(state)
         return out
@@ -302,11 +337,19 @@ class BatchStore:
                 for i in chunk:
                     if i not in owned:
                         result.refused[i] = (
-                            f"claim lost: now held by run {claims[i]}" if claims.get(i) else "claim lost (lease lapsed)"
-                        ) if i in claims else "detector deleted"
+                            (
+                                f"claim lost: now held by run {claims[i]}"
+                                if claims.get(i)
+                                else "claim lost (lease lapsed)"
+                            )
+                            if i in claims
+                            else "detector deleted"
+                        )
                 current.update(
                     s.execute(
-                        select(CheckpointRow.detector_id, CheckpointRow.ts).where(CheckpointRow.detector_id.in_(chunk))
+                        select(CheckpointRow.detector_id, CheckpointRow.ts).where(
+                            CheckpointRow.detector_id.in_(chunk)
+                        )
                     ).all()
                 )
             accepted = []
@@ -329,16 +372,22 @@ class BatchStore:
             incident_events: list[dict[str, Any]] = []
             for c, _, _, _ in accepted:
                 if c.incidents:
-                    incident_events += self._apply_incidents(s, c.detector_id, list(c.incidents), None)
+                    incident_events += self._apply_incidents(
+                        s, c.detector_id, list(c.incidents), None
+                    )
             if incident_events:
                 for e in self._insert_events_in(s, incident_events):
                     result.inserted[e.detector_id].append(e)
             state_rows = [p for _, _, params, _ in accepted for p in params]
             if state_rows:
                 self._write_states(s, state_rows)
-            self._write_incident_states_many(s, [(c.detector_id, c.incident_states) for c, *_ in accepted])
+            self._write_incident_states_many(
+                s, [(c.detector_id, c.incident_states) for c, *_ in accepted]
+            )
             self._write_checkpoints(s, [(c.detector_id, ts) for c, _, _, ts in accepted])
-            self._write_statuses_ok(s, [(c.detector_id, c.collection) for c, *_ in accepted if c.collection is not None])
+            self._write_statuses_ok(
+                s, [(c.detector_id, c.collection) for c, *_ in accepted if c.collection is not None]
+            )
             self._write_scores_many(s, [(c.detector_id, c.latest) for c, *_ in accepted])
             done = [c.detector_id for c, *_ in accepted if c.detector_id in set(release)]
             if done:
@@ -347,7 +396,10 @@ class BatchStore:
             events.sort(key=lambda e: e.id)
         for det_id, why in result.refused.items():
             logger.warning(
-                "detector %s: piece not committed by run %s: %s", det_id, owner, why,
+                "detector %s: piece not committed by run %s: %s",
+                det_id,
+                owner,
+                why,
                 extra={"detector": det_id, "run_id": owner},
             )
         return result
@@ -374,9 +426,18 @@ class BatchStore:
                 known |= set(s.scalars(select(DetectorRow.id).where(DetectorRow.id.in_(chunk))))
             if failed:
                 rows = [
-                    {**base, "detector_id": i, "state": "failed", "last_run_at": at, "last_error": msg or "unknown error",
-                     "last_error_at": at, "consecutive_failures": 1, "skip_reason": None}
-                    for i, msg in failed.items() if i in known
+                    {
+                        **base,
+                        "detector_id": i,
+                        "state": "failed",
+                        "last_run_at": at,
+                        "last_error": msg or "unknown error",
+                        "last_error_at": at,
+                        "consecutive_failures": 1,
+                        "skip_reason": None,
+                    }
+                    for i, msg in failed.items()
+                    if i in known
                 ]
                 if rows:
                     ins = self._insert(table)
@@ -384,8 +445,20 @@ class BatchStore:
                         ins.on_conflict_do_update(
                             index_elements=["detector_id"],
                             set_={
-                                **{k: ins.excluded[k] for k in ("state", "last_run_at", "last_error", "last_error_at",
-                                                                "samples", "series", "buffered", "dropped", "updated_at")},
+                                **{
+                                    k: ins.excluded[k]
+                                    for k in (
+                                        "state",
+                                        "last_run_at",
+                                        "last_error",
+                                        "last_error_at",
+                                        "samples",
+                                        "series",
+                                        "buffered",
+                                        "dropped",
+                                        "updated_at",
+                                    )
+                                },
                                 "skip_reason": None,
                                 "consecutive_failures": table.c.consecutive_failures + 1,
                             },
@@ -394,16 +467,26 @@ class BatchStore:
                     )
             if skipped:
                 rows = [
-                    {**base, "detector_id": i, "state": "skipped", "skip_reason": why, "skipped_at": at,
-                     "consecutive_failures": 0}
-                    for i, why in skipped.items() if i in known
+                    {
+                        **base,
+                        "detector_id": i,
+                        "state": "skipped",
+                        "skip_reason": why,
+                        "skipped_at": at,
+                        "consecutive_failures": 0,
+                    }
+                    for i, why in skipped.items()
+                    if i in known
                 ]
                 if rows:
                     ins = self._insert(table)
                     s.execute(
                         ins.on_conflict_do_update(
                             index_elements=["detector_id"],
-                            set_={k: ins.excluded[k] for k in ("state", "skip_reason", "skipped_at", "updated_at")},
+                            set_={
+                                k: ins.excluded[k]
+                                for k in ("state", "skip_reason", "skipped_at", "updated_at")
+                            },
                         ),
                         rows,
                     )
@@ -411,7 +494,9 @@ class BatchStore:
 
     # ------------------------------------------------------------------ helpers
 
-    def _write_scores_many(self: Store, s: Any, items: list[tuple[str, Iterable[Mapping[str, Any]]]]) -> None:
+    def _write_scores_many(
+        self: Store, s: Any, items: list[tuple[str, Iterable[Mapping[str, Any]]]]
+    ) -> None:
         from aiops.store.repo import _finite_or_none
         from aiops.store.schema import SeriesScoreRow
 
@@ -469,31 +554,56 @@ class BatchStore:
             counts = {k: c.get(k, 0) for k in ("samples", "series", "buffered", "dropped")}
             for name, value in counts.items():
                 if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                    raise InvalidInput(f"{name} must be a non-negative integer, got {value!r}", field=name)
+                    raise InvalidInput(
+                        f"{name} must be a non-negative integer, got {value!r}", field=name
+                    )
             warning = c.get("warning") or None
             rows.append(
-                {"detector_id": det_id, "state": "ok", "last_run_at": at, "last_success_at": at,
-                 "consecutive_failures": 0, "skip_reason": None, "updated_at": at,
-                 "last_warning": warning, "last_warning_at": at if warning else None, **counts}
+                {
+                    "detector_id": det_id,
+                    "state": "ok",
+                    "last_run_at": at,
+                    "last_success_at": at,
+                    "consecutive_failures": 0,
+                    "skip_reason": None,
+                    "updated_at": at,
+                    "last_warning": warning,
+                    "last_warning_at": at if warning else None,
+                    **counts,
+                }
             )
         table = CollectorStatusRow.__table__
         ins = self._insert(table)
-        keep = ("state", "last_run_at", "last_success_at", "consecutive_failures", "skip_reason", "updated_at",
-                "samples", "series", "buffered", "dropped")
+        keep = (
+            "state",
+            "last_run_at",
+            "last_success_at",
+            "consecutive_failures",
+            "skip_reason",
+            "updated_at",
+            "samples",
+            "series",
+            "buffered",
+            "dropped",
+        )
         s.execute(
             ins.on_conflict_do_update(
                 index_elements=["detector_id"],
                 set_={
                     **{k: ins.excluded[k] for k in keep},
                     "last_warning": func.coalesce(ins.excluded.last_warning, table.c.last_warning),
-                    "last_warning_at": func.coalesce(ins.excluded.last_warning_at, table.c.last_warning_at),
+                    "last_warning_at": func.coalesce(
+                        ins.excluded.last_warning_at, table.c.last_warning_at
+                    ),
                 },
             ),
             rows,
         )
 
     def _write_incident_states_many(
-        self: Store, s: Any, items: list[tuple[str, Mapping[str, tuple[Mapping[str, str], Mapping[str, Any]]]]]
+        self: Store,
+        s: Any,
+        items: list[tuple[str, Mapping[str, tuple[Mapping[str, str], Mapping[str, Any]]]]],
     ) -> None:
         from aiops.store.repo import _check_json
 

@@ -133,13 +133,18 @@ def load_detectors_file(
             raise _error(
                 path, f"detector {spec.id!r}: {field}: {message}", detector=spec.id, field=field
             ) from None
-        ds_config = (datasources or {}).get(spec.datasource.name) if spec.datasource is not None else None
+        ds_config = (
+            (datasources or {}).get(spec.datasource.name) if spec.datasource is not None else None
+        )
         if ds_config is not None and ds_config.type == "loki":
             try:
                 require_metric_query(spec.datasource.query, field="datasource.query")
             except InvalidInput as exc:
                 raise _error(
-                    path, f"detector {spec.id!r}: {exc.message}", detector=spec.id, field="datasource.query"
+                    path,
+                    f"detector {spec.id!r}: {exc.message}",
+                    detector=spec.id,
+                    field="datasource.query",
                 ) from None
         if spec.id in seen:
             raise _error(

@@ -35,7 +35,9 @@ class FlowMetric(NamedTuple):
 class FlowMetricsStore:
     """Flow metrics and backfill progress (mixed into ``Store``)."""
 
-    def record_flow_metrics(self: Store, updates: Iterable[MetricUpdate], at: datetime | None = None) -> int:
+    def record_flow_metrics(
+        self: Store, updates: Iterable[MetricUpdate], at: datetime | None = None
+    ) -> int:
         """Add the counters and set the gauges of ``updates`` in one transaction; returns how
         many rows were written."""
         now = at or datetime.now(UTC)
@@ -45,8 +47,14 @@ class FlowMetricsStore:
             row = merged.get(key)
             if row is None or u.kind == "gauge":
                 base = row["value"] if row is not None and u.kind == "counter" else 0.0
-                merged[key] = {"name": u.name, "labels_key": key[1], "labels": dict(u.labels), "kind": u.kind,
-                               "value": base + float(u.value), "updated_at": now}
+                merged[key] = {
+                    "name": u.name,
+                    "labels_key": key[1],
+                    "labels": dict(u.labels),
+                    "kind": u.kind,
+                    "value": base + float(u.value),
+                    "updated_at": now,
+                }
             else:
                 row["value"] += float(u.value)
         if not merged:
@@ -55,24 +63,43 @@ class FlowMetricsStore:
         with self._tx(write=True) as s:
             for values in merged.values():
                 ins = self._insert(table).values(**values)
-                new_value = (table.c.value + ins.excluded.value) if values["kind"] == "counter" else ins.excluded.value
-                s.execute(ins.on_conflict_do_update(
-                    index_elements=[table.c.name, table.c.labels_key],
-                    set_={"value": new_value, "labels": ins.excluded.labels, "kind": ins.excluded.kind,
-                          "updated_at": ins.excluded.updated_at},
-                ))
+                new_value = (
+                    (table.c.value + ins.excluded.value)
+                    if values["kind"] == "counter"
+                    else ins.excluded.value
+                )
+                s.execute(
+                    ins.on_conflict_do_update(
+                        index_elements=[table.c.name, table.c.labels_key],
+                        set_={
+                            "value": new_value,
+                            "labels": ins.excluded.labels,
+                            "kind": ins.excluded.kind,
+                            "updated_at": ins.excluded.updated_at,
+                        },
+                    )
+                )
         return len(merged)
 
     def flow_metrics(self: Store) -> list[FlowMetric]:
         with self._tx() as s:
-            rows = s.execute(select(FlowMetricRow).order_by(FlowMetricRow.name, FlowMetricRow.labels_key)).scalars()
-            return [FlowMetric(r.name, dict(r.labels), r.kind, float(r.value), r.updated_at) for r in rows]
+            rows = s.execute(
+                select(FlowMetricRow).order_by(FlowMetricRow.name, FlowMetricRow.labels_key)
+            ).scalars()
+            return [
+                FlowMetric(r.name, dict(r.labels), r.kind, float(r.value), r.updated_at)
+                for r in rows
+            ]
 
     def backfill_window_counts(self: Store) -> dict[str, dict[str, int]]:
         """Per backfill that is not finished (a window pending, running or failed), its windows
         by status: what ``aiops_backfill_windows`` exports (finished backfills drop out)."""
         with self._tx() as s:
-            open_ids = select(BackfillWindowRow.backfill_id).where(BackfillWindowRow.status != "done").distinct()
+            open_ids = (
+                select(BackfillWindowRow.backfill_id)
+                .where(BackfillWindowRow.status != "done")
+                .distinct()
+            )
             rows = s.execute(
                 select(BackfillWindowRow.backfill_id, BackfillWindowRow.status, func.count())
                 .where(BackfillWindowRow.backfill_id.in_(open_ids))
@@ -80,5 +107,7 @@ class FlowMetricsStore:
             ).all()
         out: dict[str, dict[str, int]] = {}
         for backfill_id, status, count in rows:
-            out.setdefault(backfill_id, {s: 0 for s in ("pending", "running", "done", "failed")})[status] = int(count)
+            out.setdefault(backfill_id, {s: 0 for s in ("pending", "running", "done", "failed")})[
+                status
+            ] = int(count)
         return out

@@ -38,8 +38,17 @@ class DatasourceHealthRow(Base):
     consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
 
 
-_FIELDS = ("type", "status", "observed_at", "observer", "latency_ms", "last_error", "last_error_at",
-           "last_ok_at", "consecutive_failures")
+_FIELDS = (
+    "type",
+    "status",
+    "observed_at",
+    "observer",
+    "latency_ms",
+    "last_error",
+    "last_error_at",
+    "last_ok_at",
+    "consecutive_failures",
+)
 
 
 def record_datasource_health(store: Store, observations: Sequence[HealthObservation]) -> None:
@@ -50,23 +59,36 @@ def record_datasource_health(store: Store, observations: Sequence[HealthObservat
     with store._tx(write=True) as s:
         for o in observations:
             ins = store._insert(table).values(
-                datasource=o.datasource, url=o.url, type=o.type, status=o.status, observed_at=o.observed_at,
-                observer=o.observer[:200], latency_ms=o.latency_ms,
+                datasource=o.datasource,
+                url=o.url,
+                type=o.type,
+                status=o.status,
+                observed_at=o.observed_at,
+                observer=o.observer[:200],
+                latency_ms=o.latency_ms,
                 last_error=None if o.last_error is None else o.last_error[:2000],
-                last_error_at=o.last_error_at, last_ok_at=o.last_ok_at, consecutive_failures=o.consecutive_failures,
+                last_error_at=o.last_error_at,
+                last_ok_at=o.last_ok_at,
+                consecutive_failures=o.consecutive_failures,
             )
-            s.execute(ins.on_conflict_do_update(
-                index_elements=["datasource", "url"],
-                set_={name: getattr(ins.excluded, name) for name in _FIELDS},
-                where=table.c.observed_at < ins.excluded.observed_at,
-            ))
+            s.execute(
+                ins.on_conflict_do_update(
+                    index_elements=["datasource", "url"],
+                    set_={name: getattr(ins.excluded, name) for name in _FIELDS},
+                    where=table.c.observed_at < ins.excluded.observed_at,
+                )
+            )
 
 
 def read_datasource_health(store: Store) -> list[HealthObservation]:
     """Every stored observation, by datasource and URL."""
-    stmt = select(DatasourceHealthRow).order_by(DatasourceHealthRow.datasource, DatasourceHealthRow.url)
+    stmt = select(DatasourceHealthRow).order_by(
+        DatasourceHealthRow.datasource, DatasourceHealthRow.url
+    )
     with store._tx() as s:
         return [
-            HealthObservation(datasource=r.datasource, url=r.url, **{name: getattr(r, name) for name in _FIELDS})
+            HealthObservation(
+                datasource=r.datasource, url=r.url, **{name: getattr(r, name) for name in _FIELDS}
+            )
             for r in s.scalars(stmt)
         ]

@@ -134,7 +134,9 @@ parse_duration = parse_whole_seconds  # the older name, kept
 Duration = Annotated[int, BeforeValidator(parse_whole_seconds), Field(gt=0)]
 
 
-def spec_hash(kind: str, params: Mapping[str, Any], transforms: list[dict[str, Any]] | None = None) -> str:
+def spec_hash(
+    kind: str, params: Mapping[str, Any], transforms: list[dict[str, Any]] | None = None
+) -> str:
     """A stable hash of a model's kind and params, and its transform steps when it has some
     (key order does not matter): what the learned state depends on."""
     body: dict[str, Any] = {"kind": kind, "params": params}

@@ -264,7 +264,9 @@ def _by_source(stmt: Any, column: Any, source: str, backfill_id: str | None) -> 
     return stmt
 
 
-def _time_range(since: datetime | None, until: datetime | None) -> tuple[datetime | None, datetime | None]:
+def _time_range(
+    since: datetime | None, until: datetime | None
+) -> tuple[datetime | None, datetime | None]:
     """``since`` and ``until`` as UTC, checked to be in order."""
     since_utc = None if since is None else utc(since, "since")
     until_utc = None if until is None else utc(until, "until")
@@ -499,14 +501,22 @@ class Store(BatchStore, FlowMetricsStore):
     ) -> tuple[bool, bool]:
         """Apply ``spec`` to ``row``; returns (changed, model_reset)."""
         changed = reset = False
-        for field in ("name", "threshold", "resolve_after", "interval_seconds", "training_window_seconds"):
+        for field in (
+            "name",
+            "threshold",
+            "resolve_after",
+            "interval_seconds",
+            "training_window_seconds",
+        ):
             if getattr(row, field) != getattr(spec, field):
                 setattr(row, field, getattr(spec, field))
                 changed = True
         if row.triage != _triage_json(spec):
             row.triage = _triage_json(spec)
             changed = True
-        if (row.transforms or []) != spec.transforms:  # spec_hash covers them: the states reset below
+        if (
+            row.transforms or []
+        ) != spec.transforms:  # spec_hash covers them: the states reset below
             row.transforms = spec.transforms or None
             changed = True
         if row.spec_hash != spec.spec_hash or row.kind != spec.kind:
@@ -556,7 +566,9 @@ class Store(BatchStore, FlowMetricsStore):
             for row in rows:
                 row.resolved_at, row.updated_at = max(now, row.last_anomalous_at), now
                 events.append(
-                    self._incident_event(row, EVENT_INCIDENT_RESOLVED, {"reason": "detector deleted"})
+                    self._incident_event(
+                        row, EVENT_INCIDENT_RESOLVED, {"reason": "detector deleted"}
+                    )
                 )
             s.flush()
             if events:
@@ -908,11 +920,14 @@ class Store(BatchStore, FlowMetricsStore):
 
     # ------------------------------------------------------------------ incidents
 
-    def load_incident_states(self, detector_id: str, backfill_id: str | None = None) -> dict[str, dict[str, Any]]:
+    def load_incident_states(
+        self, detector_id: str, backfill_id: str | None = None
+    ) -> dict[str, dict[str, Any]]:
         """The incident grouping's state per series (``{series_key: state}``): live, or of one
         backfill (kept apart, as the backfill's models are)."""
         stmt = select(IncidentStateRow.series_key, IncidentStateRow.state).where(
-            IncidentStateRow.detector_id == detector_id, IncidentStateRow.scope == (backfill_id or "")
+            IncidentStateRow.detector_id == detector_id,
+            IncidentStateRow.scope == (backfill_id or ""),
         )
         with self._tx() as s:
             self._require_id(s, detector_id)
@@ -949,7 +964,11 @@ class Store(BatchStore, FlowMetricsStore):
         )
 
     def _apply_incidents(
-        self, s: Session, detector_id: str, changes: Sequence[Mapping[str, Any]], backfill_id: str | None
+        self,
+        s: Session,
+        detector_id: str,
+        changes: Sequence[Mapping[str, Any]],
+        backfill_id: str | None,
     ) -> list[dict[str, Any]]:
         """Open, grow and resolve incidents; returns the values of their events.
 
@@ -958,7 +977,11 @@ class Store(BatchStore, FlowMetricsStore):
         leaves that one as it was, and this source's later changes to it are dropped (they
         only ever touch rows of their own source that are still open)."""
         table = IncidentRow.__table__
-        mine = IncidentRow.backfill_id.is_(None) if backfill_id is None else IncidentRow.backfill_id == backfill_id
+        mine = (
+            IncidentRow.backfill_id.is_(None)
+            if backfill_id is None
+            else IncidentRow.backfill_id == backfill_id
+        )
         events: list[dict[str, Any]] = []
         now = _now()
         parsed = []
@@ -977,29 +1000,35 @@ class Store(BatchStore, FlowMetricsStore):
             parsed.append((where, key, opened_at, last, resolved, peak, points, payload))
             if change.get("opened"):
                 peak_score = _finite_or_none(peak.get("score"))
-                opening.append({
-                    "detector_id": detector_id,
-                    "series_key": key,
-                    "labels": {str(k): str(v) for k, v in change["labels"].items()},
-                    "opened_at": opened_at,
-                    "last_anomalous_at": last or opened_at,
-                    "resolved_at": resolved,
-                    "peak_at": utc(peak.get("ts", opened_at), f"{where}.peak.ts"),
-                    "peak_score": peak_score,
-                    "peak_value": _finite_or_none(peak.get("value")),
-                    "peak_expected": _finite_or_none(peak.get("expected")),
-                    "peak_lower": _finite_or_none(peak.get("lower")),
-                    "peak_upper": _finite_or_none(peak.get("upper")),
-                    "points": points,
-                    "severity": self.severity.severity(peak_score),
-                    "model_kind": change.get("model_kind"),
-                    "params_hash": change.get("params_hash"),
-                    "trained_at": None if change.get("trained_at") is None else utc(change["trained_at"], f"{where}.trained_at"),
-                    "flow_run_id": None if change.get("flow_run_id") is None else str(change["flow_run_id"]),
-                    "backfill_id": backfill_id,
-                    "created_at": now,
-                    "updated_at": now,
-                })
+                opening.append(
+                    {
+                        "detector_id": detector_id,
+                        "series_key": key,
+                        "labels": {str(k): str(v) for k, v in change["labels"].items()},
+                        "opened_at": opened_at,
+                        "last_anomalous_at": last or opened_at,
+                        "resolved_at": resolved,
+                        "peak_at": utc(peak.get("ts", opened_at), f"{where}.peak.ts"),
+                        "peak_score": peak_score,
+                        "peak_value": _finite_or_none(peak.get("value")),
+                        "peak_expected": _finite_or_none(peak.get("expected")),
+                        "peak_lower": _finite_or_none(peak.get("lower")),
+                        "peak_upper": _finite_or_none(peak.get("upper")),
+                        "points": points,
+                        "severity": self.severity.severity(peak_score),
+                        "model_kind": change.get("model_kind"),
+                        "params_hash": change.get("params_hash"),
+                        "trained_at": None
+                        if change.get("trained_at") is None
+                        else utc(change["trained_at"], f"{where}.trained_at"),
+                        "flow_run_id": None
+                        if change.get("flow_run_id") is None
+                        else str(change["flow_run_id"]),
+                        "backfill_id": backfill_id,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                )
         # The opened incidents in one executemany (one row at a time cost ~1 ms each); the
         # rows an insert skipped (already stored) are not returned.
         stored: dict[tuple[str, datetime], Any] = {}
@@ -1007,13 +1036,18 @@ class Store(BatchStore, FlowMetricsStore):
             stmt = self._insert(table).on_conflict_do_nothing().returning(*table.c)
             for row in s.execute(stmt, opening):
                 stored.setdefault((row.series_key, row.opened_at), row)
-        for change, (where, key, opened_at, last, resolved, peak, points, payload) in zip(changes, parsed, strict=True):
+        for change, (where, key, opened_at, last, resolved, peak, points, payload) in zip(
+            changes, parsed, strict=True
+        ):
             if change.get("opened"):
                 row = stored.pop((key, opened_at), None)
                 if row is None:
                     logger.info(
                         "incident of %s/%s opened at %s is already stored: kept as it was",
-                        detector_id, key, opened_at, extra={"detector": detector_id},
+                        detector_id,
+                        key,
+                        opened_at,
+                        extra={"detector": detector_id},
                     )
                     continue
                 events.append(self._incident_event(row, EVENT_INCIDENT_OPENED, payload))
@@ -1088,7 +1122,11 @@ class Store(BatchStore, FlowMetricsStore):
 
     def get_incident(self, incident_id: int) -> Incident:
         with self._tx() as s:
-            row = s.get(IncidentRow, incident_id) if isinstance(incident_id, int) and not isinstance(incident_id, bool) else None
+            row = (
+                s.get(IncidentRow, incident_id)
+                if isinstance(incident_id, int) and not isinstance(incident_id, bool)
+                else None
+            )
             if row is None:
                 raise NotFound(f"incident {incident_id!r} not found", incident=incident_id)
             return Incident.model_validate(row)
@@ -1124,7 +1162,9 @@ class Store(BatchStore, FlowMetricsStore):
             stmt = stmt.where(IncidentRow.resolved_at.is_not(None))
         since_utc, until_utc = _time_range(since, until)
         if since_utc is not None:
-            stmt = stmt.where(IncidentRow.resolved_at.is_(None) | (IncidentRow.resolved_at >= since_utc))
+            stmt = stmt.where(
+                IncidentRow.resolved_at.is_(None) | (IncidentRow.resolved_at >= since_utc)
+            )
         if until_utc is not None:
             stmt = stmt.where(IncidentRow.opened_at < until_utc)
         if (after := _non_negative_id(after_id, "after_id")) is not None:
@@ -1175,7 +1215,9 @@ class Store(BatchStore, FlowMetricsStore):
 
     def backfill_incident_counts(self, backfill_id: str) -> dict[str, int]:
         """How many incidents a backfill opened (``opened``) and resolved (``resolved``)."""
-        stmt = select(func.count(), func.count(IncidentRow.resolved_at)).where(IncidentRow.backfill_id == backfill_id)
+        stmt = select(func.count(), func.count(IncidentRow.resolved_at)).where(
+            IncidentRow.backfill_id == backfill_id
+        )
         with self._tx() as s:
             total, resolved = s.execute(stmt).one()
         return {"opened": int(total or 0), "resolved": int(resolved or 0)}
@@ -1249,11 +1291,15 @@ class Store(BatchStore, FlowMetricsStore):
 
     def latest_scores(self) -> list[SeriesScore]:
         """The latest score of every detector's series (normal ones too), for ``/metrics``."""
-        stmt = select(SeriesScoreRow).order_by(SeriesScoreRow.detector_id, SeriesScoreRow.series_key)
+        stmt = select(SeriesScoreRow).order_by(
+            SeriesScoreRow.detector_id, SeriesScoreRow.series_key
+        )
         with self._tx() as s:
             return [SeriesScore.model_validate(r) for r in s.scalars(stmt)]
 
-    def _write_scores(self, s: Session, detector_id: str, latest: Iterable[Mapping[str, Any]]) -> None:
+    def _write_scores(
+        self, s: Session, detector_id: str, latest: Iterable[Mapping[str, Any]]
+    ) -> None:
         now = _now()
         rows = [
             {
@@ -1327,8 +1373,16 @@ class Store(BatchStore, FlowMetricsStore):
         it such as samples that could not be read)."""
         with self._tx(write=True) as s:
             return self._record_collection_in(
-                s, detector_id, ok=ok, samples=samples, series=series, buffered=buffered,
-                dropped=dropped, error=error, at=at, warning=warning,
+                s,
+                detector_id,
+                ok=ok,
+                samples=samples,
+                series=series,
+                buffered=buffered,
+                dropped=dropped,
+                error=error,
+                at=at,
+                warning=warning,
             )
 
     def _record_collection_in(
@@ -1415,7 +1469,9 @@ class Store(BatchStore, FlowMetricsStore):
         templates: Sequence[Any] | Mapping[str, Any] | None = None,
         flow_run_id: str | None = None,
     ) -> LogReportRecord:
-        row = self._log_report_row(source, window_start, window_end, summary, templates, flow_run_id)
+        row = self._log_report_row(
+            source, window_start, window_end, summary, templates, flow_run_id
+        )
         with self._tx(write=True) as s:
             s.add(row)
             s.flush()
@@ -1577,7 +1633,9 @@ class Store(BatchStore, FlowMetricsStore):
             return [BackfillWindow.model_validate(r) for r in s.scalars(stmt.limit(_limit(limit)))]
 
     @staticmethod
-    def _window_row(s: Session, backfill_id: str, detector_id: str, start: datetime) -> BackfillWindowRow:
+    def _window_row(
+        s: Session, backfill_id: str, detector_id: str, start: datetime
+    ) -> BackfillWindowRow:
         row = s.scalar(
             select(BackfillWindowRow).where(
                 BackfillWindowRow.backfill_id == backfill_id,
@@ -1663,7 +1721,14 @@ class Store(BatchStore, FlowMetricsStore):
                         "state": _check_json(dict(state), f"states[{key!r}]"),
                     }
                 if row is None:
-                    s.add(BackfillStateRow(backfill_id=backfill_id, detector_id=detector_id, states=merged, updated_at=now))
+                    s.add(
+                        BackfillStateRow(
+                            backfill_id=backfill_id,
+                            detector_id=detector_id,
+                            states=merged,
+                            updated_at=now,
+                        )
+                    )
                 else:
                     row.states, row.updated_at = merged, now
             window.status, window.error, window.updated_at = "done", None, now
@@ -1671,17 +1736,23 @@ class Store(BatchStore, FlowMetricsStore):
 
     def backfill_anomaly_count(self, backfill_id: str) -> int:
         """How many anomalies a backfill stored."""
-        stmt = select(func.count()).select_from(EventRow).where(
-            EventRow.backfill_id == backfill_id, EventRow.type == EVENT_ANOMALY
+        stmt = (
+            select(func.count())
+            .select_from(EventRow)
+            .where(EventRow.backfill_id == backfill_id, EventRow.type == EVENT_ANOMALY)
         )
         with self._tx() as s:
             return int(s.scalar(stmt) or 0)
 
     def log_report_windows(self, source: str) -> set[tuple[datetime, datetime]]:
         """The ``(window_start, window_end)`` of every report stored for ``source``."""
-        stmt = select(LogReportRow.window_start, LogReportRow.window_end).where(LogReportRow.source == source)
+        stmt = select(LogReportRow.window_start, LogReportRow.window_end).where(
+            LogReportRow.source == source
+        )
         with self._tx() as s:
-            return {(utc(a, "window_start"), utc(b, "window_end")) for a, b in s.execute(stmt).all()}
+            return {
+                (utc(a, "window_start"), utc(b, "window_end")) for a, b in s.execute(stmt).all()
+            }
 
     def commit_log_window(
         self,
@@ -1699,16 +1770,20 @@ class Store(BatchStore, FlowMetricsStore):
         """One transaction: a window's report, its source's miner state and its events
         (marked with ``backfill_id``). Idempotent: when ``source`` already has a report for
         exactly this window, that report is returned and nothing is written."""
-        row = self._log_report_row(source, window_start, window_end, summary, templates, flow_run_id)
+        row = self._log_report_row(
+            source, window_start, window_end, summary, templates, flow_run_id
+        )
         miner = None if miner_state is None else self._miner_upsert(source, miner_state)
         values = [{**v, "backfill_id": backfill_id} for v in self._event_values(events)]
         with self._tx(write=True) as s:
             existing = s.scalars(
-                select(LogReportRow).where(
+                select(LogReportRow)
+                .where(
                     LogReportRow.source == row.source,
                     LogReportRow.window_start == row.window_start,
                     LogReportRow.window_end == row.window_end,
-                ).limit(1)
+                )
+                .limit(1)
             ).first()
             if existing is not None:
                 return LogReportRecord.model_validate(existing), []
@@ -1758,7 +1833,9 @@ class Store(BatchStore, FlowMetricsStore):
             if row is not None and row.status == "done":
                 return IncidentTriage.model_validate(row), False
             if row is None:
-                row = IncidentTriageRow(incident_id=incident_id, detector_id=incident.detector_id, created_at=now)
+                row = IncidentTriageRow(
+                    incident_id=incident_id, detector_id=incident.detector_id, created_at=now
+                )
                 s.add(row)
             row.status, row.source, row.flow_run_id = "running", source, flow_run_id
             row.report = row.summary = row.error = None

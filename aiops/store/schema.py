@@ -141,7 +141,9 @@ class DetectorRow(Base):
     interval_seconds: Mapped[int] = mapped_column(Integer, default=60)
     training_window_seconds: Mapped[int | None] = mapped_column(Integer)
     triage: Mapped[dict[str, Any] | None] = mapped_column(JSONType)  # aiops.triage.TriageLink
-    transforms: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONType)  # aiops.transform steps
+    transforms: Mapped[list[dict[str, Any]] | None] = mapped_column(
+        JSONType
+    )  # aiops.transform steps
     spec_hash: Mapped[str] = mapped_column(String(64))
     status_changed_at: Mapped[datetime]
     created_at: Mapped[datetime]
@@ -403,9 +405,7 @@ class IncidentTriageRow(Base):
     foreign key, like the incident's own history."""
 
     __tablename__ = "incident_triage"
-    __table_args__ = (
-        CheckConstraint(_in("status", ("running", "done", "failed")), name="status"),
-    )
+    __table_args__ = (CheckConstraint(_in("status", ("running", "done", "failed")), name="status"),)
 
     incident_id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
     detector_id: Mapped[str] = mapped_column(String(63))

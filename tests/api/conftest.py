@@ -34,7 +34,9 @@ NO_PROMETHEUS_URL = "http://127.0.0.1:9"
 
 
 @pytest.fixture
-def make_api(request, tmp_path, store, fake_loki) -> Callable[..., contextlib.AbstractAsyncContextManager[Api]]:
+def make_api(
+    request, tmp_path, store, fake_loki
+) -> Callable[..., contextlib.AbstractAsyncContextManager[Api]]:
     """``async with make_api(**settings_or_options) as api``: a started app and its client.
 
     The real Prometheus (a session fixture) is started for the first test that needs it; a
@@ -46,10 +48,19 @@ def make_api(request, tmp_path, store, fake_loki) -> Callable[..., contextlib.Ab
         return request.getfixturevalue("prometheus").url
 
     @contextlib.asynccontextmanager
-    async def factory(*, options: ApiOptions | None = None, runs: FakeRuns | None = None, loki: bool = True,
-                      token: str | None = TOKEN, store_override: Any = None, **extra: Any) -> AsyncIterator[Api]:
+    async def factory(
+        *,
+        options: ApiOptions | None = None,
+        runs: FakeRuns | None = None,
+        loki: bool = True,
+        token: str | None = TOKEN,
+        store_override: Any = None,
+        **extra: Any,
+    ) -> AsyncIterator[Api]:
         prometheus_url = extra.pop("prometheus_url", None) or default_prometheus_url()
-        settings = make_settings(prometheus_url, f"sqlite:///{tmp_path / 'aiops.db'}", token=token, loki=loki, **extra)
+        settings = make_settings(
+            prometheus_url, f"sqlite:///{tmp_path / 'aiops.db'}", token=token, loki=loki, **extra
+        )
         runs = runs or FakeRuns()
         mounts = {LOKI_URL: httpx.ASGITransport(app=fake_loki.app)}
         async with httpx.AsyncClient(mounts=mounts, timeout=30) as http:
@@ -62,7 +73,9 @@ def make_api(request, tmp_path, store, fake_loki) -> Callable[..., contextlib.Ab
             )
             async with running(app):
                 transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-                async with httpx.AsyncClient(transport=transport, base_url="http://api.test", headers=AUTH if token else {}) as client:
+                async with httpx.AsyncClient(
+                    transport=transport, base_url="http://api.test", headers=AUTH if token else {}
+                ) as client:
                     yield Api(app, client, store, fake_loki, runs, settings)
 
     return factory
@@ -72,8 +85,6 @@ def make_api(request, tmp_path, store, fake_loki) -> Callable[..., contextlib.Ab
 async def api(make_api) -> AsyncIterator[Api]:
     async with make_api() as a:
         yield a
-
-
 
 
 @pytest.fixture(scope="module")

@@ -36,7 +36,9 @@ class FakeRuns:
     runs: dict[str, RunInfo] = field(default_factory=dict)
     fail_with: Exception | None = None
 
-    async def trigger(self, deployment: str, parameters: Any, *, idempotency_key: str | None = None) -> RunInfo:
+    async def trigger(
+        self, deployment: str, parameters: Any, *, idempotency_key: str | None = None
+    ) -> RunInfo:
         if self.fail_with is not None:
             raise self.fail_with
         self.calls.append((deployment, dict(parameters), idempotency_key))
@@ -60,7 +62,9 @@ class FakeRuns:
         return info
 
 
-def make_settings(prometheus_url: str, db_url: str, *, token: str | None = TOKEN, loki: bool = True, **extra: Any) -> Settings:
+def make_settings(
+    prometheus_url: str, db_url: str, *, token: str | None = TOKEN, loki: bool = True, **extra: Any
+) -> Settings:
     return Settings(
         prometheus_url=prometheus_url,
         loki_url=LOKI_URL if loki else "",
@@ -119,8 +123,15 @@ async def serve(app: Any) -> AsyncIterator[str]:
     queues them until uvicorn (after the lifespan startup) accepts."""
     sock = listening_socket()
     host, port = sock.getsockname()
-    config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on", ws_ping_interval=None,
-                            timeout_graceful_shutdown=2, backlog=2048)
+    config = uvicorn.Config(
+        app,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        ws_ping_interval=None,
+        timeout_graceful_shutdown=2,
+        backlog=2048,
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:

@@ -37,10 +37,21 @@ async def test_anomalies_filter_by_detector_and_time(api):
     make_detector(api.store, "det-a")
     make_detector(api.store, "det-b")
     api.store.insert_events([event("det-a", ts=i * 60) for i in range(10)] + [event("det-b", ts=0)])
-    page = (await api.client.get("/api/anomalies", params={
-        "detector": "det-a", "since": "2026-01-01T00:02:00Z", "until": "2026-01-01T00:05:00Z",
-    })).json()
-    assert [e["ts"] for e in page["items"]] == ["2026-01-01T00:02:00Z", "2026-01-01T00:03:00Z", "2026-01-01T00:04:00Z"]
+    page = (
+        await api.client.get(
+            "/api/anomalies",
+            params={
+                "detector": "det-a",
+                "since": "2026-01-01T00:02:00Z",
+                "until": "2026-01-01T00:05:00Z",
+            },
+        )
+    ).json()
+    assert [e["ts"] for e in page["items"]] == [
+        "2026-01-01T00:02:00Z",
+        "2026-01-01T00:03:00Z",
+        "2026-01-01T00:04:00Z",
+    ]
     assert {e["detector_id"] for e in page["items"]} == {"det-a"}
     assert page["next_after_id"] is None and page["count"] == 3
 
@@ -54,7 +65,10 @@ async def test_anomalies_filter_by_detector_and_time(api):
         ({"after_id": -1}, "after_id"),
         ({"detector": "Not A Slug"}, "detector"),
         ({"colour": "red"}, "unknown field"),
-        ({"since": "2026-02-01T00:00:00Z", "until": "2026-01-01T00:00:00Z"}, "since must not be after until"),
+        (
+            {"since": "2026-02-01T00:00:00Z", "until": "2026-01-01T00:00:00Z"},
+            "since must not be after until",
+        ),
     ],
 )
 async def test_bad_anomaly_queries_are_4xx(api, params, words):
@@ -65,10 +79,21 @@ async def test_bad_anomaly_queries_are_4xx(api, params, words):
 
 async def test_post_runs_triggers_the_named_deployment_and_returns_the_run(api):
     make_detector(api.store, "d1")
-    r = await api.client.post("/api/runs", json={"flow": "detect-metrics", "parameters": {"detector_ids": ["d1"]}, "idempotency_key": "k1"})
+    r = await api.client.post(
+        "/api/runs",
+        json={
+            "flow": "detect-metrics",
+            "parameters": {"detector_ids": ["d1"]},
+            "idempotency_key": "k1",
+        },
+    )
     assert r.status_code == 201, r.text
     run = r.json()
-    assert run["state"] == "SCHEDULED" and run["deployment"] == "detect-metrics/default" and run["url"].endswith(run["id"])
+    assert (
+        run["state"] == "SCHEDULED"
+        and run["deployment"] == "detect-metrics/default"
+        and run["url"].endswith(run["id"])
+    )
     assert api.runs.calls == [("detect-metrics/default", {"detector_ids": ["d1"]}, "k1")]
     got = (await api.client.get(f"/api/runs/{run['id']}")).json()
     assert got["id"] == run["id"] and got["state"] == "SCHEDULED"

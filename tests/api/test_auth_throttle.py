@@ -34,28 +34,48 @@ def client_from(app, address: str) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=transport, base_url="http://api.test")
 
 
-async def test_after_the_limit_a_client_gets_429_with_retry_after_even_with_the_right_token(make_api, caplog):
+async def test_after_the_limit_a_client_gets_429_with_retry_after_even_with_the_right_token(
+    make_api, caplog
+):
     clock = Clock()
     async with make_api(api_auth_failure_limit=3, api_auth_failure_window_seconds=60) as api:
         await api.client.get("/api/detectors")  # builds the middleware stack
         auth_middleware(api.app).failures.clock = clock
-        async with client_from(api.app, "203.0.113.7") as guesser, client_from(api.app, "203.0.113.8") as other:
+        async with (
+            client_from(api.app, "203.0.113.7") as guesser,
+            client_from(api.app, "203.0.113.8") as other,
+        ):
             with caplog.at_level(logging.WARNING, logger="aiops.api.auth"):
-                statuses = [(await guesser.get("/api/detectors", headers=WRONG)).status_code for _ in range(3)]
+                statuses = [
+                    (await guesser.get("/api/detectors", headers=WRONG)).status_code
+                    for _ in range(3)
+                ]
             assert statuses == [401, 401, 401]
-            assert any("203.0.113.7" in r.getMessage() and "3 failed tokens" in r.getMessage() for r in caplog.records)
+            assert any(
+                "203.0.113.7" in r.getMessage() and "3 failed tokens" in r.getMessage()
+                for r in caplog.records
+            )
 
             refused = await guesser.get("/api/detectors", headers=RIGHT)
             assert refused.status_code == 429
             assert refused.headers["retry-after"] == "60"
             body = refused.json()
-            assert "too many failed authentication attempts" in body["error"] and body["detail"]["retry_after_seconds"] == 60
+            assert (
+                "too many failed authentication attempts" in body["error"]
+                and body["detail"]["retry_after_seconds"] == 60
+            )
 
-            assert (await other.get("/api/detectors", headers=RIGHT)).status_code == 200  # others are not punished
-            assert (await guesser.get("/api/datasources/health")).status_code == 200  # public paths stay open
+            assert (
+                await other.get("/api/detectors", headers=RIGHT)
+            ).status_code == 200  # others are not punished
+            assert (
+                await guesser.get("/api/datasources/health")
+            ).status_code == 200  # public paths stay open
 
             clock.now += 30
-            assert (await guesser.get("/api/detectors", headers=WRONG)).headers["retry-after"] == "30"
+            assert (await guesser.get("/api/detectors", headers=WRONG)).headers[
+                "retry-after"
+            ] == "30"
             clock.now += 31
             assert (await guesser.get("/api/detectors", headers=RIGHT)).status_code == 200
 

@@ -19,7 +19,9 @@ pytestmark = pytest.mark.prometheus
 async def test_anomalies_filter_by_source_and_backfill(api):
     make_detector(api.store, "det-a")
     live = api.store.insert_events([event("det-a", ts=0), event("det-a", ts=60)])
-    old = api.store.insert_events([event("det-a", ts=120, backfill_id="bf-1"), event("det-a", ts=180, backfill_id="bf-2")])
+    old = api.store.insert_events(
+        [event("det-a", ts=120, backfill_id="bf-1"), event("det-a", ts=180, backfill_id="bf-2")]
+    )
 
     async def ids(**params) -> list[int]:
         r = await api.client.get("/api/anomalies", params=params)
@@ -44,7 +46,10 @@ async def test_the_live_feed_leaves_backfilled_anomalies_out_unless_asked(tmp_pa
     async with serve(app_over(db, prometheus.url)) as hostport:
         async with (
             connect(ws_url(hostport, since=0, anomalies="true"), additional_headers=AUTH) as plain,
-            connect(ws_url(hostport, since=0, anomalies="true", include_backfill="true"), additional_headers=AUTH) as everything,
+            connect(
+                ws_url(hostport, since=0, anomalies="true", include_backfill="true"),
+                additional_headers=AUTH,
+            ) as everything,
         ):
             replays = []
             for ws in (plain, everything):  # hello, the replay, then live
@@ -55,7 +60,9 @@ async def test_the_live_feed_leaves_backfilled_anomalies_out_unless_asked(tmp_pa
                             seen.append(message["id"])
                 replays.append(seen)
             assert replays == [[replayed[0].id], [replayed[0].id, replayed[1].id]]
-            fresh = store.insert_events([event("det-a", ts=2, backfill_id="bf-1"), event("det-a", ts=3)])
+            fresh = store.insert_events(
+                [event("det-a", ts=2, backfill_id="bf-1"), event("det-a", ts=3)]
+            )
 
             async def ids_until(ws, last: int) -> list[int]:
                 seen: list[int] = []
@@ -77,25 +84,63 @@ async def test_a_backfill_run_is_checked_before_it_is_triggered(make_api):
     async with make_api(runs=runs) as api:
         make_detector(api.store, "det-a", datasource={"query": "up", "step": 60})
         make_detector(api.store, "no-source")
-        ok = await api.client.post("/api/runs", json={"flow": "backfill", "parameters": {
-            "detector_ids": ["det-a"], "start": "2026-01-01T00:00:00Z", "end": "2026-01-02T00:00:00Z", "window": "6h",
-        }})
+        ok = await api.client.post(
+            "/api/runs",
+            json={
+                "flow": "backfill",
+                "parameters": {
+                    "detector_ids": ["det-a"],
+                    "start": "2026-01-01T00:00:00Z",
+                    "end": "2026-01-02T00:00:00Z",
+                    "window": "6h",
+                },
+            },
+        )
         assert ok.status_code == 201, ok.text
         params = ok.json()["parameters"]
-        assert params["backfill_id"].startswith("bf-") and params["start"] == "2026-01-01T00:00:00+00:00"
+        assert (
+            params["backfill_id"].startswith("bf-")
+            and params["start"] == "2026-01-01T00:00:00+00:00"
+        )
 
         for parameters, status, words in [
-            ({"detector_ids": ["det-a"], "start": "2026-01-02T00:00:00Z", "end": "2026-01-01T00:00:00Z"}, 400, "end must be after start"),
+            (
+                {
+                    "detector_ids": ["det-a"],
+                    "start": "2026-01-02T00:00:00Z",
+                    "end": "2026-01-01T00:00:00Z",
+                },
+                400,
+                "end must be after start",
+            ),
             ({"detector_ids": ["nope"], "start": "now-2h", "end": "now-1h"}, 404, "nope"),
-            ({"detector_ids": ["no-source"], "start": "now-2h", "end": "now-1h"}, 400, "no datasource"),
-            ({"detector_ids": ["det-a"], "start": "now-2h", "end": "now-1h", "window": "soon"}, 400, "window"),
+            (
+                {"detector_ids": ["no-source"], "start": "now-2h", "end": "now-1h"},
+                400,
+                "no datasource",
+            ),
+            (
+                {"detector_ids": ["det-a"], "start": "now-2h", "end": "now-1h", "window": "soon"},
+                400,
+                "window",
+            ),
             ({"detector_ids": ["det-a"], "start": "now-2h"}, 422, "parameters.end"),
-            ({"detector_ids": ["det-a"], "start": "now-2h", "end": "now-1h", "colour": "red"}, 422, "parameters.colour"),
-            ({"log_jobs": ["nope"], "start": "now-2h", "end": "now-1h"}, 400, "no log job named 'nope'"),
+            (
+                {"detector_ids": ["det-a"], "start": "now-2h", "end": "now-1h", "colour": "red"},
+                422,
+                "parameters.colour",
+            ),
+            (
+                {"log_jobs": ["nope"], "start": "now-2h", "end": "now-1h"},
+                400,
+                "no log job named 'nope'",
+            ),
             ({"start": "now-2h", "end": "now-1h"}, 400, "at least one detector"),
             ({"detector_ids": ["det-a"], "start": "now-2h", "end": "now+1h"}, 400, "future"),
         ]:
-            r = await api.client.post("/api/runs", json={"flow": "backfill", "parameters": parameters})
+            r = await api.client.post(
+                "/api/runs", json={"flow": "backfill", "parameters": parameters}
+            )
             assert (r.status_code, words in r.text) == (status, True), (parameters, r.text)
         assert len(runs.calls) == 1
 
@@ -105,10 +150,22 @@ async def test_backfill_progress_is_readable_by_id(api):
 
     make_detector(api.store, "det-a")
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
-    api.store.plan_backfill("bf-x", ["det-a"], [(t0, t0 + timedelta(hours=1)), (t0 + timedelta(hours=1), t0 + timedelta(hours=2))])
+    api.store.plan_backfill(
+        "bf-x",
+        ["det-a"],
+        [(t0, t0 + timedelta(hours=1)), (t0 + timedelta(hours=1), t0 + timedelta(hours=2))],
+    )
     api.store.complete_backfill_window("bf-x", "det-a", t0, events=[event("det-a", ts=5)])
     r = await api.client.get("/api/backfills/bf-x")
     assert r.status_code == 200, r.text
-    assert r.json() == {"backfill_id": "bf-x", "total": 2, "done": 1, "failed": 0, "pending": 1, "running": 0, "anomalies": 1}
+    assert r.json() == {
+        "backfill_id": "bf-x",
+        "total": 2,
+        "done": 1,
+        "failed": 0,
+        "pending": 1,
+        "running": 0,
+        "anomalies": 1,
+    }
     assert (await api.client.get("/api/backfills/bf-unknown")).status_code == 404
     assert (await api.client.get("/api/backfills/..%2Fetc")).status_code in (400, 404, 422)

@@ -15,7 +15,12 @@ async def test_create_read_list_and_delete_a_detector(api):
         "kind": "mad",
         "params": {"window": 120},
         "interval": "2m",
-        "datasource": {"name": "prometheus", "query": "rate(x[5m])", "step": "30s", "lookback": "2h"},
+        "datasource": {
+            "name": "prometheus",
+            "query": "rate(x[5m])",
+            "step": "30s",
+            "lookback": "2h",
+        },
     }
     r = await api.client.post("/api/detectors", json=body)
     assert r.status_code == 201, r.text
@@ -24,15 +29,22 @@ async def test_create_read_list_and_delete_a_detector(api):
     assert created["id"] == "api-latency" and created["name"] == "api-latency"
     assert created["status"] == "training" and created["interval_seconds"] == 120
     assert created["datasources"][0] | {"created_at": None, "updated_at": None} == {
-        "detector_id": "api-latency", "name": "prometheus", "query": "rate(x[5m])",
-        "step_seconds": 30, "lookback_seconds": 7200, "created_at": None, "updated_at": None,
+        "detector_id": "api-latency",
+        "name": "prometheus",
+        "query": "rate(x[5m])",
+        "step_seconds": 30,
+        "lookback_seconds": 7200,
+        "created_at": None,
+        "updated_at": None,
     }
     read = (await api.client.get("/api/detectors/api-latency")).json()
     assert read.pop("models") == [] and read.pop("models_total") == 0  # no series seen yet
     assert read == created
     listed = (await api.client.get("/api/detectors")).json()["detectors"]
     assert [d["id"] for d in listed] == ["api-latency"]
-    assert (await api.client.get("/api/detectors", params={"status": "running"})).json()["detectors"] == []
+    assert (await api.client.get("/api/detectors", params={"status": "running"})).json()[
+        "detectors"
+    ] == []
     r = await api.client.delete("/api/detectors/api-latency")
     assert r.status_code == 204 and r.content == b""
     r = await api.client.get("/api/detectors/api-latency")
@@ -40,7 +52,9 @@ async def test_create_read_list_and_delete_a_detector(api):
 
 
 async def test_a_duplicate_id_is_a_409(api):
-    assert (await api.client.post("/api/detectors", json={"id": "d1", "kind": "zscore"})).status_code == 201
+    assert (
+        await api.client.post("/api/detectors", json={"id": "d1", "kind": "zscore"})
+    ).status_code == 201
     r = await api.client.post("/api/detectors", json={"id": "d1", "kind": "zscore"})
     assert r.status_code == 409 and "already exists" in r.json()["error"]
 
@@ -55,8 +69,20 @@ async def test_a_duplicate_id_is_a_409(api):
         ({"id": "d1", "kind": "zscore", "threshold": 0}, 422, "threshold"),
         ({"id": "d1", "kind": "zscore", "interval": "soon"}, 422, "interval"),
         ({"id": "d1", "kind": "zscore", "colour": "red"}, 422, "unknown field"),
-        ({"id": "d1", "kind": "zscore", "datasource": {"name": "nowhere", "query": "up"}}, 400, "unknown datasource 'nowhere'"),
-        ({"id": "d1", "kind": "zscore", "datasource": {"url": "http://evil:9090", "query": "up"}}, 422, "unknown field"),
+        (
+            {"id": "d1", "kind": "zscore", "datasource": {"name": "nowhere", "query": "up"}},
+            400,
+            "unknown datasource 'nowhere'",
+        ),
+        (
+            {
+                "id": "d1",
+                "kind": "zscore",
+                "datasource": {"url": "http://evil:9090", "query": "up"},
+            },
+            422,
+            "unknown field",
+        ),
     ],
 )
 async def test_bad_detectors_are_refused_with_the_reason(api, body, status, words):
@@ -67,16 +93,26 @@ async def test_bad_detectors_are_refused_with_the_reason(api, body, status, word
 
 
 async def test_patch_changes_params_and_promotes_then_pauses(api):
-    await api.client.post("/api/detectors", json={"id": "d1", "kind": "zscore", "params": {"window": 30}})
-    r = await api.client.patch("/api/detectors/d1", json={"params": {"window": 60}, "threshold": 2.5})
+    await api.client.post(
+        "/api/detectors", json={"id": "d1", "kind": "zscore", "params": {"window": 30}}
+    )
+    r = await api.client.patch(
+        "/api/detectors/d1", json={"params": {"window": 60}, "threshold": 2.5}
+    )
     assert r.status_code == 200, r.text
     assert r.json()["params"] == {"window": 60} and r.json()["threshold"] == 2.5
-    assert (await api.client.patch("/api/detectors/d1", json={"status": "running"})).json()["status"] == "running"
-    assert (await api.client.patch("/api/detectors/d1", json={"status": "paused"})).json()["status"] == "paused"
+    assert (await api.client.patch("/api/detectors/d1", json={"status": "running"})).json()[
+        "status"
+    ] == "running"
+    assert (await api.client.patch("/api/detectors/d1", json={"status": "paused"})).json()[
+        "status"
+    ] == "paused"
 
 
 async def test_patch_refuses_bad_changes(api):
-    await api.client.post("/api/detectors", json={"id": "d1", "kind": "zscore", "status": "running"})
+    await api.client.post(
+        "/api/detectors", json={"id": "d1", "kind": "zscore", "status": "running"}
+    )
     r = await api.client.patch("/api/detectors/d1", json={"status": "training"})
     assert r.status_code == 409 and "cannot go from running to training" in r.json()["error"]
     r = await api.client.patch("/api/detectors/d1", json={"params": {"nope": 1}})
@@ -94,7 +130,9 @@ async def test_patch_refuses_bad_changes(api):
 
 
 async def test_changing_the_kind_starts_from_that_kinds_defaults(api):
-    await api.client.post("/api/detectors", json={"id": "d1", "kind": "zscore", "params": {"window": 30}})
+    await api.client.post(
+        "/api/detectors", json={"id": "d1", "kind": "zscore", "params": {"window": 30}}
+    )
     r = await api.client.patch("/api/detectors/d1", json={"kind": "mad"})
     assert r.status_code == 200, r.text
     assert r.json()["kind"] == "mad" and r.json()["params"] == {}
@@ -102,10 +140,14 @@ async def test_changing_the_kind_starts_from_that_kinds_defaults(api):
 
 async def test_attach_replace_and_remove_the_datasource_of_a_detector(api):
     await api.client.post("/api/detectors", json={"id": "d1", "kind": "zscore"})
-    r = await api.client.post(DS.format("d1"), json={"name": "prometheus", "query": "up", "step": 15})
+    r = await api.client.post(
+        DS.format("d1"), json={"name": "prometheus", "query": "up", "step": 15}
+    )
     assert r.status_code == 200, r.text
     assert r.json()["datasource"]["query"] == "up" and r.json()["datasource"]["step_seconds"] == 15
-    r = await api.client.post(DS.format("d1"), json={"name": "loki", "query": 'sum(count_over_time({app="a"}[1m]))'})
+    r = await api.client.post(
+        DS.format("d1"), json={"name": "loki", "query": 'sum(count_over_time({app="a"}[1m]))'}
+    )
     assert r.status_code == 200
     assert [d.name for d in api.store.get_detector("d1").datasources] == ["loki"]
     r = await api.client.delete(DS.format("d1"))
@@ -143,20 +185,34 @@ async def test_a_step_longer_than_the_lookback_delta_is_a_warning_when_saved(api
     hour: saving says so (the answer and the log) and how the detector reads it instead."""
     import logging
 
-    body = {"id": "hourly", "kind": "zscore",
-            "datasource": {"name": "prometheus", "query": 'sum by (job) (batch_size{job="etl"})', "step": "1h"}}
+    body = {
+        "id": "hourly",
+        "kind": "zscore",
+        "datasource": {
+            "name": "prometheus",
+            "query": 'sum by (job) (batch_size{job="etl"})',
+            "step": "1h",
+        },
+    }
     with caplog.at_level(logging.WARNING, logger="aiops.api"):
         r = await api.client.post("/api/detectors", json=body)
     assert r.status_code == 201, r.text
     (warning,) = r.json()["warnings"]
     assert "step 1h exceeds the datasource's lookback delta 5m" in warning
     assert 'last_over_time(batch_size{job="etl"}[1h])' in warning
-    assert any("detector hourly saved" in rec.getMessage() and "lookback delta" in rec.getMessage() for rec in caplog.records)
-    r = await api.client.post(DS.format("hourly"), json={"name": "prometheus", "query": "rate(c[5m])", "step": "1h"})
+    assert any(
+        "detector hourly saved" in rec.getMessage() and "lookback delta" in rec.getMessage()
+        for rec in caplog.records
+    )
+    r = await api.client.post(
+        DS.format("hourly"), json={"name": "prometheus", "query": "rate(c[5m])", "step": "1h"}
+    )
     assert r.status_code == 200
     (warning,) = r.json()["warnings"]
     assert "c[5m] covers only part of each 1h step" in warning
-    r = await api.client.post(DS.format("hourly"), json={"name": "prometheus", "query": "batch_size", "step": "5m"})
+    r = await api.client.post(
+        DS.format("hourly"), json={"name": "prometheus", "query": "batch_size", "step": "5m"}
+    )
     assert r.json()["warnings"] == []
     r = await api.client.patch("/api/detectors/hourly", json={"threshold": 2})
     assert r.status_code == 200 and r.json()["warnings"] == []
@@ -178,7 +234,7 @@ async def test_reading_an_auto_detector_says_what_it_chose_per_series_and_why(ap
     for key, series in (("a", daily), ("b", flat)):
         model = detectors.create("auto", decide_after=300)
         model.fit(series)
-        states[f"instance=\"{key}\""] = ({"instance": key}, model.state())
+        states[f'instance="{key}"'] = ({"instance": key}, model.state())
     api.store.save_states("auto-demo", states)
     read = (await api.client.get("/api/detectors/auto-demo")).json()
     assert read["models_total"] == 2

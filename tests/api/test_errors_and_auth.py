@@ -55,12 +55,16 @@ async def test_oversized_bodies_are_413_naming_the_limit(make_api):
             for _ in range(10):
                 yield b" " * 200
 
-        r = await api.client.post(QUERY, content=chunks(), headers={"Content-Type": "application/json"})
+        r = await api.client.post(
+            QUERY, content=chunks(), headers={"Content-Type": "application/json"}
+        )
         assert r.status_code == 413 and r.json()["detail"] == {"limit_bytes": 1000}
 
 
 async def test_the_default_limit_is_10_mb(api):
-    r = await api.client.post("/api/datasources/loki/analyze", content=b" " * (10 * 1024 * 1024 + 1))
+    r = await api.client.post(
+        "/api/datasources/loki/analyze", content=b" " * (10 * 1024 * 1024 + 1)
+    )
     assert r.status_code == 413 and r.json()["detail"]["limit_bytes"] == 10 * 1024 * 1024
 
 
@@ -93,10 +97,15 @@ async def test_unexpected_errors_are_a_500_without_traceback_and_are_logged(make
             r = await api.client.get("/api/detectors")
     assert r.status_code == 500
     body = r.json()
-    assert body["error"] == "internal server error" and re.fullmatch(r"[0-9a-f]{12}", body["detail"]["request_id"])
+    assert body["error"] == "internal server error" and re.fullmatch(
+        r"[0-9a-f]{12}", body["detail"]["request_id"]
+    )
     assert "hunter2" not in r.text and "Traceback" not in r.text
     (record,) = [rec for rec in caplog.records if rec.name == "aiops.api" and rec.exc_info]
-    assert body["detail"]["request_id"] in record.getMessage() and "/api/detectors" in record.getMessage()
+    assert (
+        body["detail"]["request_id"] in record.getMessage()
+        and "/api/detectors" in record.getMessage()
+    )
 
 
 # --------------------------------------------------------------------------- the token
@@ -107,7 +116,9 @@ def _protected_http_routes(app) -> list[tuple[str, str]]:
     out = []
     for route in app.routes:
         if isinstance(route, Route) and route.path not in public:
-            path = route.path.replace("{id}", "00000000-0000-0000-0000-000000000000" if "runs" in route.path else "d1")
+            path = route.path.replace(
+                "{id}", "00000000-0000-0000-0000-000000000000" if "runs" in route.path else "d1"
+            )
             for method in sorted(route.methods - {"HEAD"}):
                 out.append((method, path))
     return out
@@ -117,11 +128,17 @@ async def test_every_protected_route_needs_the_token(api):
     routes = _protected_http_routes(api.app)
     assert len(routes) >= 16
     for method, path in routes:
-        for headers in ({"Authorization": ""}, {"Authorization": "Bearer wrong-token-0123456789"}, {"Authorization": f"Basic {TOKEN}"}):
+        for headers in (
+            {"Authorization": ""},
+            {"Authorization": "Bearer wrong-token-0123456789"},
+            {"Authorization": f"Basic {TOKEN}"},
+        ):
             r = await api.client.request(method, path, headers=headers, json={})
             assert r.status_code == 401, (method, path, headers)
             assert r.headers["www-authenticate"] == "Bearer" and r.json()["error"]
-        r = await api.client.request(method, path, params={"token": TOKEN}, headers={"Authorization": ""}, json={})
+        r = await api.client.request(
+            method, path, params={"token": TOKEN}, headers={"Authorization": ""}, json={}
+        )
         assert r.status_code == 401, "?token= is for WebSockets only"
         r = await api.client.request(method, path, json={})
         assert r.status_code != 401, (method, path)
@@ -148,7 +165,9 @@ async def test_the_websocket_needs_the_token_in_a_header_or_the_query(make_api):
             assert info.value.response.status_code == 401
         async with connect(url + f"?token={TOKEN}", open_timeout=10) as ws:
             assert '"op":"hello"' in await ws.recv()
-        async with connect(url, additional_headers={"Authorization": f"Bearer {TOKEN}"}, open_timeout=10) as ws:
+        async with connect(
+            url, additional_headers={"Authorization": f"Bearer {TOKEN}"}, open_timeout=10
+        ) as ws:
             assert '"op":"hello"' in await ws.recv()
 
 
@@ -186,22 +205,40 @@ async def test_run_api_server_serves_the_app(prometheus, tmp_path):
         sock.close()
 
 
-
-
 @pytest.mark.parametrize(
     ("method", "path", "kwargs"),
     [
         ("GET", "/api/anomalies", {"params": {"after_id": 2**63}}),
         ("POST", "/api/detectors", {"json": {"id": "d1", "kind": "zscore", "interval": 10**30}}),
-        ("POST", "/api/detectors", {"json": {"id": "d1", "kind": "zscore", "training_window": "99999999999999999999999s"}}),
-        ("POST", "/api/detectors", {"json": {"id": "d1", "kind": "zscore", "params": {"window": 10**30}}}),
-        ("POST", "/api/datasources/detectors/d1/datasources", {"json": {"query": "up", "lookback": 10**30}}),
+        (
+            "POST",
+            "/api/detectors",
+            {"json": {"id": "d1", "kind": "zscore", "training_window": "99999999999999999999999s"}},
+        ),
+        (
+            "POST",
+            "/api/detectors",
+            {"json": {"id": "d1", "kind": "zscore", "params": {"window": 10**30}}},
+        ),
+        (
+            "POST",
+            "/api/datasources/detectors/d1/datasources",
+            {"json": {"query": "up", "lookback": 10**30}},
+        ),
         ("POST", QUERY, {"json": {"query": "up", "time": 1e300}}),
         ("POST", QUERY, {"json": {"query": "up", "start": 0, "end": 1, "step": 1e-300}}),
         ("POST", QUERY, {"json": {"query": "up\x00"}}),
         ("POST", "/api/datasources/loki/analyze", {"json": {"lines": ["a"], "bucket": 1e20}}),
-        ("POST", "/api/datasources/loki/query", {"json": {"query": '{app="x"}', "start": 0, "end": 7e9}}),
-        ("POST", "/api/datasources/prometheus/query-builder", {"json": {"metric": "up", "at": 1e300}}),
+        (
+            "POST",
+            "/api/datasources/loki/query",
+            {"json": {"query": '{app="x"}', "start": 0, "end": 7e9}},
+        ),
+        (
+            "POST",
+            "/api/datasources/prometheus/query-builder",
+            {"json": {"metric": "up", "at": 1e300}},
+        ),
     ],
 )
 async def test_extreme_values_are_4xx_never_500(api, method, path, kwargs):

@@ -59,18 +59,25 @@ def ws_url(hostport: str, **params: Any) -> str:
     ``anomalies`` is given."""
     params.setdefault("anomalies", "true")
     params = {k: v for k, v in params.items() if v is not None}
-    query = "&".join(f"{k}={v}" for k, vs in params.items() for v in (vs if isinstance(vs, list) else [vs]))
+    query = "&".join(
+        f"{k}={v}" for k, vs in params.items() for v in (vs if isinstance(vs, list) else [vs])
+    )
     return f"ws://{hostport}/api/events/ws" + (f"?{query}" if query else "")
 
 
 def app_over(db_url: str, prometheus_url: str, **options: Any) -> Any:
     """An app that opens its own store (as a separate API replica would)."""
     settings = make_settings(prometheus_url, db_url, loki=False)
-    return create_app(settings, deployments=FakeRuns(), options=ApiOptions(**{"tail_interval": 0.05, **options}))
+    return create_app(
+        settings, deployments=FakeRuns(), options=ApiOptions(**{"tail_interval": 0.05, **options})
+    )
 
 
 def insert(store: Store, detector: str, start: int, count: int, **extra: Any) -> list[int]:
-    return [e.id for e in store.insert_events([event(detector, ts=start + i, **extra) for i in range(count)])]
+    return [
+        e.id
+        for e in store.insert_events([event(detector, ts=start + i, **extra) for i in range(count)])
+    ]
 
 
 async def test_since_replays_what_was_missed_then_goes_live(tmp_path, prometheus):
@@ -88,7 +95,9 @@ async def test_since_replays_what_was_missed_then_goes_live(tmp_path, prometheus
             live = insert(store, "det-a", 100, 3)
             assert await c.events_until(live[-1]) == before[2:] + live
             message = c.messages[-1]
-            assert message["event"]["detector_id"] == "det-a" and message["event"]["type"] == "anomaly"
+            assert (
+                message["event"]["detector_id"] == "det-a" and message["event"]["type"] == "anomaly"
+            )
             assert message["published_at"] is not None
     store.close()
 
@@ -119,7 +128,9 @@ async def test_resume_across_an_api_restart_loses_and_repeats_nothing(tmp_path, 
     store.close()
 
 
-async def test_a_replay_racing_live_inserts_has_no_gap_and_no_duplicate(tmp_path, prometheus, monkeypatch):
+async def test_a_replay_racing_live_inserts_has_no_gap_and_no_duplicate(
+    tmp_path, prometheus, monkeypatch
+):
     """Small replay pages and a small ring force every path: store replay, ring eviction,
     switch to live, while a writer inserts concurrently."""
     monkeypatch.setattr(events_module, "REPLAY_PAGE", 7)
@@ -127,7 +138,9 @@ async def test_a_replay_racing_live_inserts_has_no_gap_and_no_duplicate(tmp_path
     store = Store.open(db)
     make_detector(store, "det-a")
     expected = insert(store, "det-a", 0, 60)
-    async with serve(app_over(db, prometheus.url, tail_batch=8, ws_buffer=16, tail_interval=0.01)) as hostport:
+    async with serve(
+        app_over(db, prometheus.url, tail_batch=8, ws_buffer=16, tail_interval=0.01)
+    ) as hostport:
 
         async def writer() -> list[int]:
             out = []
@@ -148,17 +161,27 @@ async def test_filters_by_detector_and_type(tmp_path, prometheus):
     store = Store.open(db)
     for d in ("det-a", "det-b", "det-c"):
         make_detector(store, d)
-    rows = store.insert_events([
-        event("det-a", ts=1), event("det-b", ts=1), event("det-c", ts=1),
-        event("det-a", ts=2, type="log.new_template"), event("det-b", ts=2, type="log.new_template"),
-    ])
+    rows = store.insert_events(
+        [
+            event("det-a", ts=1),
+            event("det-b", ts=1),
+            event("det-c", ts=1),
+            event("det-a", ts=2, type="log.new_template"),
+            event("det-b", ts=2, type="log.new_template"),
+        ]
+    )
     a_anomaly, b_anomaly, _, a_log, b_log = (e.id for e in rows)
     async with serve(app_over(db, prometheus.url)) as hostport:
-        async with connect(ws_url(hostport, since=0, detector="det-a"), additional_headers=AUTH) as ws:
+        async with connect(
+            ws_url(hostport, since=0, detector="det-a"), additional_headers=AUTH
+        ) as ws:
             c = Client(ws)
             await c.until(lambda m: m["op"] == "live")
             assert c.ids == [a_anomaly, a_log]
-        async with connect(ws_url(hostport, since=0, detector=["det-a", "det-b"], type="anomaly"), additional_headers=AUTH) as ws:
+        async with connect(
+            ws_url(hostport, since=0, detector=["det-a", "det-b"], type="anomaly"),
+            additional_headers=AUTH,
+        ) as ws:
             c = Client(ws)
             await c.until(lambda m: m["op"] == "live")
             assert c.ids == [a_anomaly, b_anomaly]
@@ -169,7 +192,12 @@ async def test_filters_by_detector_and_type(tmp_path, prometheus):
 
 async def test_bad_query_parameters_refuse_the_handshake(tmp_path, prometheus):
     async with serve(app_over(f"sqlite:///{tmp_path / 'aiops.db'}", prometheus.url)) as hostport:
-        for params in ({"since": "yesterday"}, {"since": -1}, {"detector": "Not Valid"}, {"colour": "red"}):
+        for params in (
+            {"since": "yesterday"},
+            {"since": -1},
+            {"detector": "Not Valid"},
+            {"colour": "red"},
+        ):
             with pytest.raises(InvalidStatus) as info:
                 async with connect(ws_url(hostport, **params), additional_headers=AUTH):
                     pass
@@ -177,7 +205,9 @@ async def test_bad_query_parameters_refuse_the_handshake(tmp_path, prometheus):
 
 
 async def test_heartbeats_keep_a_quiet_connection_alive(tmp_path, prometheus):
-    async with serve(app_over(f"sqlite:///{tmp_path / 'aiops.db'}", prometheus.url, ws_heartbeat_seconds=0.2)) as hostport:
+    async with serve(
+        app_over(f"sqlite:///{tmp_path / 'aiops.db'}", prometheus.url, ws_heartbeat_seconds=0.2)
+    ) as hostport:
         async with connect(ws_url(hostport), additional_headers=AUTH) as ws:
             c = Client(ws)
             beat = await c.until(lambda m: m["op"] == "heartbeat")
@@ -195,12 +225,16 @@ async def test_200_concurrent_clients_each_receive_every_event(tmp_path, prometh
         sockets = []
         try:
             async with asyncio.timeout(60):
-                sockets = await asyncio.gather(*(connect(url, additional_headers=AUTH, open_timeout=30) for _ in range(200)))
+                sockets = await asyncio.gather(
+                    *(connect(url, additional_headers=AUTH, open_timeout=30) for _ in range(200))
+                )
                 clients = [Client(ws) for ws in sockets]
                 # each client is subscribed once its hello and live marker arrive
                 await asyncio.gather(*(c.until(lambda m: m["op"] == "live") for c in clients))
             expected = insert(store, "det-a", 0, 10) + insert(store, "det-a", 100, 10)
-            results = await asyncio.gather(*(c.events_until(expected[-1], timeout=60) for c in clients))
+            results = await asyncio.gather(
+                *(c.events_until(expected[-1], timeout=60) for c in clients)
+            )
             assert all(ids == expected for ids in results)
         finally:
             await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
@@ -237,7 +271,9 @@ class ListStore:
     def max_event_id(self) -> int:
         return self.rows[-1].id if self.rows else 0
 
-    def events_after(self, after_id: int = 0, limit: int = 100, detector=None, types=None) -> list[Any]:
+    def events_after(
+        self, after_id: int = 0, limit: int = 100, detector=None, types=None
+    ) -> list[Any]:
         return [e for e in self.rows if e.id > after_id][:limit]
 
 
@@ -267,9 +303,26 @@ def _events(first: int, count: int) -> list[Any]:
 
     now = datetime(2026, 1, 1, tzinfo=UTC)
     return [
-        Event(id=i, type="anomaly", detector_id="det-a", series_key="", labels={}, ts=now, value=1.0, score=2.0,
-              expected=None, lower=None, upper=None, severity="warning", payload={}, model_kind=None,
-              params_hash=None, trained_at=None, flow_run_id=None, created_at=now)
+        Event(
+            id=i,
+            type="anomaly",
+            detector_id="det-a",
+            series_key="",
+            labels={},
+            ts=now,
+            value=1.0,
+            score=2.0,
+            expected=None,
+            lower=None,
+            upper=None,
+            severity="warning",
+            payload={},
+            model_kind=None,
+            params_hash=None,
+            trained_at=None,
+            flow_run_id=None,
+            created_at=now,
+        )
         for i in range(first, first + count)
     ]
 
@@ -317,7 +370,9 @@ async def test_a_client_behind_the_ring_but_holding_the_batch_is_not_kicked():
     assert sub.closing is not None and sub.closing[0] == 4008
 
 
-async def test_since_above_the_newest_id_gets_a_reset_then_every_event_of_this_store(tmp_path, prometheus):
+async def test_since_above_the_newest_id_gets_a_reset_then_every_event_of_this_store(
+    tmp_path, prometheus
+):
     """A client resuming against a reset store (its ids are from the old one) is told to start
     over, then gets this store's events from the first: nothing missed, nothing silent."""
     db = f"sqlite:///{tmp_path / 'aiops.db'}"
@@ -325,7 +380,9 @@ async def test_since_above_the_newest_id_gets_a_reset_then_every_event_of_this_s
     make_detector(store, "det-a")
     existing = insert(store, "det-a", 0, 3)
     async with serve(app_over(db, prometheus.url)) as hostport:
-        async with connect(ws_url(hostport, since=existing[-1] + 1000), additional_headers=AUTH) as ws:
+        async with connect(
+            ws_url(hostport, since=existing[-1] + 1000), additional_headers=AUTH
+        ) as ws:
             c = Client(ws)
             hello, reset = await c.next(), await c.next()
             assert hello["op"] == "hello" and hello["since"] == existing[-1] + 1000
@@ -338,7 +395,9 @@ async def test_since_above_the_newest_id_gets_a_reset_then_every_event_of_this_s
     store.close()
 
 
-async def test_since_at_the_newest_id_or_ahead_of_a_lagging_tailer_is_no_reset(tmp_path, prometheus):
+async def test_since_at_the_newest_id_or_ahead_of_a_lagging_tailer_is_no_reset(
+    tmp_path, prometheus
+):
     db = f"sqlite:///{tmp_path / 'aiops.db'}"
     store = Store.open(db)
     make_detector(store, "det-a")

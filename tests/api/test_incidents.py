@@ -26,15 +26,30 @@ def at(seconds: int) -> datetime:
     return T0 + timedelta(seconds=seconds)
 
 
-def change(labels: dict[str, str], opened: int, *, new: bool = True, last: int | None = None,
-           resolved: int | None = None, points: int = 1, score: float = 3.0) -> dict[str, Any]:
+def change(
+    labels: dict[str, str],
+    opened: int,
+    *,
+    new: bool = True,
+    last: int | None = None,
+    resolved: int | None = None,
+    points: int = 1,
+    score: float = 3.0,
+) -> dict[str, Any]:
     """An incident change as the pipeline hands it to the store (times: seconds after T0)."""
     last = opened if last is None else last
     return {
-        "series_key": series_key(labels), "labels": labels, "opened_at": at(opened), "opened": new,
-        "last_anomalous_at": at(last), "resolved_at": None if resolved is None else at(resolved),
-        "points": points, "peak": {"ts": at(last), "score": score, "value": 9.0, "expected": 1.0},
-        "model_kind": "zscore", "params_hash": "h", "flow_run_id": "run-1",
+        "series_key": series_key(labels),
+        "labels": labels,
+        "opened_at": at(opened),
+        "opened": new,
+        "last_anomalous_at": at(last),
+        "resolved_at": None if resolved is None else at(resolved),
+        "points": points,
+        "peak": {"ts": at(last), "score": score, "value": 9.0, "expected": 1.0},
+        "model_kind": "zscore",
+        "params_hash": "h",
+        "flow_run_id": "run-1",
     }
 
 
@@ -50,8 +65,13 @@ def seed(store: Store) -> dict[str, Any]:
     )
     store.commit_detection("det-b", incidents=[change({"instance": "b"}, 300)])
     store.plan_backfill("bf-1", ["det-a"], [(at(-86400), at(-3600))])
-    store.complete_backfill_window("bf-1", "det-a", at(-86400), incidents=[change({"instance": "c"}, -7200)])
-    return {i.detector_id + ":" + i.labels["instance"] + ":" + i.state: i.id for i in store.list_incidents()}
+    store.complete_backfill_window(
+        "bf-1", "det-a", at(-86400), incidents=[change({"instance": "c"}, -7200)]
+    )
+    return {
+        i.detector_id + ":" + i.labels["instance"] + ":" + i.state: i.id
+        for i in store.list_incidents()
+    }
 
 
 async def test_incidents_are_listed_with_filters_and_pages(api):
@@ -63,9 +83,14 @@ async def test_incidents_are_listed_with_filters_and_pages(api):
         return [i["id"] for i in r.json()["items"]]
 
     assert len(await listed()) == 4
-    assert await listed(detector="det-a", source="live") == [ids["det-a:a:resolved"], ids["det-a:a:open"]]
+    assert await listed(detector="det-a", source="live") == [
+        ids["det-a:a:resolved"],
+        ids["det-a:a:open"],
+    ]
     assert await listed(state="resolved") == [ids["det-a:a:resolved"]]
-    assert await listed(source="backfill") == await listed(backfill_id="bf-1") == [ids["det-a:c:open"]]
+    assert (
+        await listed(source="backfill") == await listed(backfill_id="bf-1") == [ids["det-a:c:open"]]
+    )
     assert await listed(state="open", source="live") == [ids["det-a:a:open"], ids["det-b:b:open"]]
     # the incidents overlapping [since, until)
     window = {"since": at(250).isoformat(), "until": at(400).isoformat()}
@@ -108,7 +133,11 @@ async def test_one_incident_comes_with_its_points(api):
     body = r.json()
     assert body["incident"]["id"] == ids["det-a:a:resolved"] and body["points_truncated"] is False
     assert [datetime.fromisoformat(p["ts"]) for p in body["points"]] == [at(0), at(60)]
-    one = (await api.client.get(f"/api/incidents/{ids['det-a:a:resolved']}", params={"points_limit": 1})).json()
+    one = (
+        await api.client.get(
+            f"/api/incidents/{ids['det-a:a:resolved']}", params={"points_limit": 1}
+        )
+    ).json()
     assert len(one["points"]) == 1 and one["points_truncated"] is True
     missing = await api.client.get("/api/incidents/999999")
     assert missing.status_code == 404 and "999999" in missing.text
@@ -119,8 +148,20 @@ async def test_one_incident_comes_with_its_points(api):
 async def test_incidents_are_in_the_openapi_document(api):
     doc = (await api.client.get("/openapi.json")).json()
     listed = doc["paths"]["/api/incidents"]["get"]
-    assert {p["name"] for p in listed["parameters"]} >= {"detector", "state", "source", "backfill_id", "since", "until", "after_id", "limit"}
-    assert "/api/incidents/{id}" in doc["paths"] and "404" in doc["paths"]["/api/incidents/{id}"]["get"]["responses"]
+    assert {p["name"] for p in listed["parameters"]} >= {
+        "detector",
+        "state",
+        "source",
+        "backfill_id",
+        "since",
+        "until",
+        "after_id",
+        "limit",
+    }
+    assert (
+        "/api/incidents/{id}" in doc["paths"]
+        and "404" in doc["paths"]["/api/incidents/{id}"]["get"]["responses"]
+    )
     assert "anomalies" in doc["x-websocket"]["query"]
     created = doc["components"]["schemas"]["DetectorCreateRequest"]["properties"]
     assert "resolve_after" in created
@@ -133,9 +174,17 @@ async def test_metrics_show_open_incidents_and_count_them_per_detector(api):
     for family in text_string_to_metric_families(text):
         for s in family.samples:
             samples.setdefault(s.name, []).append(s)
-    open_ = sorted((s.labels["detector"], s.labels["instance"]) for s in samples["aiops_incident_open"])
-    assert open_ == [("det-a", "a"), ("det-b", "b")]  # live ones only: the backfilled one is history
-    assert {s.labels["detector"]: s.value for s in samples["aiops_incidents_total"]} == {"det-a": 2, "det-b": 1}
+    open_ = sorted(
+        (s.labels["detector"], s.labels["instance"]) for s in samples["aiops_incident_open"]
+    )
+    assert open_ == [
+        ("det-a", "a"),
+        ("det-b", "b"),
+    ]  # live ones only: the backfilled one is history
+    assert {s.labels["detector"]: s.value for s in samples["aiops_incidents_total"]} == {
+        "det-a": 2,
+        "det-b": 1,
+    }
 
 
 async def test_detectors_take_resolve_after(api):
@@ -180,23 +229,41 @@ async def test_the_websocket_speaks_incidents_and_points_only_when_asked(tmp_pat
         async with (
             connect(ws_url(hostport, since=0, anomalies=None), additional_headers=AUTH) as default,
             connect(ws_url(hostport, since=0, anomalies="true"), additional_headers=AUTH) as points,
-            connect(ws_url(hostport, since=0, anomalies=None, include_backfill="true"), additional_headers=AUTH) as history,
+            connect(
+                ws_url(hostport, since=0, anomalies=None, include_backfill="true"),
+                additional_headers=AUTH,
+            ) as history,
         ):
             replay = await _until_live(default)
             assert [(e["type"], e["detector_id"]) for e in replay] == [
-                ("incident.opened", "det-a"), ("incident.resolved", "det-a"), ("incident.opened", "det-a"),
-                ("incident.opened", "det-b")]
+                ("incident.opened", "det-a"),
+                ("incident.resolved", "det-a"),
+                ("incident.opened", "det-a"),
+                ("incident.opened", "det-b"),
+            ]
             assert replay[0]["payload"]["incident_id"] == replay[1]["payload"]["incident_id"]
             assert [e["type"] for e in await _until_live(points)] == [
-                "anomaly", "anomaly", "incident.opened", "incident.resolved", "incident.opened", "incident.opened"]
+                "anomaly",
+                "anomaly",
+                "incident.opened",
+                "incident.resolved",
+                "incident.opened",
+                "incident.opened",
+            ]
             backfilled = [e for e in await _until_live(history) if e["backfill_id"]]
-            assert [(e["type"], e["backfill_id"]) for e in backfilled] == [("incident.opened", "bf-1")]
+            assert [(e["type"], e["backfill_id"]) for e in backfilled] == [
+                ("incident.opened", "bf-1")
+            ]
             # live: a new point and the incident it opens
             fresh = store.commit_detection(
-                "det-b", events=[event("det-b", ts=900, labels={"instance": "z"})],
+                "det-b",
+                events=[event("det-b", ts=900, labels={"instance": "z"})],
                 incidents=[change({"instance": "z"}, 900)],
             )
             last = fresh[-1].id
             assert [e["type"] for e in await _events_until(default, last)] == ["incident.opened"]
-            assert [e["type"] for e in await _events_until(points, last)] == ["anomaly", "incident.opened"]
+            assert [e["type"] for e in await _events_until(points, last)] == [
+                "anomaly",
+                "incident.opened",
+            ]
     store.close()

@@ -21,20 +21,28 @@ async def test_a_log_query_on_a_loki_detector_is_refused_naming_the_field(api):
 
     created = await api.client.post("/api/detectors", json={"id": "d1", "kind": "zscore"})
     assert created.status_code == 201
-    r = await api.client.post("/api/datasources/detectors/d1/datasources", json={"name": "loki", "query": LOG_QUERY})
+    r = await api.client.post(
+        "/api/datasources/detectors/d1/datasources", json={"name": "loki", "query": LOG_QUERY}
+    )
     assert r.status_code == 400 and r.json()["detail"]["field"] == "query", r.text
     assert api.store.get_detector("d1").datasource is None
 
 
 async def test_series_of_a_loki_detector_replays_its_metric_query(api):
     lokidata.load(api.loki)
-    api.store.create_detector({
-        "id": "checkout-errors", "kind": "zscore", "params": {"window": 30, "calibration": "none"},
-        "status": "running", "datasource": {"name": "loki", "query": lokidata.QUERY, "step": 60},
-    })
+    api.store.create_detector(
+        {
+            "id": "checkout-errors",
+            "kind": "zscore",
+            "params": {"window": 30, "calibration": "none"},
+            "status": "running",
+            "datasource": {"name": "loki", "query": lokidata.QUERY, "step": 60},
+        }
+    )
     burst = lokidata.burst_at()
-    r = await api.client.get("/api/detectors/checkout-errors/series",
-                             params={"start": burst - 1800, "end": burst + 600})
+    r = await api.client.get(
+        "/api/detectors/checkout-errors/series", params={"start": burst - 1800, "end": burst + 600}
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["datasource"] == "loki" and body["warmup_points"] == 30

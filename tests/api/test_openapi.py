@@ -34,15 +34,32 @@ async def test_the_document_comes_from_the_request_models(api):
     assert doc["paths"]["/api/datasources/health"]["get"]["security"] == []
     assert doc["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
     expected = {
-        ("get", "/api/datasources/health"), ("get", "/api/datasources/collectors"),
-        ("post", "/api/datasources/prometheus/query"), ("post", "/api/datasources/prometheus/query-builder"),
-        ("post", "/api/datasources/loki/query"), ("post", "/api/datasources/loki/query-builder"),
-        ("post", "/api/datasources/loki/analyze"), ("post", "/api/datasources/detectors/{id}/datasources"),
-        ("delete", "/api/datasources/detectors/{id}/datasources"), ("get", "/api/detectors"),
-        ("post", "/api/detectors"), ("get", "/api/detectors/{id}"), ("patch", "/api/detectors/{id}"),
-        ("delete", "/api/detectors/{id}"), ("get", "/api/detectors/{id}/series"), ("get", "/api/anomalies"),
-        ("get", "/api/incidents"), ("get", "/api/incidents/{id}"), ("get", "/api/incidents/{id}/triage"), ("post", "/api/runs"),
-        ("get", "/api/runs/{id}"), ("get", "/api/backfills/{id}"), ("get", "/metrics"), ("get", "/healthz"), ("get", "/openapi.json"), ("get", "/docs"),
+        ("get", "/api/datasources/health"),
+        ("get", "/api/datasources/collectors"),
+        ("post", "/api/datasources/prometheus/query"),
+        ("post", "/api/datasources/prometheus/query-builder"),
+        ("post", "/api/datasources/loki/query"),
+        ("post", "/api/datasources/loki/query-builder"),
+        ("post", "/api/datasources/loki/analyze"),
+        ("post", "/api/datasources/detectors/{id}/datasources"),
+        ("delete", "/api/datasources/detectors/{id}/datasources"),
+        ("get", "/api/detectors"),
+        ("post", "/api/detectors"),
+        ("get", "/api/detectors/{id}"),
+        ("patch", "/api/detectors/{id}"),
+        ("delete", "/api/detectors/{id}"),
+        ("get", "/api/detectors/{id}/series"),
+        ("get", "/api/anomalies"),
+        ("get", "/api/incidents"),
+        ("get", "/api/incidents/{id}"),
+        ("get", "/api/incidents/{id}/triage"),
+        ("post", "/api/runs"),
+        ("get", "/api/runs/{id}"),
+        ("get", "/api/backfills/{id}"),
+        ("get", "/metrics"),
+        ("get", "/healthz"),
+        ("get", "/openapi.json"),
+        ("get", "/docs"),
         ("get", "/"),
     }
     assert {(m, p) for p, ms in doc["paths"].items() for m in ms} == expected
@@ -73,15 +90,24 @@ def fuzzed_app(prometheus, tmp_path_factory):
     http = httpx.AsyncClient(mounts={LOKI_URL: httpx.ASGITransport(app=loki.app)}, timeout=10)
     # schemathesis sends wrong tokens on purpose: keep it from locking itself out (429 is
     # documented and checked in tests/api/test_auth_throttle.py)
-    settings_ = make_settings(prometheus.url, f"sqlite:///{db}", loki=True, api_auth_failure_limit=1_000_000)
-    app = create_app(settings_, http_client=http, deployments=FakeRuns(), options=ApiOptions(analyze_sync_max_lines=2000))
+    settings_ = make_settings(
+        prometheus.url, f"sqlite:///{db}", loki=True, api_auth_failure_limit=1_000_000
+    )
+    app = create_app(
+        settings_,
+        http_client=http,
+        deployments=FakeRuns(),
+        options=ApiOptions(analyze_sync_max_lines=2000),
+    )
     yield app
     asgi.shutdown_lifespans()
 
 
 # The document the app serves (built by the same function from the same operations); loaded
 # at import so pytest can parametrise over its operations.
-schema = schemathesis.openapi.from_dict(openapi_document(operations(), title="aiops API", version="test"))
+schema = schemathesis.openapi.from_dict(
+    openapi_document(operations(), title="aiops API", version="test")
+)
 
 
 # What schemathesis checks on every answer: no 5xx; status codes, content types, headers and
@@ -97,14 +123,29 @@ CHECKS = [
     checks.negative_data_rejection,
     checks.positive_data_acceptance,
 ]
-schema.config.checks.positive_data_acceptance.expected_statuses = ["2xx", "400", "401", "404", "409", "413", "429", "503"]
+schema.config.checks.positive_data_acceptance.expected_statuses = [
+    "2xx",
+    "400",
+    "401",
+    "404",
+    "409",
+    "413",
+    "429",
+    "503",
+]
 # Bounded: the schema's examples and 10 generated cases (valid and invalid) per operation, a
 # few hundred in all, the same ones every run. (The coverage phase alone is ~2,000 more.)
 schema.config.phases.coverage.enabled = False
 
 
 @schema.parametrize()
-@settings(max_examples=10, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True, database=None)
+@settings(
+    max_examples=10,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+    derandomize=True,
+    database=None,
+)
 def test_the_api_conforms_to_its_document(case, fuzzed_app):
     response = case.call_and_validate(
         app=fuzzed_app, base_url="http://testserver", headers=dict(AUTH), timeout=30, checks=CHECKS

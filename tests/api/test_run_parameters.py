@@ -18,12 +18,16 @@ async def post_run(api, flow, parameters):
     "path",
     ["/etc/passwd", "/proc/self/environ", "/dev/zero", "../../../../etc/shadow"],
 )
-async def test_analyze_logs_on_a_file_outside_the_log_roots_is_refused_and_never_triggered(make_api, tmp_path, path):
+async def test_analyze_logs_on_a_file_outside_the_log_roots_is_refused_and_never_triggered(
+    make_api, tmp_path, path
+):
     async with make_api(log_roots=str(tmp_path / "logs")) as api:
         r = await post_run(api, "analyze-logs", {"path": path})
     assert r.status_code == 400, r.text
     body = r.json()
-    assert "outside the allowed log roots" in body["error"] and str(tmp_path / "logs") in body["error"]
+    assert (
+        "outside the allowed log roots" in body["error"] and str(tmp_path / "logs") in body["error"]
+    )
     assert body["detail"]["field"] == "parameters.path"
     assert api.runs.calls == []
 
@@ -56,8 +60,14 @@ async def test_a_file_in_a_log_root_and_a_log_jobs_file_are_triggered(make_api, 
         job = await post_run(api, "analyze-logs", {"job": "web"})
         unknown_job = await post_run(api, "analyze-logs", {"job": "nope"})
     assert inside.status_code == job_path.status_code == job.status_code == 201
-    assert unknown_job.status_code == 400 and "no log job named 'nope'" in unknown_job.json()["error"]
-    assert [c[1] for c in api.runs.calls] == [{"path": str(root / "app.log")}, {"path": str(job_file)}, {"job": "web"}]
+    assert (
+        unknown_job.status_code == 400 and "no log job named 'nope'" in unknown_job.json()["error"]
+    )
+    assert [c[1] for c in api.runs.calls] == [
+        {"path": str(root / "app.log")},
+        {"path": str(job_file)},
+        {"job": "web"},
+    ]
 
 
 @pytest.mark.parametrize(
@@ -80,7 +90,11 @@ async def test_bad_analyze_logs_parameters_are_a_422_before_the_run(api, paramet
 
 
 async def test_a_window_in_the_wrong_order_is_a_400(api):
-    r = await post_run(api, "analyze-logs", {"lines": ["x"], "start": "2026-01-02T00:00:00Z", "end": "2026-01-01T00:00:00Z"})
+    r = await post_run(
+        api,
+        "analyze-logs",
+        {"lines": ["x"], "start": "2026-01-02T00:00:00Z", "end": "2026-01-01T00:00:00Z"},
+    )
     assert r.status_code == 400 and "end must be after start" in r.json()["error"]
     assert api.runs.calls == []
 
@@ -105,7 +119,9 @@ async def test_detect_metrics_parameters_are_checked_too(api):
     assert unknown.status_code == 404 and "ghost" in unknown.json()["error"]
     assert extra.status_code == 422 and "unknown field" in extra.json()["error"]
     make_detector(api.store, "a")
-    ok = await post_run(api, "detect-metrics", {"detector_ids": ["a"], "now": "2026-01-01T00:00:00Z"})
+    ok = await post_run(
+        api, "detect-metrics", {"detector_ids": ["a"], "now": "2026-01-01T00:00:00Z"}
+    )
     assert ok.status_code == 201
     assert api.runs.calls[-1][1] == {"detector_ids": ["a"], "now": "2026-01-01T00:00:00Z"}
 
@@ -115,6 +131,8 @@ async def test_parameters_over_64_kib_are_a_413_with_the_limit(api):
     r = await post_run(api, "analyze-logs", {"lines": lines})
     assert r.status_code == 413, r.text
     assert r.json()["detail"]["limit_bytes"] == 65536 and "at most 65536" in r.json()["error"]
-    huge = await api.client.post("/api/runs", json={"flow": "backfill", "parameters": {"detector_ids": ["a"] * 20000}})
+    huge = await api.client.post(
+        "/api/runs", json={"flow": "backfill", "parameters": {"detector_ids": ["a"] * 20000}}
+    )
     assert huge.status_code == 413
     assert api.runs.calls == []

@@ -31,7 +31,9 @@ async def deployed(prefect_server):
 async def test_post_runs_schedules_the_deployment_and_get_reads_its_state(make_api, deployed):
     async with make_api(runs=PrefectRunTrigger()) as api:
         make_detector(api.store, "a")
-        r = await api.client.post("/api/runs", json={"flow": "detect-metrics", "parameters": {"detector_ids": ["a"]}})
+        r = await api.client.post(
+            "/api/runs", json={"flow": "detect-metrics", "parameters": {"detector_ids": ["a"]}}
+        )
         assert r.status_code == 201, r.text
         run = r.json()
         assert run["state"] == "SCHEDULED" and run["deployment"] == "detect-metrics/default"
@@ -45,7 +47,9 @@ async def test_post_runs_schedules_the_deployment_and_get_reads_its_state(make_a
 
 async def test_a_missing_deployment_is_a_404_saying_what_to_do(make_api, deployed):
     async with make_api(runs=PrefectRunTrigger()) as api:
-        r = await api.client.post("/api/runs", json={"flow": "analyze-logs", "parameters": {"lines": ["x"]}})
+        r = await api.client.post(
+            "/api/runs", json={"flow": "analyze-logs", "parameters": {"lines": ["x"]}}
+        )
         assert r.status_code == 404
         assert "deployment 'analyze-logs/default' not found" in r.json()["error"]
         r = await api.client.get(f"/api/runs/{uuid.uuid4()}")
@@ -58,7 +62,9 @@ async def test_an_unreachable_prefect_server_is_a_503(make_api):
         with temporary_settings(updates={PREFECT_API_URL: url}):
             r = await api.client.post("/api/runs", json={"flow": "detect-metrics"})
             assert r.status_code == 503, r.text
-            assert "cannot reach the Prefect server" in r.json()["error"] and url in r.json()["error"]
+            assert (
+                "cannot reach the Prefect server" in r.json()["error"] and url in r.json()["error"]
+            )
             r = await api.client.get(f"/api/runs/{uuid.uuid4()}")
             assert r.status_code == 503
 
@@ -72,6 +78,8 @@ async def test_no_prefect_api_url_is_a_503_naming_the_setting(make_api):
 
 async def test_parameters_the_flow_cannot_take_are_a_4xx_naming_them(make_api, deployed):
     async with make_api(runs=PrefectRunTrigger()) as api:
-        r = await api.client.post("/api/runs", json={"flow": "detect-metrics", "parameters": {"detector_ids": "many"}})
+        r = await api.client.post(
+            "/api/runs", json={"flow": "detect-metrics", "parameters": {"detector_ids": "many"}}
+        )
         assert 400 <= r.status_code < 500, r.text
         assert "detector_ids" in r.text

@@ -26,9 +26,17 @@ QUERY = "aiops_test_anomaly"
 PARAMS = {"window": 40, "calibration": "none"}
 
 
-def detector(api, detector_id: str = "flat", *, query: str = QUERY, name: str = "prometheus", **extra):
-    spec = {"id": detector_id, "kind": "zscore", "params": PARAMS, "status": "running",
-            "datasource": {"name": name, "query": query, "step": 15}, **extra}
+def detector(
+    api, detector_id: str = "flat", *, query: str = QUERY, name: str = "prometheus", **extra
+):
+    spec = {
+        "id": detector_id,
+        "kind": "zscore",
+        "params": PARAMS,
+        "status": "running",
+        "datasource": {"name": name, "query": query, "step": 15},
+        **extra,
+    }
     return api.store.create_detector(spec)
 
 
@@ -44,7 +52,11 @@ async def test_series_carry_values_band_and_score_and_the_spike_breaks_the_band(
     assert r.status_code == 200, r.text
     body = r.json()
     assert (body["start"], body["end"], body["step"]) == (rng["start"], rng["end"], 15)
-    assert body["kind"] == "zscore" and PARAMS.items() <= body["params"].items() and body["threshold"] == 1
+    assert (
+        body["kind"] == "zscore"
+        and PARAMS.items() <= body["params"].items()
+        and body["threshold"] == 1
+    )
     assert body["datasource"] == "prometheus" and body["query"] == QUERY
     assert body["warmup_points"] == 40 and body["warmup_complete"] is True
     assert body["series_total"] == 2 and body["truncated"] is False
@@ -71,16 +83,26 @@ async def test_the_band_is_the_pipelines_band(api, prometheus):
     detector(api)
     rng = around_spike(prometheus)
     body = (await api.client.get("/api/detectors/flat/series", params=rng)).json()
-    frame = (await api.state.prometheus().query_range(QUERY, rng["start"] - 40 * 15, rng["end"], 15)).to_frame()
+    frame = (
+        await api.state.prometheus().query_range(QUERY, rng["start"] - 40 * 15, rng["end"], 15)
+    ).to_frame()
     from aiops.transform import standardize
 
-    run = run_detection(detector_id="flat", kind="zscore", params=PARAMS, threshold=1.0,
-                        mode="running", frame=standardize(frame, step=15), states={})
+    run = run_detection(
+        detector_id="flat",
+        kind="zscore",
+        params=PARAMS,
+        threshold=1.0,
+        mode="running",
+        frame=standardize(frame, step=15),
+        states={},
+    )
     [event] = run.events
     a = next(s for s in body["series"] if s["key"] == event["series_key"])
     i = a["timestamps"].index(event["ts"].timestamp())
     assert (a["expected"][i], a["lower"][i], a["upper"][i], a["score"][i]) == pytest.approx(
-        (event["expected"], event["lower"], event["upper"], event["score"]))
+        (event["expected"], event["lower"], event["upper"], event["score"])
+    )
 
 
 async def test_the_band_widens_with_the_threshold(api, prometheus):
@@ -99,16 +121,44 @@ async def test_stored_anomalies_in_the_range_are_the_markers(api, prometheus):
     rng = around_spike(prometheus)
     labels = {"__name__": QUERY, "instance": "a"}
     at = lambda ts: datetime.fromtimestamp(ts, UTC)  # noqa: E731
-    inside, outside = api.store.insert_events([
-        {"type": "anomaly", "detector_id": "flat", "labels": labels, "ts": at(rng["start"] + 300), "value": 15.0, "score": 5.0},
-        {"type": "anomaly", "detector_id": "flat", "labels": labels, "ts": at(rng["start"] - 600), "value": 15.0, "score": 5.0},
-    ])
-    api.store.insert_events([{"type": "anomaly", "detector_id": "other", "labels": labels, "ts": at(rng["start"] + 300)}])
+    inside, outside = api.store.insert_events(
+        [
+            {
+                "type": "anomaly",
+                "detector_id": "flat",
+                "labels": labels,
+                "ts": at(rng["start"] + 300),
+                "value": 15.0,
+                "score": 5.0,
+            },
+            {
+                "type": "anomaly",
+                "detector_id": "flat",
+                "labels": labels,
+                "ts": at(rng["start"] - 600),
+                "value": 15.0,
+                "score": 5.0,
+            },
+        ]
+    )
+    api.store.insert_events(
+        [
+            {
+                "type": "anomaly",
+                "detector_id": "other",
+                "labels": labels,
+                "ts": at(rng["start"] + 300),
+            }
+        ]
+    )
     body = (await api.client.get("/api/detectors/flat/series", params=rng)).json()
     assert [m["id"] for m in body["anomalies"]] == [inside.id]
     [m] = body["anomalies"]
     assert m["ts"] == rng["start"] + 300 and m["value"] == 15.0 and m["severity"] == "critical"
-    assert m["series_key"] in {s["key"] for s in body["series"]} and body["anomalies_truncated"] is False
+    assert (
+        m["series_key"] in {s["key"] for s in body["series"]}
+        and body["anomalies_truncated"] is False
+    )
 
 
 async def test_defaults_the_last_hour_at_the_detectors_step(api, prometheus):
@@ -119,21 +169,27 @@ async def test_defaults_the_last_hour_at_the_detectors_step(api, prometheus):
     assert body["end"] <= datetime.now(UTC).timestamp()
     if prometheus.history.end > body["start"] + 600:  # the history reaches into the last hour
         assert body["series_total"] == 2 and all(s["timestamps"] for s in body["series"])
-    coarse = (await api.client.get("/api/detectors/flat/series", params={"start": "now-2h", "step": "1m"})).json()
+    coarse = (
+        await api.client.get("/api/detectors/flat/series", params={"start": "now-2h", "step": "1m"})
+    ).json()
     assert coarse["step"] == 60 and coarse["end"] - coarse["start"] == pytest.approx(7200, abs=60)
 
 
 async def test_many_series_are_cut_to_the_limit_and_say_so(make_api, prometheus):
     async with make_api(options=ApiOptions(tail_interval=0.05, series_max_series=5)) as api:
         detector(api, "hostile", query="aiops_hostile")
-        body = (await api.client.get("/api/detectors/hostile/series", params=around_spike(prometheus))).json()
+        body = (
+            await api.client.get("/api/detectors/hostile/series", params=around_spike(prometheus))
+        ).json()
         assert body["series_total"] > 5 and body["truncated"] is True and len(body["series"]) == 5
 
 
 async def test_a_long_warmup_is_cut_to_the_limit_and_says_so(make_api, prometheus):
     async with make_api(options=ApiOptions(tail_interval=0.05, series_max_warmup_points=10)) as api:
         detector(api)
-        body = (await api.client.get("/api/detectors/flat/series", params=around_spike(prometheus))).json()
+        body = (
+            await api.client.get("/api/detectors/flat/series", params=around_spike(prometheus))
+        ).json()
         assert body["warmup_points"] == 10 and body["warmup_complete"] is False
         # zscore needs half a window (20 points) before its first band
         assert body["series"][0]["expected"][0] is None
@@ -164,7 +220,9 @@ async def test_unknown_detector_is_404_and_one_without_datasource_400(api):
     api.store.create_detector({"id": "bare", "kind": "zscore"})
     r = await api.client.get("/api/detectors/bare/series")
     assert r.status_code == 400 and "no datasource" in r.json()["error"]
-    detector(api, "logs", name="loki")  # a Loki detector is charted too: here Loki refuses the PromQL
+    detector(
+        api, "logs", name="loki"
+    )  # a Loki detector is charted too: here Loki refuses the PromQL
     r = await api.client.get("/api/detectors/logs/series")
     assert r.status_code == 400 and "parse error" in r.json()["error"]
 
@@ -183,12 +241,22 @@ async def test_a_query_prometheus_refuses_is_400_and_a_prometheus_down_503(make_
 
 async def test_every_kind_replays(api, prometheus):
     kinds = {
-        "zscore": {}, "mad": {"window": 30}, "ewma": {"alpha": 0.2}, "quantile": {"window": 30},
-        "seasonal": {"bucket_minutes": 60}, "threshold": {"upper": 12.0},
+        "zscore": {},
+        "mad": {"window": 30},
+        "ewma": {"alpha": 0.2},
+        "quantile": {"window": 30},
+        "seasonal": {"bucket_minutes": 60},
+        "threshold": {"upper": 12.0},
     }
     for kind, params in kinds.items():
-        api.store.create_detector({"id": f"k-{kind}", "kind": kind, "params": params,
-                                   "datasource": {"query": QUERY, "step": 15}})
+        api.store.create_detector(
+            {
+                "id": f"k-{kind}",
+                "kind": kind,
+                "params": params,
+                "datasource": {"query": QUERY, "step": 15},
+            }
+        )
         r = await api.client.get(f"/api/detectors/k-{kind}/series", params=around_spike(prometheus))
         assert r.status_code == 200, (kind, r.text)
         a = next(s for s in r.json()["series"] if s["labels"]["instance"] == "a")
@@ -200,12 +268,34 @@ async def test_every_kind_replays(api, prometheus):
 
 async def test_needs_the_token(api):
     detector(api)
-    r = await api.client.get("/api/detectors/flat/series", headers={"Authorization": "Bearer wrong"})
+    r = await api.client.get(
+        "/api/detectors/flat/series", headers={"Authorization": "Bearer wrong"}
+    )
     assert r.status_code == 401
 
 
-EDGES = ["0", "1", "1e308", "-1", "now", "now+1y", "now-100y", "7258118399", "1.5", "0.001", "1e-9",
-         "2026-01-01T00:00:00Z", "99999999999999999999", "nan", "inf", "", " ", "1h", "-1h", "1y"]
+EDGES = [
+    "0",
+    "1",
+    "1e308",
+    "-1",
+    "now",
+    "now+1y",
+    "now-100y",
+    "7258118399",
+    "1.5",
+    "0.001",
+    "1e-9",
+    "2026-01-01T00:00:00Z",
+    "99999999999999999999",
+    "nan",
+    "inf",
+    "",
+    " ",
+    "1h",
+    "-1h",
+    "1y",
+]
 
 
 @pytest.mark.parametrize("name", ["start", "end", "step"])
@@ -215,8 +305,15 @@ async def test_no_value_makes_it_answer_5xx(api, name):
         r = await api.client.get("/api/detectors/flat/series", params={name: value})
         assert r.status_code < 500, (name, value, r.text)
         assert r.status_code == 200 or r.json()["error"], (name, value)
-    for start, end, step in [("0", "7258118399", "1y"), ("0", "1", "1"), ("1", "2", "1e308"), ("now-1y", "now", "1h")]:
-        r = await api.client.get("/api/detectors/flat/series", params={"start": start, "end": end, "step": step})
+    for start, end, step in [
+        ("0", "7258118399", "1y"),
+        ("0", "1", "1"),
+        ("1", "2", "1e308"),
+        ("now-1y", "now", "1h"),
+    ]:
+        r = await api.client.get(
+            "/api/detectors/flat/series", params={"start": start, "end": end, "step": step}
+        )
         assert r.status_code < 500, (start, end, step, r.text)
 
 

@@ -27,12 +27,18 @@ def stored(db, bf_id: str, detectors: list[str]) -> dict:
     """What a backfill leaves in the store, without ids and run provenance."""
     return {
         "anomalies": sorted(
-            (tuple(sorted((k, str(v)) for k, v in a.model_dump().items() if k not in VOLATILE))
-             for d in detectors for a in db.list_anomalies(detector=d)),
+            (
+                tuple(sorted((k, str(v)) for k, v in a.model_dump().items() if k not in VOLATILE))
+                for d in detectors
+                for a in db.list_anomalies(detector=d)
+            ),
         ),
         "incidents": sorted(
-            (tuple(sorted((k, str(v)) for k, v in i.model_dump().items() if k not in VOLATILE))
-             for d in detectors for i in db.list_incidents(detector=d)),
+            (
+                tuple(sorted((k, str(v)) for k, v in i.model_dump().items() if k not in VOLATILE))
+                for d in detectors
+                for i in db.list_incidents(detector=d)
+            ),
         ),
         "models": {d: db.load_backfill_states(bf_id, d) for d in detectors},
         "incident_states": {d: db.load_incident_states(d, bf_id) for d in detectors},
@@ -40,7 +46,9 @@ def stored(db, bf_id: str, detectors: list[str]) -> dict:
     }
 
 
-def test_a_backfill_on_a_dask_cluster_equals_the_in_process_backfill(aiops_env, prometheus, monkeypatch):
+def test_a_backfill_on_a_dask_cluster_equals_the_in_process_backfill(
+    aiops_env, prometheus, monkeypatch
+):
     from distributed import LocalCluster
 
     h = prometheus.history
@@ -48,8 +56,16 @@ def test_a_backfill_on_a_dask_cluster_equals_the_in_process_backfill(aiops_env, 
     query = {"query": 'aiops_test_anomaly{instance="a"}', "step": 15, "lookback": 6 * 3600}
     kinds = {"z": ("zscore", {"window": 40}), "t": ("threshold", {"upper": 12.5}), "m": ("mad", {})}
     for det_id, (kind, params) in kinds.items():
-        db.create_detector({"id": det_id, "name": det_id, "kind": kind, "params": params, "status": "paused",
-                            "datasource": query})
+        db.create_detector(
+            {
+                "id": det_id,
+                "name": det_id,
+                "kind": kind,
+                "params": params,
+                "status": "paused",
+                "datasource": query,
+            }
+        )
     db.update_detector("t", resolve_after=30)
     ids = sorted(kinds)
     copy = aiops_env / "in-process.db"  # the same store before any run, for the in-process backfill
@@ -58,8 +74,9 @@ def test_a_backfill_on_a_dask_cluster_equals_the_in_process_backfill(aiops_env, 
     start, end = at(h.start), at(h.end + h.step)
 
     # the workers inherit this process's settings (the store, Prometheus), as a cluster's would
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None) as cluster:
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+    ) as cluster:
         monkeypatch.setenv("AIOPS_DASK_ADDRESS", cluster.scheduler_address)
         part = backfill_sync(ids, start, end, max_windows=8)  # stopped part-way ...
         assert part["progress"]["done"] == 8 and part["progress"]["pending"] == 3 * 7 - 8
@@ -90,28 +107,46 @@ def backfill_sync(ids, start, end, **kw):
     return asyncio.run(backfill(ids, start, end, window="1h", **kw))
 
 
-async def test_an_unreachable_dask_scheduler_is_one_clear_error(aiops_env, prometheus, monkeypatch, capsys):
+async def test_an_unreachable_dask_scheduler_is_one_clear_error(
+    aiops_env, prometheus, monkeypatch, capsys
+):
     import flows.backfill as module
     from aiops.cli import main
 
     db = store()
-    db.create_detector({"id": "z", "name": "z", "kind": "zscore", "status": "paused",
-                        "datasource": {"query": "aiops_test_anomaly", "step": 15, "lookback": 3600}})
+    db.create_detector(
+        {
+            "id": "z",
+            "name": "z",
+            "kind": "zscore",
+            "status": "paused",
+            "datasource": {"query": "aiops_test_anomaly", "step": 15, "lookback": 3600},
+        }
+    )
     monkeypatch.setattr(module, "DASK_CONNECT_TIMEOUT", "1s")
     address = f"tcp://127.0.0.1:{free_port()}"  # nothing listens there
     monkeypatch.setenv("AIOPS_DASK_ADDRESS", address)
     h = prometheus.history
-    with pytest.raises(ConfigError, match=f"cannot reach the Dask scheduler at {address} \\(AIOPS_DASK_ADDRESS\\)"):
+    with pytest.raises(
+        ConfigError, match=f"cannot reach the Dask scheduler at {address} \\(AIOPS_DASK_ADDRESS\\)"
+    ):
         await backfill(["z"], at(h.start), at(h.end + h.step), window="2h")
 
     # the command says so in one line before it starts anything
     capsys.readouterr()
-    assert main(["backfill", "--detector", "z", "--start", str(h.start), "--end", str(h.end + h.step)]) == 2
+    assert (
+        main(["backfill", "--detector", "z", "--start", str(h.start), "--end", str(h.end + h.step)])
+        == 2
+    )
     [line] = capsys.readouterr().err.strip().splitlines()
-    assert line.startswith("aiops: configuration error: cannot reach the Dask scheduler at " + address)
+    assert line.startswith(
+        "aiops: configuration error: cannot reach the Dask scheduler at " + address
+    )
 
 
-async def test_a_piece_that_meets_an_outage_raises_for_a_retry_and_the_retry_finishes_it(aiops_env, prometheus, monkeypatch):
+async def test_a_piece_that_meets_an_outage_raises_for_a_retry_and_the_retry_finishes_it(
+    aiops_env, prometheus, monkeypatch
+):
     """``backfill-window`` leaves a datasource outage to its (transient-only) retries instead of
     marking the window failed; the retried piece finds the window and completes it once."""
     from prefect.logging import disable_run_logger
@@ -122,12 +157,25 @@ async def test_a_piece_that_meets_an_outage_raises_for_a_retry_and_the_retry_fin
 
     h = prometheus.history
     db = store()
-    det = db.create_detector({"id": "z", "name": "z", "kind": "zscore", "status": "paused",
-                              "datasource": {"query": 'aiops_test_anomaly{instance="a"}', "step": 15, "lookback": 3600}})
+    det = db.create_detector(
+        {
+            "id": "z",
+            "name": "z",
+            "kind": "zscore",
+            "status": "paused",
+            "datasource": {
+                "query": 'aiops_test_anomaly{instance="a"}',
+                "step": 15,
+                "lookback": 3600,
+            },
+        }
+    )
     start = at(h.start)
     db.plan_backfill("bf-outage", ["z"], [(start, at(h.start + 3600))])
     args = ("bf-outage", [det], 1, start, None, 1_000_000, None)
-    monkeypatch.setenv("AIOPS_PROMETHEUS_URL", f"http://127.0.0.1:{free_port()}")  # refuses connections
+    monkeypatch.setenv(
+        "AIOPS_PROMETHEUS_URL", f"http://127.0.0.1:{free_port()}"
+    )  # refuses connections
     with disable_run_logger():
         with pytest.raises(DatasourceUnavailable):
             await backfill_window.fn(settings(), *args)

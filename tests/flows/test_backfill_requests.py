@@ -24,23 +24,72 @@ PAST = datetime(2024, 1, 2, tzinfo=UTC)
 
 # (request, error class, a fragment of the message, the field it names)
 BAD = [
-    ({"detector_ids": ["ok"], "start": PAST, "end": PAST - HOUR}, InvalidInput, "end must be after start", "end"),
-    ({"detector_ids": ["ok"], "start": PAST, "end": datetime.now(UTC) + HOUR}, InvalidInput, "end is in the future", "end"),
-    ({"detector_ids": [], "start": PAST - HOUR, "end": PAST}, InvalidInput, "at least one detector", "detector_ids"),
-    ({"detector_ids": ["ok"], "start": PAST - HOUR, "end": PAST, "window": "fortnight"}, InvalidInput,
-     "'fortnight' is not a duration", "window"),
-    ({"detector_ids": ["ok"], "start": PAST - HOUR, "end": PAST, "train": "2h"}, InvalidInput,
-     "training prefix covers the whole range", "train"),
-    ({"detector_ids": ["nope"], "start": PAST - HOUR, "end": PAST}, NotFound, "detector 'nope' not found", None),
-    ({"detector_ids": ["no-source"], "start": PAST - HOUR, "end": PAST}, InvalidInput,
-     "detector 'no-source' has no datasource", "detector_ids"),
-    ({"detector_ids": ["elsewhere"], "start": PAST - HOUR, "end": PAST}, InvalidInput,
-     "reads datasource 'other', which is not configured (configured: prometheus)", "detector_ids"),
-    ({"detector_ids": ["ok"], "log_jobs": ["nope"], "start": PAST - HOUR, "end": PAST}, InvalidInput,
-     "no log job named 'nope' (configured: none)", "log_jobs"),
+    (
+        {"detector_ids": ["ok"], "start": PAST, "end": PAST - HOUR},
+        InvalidInput,
+        "end must be after start",
+        "end",
+    ),
+    (
+        {"detector_ids": ["ok"], "start": PAST, "end": datetime.now(UTC) + HOUR},
+        InvalidInput,
+        "end is in the future",
+        "end",
+    ),
+    (
+        {"detector_ids": [], "start": PAST - HOUR, "end": PAST},
+        InvalidInput,
+        "at least one detector",
+        "detector_ids",
+    ),
+    (
+        {"detector_ids": ["ok"], "start": PAST - HOUR, "end": PAST, "window": "fortnight"},
+        InvalidInput,
+        "'fortnight' is not a duration",
+        "window",
+    ),
+    (
+        {"detector_ids": ["ok"], "start": PAST - HOUR, "end": PAST, "train": "2h"},
+        InvalidInput,
+        "training prefix covers the whole range",
+        "train",
+    ),
+    (
+        {"detector_ids": ["nope"], "start": PAST - HOUR, "end": PAST},
+        NotFound,
+        "detector 'nope' not found",
+        None,
+    ),
+    (
+        {"detector_ids": ["no-source"], "start": PAST - HOUR, "end": PAST},
+        InvalidInput,
+        "detector 'no-source' has no datasource",
+        "detector_ids",
+    ),
+    (
+        {"detector_ids": ["elsewhere"], "start": PAST - HOUR, "end": PAST},
+        InvalidInput,
+        "reads datasource 'other', which is not configured (configured: prometheus)",
+        "detector_ids",
+    ),
+    (
+        {"detector_ids": ["ok"], "log_jobs": ["nope"], "start": PAST - HOUR, "end": PAST},
+        InvalidInput,
+        "no log job named 'nope' (configured: none)",
+        "log_jobs",
+    ),
 ]
-IDS = ["end-before-start", "future", "nothing", "bad-window", "train-covers", "unknown-detector",
-       "no-datasource", "unconfigured-datasource", "unknown-log-job"]
+IDS = [
+    "end-before-start",
+    "future",
+    "nothing",
+    "bad-window",
+    "train-covers",
+    "unknown-detector",
+    "no-datasource",
+    "unconfigured-datasource",
+    "unknown-log-job",
+]
 
 
 @pytest.fixture
@@ -48,10 +97,21 @@ def detectors(aiops_env, monkeypatch):
     monkeypatch.delenv("AIOPS_LOKI_URL", raising=False)
     db = store()
     query = {"query": 'aiops_test_anomaly{instance="a"}', "step": 15, "lookback": 3600}
-    db.create_detector({"id": "ok", "name": "ok", "kind": "zscore", "status": "paused", "datasource": query})
-    db.create_detector({"id": "no-source", "name": "no-source", "kind": "zscore", "status": "paused"})
-    db.create_detector({"id": "elsewhere", "name": "elsewhere", "kind": "zscore", "status": "paused",
-                        "datasource": {**query, "name": "other"}})
+    db.create_detector(
+        {"id": "ok", "name": "ok", "kind": "zscore", "status": "paused", "datasource": query}
+    )
+    db.create_detector(
+        {"id": "no-source", "name": "no-source", "kind": "zscore", "status": "paused"}
+    )
+    db.create_detector(
+        {
+            "id": "elsewhere",
+            "name": "elsewhere",
+            "kind": "zscore",
+            "status": "paused",
+            "datasource": {**query, "name": "other"},
+        }
+    )
     return db
 
 
@@ -61,7 +121,12 @@ def cli_args(request: dict) -> list[str]:
         args += ["--detector", det]
     for job in request.get("log_jobs", []):
         args += ["--log-job", job]
-    args += ["--start", f"{request['start']:%Y-%m-%dT%H:%M:%SZ}", "--end", f"{request['end']:%Y-%m-%dT%H:%M:%SZ}"]
+    args += [
+        "--start",
+        f"{request['start']:%Y-%m-%dT%H:%M:%SZ}",
+        "--end",
+        f"{request['end']:%Y-%m-%dT%H:%M:%SZ}",
+    ]
     for name in ("window", "train"):
         if name in request:
             args += [CLI_FIELDS[name], request[name]]
@@ -75,7 +140,9 @@ async def api_answer(db, request: dict) -> httpx.Response:
     app = create_app(config, store=db, deployments=runs, options=ApiOptions(tail_interval=0.05))
     async with running(app):
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://api.test", headers=AUTH) as client:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://api.test", headers=AUTH
+        ) as client:
             answer = await client.post("/api/runs", json={"flow": "backfill", "parameters": body})
     assert runs.calls == []  # refused before any run was triggered
     return answer
@@ -107,4 +174,6 @@ async def test_the_command_the_api_and_the_flow_refuse_the_same_request_the_same
     capsys.readouterr()
     assert main(cli_args(request_)) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith("aiops: ") and message in err[-1] and "Traceback" not in "\n".join(err)
+    assert (
+        err[-1].startswith("aiops: ") and message in err[-1] and "Traceback" not in "\n".join(err)
+    )

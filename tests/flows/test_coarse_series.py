@@ -56,32 +56,51 @@ def hourly(tmp_path_factory) -> Iterator[Hourly]:
     points = [(first_hour + i * 3600 + OFFSET, value(i)) for i in range(HOURS)]
     om = workdir / "history.om"
     with om.open("w", encoding="utf-8") as f:
-        localprom.write_openmetrics([Family("aiops_hourly_batch", "gauge", [({"job": "etl"}, iter(points))])], f)
+        localprom.write_openmetrics(
+            [Family("aiops_hourly_batch", "gauge", [({"job": "etl"}, iter(points))])], f
+        )
     localprom.load_openmetrics(om, workdir / "data")
     with localprom.run_prometheus(workdir, data_dir=workdir / "data") as running:
         yield Hourly(running.url, first_hour)
 
 
-async def test_a_plain_selector_at_a_1h_step_reads_nothing_and_last_over_time_reads_every_hour(hourly):
+async def test_a_plain_selector_at_a_1h_step_reads_nothing_and_last_over_time_reads_every_hour(
+    hourly,
+):
     async with httpx.AsyncClient() as http:
         prom = PrometheusClient(http, [hourly.url])
         start, end = hourly.at(0), hourly.at(HOURS - 2)
         plain = await prom.query_range('aiops_hourly_batch{job="etl"}', start, end, "1h")
         assert plain.samples == 0  # what the detector got before
-        read = await prom.query_range(read_every_sample('aiops_hourly_batch{job="etl"}', 3600), start, end, "1h")
+        read = await prom.query_range(
+            read_every_sample('aiops_hourly_batch{job="etl"}', 3600), start, end, "1h"
+        )
         (series,) = read.series
         assert series.values.tolist() == [value(i) for i in range(HOURS - 1)]
         assert series.timestamps.tolist() == [hourly.at(i).timestamp() for i in range(HOURS - 1)]
 
 
 def _detector(db, det_id: str, query: str) -> None:
-    db.create_detector({
-        "id": det_id, "name": det_id, "kind": "threshold", "params": {"upper": 150}, "status": "paused",
-        "datasource": {"name": "prometheus", "query": query, "step": 3600, "lookback": 6 * 3600},
-    })
+    db.create_detector(
+        {
+            "id": det_id,
+            "name": det_id,
+            "kind": "threshold",
+            "params": {"upper": 150},
+            "status": "paused",
+            "datasource": {
+                "name": "prometheus",
+                "query": query,
+                "step": 3600,
+                "lookback": 6 * 3600,
+            },
+        }
+    )
 
 
-async def test_a_backfill_at_a_1h_step_scores_every_hour_of_an_off_grid_series(aiops_env, hourly, monkeypatch):
+async def test_a_backfill_at_a_1h_step_scores_every_hour_of_an_off_grid_series(
+    aiops_env, hourly, monkeypatch
+):
     monkeypatch.setenv("AIOPS_PROMETHEUS_URL", hourly.url)
     db = store()
     _detector(db, "hourly", 'aiops_hourly_batch{job="etl"}')
@@ -112,8 +131,12 @@ async def test_samples_the_query_cannot_read_are_a_warning_in_the_backfill_statu
     assert row["samples"] == 0 and row["windows"] == 2
     assert row["windows_without_samples"] == 2
     (warning,) = result["warnings"]
-    assert warning.startswith("detector blind: 2 of 2 windows got no samples although the series has samples in them")
-    assert any("backfill" in r.getMessage() and "no samples" in r.getMessage() for r in caplog.records)
+    assert warning.startswith(
+        "detector blind: 2 of 2 windows got no samples although the series has samples in them"
+    )
+    assert any(
+        "backfill" in r.getMessage() and "no samples" in r.getMessage() for r in caplog.records
+    )
 
     db.update_detector("blind", status="running")
     tick = await detect_metrics(["blind"], now=hourly.at(HOURS - 1))

@@ -28,7 +28,11 @@ def yaml_deployments() -> dict[str, dict]:
 
 def test_prefect_yaml_and_serve_declare_the_same_deployments():
     served = {f"{d.flow_name}/{d.name}": d for d in build_deployments(load_settings())}
-    assert set(served) == set(yaml_deployments()) == {"detect-metrics/default", "analyze-logs/default", "backfill/default"}
+    assert (
+        set(served)
+        == set(yaml_deployments())
+        == {"detect-metrics/default", "analyze-logs/default", "backfill/default"}
+    )
 
 
 def test_each_configured_log_job_becomes_a_scheduled_deployment(tmp_path, monkeypatch):
@@ -78,7 +82,9 @@ def test_every_deployment_has_its_own_limit_and_the_runner_has_room_for_all(tmp_
     from deployments.serve import runner_limit
 
     config = tmp_path / "aiops.yaml"
-    config.write_text("loki_url: http://127.0.0.1:3100\nlog_jobs:\n  - {name: web, selector: '{app=\"web\"}'}\n")
+    config.write_text(
+        "loki_url: http://127.0.0.1:3100\nlog_jobs:\n  - {name: web, selector: '{app=\"web\"}'}\n"
+    )
     monkeypatch.setenv("AIOPS_CONFIG_FILE", str(config))
     monkeypatch.setenv("AIOPS_LOG_RUN_LIMIT", "3")
     settings = load_settings()
@@ -104,8 +110,13 @@ def test_the_runner_is_started_without_the_apis_token(monkeypatch, tmp_path):
     import deployments.serve as serve_module
 
     monkeypatch.setenv("AIOPS_API_TOKEN", "a-secret-token-0123456789")
-    monkeypatch.setenv("PREFECT_SERVER_DATABASE_CONNECTION_URL", "postgresql+asyncpg://prefect:secret@127.0.0.1/prefect")
-    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:4200/api")  # a real server: runs need none of its secrets
+    monkeypatch.setenv(
+        "PREFECT_SERVER_DATABASE_CONNECTION_URL",
+        "postgresql+asyncpg://prefect:secret@127.0.0.1/prefect",
+    )
+    monkeypatch.setenv(
+        "PREFECT_API_URL", "http://127.0.0.1:4200/api"
+    )  # a real server: runs need none of its secrets
     monkeypatch.setenv("AIOPS_DATABASE_URL", f"sqlite:///{tmp_path / 'aiops.db'}")
     seen = {}
 
@@ -128,7 +139,16 @@ def test_the_incident_triage_automation_is_declared_alike_in_prefect_yaml_and_se
     (trigger,) = served["analyze-logs/default"].triggers
     (declared,) = yaml_deployments()["analyze-logs/default"]["triggers"]
     declared = DeploymentEventTrigger(**{k: v for k, v in declared.items() if k != "type"})
-    fields = ("name", "expect", "match", "match_related", "parameters", "posture", "threshold", "enabled")
+    fields = (
+        "name",
+        "expect",
+        "match",
+        "match_related",
+        "parameters",
+        "posture",
+        "threshold",
+        "enabled",
+    )
     assert {f: getattr(trigger, f) for f in fields} == {f: getattr(declared, f) for f in fields}
     assert trigger.name == TRIAGE_TRIGGER and trigger == triage_trigger()
     assert trigger.parameters == {"incident": "{{ event.payload.incident_id }}"}

@@ -19,8 +19,17 @@ def at(ts: int) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
 
 
-def make_detector(db, id="latency", *, status="running", query="aiops_test_anomaly", name="prometheus", lookback=6 * 3600,
-                  kind="zscore", params=None):
+def make_detector(
+    db,
+    id="latency",
+    *,
+    status="running",
+    query="aiops_test_anomaly",
+    name="prometheus",
+    lookback=6 * 3600,
+    kind="zscore",
+    params=None,
+):
     return db.create_detector(
         {
             "id": id,
@@ -34,7 +43,9 @@ def make_detector(db, id="latency", *, status="running", query="aiops_test_anoma
     )
 
 
-async def test_tick_stores_the_known_anomaly_with_provenance_then_emits_its_incident(aiops_env, prometheus, prefect_events):
+async def test_tick_stores_the_known_anomaly_with_provenance_then_emits_its_incident(
+    aiops_env, prometheus, prefect_events
+):
     h = prometheus.history
     db = store()
     make_detector(db)
@@ -55,7 +66,10 @@ async def test_tick_stores_the_known_anomaly_with_provenance_then_emits_its_inci
     assert status.state == "ok" and status.series == 2 and status.dropped == 0
     latest = {s.labels["instance"]: s for s in db.latest_scores()}
     assert set(latest) == {"a", "b"} and all(s.ts == at(h.end) for s in latest.values())
-    assert sorted(db.load_states("latency")) == ['__name__="aiops_test_anomaly",instance="a"', '__name__="aiops_test_anomaly",instance="b"']
+    assert sorted(db.load_states("latency")) == [
+        '__name__="aiops_test_anomaly",instance="a"',
+        '__name__="aiops_test_anomaly",instance="b"',
+    ]
 
     # one incident: opened at the spike, resolved resolve_after + 1 steps later
     (incident,) = [i for i in db.list_incidents(detector="latency") if i.labels == A_LABELS]
@@ -65,8 +79,15 @@ async def test_tick_stores_the_known_anomaly_with_provenance_then_emits_its_inci
     assert incident.source == "live" and incident.flow_run_id == a.flow_run_id
     assert summary["incidents_opened"] == summary["incidents_resolved"] == len(db.list_incidents())
 
-    emitted = [e for e in prefect_events() if e.event.startswith("aiops.") and e.payload.get("labels") == A_LABELS]
-    assert [e.event for e in emitted] == ["aiops.incident.opened", "aiops.incident.resolved"]  # no per-point events
+    emitted = [
+        e
+        for e in prefect_events()
+        if e.event.startswith("aiops.") and e.payload.get("labels") == A_LABELS
+    ]
+    assert [e.event for e in emitted] == [
+        "aiops.incident.opened",
+        "aiops.incident.resolved",
+    ]  # no per-point events
     opened = emitted[0]
     assert opened.resource.id == "aiops.detector.latency"
     assert opened.resource["aiops.series"] == a.series_key
@@ -77,7 +98,9 @@ async def test_tick_stores_the_known_anomaly_with_provenance_then_emits_its_inci
     assert emitted[1].payload["resolved_at"] == incident.resolved_at.isoformat()
 
 
-async def test_an_incident_continues_across_ticks_and_a_restart(aiops_env, prometheus, prefect_events):
+async def test_an_incident_continues_across_ticks_and_a_restart(
+    aiops_env, prometheus, prefect_events
+):
     from tasks._runtime import close_stores
 
     h = prometheus.history
@@ -98,7 +121,9 @@ async def test_an_incident_continues_across_ticks_and_a_restart(aiops_env, prome
     types = [e.type for e in db.events_after(0, types=["incident.opened", "incident.resolved"])]
     assert types == ["incident.opened", "incident.resolved"]
     assert [e.event for e in prefect_events() if e.event.startswith("aiops.incident")] == [
-        "aiops.incident.opened", "aiops.incident.resolved"]
+        "aiops.incident.opened",
+        "aiops.incident.resolved",
+    ]
 
 
 async def test_a_second_tick_over_the_same_window_adds_nothing(aiops_env, prometheus):
@@ -142,7 +167,9 @@ async def test_training_detectors_fit_and_emit_nothing(aiops_env, prometheus):
     assert len(states) == 2 and all(s.trained_at is not None for s in states.values())
 
 
-async def test_a_dead_datasource_fails_its_detector_only_and_the_next_tick_recovers(aiops_env, prometheus, monkeypatch, tmp_path):
+async def test_a_dead_datasource_fails_its_detector_only_and_the_next_tick_recovers(
+    aiops_env, prometheus, monkeypatch, tmp_path
+):
     h = prometheus.history
     dead = f"http://127.0.0.1:{free_port()}"
     config = tmp_path / "aiops.yaml"
@@ -162,18 +189,24 @@ async def test_a_dead_datasource_fails_its_detector_only_and_the_next_tick_recov
     assert by_id["broken"]["status"] == "failed" and dead in by_id["broken"]["error"]
     assert by_id["bad-query"]["status"] == "failed" and "parse error" in by_id["bad-query"]["error"]
     broken = db.collector_status("broken")
-    assert broken.state == "failed" and broken.consecutive_failures == 1 and dead in broken.last_error
+    assert (
+        broken.state == "failed" and broken.consecutive_failures == 1 and dead in broken.last_error
+    )
     assert db.get_checkpoint("broken") is None
 
     # the datasource comes back (now pointing at the real server): the next tick recovers
-    config.write_text(f"datasources:\n  flaky:\n    type: prometheus\n    urls: [{prometheus.url}]\n")
+    config.write_text(
+        f"datasources:\n  flaky:\n    type: prometheus\n    urls: [{prometheus.url}]\n"
+    )
     await detect_metrics(detector_ids=["broken"], now=now + timedelta(seconds=61))
     recovered = db.collector_status("broken")
     assert recovered.state == "ok" and recovered.consecutive_failures == 0
     assert [a.ts for a in db.list_anomalies(detector="broken")] == [at(h.timestamp(SPIKE_INDEX))]
 
 
-async def test_detectors_whose_datasource_is_unknown_are_skipped_with_the_reason(aiops_env, prometheus):
+async def test_detectors_whose_datasource_is_unknown_are_skipped_with_the_reason(
+    aiops_env, prometheus
+):
     db = store()
     make_detector(db, "orphan", name="nowhere")
     summary = await detect_metrics(now=at(prometheus.history.end + 15))
@@ -182,7 +215,9 @@ async def test_detectors_whose_datasource_is_unknown_are_skipped_with_the_reason
     assert status.state == "skipped" and "'nowhere' is not configured" in status.skip_reason
 
 
-async def test_a_long_first_window_is_collected_in_pieces_that_fit_the_buffer(aiops_env, prometheus, monkeypatch):
+async def test_a_long_first_window_is_collected_in_pieces_that_fit_the_buffer(
+    aiops_env, prometheus, monkeypatch
+):
     h = prometheus.history
     monkeypatch.setenv("AIOPS_BUFFER_SIZE", "400")  # 2 series x 1,441 points would not fit
     db = store()
@@ -196,7 +231,9 @@ async def test_a_long_first_window_is_collected_in_pieces_that_fit_the_buffer(ai
     assert db.get_checkpoint("latency") == at(h.end)
 
 
-async def test_a_lookback_reaching_back_before_the_data_is_crossed_quickly(aiops_env, prometheus, monkeypatch):
+async def test_a_lookback_reaching_back_before_the_data_is_crossed_quickly(
+    aiops_env, prometheus, monkeypatch
+):
     """Four days of lookback over six hours of data: the empty stretch is probed in doubling
     pieces (not 10 steps at a time), nothing fails, and the data after it is scored."""
     import flows.metrics as module

@@ -33,28 +33,44 @@ def at(ts: float) -> datetime:
 
 
 def make_detector(db, det_id: str, datasource: str, lookback: int = 3600) -> None:
-    db.create_detector({
-        "id": det_id, "name": det_id, "kind": "zscore", "params": {"window": 40}, "status": "running",
-        "interval_seconds": TICK,
-        "datasource": {"name": datasource, "query": "aiops_test_anomaly", "step": 15, "lookback": lookback},
-    })
+    db.create_detector(
+        {
+            "id": det_id,
+            "name": det_id,
+            "kind": "zscore",
+            "params": {"window": 40},
+            "status": "running",
+            "interval_seconds": TICK,
+            "datasource": {
+                "name": datasource,
+                "query": "aiops_test_anomaly",
+                "step": 15,
+                "lookback": lookback,
+            },
+        }
+    )
 
 
 def found(db, det_id: str) -> list[tuple]:
     """What a detector produced, comparable across detectors: every event, the checkpoint,
     the model state per series."""
-    events = [(e.type, e.series_key, e.ts, e.value, e.score, e.expected, e.lower, e.upper)
-              for e in db.events_after(0, 10_000, detector=det_id)]
+    events = [
+        (e.type, e.series_key, e.ts, e.value, e.score, e.expected, e.lower, e.upper)
+        for e in db.events_after(0, 10_000, detector=det_id)
+    ]
     states = {k: v.state for k, v in db.load_states(det_id).items()}
     return [*events, ("checkpoint", db.get_checkpoint(det_id)), ("states", states)]
 
 
 def differences(a: list, b: list) -> int:
     return sum((Counter(map(repr, a)) - Counter(map(repr, b))).values()) + sum(
-        (Counter(map(repr, b)) - Counter(map(repr, a))).values())
+        (Counter(map(repr, b)) - Counter(map(repr, a))).values()
+    )
 
 
-async def test_a_datasource_cut_for_150s_is_caught_up_with_no_difference(aiops_env, prometheus, monkeypatch, tmp_path):
+async def test_a_datasource_cut_for_150s_is_caught_up_with_no_difference(
+    aiops_env, prometheus, monkeypatch, tmp_path
+):
     h = prometheus.history
     config = tmp_path / "aiops.yaml"
     dead = f"http://127.0.0.1:{free_port()}"
@@ -78,7 +94,9 @@ async def test_a_datasource_cut_for_150s_is_caught_up_with_no_difference(aiops_e
         rows = {r["detector"]: r for r in summary["detectors"]}
         assert rows["direct"]["status"] == "ok"
         if now in cut:
-            assert rows["cut"]["status"] == "failed" and db.collector_status("cut").state == "failed"
+            assert (
+                rows["cut"]["status"] == "failed" and db.collector_status("cut").state == "failed"
+            )
             failed += 1
         else:
             assert rows["cut"]["status"] == "ok"
@@ -86,11 +104,15 @@ async def test_a_datasource_cut_for_150s_is_caught_up_with_no_difference(aiops_e
     direct, caught_up = found(db, "direct"), found(db, "cut")
     assert [e for e in direct if e[0] == "anomaly"], "the spike was found"
     assert differences(direct, caught_up) == 0
-    print(f"datasource cut {CUT} s ({failed} failed ticks): {len(direct) - 2} events on the direct path, "
-          f"{differences(direct, caught_up)} differences after the catch-up")
+    print(
+        f"datasource cut {CUT} s ({failed} failed ticks): {len(direct) - 2} events on the direct path, "
+        f"{differences(direct, caught_up)} differences after the catch-up"
+    )
 
 
-def test_a_tick_killed_half_way_resumes_with_no_duplicate_and_the_same_result(aiops_env, prometheus, monkeypatch):
+def test_a_tick_killed_half_way_resumes_with_no_duplicate_and_the_same_result(
+    aiops_env, prometheus, monkeypatch
+):
     """SIGKILL a tick in another process after a few of its pieces were committed; once the
     killed run's claim has lapsed, the next tick resumes from the checkpoint, and the result
     equals a detector that was never killed."""
@@ -107,7 +129,11 @@ def test_a_tick_killed_half_way_resumes_with_no_duplicate_and_the_same_result(ai
         "from flows.metrics import detect_metrics\n"
         f"asyncio.run(detect_metrics(now=d.datetime.fromtimestamp({now}, d.UTC)))\n"
     )
-    env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value()), "PREFECT_LOGGING_LEVEL": "WARNING"}
+    env = {
+        **os.environ,
+        "PREFECT_API_URL": str(PREFECT_API_URL.value()),
+        "PREFECT_LOGGING_LEVEL": "WARNING",
+    }
     proc = subprocess.Popen([sys.executable, "-c", script], env=env, cwd=os.getcwd())
     try:
         for _ in range(1200):  # at most ~4 minutes: each poll pauses in proc.wait
@@ -135,8 +161,14 @@ def test_a_tick_killed_half_way_resumes_with_no_duplicate_and_the_same_result(ai
     later = now + TICK  # both are due again: the killed one resumes from its checkpoint
     asyncio.run(detect_metrics(now=at(later)))
     killed, whole = found(db, "killed"), found(db, "whole")
-    keys = [(e.series_key, e.ts) for e in db.events_after(0, 10_000, detector="killed") if e.type == "anomaly"]
+    keys = [
+        (e.series_key, e.ts)
+        for e in db.events_after(0, 10_000, detector="killed")
+        if e.type == "anomaly"
+    ]
     assert len(keys) == len(set(keys)) and keys, "no duplicate anomaly"
     assert differences(killed, whole) == 0
-    print(f"kill -9 of a tick at {killed_at:%H:%M:%S} ({(killed_at.timestamp() - h.start) / (h.end - h.start):.0%} "
-          f"done): {len(killed) - 2} events after the resume, 0 duplicates, {differences(killed, whole)} differences")
+    print(
+        f"kill -9 of a tick at {killed_at:%H:%M:%S} ({(killed_at.timestamp() - h.start) / (h.end - h.start):.0%} "
+        f"done): {len(killed) - 2} events after the resume, 0 duplicates, {differences(killed, whole)} differences"
+    )

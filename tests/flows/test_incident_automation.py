@@ -33,24 +33,42 @@ def documented_trigger() -> DeploymentEventTrigger:
     return DeploymentEventTrigger(**spec)
 
 
-async def test_the_documented_automation_starts_a_log_triage_when_an_incident_opens(tmp_path, prefect_events):
-    deployment = await analyze_logs.ato_deployment("incident-triage", triggers=[documented_trigger()])
+async def test_the_documented_automation_starts_a_log_triage_when_an_incident_opens(
+    tmp_path, prefect_events
+):
+    deployment = await analyze_logs.ato_deployment(
+        "incident-triage", triggers=[documented_trigger()]
+    )
     deployment_id = await deployment.aapply()
 
     store = Store.open(f"sqlite:///{tmp_path / 'aiops.db'}")
     try:
-        detector = store.create_detector({"id": "api-latency", "kind": "zscore", "status": "running"})
+        detector = store.create_detector(
+            {"id": "api-latency", "kind": "zscore", "status": "running"}
+        )
         labels = {"app": "api", "instance": "a"}
         opened = datetime.now(UTC).replace(microsecond=0)
-        inserted = store.commit_detection("api-latency", incidents=[{
-            "series_key": series_key(labels), "labels": labels, "opened_at": opened, "opened": True,
-            "last_anomalous_at": opened, "resolved_at": None, "points": 1,
-            "peak": {"ts": opened, "score": 4.0, "value": 900.0, "expected": 120.0},
-        }])
+        inserted = store.commit_detection(
+            "api-latency",
+            incidents=[
+                {
+                    "series_key": series_key(labels),
+                    "labels": labels,
+                    "opened_at": opened,
+                    "opened": True,
+                    "last_anomalous_at": opened,
+                    "resolved_at": None,
+                    "points": 1,
+                    "peak": {"ts": opened, "score": 4.0, "value": 900.0, "expected": 120.0},
+                }
+            ],
+        )
     finally:
         store.close()
     assert emit_incidents(detector, inserted) == 1
-    (sent,) = [e for e in prefect_events() if e.event == "aiops.incident.opened"]  # waits for the worker
+    (sent,) = [
+        e for e in prefect_events() if e.event == "aiops.incident.opened"
+    ]  # waits for the worker
     assert sent.resource.id == "aiops.detector.api-latency"
 
     runs = []
@@ -58,7 +76,9 @@ async def test_the_documented_automation_starts_a_log_triage_when_an_incident_op
     only_this = DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id]))
     async with get_client() as client, asyncio.timeout(TIMEOUT):
         while not runs:  # the server's trigger service acts within about a second
-            runs = await client.read_flow_runs(flow_run_filter=flow_runs, deployment_filter=only_this)
+            runs = await client.read_flow_runs(
+                flow_run_filter=flow_runs, deployment_filter=only_this
+            )
             if not runs:
                 await asyncio.sleep(0.2)  # polling the server for a condition, bounded by TIMEOUT
     (run,) = runs

@@ -25,11 +25,21 @@ NS = 10**9
 
 
 def inject_incident(db, detector_id: str, labels: dict[str, str], opened: datetime):
-    return db.commit_detection(detector_id, incidents=[{
-        "series_key": series_key(labels), "labels": labels, "opened_at": opened, "opened": True,
-        "last_anomalous_at": opened, "resolved_at": None, "points": 1,
-        "peak": {"ts": opened, "score": 5.0, "value": 2.5, "expected": 0.3},
-    }])
+    return db.commit_detection(
+        detector_id,
+        incidents=[
+            {
+                "series_key": series_key(labels),
+                "labels": labels,
+                "opened_at": opened,
+                "opened": True,
+                "last_anomalous_at": opened,
+                "resolved_at": None,
+                "points": 1,
+                "peak": {"ts": opened, "score": 5.0, "value": 2.5, "expected": 0.3},
+            }
+        ],
+    )
 
 
 def spread(start: datetime, end: datetime, n: int) -> list[int]:
@@ -40,7 +50,8 @@ def spread(start: datetime, end: datetime, n: int) -> list[int]:
 
 async def runs_of(client, deployment_id) -> list:
     return await client.read_flow_runs(
-        flow_run_filter=FlowRunFilter(), deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id]))
+        flow_run_filter=FlowRunFilter(),
+        deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])),
     )
 
 
@@ -64,7 +75,9 @@ async def test_an_opened_incident_on_a_linked_detector_gets_one_triage_naming_wh
     baseline_from = incident_from - (incident_to - incident_from)  # the same length just before
     stream = {"app": "checkout", "level": "info"}
     for i, ns in enumerate(spread(baseline_from, incident_from, 130)):
-        line = f"GET /cart/{i} served in {20 + i % 5}ms" if i % 13 else f"WARN cache miss for key k{i}"
+        line = (
+            f"GET /cart/{i} served in {20 + i % 5}ms" if i % 13 else f"WARN cache miss for key k{i}"
+        )
         fake_loki.add(stream, ns, line)
     for i, ns in enumerate(spread(incident_from, incident_to, 260)):
         if i % 2:
@@ -72,12 +85,20 @@ async def test_an_opened_incident_on_a_linked_detector_gets_one_triage_naming_wh
         elif i % 4 == 0:
             line = f"WARN cache miss for key k{i}"  # 10 in the baseline, 65 now: a rate jump
         else:
-            line = f"ERROR java.net.SocketTimeoutException: Read timed out talking to payments-{i % 3}"
+            line = (
+                f"ERROR java.net.SocketTimeoutException: Read timed out talking to payments-{i % 3}"
+            )
         fake_loki.add(stream, ns, line)
 
     db = store()
-    linked = db.create_detector({"id": "checkout-errors", "kind": "zscore", "status": "running",
-                                 "triage": {"selector": '{app="$service"}', "lead": "5m", "baselines": ["previous"]}})
+    linked = db.create_detector(
+        {
+            "id": "checkout-errors",
+            "kind": "zscore",
+            "status": "running",
+            "triage": {"selector": '{app="$service"}', "lead": "5m", "baselines": ["previous"]},
+        }
+    )
     unlinked = db.create_detector({"id": "checkout-latency", "kind": "zscore", "status": "running"})
     labels = {"service": "checkout", "instance": "a"}
     quiet = inject_incident(db, unlinked.id, labels, opened)
@@ -92,7 +113,9 @@ async def test_an_opened_incident_on_a_linked_detector_gets_one_triage_naming_wh
             while not (runs := await runs_of(client, triage_deployment)):
                 await asyncio.sleep(0.2)  # polling the server for a condition, bounded by TIMEOUT
         (run,) = runs  # one run, for the linked detector's incident only
-        assert run.parameters == {"incident": incident_id}  # the template rendered, as the flow wants it
+        assert run.parameters == {
+            "incident": incident_id
+        }  # the template rendered, as the flow wants it
         result = await run_flow_async(analyze_logs, flow_run=run, parameters=run.parameters)
         assert (await client.read_flow_run(run.id)).state.is_completed()
         assert len(await runs_of(client, triage_deployment)) == 1
@@ -101,12 +124,21 @@ async def test_an_opened_incident_on_a_linked_detector_gets_one_triage_naming_wh
     triage = db.get_triage(incident_id)
     assert triage.status == "done" and triage.flow_run_id == str(run.id) and triage.error is None
     report = triage.report
-    assert report["selector"] == '{app="checkout"}' and report["lines"] == {"incident": 260, "baseline": 130}
+    assert report["selector"] == '{app="checkout"}' and report["lines"] == {
+        "incident": 260,
+        "baseline": 130,
+    }
     kinds = {(f["kind"], f.get("template") or f.get("error_type")) for f in report["findings"]}
-    assert ("new_template", "java.net.SocketTimeoutException: Read timed out talking to payments-<NUM>") in kinds
+    assert (
+        "new_template",
+        "java.net.SocketTimeoutException: Read timed out talking to payments-<NUM>",
+    ) in kinds
     assert ("new_error_type", "java.net.SocketTimeoutException") in kinds
     (jump,) = [f for f in report["findings"] if f["kind"] == "rate_jump"]
-    assert jump["template"] == "WARN cache miss for key k<NUM>" and (jump["count"], jump["previous_count"]) == (65, 10)
+    assert jump["template"] == "WARN cache miss for key k<NUM>" and (
+        jump["count"],
+        jump["previous_count"],
+    ) == (65, 10)
     new = next(f for f in report["findings"] if f["kind"] == "new_template")
     assert new["logql"]["pattern_filter"].startswith('{app="checkout"} |> ')
     assert new["examples"][0].startswith("ERROR java.net.SocketTimeoutException")
@@ -124,29 +156,49 @@ async def test_a_file_source_is_cut_into_the_incident_window_and_its_baseline(ai
     for i in range(240):  # one line a 5 s over the last 20 minutes
         ts = now - timedelta(minutes=20) + timedelta(seconds=5 * i)
         slow = ts >= opened - timedelta(minutes=1)
-        lines.append(f"{ts.isoformat()} INFO payment authorised in {400 + i % 7 if slow else 40 + i % 7}ms")
+        lines.append(
+            f"{ts.isoformat()} INFO payment authorised in {400 + i % 7 if slow else 40 + i % 7}ms"
+        )
     path = aiops_env / "payments.log"
     path.write_text("\n".join(lines) + "\n")
     db = store()
-    db.create_detector({"id": "payments", "kind": "zscore", "triage": {"path": str(path), "lead": "1m",
-                                                                        "baselines": ["previous", "day"]}})
-    (event,) = [e for e in inject_incident(db, "payments", {"app": "payments"}, opened) if e.type == "incident.opened"]
+    db.create_detector(
+        {
+            "id": "payments",
+            "kind": "zscore",
+            "triage": {"path": str(path), "lead": "1m", "baselines": ["previous", "day"]},
+        }
+    )
+    (event,) = [
+        e
+        for e in inject_incident(db, "payments", {"app": "payments"}, opened)
+        if e.type == "incident.opened"
+    ]
 
     result = await analyze_logs(incident=event.payload["incident_id"])
 
     report = db.get_triage(event.payload["incident_id"]).report
     assert result["triage"] == "done" and report["source"] == f"file:{path}"
-    assert [(b["name"], b["used"]) for b in report["baselines"]] == [("previous", True), ("day", False)]
+    assert [(b["name"], b["used"]) for b in report["baselines"]] == [
+        ("previous", True),
+        ("day", False),
+    ]
     (slower,) = [f for f in report["findings"] if f["kind"] == "slower"]
     assert slower["p50_ms"]["incident"] > 5 * slower["p50_ms"]["baseline"]
     assert slower["logql"] is None  # a file has no LogQL
 
 
-async def test_a_failing_log_source_leaves_its_error_on_the_triage_and_the_run_and_the_incident_unharmed(fake_loki):
+async def test_a_failing_log_source_leaves_its_error_on_the_triage_and_the_run_and_the_incident_unharmed(
+    fake_loki,
+):
     opened = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=30)
     db = store()
     db.create_detector({"id": "orders", "kind": "zscore", "triage": {"selector": '{app="$app"}'}})
-    (event,) = [e for e in inject_incident(db, "orders", {"app": "orders"}, opened) if e.type == "incident.opened"]
+    (event,) = [
+        e
+        for e in inject_incident(db, "orders", {"app": "orders"}, opened)
+        if e.type == "incident.opened"
+    ]
     incident_id = event.payload["incident_id"]
     before = db.get_incident(incident_id)
     fake_loki.fail_next = [400]  # Loki refuses the query: never retried
@@ -158,15 +210,24 @@ async def test_a_failing_log_source_leaves_its_error_on_the_triage_and_the_run_a
         await state.result()
     triage = db.get_triage(incident_id)
     assert triage.status == "failed" and triage.report is None
-    assert triage.error.startswith('reading loki:loki:{app="$app"}: BadQuery: ') and "injected failure 400" in triage.error
+    assert (
+        triage.error.startswith('reading loki:loki:{app="$app"}: BadQuery: ')
+        and "injected failure 400" in triage.error
+    )
     assert db.get_incident(incident_id) == before
 
 
 async def test_a_selector_naming_a_label_the_series_lacks_fails_the_triage_clearly(aiops_env):
     opened = datetime.now(UTC).replace(microsecond=0)
     db = store()
-    db.create_detector({"id": "carts", "kind": "zscore", "triage": {"selector": '{app="$service"}'}})
-    (event,) = [e for e in inject_incident(db, "carts", {"app": "carts"}, opened) if e.type == "incident.opened"]
+    db.create_detector(
+        {"id": "carts", "kind": "zscore", "triage": {"selector": '{app="$service"}'}}
+    )
+    (event,) = [
+        e
+        for e in inject_incident(db, "carts", {"app": "carts"}, opened)
+        if e.type == "incident.opened"
+    ]
 
     state = await analyze_logs(incident=event.payload["incident_id"], return_state=True)
 

@@ -23,10 +23,21 @@ def at(ts: float) -> datetime:
 
 
 def make_detector(db, detector_id: str) -> None:
-    db.create_detector({
-        "id": detector_id, "kind": "zscore", "params": PARAMS, "status": "running", "interval_seconds": 60,
-        "datasource": {"name": "loki", "query": lokidata.QUERY, "step": 60, "lookback": lokidata.MINUTES * 60},
-    })
+    db.create_detector(
+        {
+            "id": detector_id,
+            "kind": "zscore",
+            "params": PARAMS,
+            "status": "running",
+            "interval_seconds": 60,
+            "datasource": {
+                "name": "loki",
+                "query": lokidata.QUERY,
+                "step": 60,
+                "lookback": lokidata.MINUTES * 60,
+            },
+        }
+    )
 
 
 async def test_a_loki_detector_is_collected_scored_and_backfilled(fake_loki):

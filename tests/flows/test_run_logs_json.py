@@ -44,7 +44,10 @@ def test_run_logs_carry_detector_datasource_query_window_and_run_id():
     handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter())
     handler.addFilter(RunContextFilter())
-    loggers = [logging.getLogger(n) for n in ("prefect.flow_runs", "prefect.task_runs", "aiops.sources.http")]
+    loggers = [
+        logging.getLogger(n)
+        for n in ("prefect.flow_runs", "prefect.task_runs", "aiops.sources.http")
+    ]
     for lg in loggers:
         lg.addHandler(handler)
     try:
@@ -75,8 +78,14 @@ def test_prefect_loads_the_json_logging_config_as_the_cli_sets_it(tmp_path):
         "logging.getLogger('aiops.tasks').info('core says', extra={'datasource': 'loki'})\n"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_LOGGING", "AIOPS_"))}
-    env.update(AIOPS_LOG_FORMAT="json", AIOPS_DATA_DIR=str(tmp_path), PREFECT_LOGGING_TO_API_ENABLED="false")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    env.update(
+        AIOPS_LOG_FORMAT="json",
+        AIOPS_DATA_DIR=str(tmp_path),
+        PREFECT_LOGGING_TO_API_ENABLED="false",
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     lines = [json.loads(line) for line in out.stderr.splitlines() if line.startswith("{")]
     run = next(r for r in lines if r["message"] == "run says")

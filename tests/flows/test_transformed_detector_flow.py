@@ -14,8 +14,11 @@ from tasks._runtime import store
 
 pytestmark = [pytest.mark.prefect, pytest.mark.prometheus]
 
-STEPS = [{"op": "resample", "step": "1m", "how": "max"}, {"op": "rolling", "window": "2m", "how": "avg"},
-         {"op": "aggregate", "how": "max", "by": ["instance"]}]
+STEPS = [
+    {"op": "resample", "step": "1m", "how": "max"},
+    {"op": "rolling", "window": "2m", "how": "avg"},
+    {"op": "aggregate", "how": "max", "by": ["instance"]},
+]
 
 
 def at(ts: float) -> datetime:
@@ -23,15 +26,28 @@ def at(ts: float) -> datetime:
 
 
 def make(db, detector_id: str) -> None:
-    db.create_detector({
-        "id": detector_id, "kind": "zscore", "params": {"window": 20, "calibration": "none"}, "status": "running",
-        "interval_seconds": 60, "transforms": STEPS,
-        "datasource": {"name": "prometheus", "query": "aiops_test_anomaly", "step": 15, "lookback": 6 * 3600},
-    })
+    db.create_detector(
+        {
+            "id": detector_id,
+            "kind": "zscore",
+            "params": {"window": 20, "calibration": "none"},
+            "status": "running",
+            "interval_seconds": 60,
+            "transforms": STEPS,
+            "datasource": {
+                "name": "prometheus",
+                "query": "aiops_test_anomaly",
+                "step": 15,
+                "lookback": 6 * 3600,
+            },
+        }
+    )
 
 
 def found(db, detector_id: str) -> list[tuple]:
-    return sorted((a.ts, a.series_key, round(a.score, 6)) for a in db.list_anomalies(detector=detector_id))
+    return sorted(
+        (a.ts, a.series_key, round(a.score, 6)) for a in db.list_anomalies(detector=detector_id)
+    )
 
 
 async def test_ticks_and_a_backfill_of_a_transformed_detector_find_the_same(aiops_env, prometheus):
@@ -42,9 +58,13 @@ async def test_ticks_and_a_backfill_of_a_transformed_detector_find_the_same(aiop
     first = at(h.start) + timedelta(hours=4)  # the spike is 10 minutes later
     # the first tick reads its lookback up to `first`; then ticks of 7 steps, cut inside buckets
     for i in range(14):
-        summary = await detect_metrics(detector_ids=["ticks"], now=first + timedelta(seconds=7 * h.step * i))
+        summary = await detect_metrics(
+            detector_ids=["ticks"], now=first + timedelta(seconds=7 * h.step * i)
+        )
         assert summary["failed"] == 0, summary
-    window = collection_window(step_seconds=h.step, lookback_seconds=6 * 3600, checkpoint=None, now=first)
+    window = collection_window(
+        step_seconds=h.step, lookback_seconds=6 * 3600, checkpoint=None, now=first
+    )
     last = db.get_checkpoint("ticks")
     await backfill(["bf"], window.start, last + timedelta(seconds=h.step), window="2h")
     live, replayed = found(db, "ticks"), found(db, "bf")

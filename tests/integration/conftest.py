@@ -17,4 +17,6 @@ async def http():
 
 @pytest.fixture
 def prom(prometheus, http) -> PrometheusClient:
-    return PrometheusClient(http, prometheus.url, retry=RetryPolicy(initial_seconds=0.05, jitter_seconds=0.05))
+    return PrometheusClient(
+        http, prometheus.url, retry=RetryPolicy(initial_seconds=0.05, jitter_seconds=0.05)
+    )

@@ -21,9 +21,11 @@ pytestmark = pytest.mark.prometheus
 values = st.one_of(
     st.sampled_from(LOADED_HOSTILE),
     st.text(min_size=1, max_size=40),
-    st.text(alphabet=st.sampled_from('\\"\'`{}()[],=~!#$\n\r\t\x00 '), min_size=1, max_size=20),
+    st.text(alphabet=st.sampled_from("\\\"'`{}()[],=~!#$\n\r\t\x00 "), min_size=1, max_size=20),
 )
-SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+SETTINGS = settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 
 def instant(url: str, query: str, at: int) -> dict:

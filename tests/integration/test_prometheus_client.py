@@ -36,11 +36,15 @@ async def test_rate_of_a_counter_is_exact(prom, prometheus):
 
 async def test_range_query_returns_every_sample_in_the_window(prom, prometheus):
     h = prometheus.history
-    result = await prom.query_range('aiops_test_gauge{instance="a"}', h.timestamp(10), h.timestamp(20), 15)
+    result = await prom.query_range(
+        'aiops_test_gauge{instance="a"}', h.timestamp(10), h.timestamp(20), 15
+    )
     assert result.result_type == "matrix" and result.chunks == 1
     frame = result.to_frame()
     assert frame["value"].tolist() == [float(i) for i in range(10, 21)]
-    assert (frame["timestamp"].astype("int64") // 10**9).tolist() == [h.timestamp(i) for i in range(10, 21)]
+    assert (frame["timestamp"].astype("int64") // 10**9).tolist() == [
+        h.timestamp(i) for i in range(10, 21)
+    ]
     assert frame["instance"].unique().tolist() == ["a"]
 
 
@@ -57,7 +61,12 @@ async def test_range_over_the_point_limit_is_split_and_merged_without_gaps(prom,
 
 async def test_streaming_chunks_arrive_oldest_first_under_the_limit(prom, prometheus):
     h = prometheus.history
-    chunks = [c async for c in prom.iter_range("aiops_test_gauge", h.timestamp(0), h.timestamp(0) + 3000, 1, max_points=1000)]
+    chunks = [
+        c
+        async for c in prom.iter_range(
+            "aiops_test_gauge", h.timestamp(0), h.timestamp(0) + 3000, 1, max_points=1000
+        )
+    ]
     assert len(chunks) == 4
     firsts = [c.series[0].timestamps[0] for c in chunks]
     assert firsts == sorted(firsts)
@@ -68,7 +77,14 @@ async def test_streaming_chunks_arrive_oldest_first_under_the_limit(prom, promet
 async def test_collecting_into_a_small_buffer_drops_and_counts_the_oldest(prom, prometheus):
     h = prometheus.history
     buffer = SampleBuffer(capacity=100)
-    fetched = await prom.collect_range('aiops_test_gauge{instance="a"}', h.timestamp(0), h.timestamp(299), 15, buffer, max_points=50)
+    fetched = await prom.collect_range(
+        'aiops_test_gauge{instance="a"}',
+        h.timestamp(0),
+        h.timestamp(299),
+        15,
+        buffer,
+        max_points=50,
+    )
     assert fetched == 300
     assert buffer.dropped == 200
     assert buffer.drain()["value"].tolist() == [float(i) for i in range(200, 300)]
@@ -91,7 +107,9 @@ async def test_bad_query_fails_at_once_with_prometheus_message(prometheus, http)
 
 async def test_batch_queries_keep_order_and_isolate_failures(prom, prometheus):
     at = prometheus.history.timestamp(50)
-    results = await prom.query_many(['aiops_test_gauge{instance="a"}', "up{", 'aiops_test_gauge{instance="b"}'], at)
+    results = await prom.query_many(
+        ['aiops_test_gauge{instance="a"}', "up{", 'aiops_test_gauge{instance="b"}'], at
+    )
     assert results[0].series[0].values[0] == 50.0
     assert isinstance(results[1], BadQuery)
     assert results[2].series[0].values[0] == 100.0
@@ -124,7 +142,9 @@ async def test_failover_from_a_refusing_primary_to_the_real_server(prometheus, h
 
 async def test_every_url_dead_gives_unavailable_within_a_bounded_time(http):
     urls = [f"http://127.0.0.1:{free_port()}", f"http://127.0.0.1:{free_port()}"]
-    prom = PrometheusClient(http, urls, retry=RetryPolicy(attempts=3, initial_seconds=0.2, max_seconds=10))
+    prom = PrometheusClient(
+        http, urls, retry=RetryPolicy(attempts=3, initial_seconds=0.2, max_seconds=10)
+    )
     started = time.monotonic()
     with pytest.raises(DatasourceUnavailable) as err:
         await prom.query("up")
@@ -145,11 +165,32 @@ def test_cli_prints_a_table_and_json(prometheus, monkeypatch, capsys):
     assert body["resultType"] == "vector"
     assert body["result"][0]["value"] == [float(at), 14.0]
     start = prometheus.history.timestamp(0)
-    assert main(["query", 'aiops_test_gauge{instance="a"}', "--start", str(start), "--end", str(start + 30), "--step", "15s", "--json"]) == 0
-    assert [v for _, v in json.loads(capsys.readouterr().out)["result"][0]["values"]] == [0.0, 1.0, 2.0]
+    assert (
+        main(
+            [
+                "query",
+                'aiops_test_gauge{instance="a"}',
+                "--start",
+                str(start),
+                "--end",
+                str(start + 30),
+                "--step",
+                "15s",
+                "--json",
+            ]
+        )
+        == 0
+    )
+    assert [v for _, v in json.loads(capsys.readouterr().out)["result"][0]["values"]] == [
+        0.0,
+        1.0,
+        2.0,
+    ]
 
 
-def test_cli_reports_bad_queries_and_bad_settings_without_traceback(prometheus, monkeypatch, capsys):
+def test_cli_reports_bad_queries_and_bad_settings_without_traceback(
+    prometheus, monkeypatch, capsys
+):
     monkeypatch.setenv("AIOPS_PROMETHEUS_URL", prometheus.url)
     assert main(["query", "sum(", "--time", "1700000000"]) == 1
     err = capsys.readouterr().err

@@ -45,9 +45,12 @@ def test_up_serves_the_api_and_the_deployments_then_stops_cleanly(tmp_path):
         HOME=str(tmp_path),
     )
     log = (tmp_path / "up.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "aiops.cli", "up"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "aiops.cli", "up"], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
     api = f"http://127.0.0.1:{api_port}"
     try:
+
         def up_is_ready() -> bool:  # printed after its own readiness probe succeeded
             return "aiops is up" in (tmp_path / "up.log").read_text()
 
@@ -56,8 +59,12 @@ def test_up_serves_the_api_and_the_deployments_then_stops_cleanly(tmp_path):
         assert httpx.get(f"{api}/api/detectors", timeout=10).status_code == 401
 
         def deployments_served() -> bool:
-            r = httpx.post(f"{api}/api/runs", json={"flow": "detect-metrics"}, timeout=30,
-                           headers={"Authorization": f"Bearer {token}"})
+            r = httpx.post(
+                f"{api}/api/runs",
+                json={"flow": "detect-metrics"},
+                timeout=30,
+                headers={"Authorization": f"Bearer {token}"},
+            )
             return r.status_code == 201
 
         wait_for(proc, deployments_served, 120, "detect-metrics/default being served")
@@ -126,10 +133,20 @@ def test_up_demo_delivers_an_anomaly_on_the_websocket_then_leaves_nothing_runnin
         AIOPS_API_PORT=str(ports["api"]),
         HOME=str(tmp_path),
     )
-    cmd = [sys.executable, "-m", "aiops.cli", "up", "--prometheus-port", str(ports["prometheus"]),
-           "--exporter-port", str(ports["exporter"])]
+    cmd = [
+        sys.executable,
+        "-m",
+        "aiops.cli",
+        "up",
+        "--prometheus-port",
+        str(ports["prometheus"]),
+        "--exporter-port",
+        str(ports["exporter"]),
+    ]
     started = time.monotonic()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     output: list[str] = []
     ready, ended = threading.Event(), threading.Event()
 
@@ -149,9 +166,14 @@ def test_up_demo_delivers_an_anomaly_on_the_websocket_then_leaves_nothing_runnin
         assert not ended.is_set(), "aiops up exited early:\n" + "".join(output[-60:])
         up_after = time.monotonic() - started
         block = "".join(output)
-        for needle in (f"http://127.0.0.1:{ports['prefect']}", f"ws://127.0.0.1:{ports['api']}/api/events/ws",
-                       f"http://127.0.0.1:{ports['api']}/docs", f"http://127.0.0.1:{ports['prometheus']}",
-                       f"http://127.0.0.1:{ports['exporter']}/metrics", "app.log"):
+        for needle in (
+            f"http://127.0.0.1:{ports['prefect']}",
+            f"ws://127.0.0.1:{ports['api']}/api/events/ws",
+            f"http://127.0.0.1:{ports['api']}/docs",
+            f"http://127.0.0.1:{ports['prometheus']}",
+            f"http://127.0.0.1:{ports['exporter']}/metrics",
+            "app.log",
+        ):
             assert needle in block, needle
         seen.update({p: process_start_time(p) for p in descendants(proc.pid)})
         assert len(seen) >= 5, seen  # prefect server, workload, prometheus, deployments, api
@@ -164,9 +186,13 @@ def test_up_demo_delivers_an_anomaly_on_the_websocket_then_leaves_nothing_runnin
                     if message["op"] == "event":
                         return message["event"]
 
-        event = asyncio.run(asyncio.wait_for(first_anomaly(), timeout=240))  # bounded from "aiops is up"
+        event = asyncio.run(
+            asyncio.wait_for(first_anomaly(), timeout=240)
+        )  # bounded from "aiops is up"
         first_after = time.monotonic() - started
-        print(f"aiops up: ready after {up_after:.0f} s, first anomaly on the WebSocket after {first_after:.0f} s")
+        print(
+            f"aiops up: ready after {up_after:.0f} s, first anomaly on the WebSocket after {first_after:.0f} s"
+        )
         assert event["type"] == "anomaly" and event["detector_id"].startswith("demo-"), event
         assert event["score"] > 1
         listed = httpx.get(f"http://127.0.0.1:{ports['api']}/api/anomalies", timeout=30).json()
@@ -182,15 +208,26 @@ def test_up_demo_delivers_an_anomaly_on_the_websocket_then_leaves_nothing_runnin
 
         def prometheus_back() -> bool:
             try:
-                return httpx.get(f"http://127.0.0.1:{ports['prometheus']}/-/ready", timeout=2).status_code == 200
+                return (
+                    httpx.get(
+                        f"http://127.0.0.1:{ports['prometheus']}/-/ready", timeout=2
+                    ).status_code
+                    == 200
+                )
             except httpx.TransportError:
                 return False
 
         wait_for(proc, lambda: not process_alive(prom_pid), 30, "the killed Prometheus being gone")
         wait_for(proc, prometheus_back, 120, "Prometheus restarted and ready")
         assert httpx.get(f"http://127.0.0.1:{ports['api']}/healthz", timeout=10).status_code == 200
-        assert httpx.get(f"http://127.0.0.1:{ports['prefect']}/api/health", timeout=10).status_code == 200
-        assert "prometheus (pid %d) exited with code -9 (SIGKILL): restarting it" % prom_pid in "".join(output)
+        assert (
+            httpx.get(f"http://127.0.0.1:{ports['prefect']}/api/health", timeout=10).status_code
+            == 200
+        )
+        assert (
+            "prometheus (pid %d) exited with code -9 (SIGKILL): restarting it" % prom_pid
+            in "".join(output)
+        )
         seen.update({p: process_start_time(p) for p in descendants(proc.pid)})
 
         # ... and in the Prefect UI: the incident events and the tick's summary artifact (both
@@ -198,10 +235,16 @@ def test_up_demo_delivers_an_anomaly_on_the_websocket_then_leaves_nothing_runnin
         prefect = f"http://127.0.0.1:{ports['prefect']}/api"
 
         def in_prefect() -> bool:
-            events = httpx.post(f"{prefect}/events/filter", timeout=30, json={
-                "filter": {"event": {"prefix": ["aiops.incident."]}}, "limit": 5}).json()
-            artifacts = httpx.post(f"{prefect}/artifacts/filter", timeout=30, json={
-                "artifacts": {"key": {"any_": ["detect-metrics-summary"]}}, "limit": 1}).json()
+            events = httpx.post(
+                f"{prefect}/events/filter",
+                timeout=30,
+                json={"filter": {"event": {"prefix": ["aiops.incident."]}}, "limit": 5},
+            ).json()
+            artifacts = httpx.post(
+                f"{prefect}/artifacts/filter",
+                timeout=30,
+                json={"artifacts": {"key": {"any_": ["detect-metrics-summary"]}}, "limit": 1},
+            ).json()
             return bool(events.get("events")) and bool(artifacts)
 
         wait_for(proc, in_prefect, 120, "the incident events and the summary artifact in Prefect")

@@ -44,7 +44,9 @@ class RunningAlertmanager:
 
 
 @contextmanager
-def run_alertmanager(workdir: Path, *, port: int | None = None, ready_timeout: float = 30.0) -> Iterator[RunningAlertmanager]:
+def run_alertmanager(
+    workdir: Path, *, port: int | None = None, ready_timeout: float = 30.0
+) -> Iterator[RunningAlertmanager]:
     """Alertmanager on 127.0.0.1 (a free port unless given), no clustering, until the block exits."""
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "alertmanager.yml"
@@ -53,9 +55,17 @@ def run_alertmanager(workdir: Path, *, port: int | None = None, ready_timeout: f
     url = f"http://127.0.0.1:{port}"
     log = (workdir / "alertmanager.log").open("w")
     proc = subprocess.Popen(
-        [binary(), f"--config.file={config}", f"--storage.path={workdir / 'data'}",
-         f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address=", "--log.level=warn"],
-        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        [
+            binary(),
+            f"--config.file={config}",
+            f"--storage.path={workdir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--cluster.listen-address=",
+            "--log.level=warn",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
     )
     try:
         deadline = time.monotonic() + ready_timeout
@@ -67,7 +77,9 @@ def run_alertmanager(workdir: Path, *, port: int | None = None, ready_timeout: f
                 pass
             try:  # waiting on the process is the pause between polls; it also notices a crash
                 code = proc.wait(timeout=0.1)
-                raise RuntimeError(f"alertmanager exited with {code}: {(workdir / 'alertmanager.log').read_text()[-2000:]}")
+                raise RuntimeError(
+                    f"alertmanager exited with {code}: {(workdir / 'alertmanager.log').read_text()[-2000:]}"
+                )
             except subprocess.TimeoutExpired:
                 pass
             if time.monotonic() > deadline:

@@ -114,7 +114,10 @@ class FakeLoki:
             metric = _METRIC.match(q.strip())
             if not metric:
                 _parse_log(q)  # raises a parse error for nonsense
-                raise LokiError(400, "log queries are not supported as an instant query type, please change your query to a range query type")
+                raise LokiError(
+                    400,
+                    "log queries are not supported as an instant query type, please change your query to a range query type",
+                )
             vec = self._count(metric, at - _dur(metric["range"]), at)
             result = [{"metric": k, "value": [at / 1e9, str(v)]} for k, v in vec]
             return _success({"resultType": "vector", "result": result, "stats": {}})
@@ -131,7 +134,10 @@ class FakeLoki:
                 raise LokiError(400, "end timestamp must not be before or equal to start time")
             if end - start > MAX_QUERY_HOURS * 3600 * 10**9:
                 hours = (end - start) // (3600 * 10**9)
-                raise LokiError(400, f"the query time range exceeds the limit (query length: {hours}h0m0s, limit: {MAX_QUERY_HOURS}h0m0s)")
+                raise LokiError(
+                    400,
+                    f"the query time range exceeds the limit (query length: {hours}h0m0s, limit: {MAX_QUERY_HOURS}h0m0s)",
+                )
             direction = p.get("direction", "backward")
             if direction not in ("forward", "backward"):
                 raise LokiError(400, f"invalid direction '{direction}'")
@@ -139,7 +145,10 @@ class FakeLoki:
             if metric:
                 step = _step(p.get("step"), start, end)
                 if (end - start) // step + 1 > MAX_POINTS:
-                    raise LokiError(400, "exceeded maximum resolution of 11,000 points per time series. Try increasing the value of the step parameter")
+                    raise LokiError(
+                        400,
+                        "exceeded maximum resolution of 11,000 points per time series. Try increasing the value of the step parameter",
+                    )
                 series: dict[tuple, list] = defaultdict(list)
                 t = start
                 while t <= end:
@@ -152,7 +161,10 @@ class FakeLoki:
             if limit <= 0:
                 raise LokiError(400, "limit must be a positive value")
             if limit > MAX_ENTRIES:
-                raise LokiError(400, f"max entries limit per query exceeded, limit > max_entries_limit_per_query ({limit} > {MAX_ENTRIES})")
+                raise LokiError(
+                    400,
+                    f"max entries limit per query exceeded, limit > max_entries_limit_per_query ({limit} > {MAX_ENTRIES})",
+                )
             matched = [e for e in self._select(q) if start <= e.ns < end]
             matched.sort(key=lambda e: e.ns, reverse=direction == "backward")
             page = matched[:limit]
@@ -216,10 +228,17 @@ class FakeLoki:
 
     async def _stats(self, request: Request) -> Response:
         async def handle(r: Request) -> Response:
-            entries = [e for e in self._select(r.query_params.get("query", "")) if e in self._in_span(r)]
+            entries = [
+                e for e in self._select(r.query_params.get("query", "")) if e in self._in_span(r)
+            ]
             streams = {tuple(sorted(e.labels.items())) for e in entries}
             return JSONResponse(
-                {"streams": len(streams), "chunks": len(streams), "entries": len(entries), "bytes": sum(len(e.line) for e in entries)}
+                {
+                    "streams": len(streams),
+                    "chunks": len(streams),
+                    "entries": len(entries),
+                    "bytes": sum(len(e.line) for e in entries),
+                }
             )
 
         return await self._guard(request, handle)
@@ -244,7 +263,10 @@ class FakeLoki:
                 for stream in body["streams"]:
                     for value in stream["values"]:
                         if not isinstance(value[0], str):
-                            raise LokiError(400, "loghttp.PushRequest.Streams: Values: ReadString: expects \" or n")
+                            raise LokiError(
+                                400,
+                                'loghttp.PushRequest.Streams: Values: ReadString: expects " or n',
+                            )
                         self.add(stream["stream"], int(value[0]), value[1])
             except (ValueError, KeyError, TypeError) as exc:
                 raise LokiError(400, f"malformed push request: {exc}") from None
@@ -280,7 +302,9 @@ class FakeLoki:
                 raise LokiError(400, "limit must be a positive value")
             start = _time(p.get("start"), default=_now_ns() - 3600 * 10**9)
         except (LokiError, ValueError) as exc:
-            status, message = (exc.status, exc.message) if isinstance(exc, LokiError) else (400, str(exc))
+            status, message = (
+                (exc.status, exc.message) if isinstance(exc, LokiError) else (400, str(exc))
+            )
             await ws.send_denial_response(PlainTextResponse(message, status_code=status))
             return
         await ws.accept()
@@ -296,7 +320,9 @@ class FakeLoki:
         try:
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(watch_client, tasks.cancel_scope)
-                first = sorted((e for e in self._select(q) if e.ns >= start), key=lambda e: e.ns)[-limit:]
+                first = sorted((e for e in self._select(q) if e.ns >= start), key=lambda e: e.ns)[
+                    -limit:
+                ]
                 seen, pending, sent = len(self.entries), first, 0
                 while True:
                     if pending or self.tail_drop_next:
@@ -320,10 +346,15 @@ class FakeLoki:
         streams: dict[tuple, dict[str, Any]] = {}
         for e in entries:
             key = tuple(sorted(e.labels.items()))
-            streams.setdefault(key, {"stream": dict(e.labels), "values": []})["values"].append([str(e.ns), e.line])
+            streams.setdefault(key, {"stream": dict(e.labels), "values": []})["values"].append(
+                [str(e.ns), e.line]
+            )
         dropped = None
         if self.tail_drop_next:
-            dropped = [{"labels": {"app": "dropped"}, "timestamp": str(_now_ns())} for _ in range(self.tail_drop_next)]
+            dropped = [
+                {"labels": {"app": "dropped"}, "timestamp": str(_now_ns())}
+                for _ in range(self.tail_drop_next)
+            ]
             self.tail_drop_next = 0
         return {"streams": list(streams.values()), "dropped_entries": dropped}
 
@@ -359,7 +390,9 @@ def _time(text: str | None, *, default: int) -> int:
     try:
         return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1e9)
     except ValueError:
-        raise LokiError(400, f'invalid parameter "time": cannot parse "{text}" to a valid timestamp') from None
+        raise LokiError(
+            400, f'invalid parameter "time": cannot parse "{text}" to a valid timestamp'
+        ) from None
 
 
 def _step(text: str | None, start: int, end: int) -> int:
@@ -373,7 +406,10 @@ def _step(text: str | None, start: int, end: int) -> int:
             raise LokiError(400, f'invalid parameter "step": cannot parse "{text}"') from None
         seconds = int(m[1]) * _UNITS[m[2]]
     if seconds <= 0:
-        raise LokiError(400, "zero or negative query resolution step widths are not accepted. Try a positive integer")
+        raise LokiError(
+            400,
+            "zero or negative query resolution step widths are not accepted. Try a positive integer",
+        )
     return int(seconds * 1e9)
 
 
@@ -385,12 +421,16 @@ def _parse_log(query: str) -> tuple[tuple, list[tuple[str, str]]]:
     q = query.strip()
     if not q.startswith("{"):
         col = 1
-        raise LokiError(400, f"parse error at line 1, col {col}: syntax error: unexpected IDENTIFIER")
+        raise LokiError(
+            400, f"parse error at line 1, col {col}: syntax error: unexpected IDENTIFIER"
+        )
     depth_end = _selector_end(q)
     try:
         matchers = parse_selector(q[: depth_end + 1])
     except ValueError:
-        raise LokiError(400, "parse error at line 1, col 2: syntax error: unexpected IDENTIFIER") from None
+        raise LokiError(
+            400, "parse error at line 1, col 2: syntax error: unexpected IDENTIFIER"
+        ) from None
     rest = q[depth_end + 1 :]
     filters = []
     pos = 0
@@ -398,7 +438,10 @@ def _parse_log(query: str) -> tuple[tuple, list[tuple[str, str]]]:
         m = _FILTER.match(rest, pos)
         if not m:
             if rest[pos:].strip():
-                raise LokiError(400, f"parse error at line 1, col {depth_end + 2 + pos}: syntax error: unexpected IDENTIFIER")
+                raise LokiError(
+                    400,
+                    f"parse error at line 1, col {depth_end + 2 + pos}: syntax error: unexpected IDENTIFIER",
+                )
             break
         filters.append((m[1], unquote(m[2])))
         pos = m.end()
@@ -442,7 +485,9 @@ def serving(fake: FakeLoki) -> Iterator[str]:
     from tests.support.prometheus import free_port
 
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(fake.app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    server = uvicorn.Server(
+        uvicorn.Config(fake.app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     started = threading.Event()

@@ -23,7 +23,11 @@ def load(fake: FakeLoki) -> None:
     for m in range(MINUTES):
         base = (START + m * 60) * 10**9
         for i in range(errors_in(m)):
-            fake.add({"app": "checkout", "level": "error"}, base + (i + 1) * 10**9, f"error: payment declined #{i}")
+            fake.add(
+                {"app": "checkout", "level": "error"},
+                base + (i + 1) * 10**9,
+                f"error: payment declined #{i}",
+            )
         for i in range(2):
             fake.add({"app": "checkout", "level": "info"}, base + (30 + i) * 10**9, "checkout ok")
 

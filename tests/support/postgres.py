@@ -18,7 +18,9 @@ from tests.support.prometheus import free_port
 def binaries() -> Path:
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
     if not found:
-        raise RuntimeError("PostgreSQL server binaries not found: run `make test` (it installs Debian's postgresql)")
+        raise RuntimeError(
+            "PostgreSQL server binaries not found: run `make test` (it installs Debian's postgresql)"
+        )
     return Path(found[-1]).parent
 
 
@@ -37,14 +39,40 @@ def run_postgres(workdir: Path, *, ready_timeout: float = 60.0) -> Iterator[str]
         shutil.chown(sockets, "postgres")
         prefix = ["runuser", "-u", "postgres", "--"]
     subprocess.run(
-        [*prefix, str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "aiops", "--no-sync"],
-        check=True, capture_output=True, timeout=120,
+        [
+            *prefix,
+            str(bin_dir / "initdb"),
+            "-D",
+            str(data),
+            "-A",
+            "trust",
+            "-U",
+            "aiops",
+            "--no-sync",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
     )
     port = free_port()
     log = workdir / "postgres.log"
     proc = subprocess.Popen(
-        [*prefix, str(bin_dir / "postgres"), "-D", str(data), "-p", str(port), "-k", str(sockets),
-         "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "max_connections=200"],
+        [
+            *prefix,
+            str(bin_dir / "postgres"),
+            "-D",
+            str(data),
+            "-p",
+            str(port),
+            "-k",
+            str(sockets),
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            "fsync=off",
+            "-c",
+            "max_connections=200",
+        ],
         stdout=subprocess.DEVNULL,
         stderr=open(log, "w"),  # noqa: SIM115 - closed with the process
     )
@@ -57,7 +85,9 @@ def run_postgres(workdir: Path, *, ready_timeout: float = 60.0) -> Iterator[str]
                 break
             except psycopg.OperationalError:
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"postgres not ready after {ready_timeout}s: {log.read_text()[-2000:]}") from None
+                    raise RuntimeError(
+                        f"postgres not ready after {ready_timeout}s: {log.read_text()[-2000:]}"
+                    ) from None
             try:
                 code = proc.wait(timeout=0.1)  # the pause between polls; notices a crash
             except subprocess.TimeoutExpired:

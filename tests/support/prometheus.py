@@ -23,10 +23,10 @@ HOURS = 6
 
 # Label values a builder must escape; loaded as series so matchers can be checked exactly.
 HOSTILE_VALUES = [
-    'plain',
+    "plain",
     'a"b',
-    'back\\slash',
-    'trailing\\',
+    "back\\slash",
+    "trailing\\",
     '"}) or vector(1) #',
     '{evil="x"}',
     "new\nline",
@@ -34,7 +34,7 @@ HOSTILE_VALUES = [
     "unicode ünïcödé ✓ 日本",
     "$1 ${name} $$",
     "'single' `back`",
-    "a\\\"b",
+    'a\\"b',
     "=~!~",
     "",  # empty: matches series *without* the label; loaded series always carry it, so skip
 ]
@@ -73,12 +73,24 @@ def default_series() -> list[SeriesSpec]:
     """Series with values derived from the sample index i (one sample every STEP seconds)."""
     out = [
         # A counter rising by 30 per sample: rate() is exactly 2/s.
-        SeriesSpec("aiops_test_requests_total", {"instance": "a", "job": "test", "status": "200"},
-                   lambda i: 30.0 * i, "counter"),
-        SeriesSpec("aiops_test_requests_total", {"instance": "b", "job": "test", "status": "200"},
-                   lambda i: 15.0 * i, "counter"),
-        SeriesSpec("aiops_test_requests_total", {"instance": "a", "job": "test", "status": "500"},
-                   lambda i: 3.0 * i, "counter"),
+        SeriesSpec(
+            "aiops_test_requests_total",
+            {"instance": "a", "job": "test", "status": "200"},
+            lambda i: 30.0 * i,
+            "counter",
+        ),
+        SeriesSpec(
+            "aiops_test_requests_total",
+            {"instance": "b", "job": "test", "status": "200"},
+            lambda i: 15.0 * i,
+            "counter",
+        ),
+        SeriesSpec(
+            "aiops_test_requests_total",
+            {"instance": "a", "job": "test", "status": "500"},
+            lambda i: 3.0 * i,
+            "counter",
+        ),
         # Gauges equal to their index (and twice it): exact values at known times.
         SeriesSpec("aiops_test_gauge", {"instance": "a"}, lambda i: float(i)),
         SeriesSpec("aiops_test_gauge", {"instance": "b"}, lambda i: 2.0 * i),
@@ -88,10 +100,17 @@ def default_series() -> list[SeriesSpec]:
     ]
     # Flat with deterministic jitter; instance "a" jumps by +5 at SPIKE_INDEX and nowhere else.
     out += [
-        SeriesSpec("aiops_test_anomaly", {"instance": "a"}, lambda i: _flat(i) + (5.0 if i == SPIKE_INDEX else 0.0)),
+        SeriesSpec(
+            "aiops_test_anomaly",
+            {"instance": "a"},
+            lambda i: _flat(i) + (5.0 if i == SPIKE_INDEX else 0.0),
+        ),
         SeriesSpec("aiops_test_anomaly", {"instance": "b"}, lambda i: _flat(i + 3)),
     ]
-    out += [SeriesSpec("aiops_hostile", {"v": v}, lambda i, k=k: float(k)) for k, v in enumerate(LOADED_HOSTILE)]
+    out += [
+        SeriesSpec("aiops_hostile", {"v": v}, lambda i, k=k: float(k))
+        for k, v in enumerate(LOADED_HOSTILE)
+    ]
     return out
 
 
@@ -112,7 +131,10 @@ def _latency_b(i: int) -> float:
 
 
 def build_history(
-    end: float | None = None, hours: float = HOURS, step: int = STEP, series: list[SeriesSpec] | None = None
+    end: float | None = None,
+    hours: float = HOURS,
+    step: int = STEP,
+    series: list[SeriesSpec] | None = None,
 ) -> History:
     now = time.time() if end is None else end
     last = int(now // step) * step - step  # the newest sample is at least one step in the past
@@ -124,6 +146,7 @@ def write_openmetrics(history: History, path: Path) -> None:
     by_metric: dict[str, list[SeriesSpec]] = {}
     for s in history.series:
         by_metric.setdefault(s.metric, []).append(s)
+
     def points(spec: SeriesSpec) -> Iterator[tuple[float, float]]:
         return ((history.timestamp(i), spec.value(i)) for i in range(history.points))
 
@@ -148,7 +171,9 @@ class RunningPrometheus:
 
 
 @contextmanager
-def run_prometheus(workdir: Path, history: History, *, ready_timeout: float = 60.0) -> Iterator[RunningPrometheus]:
+def run_prometheus(
+    workdir: Path, history: History, *, ready_timeout: float = 60.0
+) -> Iterator[RunningPrometheus]:
     """Load ``history`` into a fresh TSDB and serve it on 127.0.0.1 until the block exits."""
     workdir.mkdir(parents=True, exist_ok=True)
     om = workdir / "history.om"
@@ -156,4 +181,6 @@ def run_prometheus(workdir: Path, history: History, *, ready_timeout: float = 60
     write_openmetrics(history, om)
     localprom.load_openmetrics(om, data)
     with localprom.run_prometheus(workdir, data_dir=data, ready_timeout=ready_timeout) as running:
-        yield RunningPrometheus(url=running.url, history=history, process=running.process, data_dir=data)
+        yield RunningPrometheus(
+            url=running.url, history=history, process=running.process, data_dir=data
+        )

@@ -21,7 +21,12 @@ def main() -> None:
             continue
         summary = asyncio.run(detect_metrics(now=datetime.fromtimestamp(float(line), UTC)))
         rows = [[r["detector"], r["status"], r["window"]] for r in summary["detectors"]]
-        print(json.dumps({"pid": os.getpid(), "rows": rows, "elsewhere": sorted(summary["elsewhere"])}), flush=True)
+        print(
+            json.dumps(
+                {"pid": os.getpid(), "rows": rows, "elsewhere": sorted(summary["elsewhere"])}
+            ),
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -34,7 +34,9 @@ def test_the_piece_plan_stops_at_until_and_at_the_budget(tmp_path):
                     seen.append(piece.window.window_start)
             return seen
 
-        one = PiecePlan(db, "bf", "d", 60.0, 10_000, WindowBudget(None), until=T0 + timedelta(hours=1))
+        one = PiecePlan(
+            db, "bf", "d", 60.0, 10_000, WindowBudget(None), until=T0 + timedelta(hours=1)
+        )
         assert starts(one) == [T0, T0 + timedelta(hours=1)]
         assert starts(PiecePlan(db, "bf", "d", 60.0, 10_000, WindowBudget(3))) == [
             T0 + timedelta(hours=i) for i in range(3)
@@ -43,14 +45,20 @@ def test_the_piece_plan_stops_at_until_and_at_the_budget(tmp_path):
 
 @pytest.mark.parametrize(
     ("given", "stored"),
-    [("tcp://10.0.0.5:8786", "tcp://10.0.0.5:8786"), ("scheduler:8786", "tcp://scheduler:8786"),
-     ("tls://[::1]:8786", "tls://[::1]:8786"), ("", None)],
+    [
+        ("tcp://10.0.0.5:8786", "tcp://10.0.0.5:8786"),
+        ("scheduler:8786", "tcp://scheduler:8786"),
+        ("tls://[::1]:8786", "tls://[::1]:8786"),
+        ("", None),
+    ],
 )
 def test_a_dask_address_is_kept_as_a_scheduler_url(given, stored):
     assert Settings(config_file=None, dask_address=given).dask_address == stored
 
 
-@pytest.mark.parametrize("bad", ["scheduler", "http://scheduler:8786", "tcp://scheduler:99999", "tcp://:8786"])
+@pytest.mark.parametrize(
+    "bad", ["scheduler", "http://scheduler:8786", "tcp://scheduler:99999", "tcp://:8786"]
+)
 def test_a_malformed_dask_address_is_refused_when_the_settings_load(bad, monkeypatch, tmp_path):
     from aiops.config import load_settings
 
@@ -68,5 +76,8 @@ def test_the_scheduler_check_passes_when_something_listens_and_names_the_setting
         with socket.socket() as probe:  # a port nothing listens on: bound, never listening
             probe.bind(("127.0.0.1", 0))
             closed = probe.getsockname()[1]
-            with pytest.raises(ConfigError, match=r"cannot reach the Dask scheduler at tcp://127\.0\.0\.1:\d+ \(AIOPS_DASK_ADDRESS\)"):
+            with pytest.raises(
+                ConfigError,
+                match=r"cannot reach the Dask scheduler at tcp://127\.0\.0\.1:\d+ \(AIOPS_DASK_ADDRESS\)",
+            ):
                 check_dask_scheduler(f"tcp://127.0.0.1:{closed}", timeout=5)

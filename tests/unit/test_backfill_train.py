@@ -20,14 +20,24 @@ END = START + timedelta(days=10)
 def db(tmp_path):
     with Store.open(f"sqlite:///{tmp_path / 'a.db'}") as store:
         for det_id, step in (("fine", 60), ("coarse", 300)):
-            store.create_detector({"id": det_id, "kind": "zscore", "datasource": {"query": "up", "step": step}})
+            store.create_detector(
+                {"id": det_id, "kind": "zscore", "datasource": {"query": "up", "step": step}}
+            )
         yield store
 
 
 def resolve(db, train, detectors=("fine", "coarse"), **kw):
     return resolve_backfill(
-        detector_ids=list(detectors), log_jobs=kw.pop("log_jobs", None), start=START, end=END, window="1d",
-        train=train, settings=Settings(config_file=None), get_detector=db.get_detector, fields=CLI_FIELDS, **kw,
+        detector_ids=list(detectors),
+        log_jobs=kw.pop("log_jobs", None),
+        start=START,
+        end=END,
+        window="1d",
+        train=train,
+        settings=Settings(config_file=None),
+        get_detector=db.get_detector,
+        fields=CLI_FIELDS,
+        **kw,
     )
 
 
@@ -50,13 +60,18 @@ def test_one_training_rule_for_several_detectors(db, train, until):
 
 
 def test_points_count_the_detectors_own_step_when_alone(db):
-    assert resolve(db, "100 points", detectors=["fine"]).request.train_until == START + timedelta(minutes=100)
+    assert resolve(db, "100 points", detectors=["fine"]).request.train_until == START + timedelta(
+        minutes=100
+    )
 
 
 @pytest.mark.parametrize(
     ("train", "message"),
     [
-        ("fortnight", "is not a duration (3d), a fraction of the range (0.2 or 20%) or a number of points"),
+        (
+            "fortnight",
+            "is not a duration (3d), a fraction of the range (0.2 or 20%) or a number of points",
+        ),
         ("150%", "between 0 and 1"),
         ("0 points", "at least 1 point"),
         ("100%", "between 0 and 1"),

@@ -47,4 +47,6 @@ def test_a_logql_range_without_a_function_or_a_function_without_a_range_is_refus
         str(LogQLBuilder('{app="api"}').with_function("rate"))
     with pytest.raises(InvalidInput, match="already has the range function"):
         LogQLBuilder('{app="api"}').with_function("rate").with_function("count_over_time")
-    assert LogQLBuilder('{app="api"}').with_range("5m").with_range(None) == LogQLBuilder('{app="api"}')
+    assert LogQLBuilder('{app="api"}').with_range("5m").with_range(None) == LogQLBuilder(
+        '{app="api"}'
+    )

@@ -76,7 +76,11 @@ def test_list_and_show(data, capsys):
     assert "sum(rate(x[5m]))" in capsys.readouterr().out
     assert main(["detectors", "show", "api-latency", "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
-    assert shown["kind"] == "zscore" and shown["params"] == {"window": 30} and shown["collector"]["state"] == "never_run"
+    assert (
+        shown["kind"] == "zscore"
+        and shown["params"] == {"window": 30}
+        and shown["collector"]["state"] == "never_run"
+    )
     assert main(["detectors", "show", "api-latency"]) == 0
     assert "zscore" in capsys.readouterr().out
 
@@ -108,7 +112,23 @@ def test_a_negative_time_is_not_taken_for_an_option_anywhere(data, capsys):
     labels = path.with_suffix(".csv")
     labels.write_text("start,end,job\n1767225600,1767225700,api\n")
     capsys.readouterr()
-    assert main(["evaluate", "--detector", "api-latency", "--labels", str(labels), "--start", "-7d", "--end", "-1h", "--json"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--detector",
+                "api-latency",
+                "--labels",
+                str(labels),
+                "--start",
+                "-7d",
+                "--end",
+                "-1h",
+                "--json",
+            ]
+        )
+        == 0
+    )
     assert json.loads(capsys.readouterr().out)["overall"]["windows"] == 0
 
 
@@ -117,7 +137,7 @@ def test_apply_refuses_a_loki_log_query_naming_the_detector(data, capsys, tmp_pa
     bad = tmp_path / "loki.yaml"
     bad.write_text(
         "detectors:\n  - id: app-errors\n    kind: zscore\n"
-        "    datasource: {name: loki, query: '{app=\"x\"} |= \"error\"'}\n"
+        '    datasource: {name: loki, query: \'{app="x"} |= "error"\'}\n'
     )
     assert main(["detectors", "apply", str(bad)]) == 2
     err = capsys.readouterr().err
@@ -125,6 +145,6 @@ def test_apply_refuses_a_loki_log_query_naming_the_detector(data, capsys, tmp_pa
     good = tmp_path / "loki-metric.yaml"
     good.write_text(
         "detectors:\n  - id: app-errors\n    kind: zscore\n"
-        "    datasource: {name: loki, query: 'sum(count_over_time({app=\"x\"} |= \"error\" [1m]))'}\n"
+        '    datasource: {name: loki, query: \'sum(count_over_time({app="x"} |= "error" [1m]))\'}\n'
     )
     assert main(["detectors", "apply", str(good)]) == 0

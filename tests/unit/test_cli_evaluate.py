@@ -24,18 +24,38 @@ def db(tmp_path, monkeypatch):
     monkeypatch.setenv("AIOPS_DATABASE_URL", url)
     with Store.open(url) as store:
         store.create_detector(
-            {"id": "lat", "kind": "zscore", "datasource": {"query": "latency", "step": 60, "lookback": 3600}}
+            {
+                "id": "lat",
+                "kind": "zscore",
+                "datasource": {"query": "latency", "step": 60, "lookback": 3600},
+            }
         )
         store.create_detector({"id": "other", "kind": "zscore"})
         store.insert_events(
             [
                 {"detector_id": "lat", "labels": {"job": "api"}, "ts": at(o), "score": 3.0}
-                for o in (600, 660, 720, 1300, 9000)  # one event in window 1, one just after window 2, one false
+                for o in (
+                    600,
+                    660,
+                    720,
+                    1300,
+                    9000,
+                )  # one event in window 1, one just after window 2, one false
             ]
             + [
                 {"detector_id": "lat", "labels": {"job": "db"}, "ts": at(50_000), "score": 2.0},
-                {"detector_id": "other", "labels": {"job": "api"}, "ts": at(1200), "score": 5.0},  # another detector
-                {"type": "log.new_template", "detector_id": "lat", "labels": {"job": "api"}, "ts": at(1210)},
+                {
+                    "detector_id": "other",
+                    "labels": {"job": "api"},
+                    "ts": at(1200),
+                    "score": 5.0,
+                },  # another detector
+                {
+                    "type": "log.new_template",
+                    "detector_id": "lat",
+                    "labels": {"job": "api"},
+                    "ts": at(1210),
+                },
             ]
         )
         yield store
@@ -58,11 +78,20 @@ def test_json_gives_exact_numbers_and_tolerance_counts(db, labels, capsys):
     out = json.loads(capsys.readouterr().out)
     o = out["overall"]
     assert out["detector"] == "lat" and out["gap_seconds"] == 300  # 5 steps of 60 s
-    assert (o["windows"], o["detected_windows"], o["events"], o["true_events"], o["false_events"]) == (2, 1, 4, 1, 3)
+    assert (
+        o["windows"],
+        o["detected_windows"],
+        o["events"],
+        o["true_events"],
+        o["false_events"],
+    ) == (2, 1, 4, 1, 3)
     assert o["recall"] == 0.5 and o["precision"] == 0.25 and o["mean_ttd_seconds"] == 0
     assert o["f1"] == pytest.approx(2 * 0.5 * 0.25 / 0.75)
 
-    assert main(["evaluate", "--detector", "lat", "--labels", labels, "--json", "--tolerance", "2m"]) == 0
+    assert (
+        main(["evaluate", "--detector", "lat", "--labels", labels, "--json", "--tolerance", "2m"])
+        == 0
+    )
     o = json.loads(capsys.readouterr().out)["overall"]
     # 1300 lies 100 s after window 2: found (TTD 300 s); with the default gap it is its own event
     assert (o["detected_windows"], o["true_events"], o["false_events"]) == (2, 2, 2)
@@ -78,14 +107,28 @@ def test_the_range_restricts_detections_and_windows(db, labels, capsys):
 
 def test_live_and_backfilled_anomalies_can_be_scored_apart(db, labels, capsys):
     # a backfill found the window-2 anomaly again (a different timestamp: 1100 s)
-    db.insert_events([{"detector_id": "lat", "labels": {"job": "api"}, "ts": at(1100), "score": 4.0, "backfill_id": "bf-1"}])
+    db.insert_events(
+        [
+            {
+                "detector_id": "lat",
+                "labels": {"job": "api"},
+                "ts": at(1100),
+                "score": 4.0,
+                "backfill_id": "bf-1",
+            }
+        ]
+    )
     args = ["evaluate", "--detector", "lat", "--labels", labels, "--json"]
     assert main([*args, "--backfill", "bf-1"]) == 0
     o = json.loads(capsys.readouterr().out)["overall"]
     assert (o["detected_windows"], o["events"], o["false_events"]) == (1, 1, 0)
     assert main([*args, "--source", "live"]) == 0
     o = json.loads(capsys.readouterr().out)["overall"]
-    assert (o["detected_windows"], o["events"], o["false_events"]) == (1, 4, 3)  # as before the backfill
+    assert (o["detected_windows"], o["events"], o["false_events"]) == (
+        1,
+        4,
+        3,
+    )  # as before the backfill
     assert main([*args, "--source", "all"]) == 0
     assert json.loads(capsys.readouterr().out)["overall"]["detected_windows"] == 2
 
@@ -94,7 +137,19 @@ def test_people_get_a_table(db, labels, capsys):
     assert main(["evaluate", "--detector", "lat", "--labels", labels, "--tolerance", "5m"]) == 0
     out = capsys.readouterr().out
     lines = out.splitlines()
-    assert lines[0].split() == ["series", "windows", "found", "recall", "events", "FP", "events", "precision", "F1", "mean", "TTD"]
+    assert lines[0].split() == [
+        "series",
+        "windows",
+        "found",
+        "recall",
+        "events",
+        "FP",
+        "events",
+        "precision",
+        "F1",
+        "mean",
+        "TTD",
+    ]
     api = next(line for line in lines if line.startswith('{job="api"}'))
     assert api.split()[1:] == ["2", "2", "1.000", "3", "1", "0.667", "0.800", "150s"]
     overall = next(line for line in lines if line.startswith("overall"))
@@ -125,18 +180,27 @@ def test_the_nab_score_counts_incident_onsets(db, labels, capsys):
     args = ["evaluate", "--detector", "lat", "--labels", labels]
     assert main([*args, "--json", "--resolve-after", "5"]) == 0
     nab = json.loads(capsys.readouterr().out)["nab"]
-    assert (nab["rows"], nab["resolve_after"], nab["step_seconds"], nab["incidents"]) == (825, 5, 60, 4)
+    assert (nab["rows"], nab["resolve_after"], nab["step_seconds"], nab["incidents"]) == (
+        825,
+        5,
+        60,
+        4,
+    )
     raw = 1 - 1 - 0.11 * math.tanh(2.5) - 0.11 - 0.11
     std = nab["profiles"]["standard"]
     assert std["raw"] == pytest.approx(raw)
     assert std["score"] == pytest.approx(100 * (raw + 2) / 4)  # 41.79
     assert (std["detected_windows"], std["windows"], std["false_detections"]) == (1, 2, 3)
-    assert nab["profiles"]["reward_low_FN_rate"]["raw"] == pytest.approx(1 - 2 - 0.11 * math.tanh(2.5) - 0.22)
+    assert nab["profiles"]["reward_low_FN_rate"]["raw"] == pytest.approx(
+        1 - 2 - 0.11 * math.tanh(2.5) - 0.22
+    )
 
     # a longer resolve_after folds 1300 into the first incident (8 normal steps in between)
     assert main([*args, "--json", "--resolve-after", "8"]) == 0
     nab = json.loads(capsys.readouterr().out)["nab"]
-    assert nab["incidents"] == 3 and nab["profiles"]["standard"]["raw"] == pytest.approx(1 - 1 - 0.22)
+    assert nab["incidents"] == 3 and nab["profiles"]["standard"]["raw"] == pytest.approx(
+        1 - 1 - 0.22
+    )
 
     assert main([*args, "--resolve-after", "5"]) == 0
     out = capsys.readouterr().out
@@ -152,39 +216,74 @@ def test_bad_nab_options_exit_2(db, labels, capsys):
     assert "resolve_after" in capsys.readouterr().err
 
 
-def test_several_detectors_each_scored_on_the_labelled_series_it_watches(tmp_path, monkeypatch, capsys):
+def test_several_detectors_each_scored_on_the_labelled_series_it_watches(
+    tmp_path, monkeypatch, capsys
+):
     url = Store.default_url(tmp_path / "multi")
     monkeypatch.setenv("AIOPS_DATABASE_URL", url)
     with Store.open(url) as store:
         for det_id in ("lat", "err"):
-            store.create_detector({"id": det_id, "kind": "zscore", "datasource": {"query": det_id, "step": 60}})
+            store.create_detector(
+                {"id": det_id, "kind": "zscore", "datasource": {"query": det_id, "step": 60}}
+            )
         # lat watches job=api (a model, no anomaly in its window: a real miss) and job=web (found);
         # err watches job=db only, and found its window
         store.save_states("lat", {'job="api"': ({"job": "api"}, {"kind": "zscore"})})
         store.insert_events(
             [
-                {"detector_id": "lat", "labels": {"__name__": "latency", "job": "web"}, "ts": at(3700), "score": 3.0},
+                {
+                    "detector_id": "lat",
+                    "labels": {"__name__": "latency", "job": "web"},
+                    "ts": at(3700),
+                    "score": 3.0,
+                },
                 {"detector_id": "err", "labels": {"job": "db"}, "ts": at(7300), "score": 3.0},
             ]
         )
     labels = tmp_path / "labels.json"
-    labels.write_text(json.dumps([
-        {"labels": {"job": "api"}, "start": T0 + 600, "end": T0 + 900},
-        {"labels": {"job": "web"}, "start": T0 + 3600, "end": T0 + 3900},
-        {"labels": {"job": "db"}, "start": T0 + 7200, "end": T0 + 7500},
-    ]))
-    assert main(["evaluate", "--detector", "lat", "--detector", "err", "--labels", str(labels), "--json"]) == 0
+    labels.write_text(
+        json.dumps(
+            [
+                {"labels": {"job": "api"}, "start": T0 + 600, "end": T0 + 900},
+                {"labels": {"job": "web"}, "start": T0 + 3600, "end": T0 + 3900},
+                {"labels": {"job": "db"}, "start": T0 + 7200, "end": T0 + 7500},
+            ]
+        )
+    )
+    assert (
+        main(
+            [
+                "evaluate",
+                "--detector",
+                "lat",
+                "--detector",
+                "err",
+                "--labels",
+                str(labels),
+                "--json",
+            ]
+        )
+        == 0
+    )
     out = json.loads(capsys.readouterr().out)
     by_det = {d["detector"]: d for d in out["detectors"]}
     lat, err = by_det["lat"], by_det["err"]
     # db's window is not a miss of lat, nor api's and web's of err
     assert (lat["overall"]["windows"], lat["overall"]["detected_windows"]) == (2, 1)
     assert lat["other_series"] == [{"job": "db"}]
-    assert (err["overall"]["windows"], err["overall"]["detected_windows"], err["overall"]["false_events"]) == (1, 1, 0)
+    assert (
+        err["overall"]["windows"],
+        err["overall"]["detected_windows"],
+        err["overall"]["false_events"],
+    ) == (1, 1, 0)
     assert sorted(s["job"] for s in err["other_series"]) == ["api", "web"]
     o = out["overall"]
     assert (o["windows"], o["detected_windows"], o["events"], o["false_events"]) == (3, 2, 2, 0)
 
-    assert main(["evaluate", "--detector", "lat", "--detector", "err", "--labels", str(labels)]) == 0
+    assert (
+        main(["evaluate", "--detector", "lat", "--detector", "err", "--labels", str(labels)]) == 0
+    )
     text = capsys.readouterr().out
-    assert "NAB profile (lat)" in text and "NAB profile (err)" in text and "not watched by err" in text
+    assert (
+        "NAB profile (lat)" in text and "NAB profile (err)" in text and "not watched by err" in text
+    )

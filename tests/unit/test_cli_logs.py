@@ -27,8 +27,19 @@ def test_people_get_a_summary_and_tables(capsys):
 def test_scripts_get_the_report_keys(capsys):
     assert main(["analyze-logs", FIXTURE, "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    for key in ("total_logs", "error_count", "anomaly_count", "error_rate", "anomaly_rate", "pattern_counts",
-                "error_types", "error_categories", "performance", "templates", "time_distribution"):
+    for key in (
+        "total_logs",
+        "error_count",
+        "anomaly_count",
+        "error_rate",
+        "anomaly_rate",
+        "pattern_counts",
+        "error_types",
+        "error_categories",
+        "performance",
+        "templates",
+        "time_distribution",
+    ):
         assert key in report
     assert report["total_logs"] == 28  # events: 5 stack-trace lines joined to their entries
 
@@ -53,7 +64,9 @@ def test_an_explicit_header_format_is_used_and_a_bad_one_is_named(capsys, tmp_pa
     log = tmp_path / "odd.log"
     log.write_text(
         "".join(f"{i:03d}|worker-{i % 3}|INFO|job {i} done in {i}ms\n" for i in range(40))
-        + "".join(f"{i:03d}|worker-{i % 3}|ERROR|job {i} failed: ConnectException\n" for i in range(5)),
+        + "".join(
+            f"{i:03d}|worker-{i % 3}|ERROR|job {i} failed: ConnectException\n" for i in range(5)
+        ),
         encoding="utf-8",
     )
     fmt = r"^(?P<pid>\d+)\|(?P<thread>[^|]+)\|(?P<level>[A-Z]+)\|(?P<message>.*)$"

@@ -27,8 +27,22 @@ def test_a_selector_is_tailed_and_reported_per_window(tmp_path, monkeypatch, cap
         monkeypatch.setenv("AIOPS_LOKI_URL", url)
         monkeypatch.setenv("AIOPS_DATA_DIR", str(tmp_path))
         monkeypatch.setenv("AIOPS_CONFIG_FILE", str(_config(tmp_path)))
-        code = main(["tail-logs", "--selector", '{app="api"}', "--since", "1m", "--window", "1s",
-                     "--max-windows", "2", "--job", "payments", "--json"])
+        code = main(
+            [
+                "tail-logs",
+                "--selector",
+                '{app="api"}',
+                "--since",
+                "1m",
+                "--window",
+                "1s",
+                "--max-windows",
+                "2",
+                "--job",
+                "payments",
+                "--json",
+            ]
+        )
     assert code == 0
     windows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert len(windows) == 2
@@ -59,11 +73,27 @@ def test_an_unknown_job_or_datasource_is_one_line(tmp_path, monkeypatch, capsys)
 
 def test_sigterm_reports_the_window_so_far_and_exits_cleanly(tmp_path):
     log = tmp_path / "app.log"
-    log.write_text("2026-01-01T00:00:00Z INFO started\n2026-01-01T00:00:01Z ERROR db timeout after 30ms\n")
+    log.write_text(
+        "2026-01-01T00:00:00Z INFO started\n2026-01-01T00:00:01Z ERROR db timeout after 30ms\n"
+    )
     env = {**os.environ, "AIOPS_LOG_ROOTS": str(tmp_path), "AIOPS_DATA_DIR": str(tmp_path / "data")}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "aiops.cli", "tail-logs", str(log), "--from-start", "--window", "1h", "--json"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "aiops.cli",
+            "tail-logs",
+            str(log),
+            "--from-start",
+            "--window",
+            "1h",
+            "--json",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         ready = threading.Event()

@@ -21,7 +21,9 @@ def test_defaults_are_local_and_embedded():
     s = load_settings()
     assert s.prometheus_url == ("http://127.0.0.1:9090",)
     assert s.cache_ttl_seconds == 30 and s.retry_attempts == 3 and s.buffer_size == 10_000
-    assert s.resolved_database_url().startswith("sqlite:///") and s.resolved_database_url().endswith("aiops.db")
+    assert s.resolved_database_url().startswith(
+        "sqlite:///"
+    ) and s.resolved_database_url().endswith("aiops.db")
     assert set(s.datasource_configs()) == {"prometheus"}
 
 
@@ -79,7 +81,9 @@ def test_config_file_adds_named_datasources_and_env_wins(tmp_path, monkeypatch):
 
 def test_toml_config_file(tmp_path, monkeypatch):
     path = tmp_path / "aiops.toml"
-    path.write_text('loki_url = ["http://l:3100"]\n[datasources.other]\ntype = "prometheus"\nurls = ["http://o:9090"]\n')
+    path.write_text(
+        'loki_url = ["http://l:3100"]\n[datasources.other]\ntype = "prometheus"\nurls = ["http://o:9090"]\n'
+    )
     monkeypatch.setenv("AIOPS_CONFIG_FILE", str(path))
     assert set(load_settings().datasource_configs()) == {"prometheus", "loki", "other"}
 
@@ -88,7 +92,10 @@ def test_toml_config_file(tmp_path, monkeypatch):
     "text,needle",
     [
         ("datasources:\n  x:\n    type: graphite\n    urls: [http://g]\n", "datasource 'x'"),
-        ("datasources:\n  prometheus:\n    type: prometheus\n    urls: [http://g]\n", "defined twice"),
+        (
+            "datasources:\n  prometheus:\n    type: prometheus\n    urls: [http://g]\n",
+            "defined twice",
+        ),
         ("timeout_seconds: [1, 2\n", "not valid YAML"),
         ("- just\n- a list\n", "must hold a mapping"),
     ],

@@ -31,7 +31,9 @@ def test_the_workload_is_a_deterministic_function_of_seed_and_time():
     t = T0 + 3 * 3600 + 7.5
     assert a.series_at(t) == b.series_at(t)
     assert a.series_at(t) != c.series_at(t)
-    assert [i.to_dict() for i in a.incidents(T0, T0 + DAY)] == [i.to_dict() for i in b.incidents(T0, T0 + DAY)]
+    assert [i.to_dict() for i in a.incidents(T0, T0 + DAY)] == [
+        i.to_dict() for i in b.incidents(T0, T0 + DAY)
+    ]
 
 
 def test_counters_never_decrease_and_history_equals_the_live_values():
@@ -68,7 +70,10 @@ def test_one_incident_per_period_inside_it_and_each_kind_shows_in_its_metric():
         assert inc.target in (QUEUES if inc.kind == "queue_backlog" else SERVICES)
         mid, before = (inc.start + inc.end) / 2, inc.start - 30
         if inc.kind == "queue_backlog":
-            assert w.queue_depth(inc.end - GRID)[inc.target][0] > 5 * w.queue_depth(before)[inc.target][0] + 100
+            assert (
+                w.queue_depth(inc.end - GRID)[inc.target][0]
+                > 5 * w.queue_depth(before)[inc.target][0] + 100
+            )
             continue
         now, then = w.cells_at(mid)[inc.target], w.cells_at(before)[inc.target]
         if inc.kind == "error_burst":
@@ -101,7 +106,9 @@ def test_the_exporter_serves_counters_histograms_gauges_and_the_active_incident(
     inc = w.incidents(T0, T0 + 3600)[0]
     registry = CollectorRegistry(auto_describe=False)
     registry.register(WorkloadCollector(w, clock=lambda: inc.start + 1))
-    families = {f.name: f for f in text_string_to_metric_families(generate_latest(registry).decode())}
+    families = {
+        f.name: f for f in text_string_to_metric_families(generate_latest(registry).decode())
+    }
     assert families["demo_http_requests"].type == "counter"
     assert families["demo_http_request_duration_seconds"].type == "histogram"
     assert {s.labels["queue"] for s in families["demo_queue_depth"].samples} == set(QUEUES)
@@ -131,7 +138,9 @@ def test_the_log_writer_keeps_only_the_last_window(tmp_path):
     for k in range(1, 181):
         writer.tick(T0 + 10 * 3600 + k)
     frame = read_log_file(path)
-    assert frame["timestamp"].min().timestamp() >= T0 + 10 * 3600 + 180 - 60 - 10  # trimmed every 10 s
+    assert (
+        frame["timestamp"].min().timestamp() >= T0 + 10 * 3600 + 180 - 60 - 10
+    )  # trimmed every 10 s
     assert frame["timestamp"].max().timestamp() <= T0 + 10 * 3600 + 180
 
 
@@ -139,7 +148,9 @@ def test_prometheus_is_configured_only_when_the_user_named_one(monkeypatch, tmp_
     for key in ("AIOPS_PROMETHEUS_URL", "AIOPS_CONFIG_FILE", "AIOPS_DATASOURCES"):
         monkeypatch.delenv(key, raising=False)
     assert not prometheus_configured(load_settings())
-    monkeypatch.setenv("AIOPS_PROMETHEUS_URL", "http://127.0.0.1:9090")  # even the default URL, when given
+    monkeypatch.setenv(
+        "AIOPS_PROMETHEUS_URL", "http://127.0.0.1:9090"
+    )  # even the default URL, when given
     assert prometheus_configured(load_settings())
     monkeypatch.delenv("AIOPS_PROMETHEUS_URL")
     cfg = tmp_path / "c.yaml"
@@ -163,8 +174,13 @@ def test_the_rendered_config_merges_the_users_and_refuses_name_clashes(monkeypat
     )
     monkeypatch.setenv("AIOPS_CONFIG_FILE", str(user))
     monkeypatch.setenv("AIOPS_DATA_DIR", str(tmp_path / "data"))
-    out = render_config(REPO / "deployments/demo/config.yaml", tmp_path / "data/demo/config.yaml", load_settings(),
-                        prometheus_url="http://127.0.0.1:9190", demo_dir=tmp_path / "data/demo")
+    out = render_config(
+        REPO / "deployments/demo/config.yaml",
+        tmp_path / "data/demo/config.yaml",
+        load_settings(),
+        prometheus_url="http://127.0.0.1:9190",
+        demo_dir=tmp_path / "data/demo",
+    )
     data = yaml.safe_load(out.read_text())
     assert data["timeout_seconds"] == 12 and data["prometheus_url"] == ["http://127.0.0.1:9190"]
     assert set(data["datasources"]) == {"logs", "demo"}
@@ -174,18 +190,27 @@ def test_the_rendered_config_merges_the_users_and_refuses_name_clashes(monkeypat
     settings = load_settings()
     assert settings.datasource_configs()["demo"].urls == ("http://127.0.0.1:9190",)
 
-    user.write_text("prometheus_url: http://mine:9090\ndatasources:\n  demo: {type: loki, urls: ['http://l:3100']}\n")
+    user.write_text(
+        "prometheus_url: http://mine:9090\ndatasources:\n  demo: {type: loki, urls: ['http://l:3100']}\n"
+    )
     monkeypatch.setenv("AIOPS_CONFIG_FILE", str(user))
     with pytest.raises(ConfigError, match="'demo'"):
-        render_config(REPO / "deployments/demo/config.yaml", tmp_path / "x.yaml", load_settings(),
-                      prometheus_url="http://127.0.0.1:9190", demo_dir=tmp_path)
+        render_config(
+            REPO / "deployments/demo/config.yaml",
+            tmp_path / "x.yaml",
+            load_settings(),
+            prometheus_url="http://127.0.0.1:9190",
+            demo_dir=tmp_path,
+        )
 
 
 def test_the_shipped_demo_detectors_load():
     from aiops.store.detectors_file import load_detectors_file
 
     specs = load_detectors_file(REPO / "deployments/demo/detectors.yaml")
-    assert {s.datasource.name for s in specs} == {"demo"} and all(s.status == "running" for s in specs)
+    assert {s.datasource.name for s in specs} == {"demo"} and all(
+        s.status == "running" for s in specs
+    )
 
 
 def test_the_state_keeps_its_origin_and_history_is_loaded_once(tmp_path):
@@ -193,14 +218,31 @@ def test_the_state_keeps_its_origin_and_history_is_loaded_once(tmp_path):
     state_file, data = tmp_path / "workload.json", tmp_path / "prometheus" / "data"
     now = T0 + 5 * DAY + 3600
     open_state = lambda **kw: DemoState.open(  # noqa: E731
-        state_file, **{"seed": 7, "incident_every": 900, "incident_duration": 240, "history_seconds": 7200,
-                       "prometheus_data": data, "now": now, **kw})
+        state_file,
+        **{
+            "seed": 7,
+            "incident_every": 900,
+            "incident_duration": 240,
+            "history_seconds": 7200,
+            "prometheus_data": data,
+            "now": now,
+            **kw,
+        },
+    )
     state = open_state()
     assert state.origin == math.floor((now - 7200) / DAY) * DAY
-    assert load_history(state, state_file, data, labels={"job": "demo"}, history_seconds=7200, now=now) > 0
+    assert (
+        load_history(state, state_file, data, labels={"job": "demo"}, history_seconds=7200, now=now)
+        > 0
+    )
     assert DemoState.load(state_file).loaded_until == now
     again = open_state()
     assert again.origin == state.origin
-    assert load_history(again, state_file, data, labels={"job": "demo"}, history_seconds=7200, now=now + 30) == 0
+    assert (
+        load_history(
+            again, state_file, data, labels={"job": "demo"}, history_seconds=7200, now=now + 30
+        )
+        == 0
+    )
     changed = open_state(seed=8)
     assert changed.origin == now and changed.seed == 8

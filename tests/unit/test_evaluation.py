@@ -19,7 +19,13 @@ def labels_ab():
     return parse_labels_json(
         {
             "series": [
-                {"labels": A, "windows": [{"start": T0 + 100, "end": T0 + 200}, {"start": T0 + 1000, "end": T0 + 1100}]},
+                {
+                    "labels": A,
+                    "windows": [
+                        {"start": T0 + 100, "end": T0 + 200},
+                        {"start": T0 + 1000, "end": T0 + 1100},
+                    ],
+                },
                 {"labels": B, "windows": [{"start": T0 + 500, "end": T0 + 600}]},
                 {"labels": {"job": "web"}, "windows": []},
             ]
@@ -83,7 +89,12 @@ def test_gap_merges_consecutive_detections_and_a_true_event_absorbs_its_tail():
 def test_no_detections_and_range_restriction():
     labels = labels_ab()
     nothing = evaluate(labels, []).overall
-    assert nothing.recall == 0.0 and nothing.precision is None and nothing.f1 == 0.0 and nothing.events == 0
+    assert (
+        nothing.recall == 0.0
+        and nothing.precision is None
+        and nothing.f1 == 0.0
+        and nothing.events == 0
+    )
     # only windows starting in [T0+400, T0+1050) count: db's and api's second; a detection in
     # api's first window (which starts before the range) is ignored, not false
     ranged = evaluate(labels, det(A, 150, 1010) + det(A, 2000), start=T0 + 160, end=T0 + 1050)
@@ -107,7 +118,10 @@ def test_datetimes_are_accepted_and_the_result_is_json():
 
 def test_a_detection_matching_two_label_sets_is_refused():
     labels = parse_labels_json(
-        [{"labels": {"job": "api"}, "start": T0, "end": T0 + 1}, {"labels": {"instance": "a"}, "start": T0, "end": T0 + 1}],
+        [
+            {"labels": {"job": "api"}, "start": T0, "end": T0 + 1},
+            {"labels": {"instance": "a"}, "start": T0, "end": T0 + 1},
+        ],
         "two.json",
     )
     with pytest.raises(InvalidInput, match="matches both"):
@@ -119,10 +133,19 @@ def test_a_detection_matching_two_label_sets_is_refused():
 
 def test_json_list_and_csv_forms_give_the_same_labels(tmp_path):
     listed = tmp_path / "l.json"
-    listed.write_text(json.dumps([
-        {"labels": {"job": "api"}, "start": "2024-01-01T00:10:00Z", "end": "2024-01-01T00:20:00Z", "kind": "spike"},
-        {"labels": {"job": "api"}, "start": 1704067200, "end": "1704067260"},
-    ]))
+    listed.write_text(
+        json.dumps(
+            [
+                {
+                    "labels": {"job": "api"},
+                    "start": "2024-01-01T00:10:00Z",
+                    "end": "2024-01-01T00:20:00Z",
+                    "kind": "spike",
+                },
+                {"labels": {"job": "api"}, "start": 1704067200, "end": "1704067260"},
+            ]
+        )
+    )
     table = tmp_path / "l.csv"
     table.write_text(
         "# windows by hand\n"
@@ -134,7 +157,9 @@ def test_json_list_and_csv_forms_give_the_same_labels(tmp_path):
     a, b = load_labels(listed), load_labels(table)
     assert [w.start for w in a.series[0].windows] == [1704067200, 1704067800]
     assert a.series[0].labels == b.series[0].labels == {"job": "api"}
-    assert [(w.start, w.end) for w in a.series[0].windows] == [(w.start, w.end) for w in b.series[0].windows]
+    assert [(w.start, w.end) for w in a.series[0].windows] == [
+        (w.start, w.end) for w in b.series[0].windows
+    ]
     assert b.series[1].labels == {"job": "web", "instance": "w1"} and b.series[1].windows == ()
 
 
@@ -143,21 +168,63 @@ def test_json_list_and_csv_forms_give_the_same_labels(tmp_path):
     [
         ("bad.json", "{not json", r"bad.json is not valid JSON: .* line 1"),
         ("bad.json", '{"windows": []}', r"bad.json, field 'series'"),
-        ("bad.json", '[{"labels": {}, "start": 1704067200}]', r"bad.json, entry 0, field 'end': is missing"),
-        ("bad.json", '[{"labels": {"a": "1"}, "start": "yesterday", "end": 1704067200}]', r"entry 0, field 'start': 'yesterday' is not a time"),
-        ("bad.json", '[{"labels": {"a": "1"}, "start": "now-1h", "end": 1704067200}]', r"field 'start': 'now-1h' is relative"),
-        ("bad.json", '[{"labels": {"a": "1"}, "start": 1704067200, "end": 1704067200}]', r"entry 0, field 'end': .* must be after start"),
-        ("bad.json", '[{"labels": {"a": "1"}, "start": 1, "end": 5, "sart": 2}]', r"entry 0, field 'sart': is not a field"),
-        ("bad.json", '[{"labels": {"a": true}, "start": 1, "end": 5}]', r"field 'labels.a': must be a string"),
-        ("bad.json", '{"series": [{"labels": {"a": "1"}, "windows": [{"start": 1, "end": 10}, {"start": 5, "end": 20}]}]}',
-         r"series 0 window 1, field 'start': window overlaps the window at series 0 window 0"),
-        ("bad.json", '[{"labels": {"a": "1"}, "start": 1, "end": 5}, {"labels": {"a": "1", "b": "2"}, "start": 1, "end": 5}]',
-         r"is contained in"),
+        (
+            "bad.json",
+            '[{"labels": {}, "start": 1704067200}]',
+            r"bad.json, entry 0, field 'end': is missing",
+        ),
+        (
+            "bad.json",
+            '[{"labels": {"a": "1"}, "start": "yesterday", "end": 1704067200}]',
+            r"entry 0, field 'start': 'yesterday' is not a time",
+        ),
+        (
+            "bad.json",
+            '[{"labels": {"a": "1"}, "start": "now-1h", "end": 1704067200}]',
+            r"field 'start': 'now-1h' is relative",
+        ),
+        (
+            "bad.json",
+            '[{"labels": {"a": "1"}, "start": 1704067200, "end": 1704067200}]',
+            r"entry 0, field 'end': .* must be after start",
+        ),
+        (
+            "bad.json",
+            '[{"labels": {"a": "1"}, "start": 1, "end": 5, "sart": 2}]',
+            r"entry 0, field 'sart': is not a field",
+        ),
+        (
+            "bad.json",
+            '[{"labels": {"a": true}, "start": 1, "end": 5}]',
+            r"field 'labels.a': must be a string",
+        ),
+        (
+            "bad.json",
+            '{"series": [{"labels": {"a": "1"}, "windows": [{"start": 1, "end": 10}, {"start": 5, "end": 20}]}]}',
+            r"series 0 window 1, field 'start': window overlaps the window at series 0 window 0",
+        ),
+        (
+            "bad.json",
+            '[{"labels": {"a": "1"}, "start": 1, "end": 5}, {"labels": {"a": "1", "b": "2"}, "start": 1, "end": 5}]',
+            r"is contained in",
+        ),
         ("bad.csv", "start,job\n1,api\n", r"bad.csv, header, field 'end': column is missing"),
-        ("bad.csv", "start,end,job\n1704067200,xx,api\n", r"bad.csv, row 1, field 'end': 'xx' is not a time"),
-        ("bad.csv", "start,end,job\n1704067200,1704067300,api\n1704067300,1704067200,api\n", r"row 2, field 'end': .* must be after start"),
+        (
+            "bad.csv",
+            "start,end,job\n1704067200,xx,api\n",
+            r"bad.csv, row 1, field 'end': 'xx' is not a time",
+        ),
+        (
+            "bad.csv",
+            "start,end,job\n1704067200,1704067300,api\n1704067300,1704067200,api\n",
+            r"row 2, field 'end': .* must be after start",
+        ),
         ("bad.csv", "start,end,job\n1704067200,,api\n", r"row 1, field 'end': is empty"),
-        ("bad.csv", "start,end,job\n1704067200,1704067300\n", r"row 1, field 'row': has 2 cells, the header has 3"),
+        (
+            "bad.csv",
+            "start,end,job\n1704067200,1704067300\n",
+            r"row 1, field 'row': has 2 cells, the header has 3",
+        ),
         ("bad.csv", "", r"bad.csv is empty"),
         ("bad.yaml", "x: 1", r"unknown format '.yaml'"),
     ],
@@ -176,5 +243,7 @@ def test_a_missing_file_is_an_input_error(tmp_path):
 
 
 def test_csv_label_set_sets_the_series_identity():
-    labels = parse_labels_csv("start,end,job\n1704067200,1704067300,api\n1704067400,1704067500,api\n", "x.csv")
+    labels = parse_labels_csv(
+        "start,end,job\n1704067200,1704067300,api\n1704067400,1704067500,api\n", "x.csv"
+    )
     assert len(labels.series) == 1 and labels.windows == 2

@@ -161,11 +161,18 @@ def test_incident_onsets_follow_resolve_after():
 
 def test_nab_evaluate_scores_onsets_on_a_step_grid():
     labels = parse_labels_json(
-        {"series": [{"labels": {"job": "api"}, "windows": [{"start": T0 + 600, "end": T0 + 900}]},
-                    {"labels": {"job": "db"}, "windows": []}]},
+        {
+            "series": [
+                {"labels": {"job": "api"}, "windows": [{"start": T0 + 600, "end": T0 + 900}]},
+                {"labels": {"job": "db"}, "windows": []},
+            ]
+        },
         "hand.json",
     )
-    api = [({"job": "api", "instance": i}, T0 + o) for i, o in (("a", 660), ("a", 720), ("b", 600), ("a", 1200))]
+    api = [
+        ({"job": "api", "instance": i}, T0 + o)
+        for i, o in (("a", 660), ("a", 720), ("b", 600), ("a", 1200))
+    ]
     detections = [*api, ({"job": "db"}, T0 + 300), ({"job": "web"}, T0 + 1500)]
     # grid [T0, T0+1800): 30 rows; window rows 10..14. Onsets: instance b at row 10 (the left
     # edge: +1), instance a at 660 (row 11, same window: only the earliest counts) and at 1200
@@ -177,12 +184,15 @@ def test_nab_evaluate_scores_onsets_on_a_step_grid():
     assert (out.rows, out.grid_start, out.incidents) == (30, T0, 5)
     assert std.raw == pytest.approx(raw) and std.normalized == pytest.approx(100 * (raw + 1) / 2)
     assert [(s.labels, s.labelled, s.incidents, s.false_incidents) for s in out.series] == [
-        ({"job": "api"}, True, 3, 1), ({"job": "db"}, True, 1, 1), ({"job": "web"}, False, 1, 1),
+        ({"job": "api"}, True, 3, 1),
+        ({"job": "db"}, True, 1, 1),
+        ({"job": "web"}, False, 1, 1),
     ]
     assert out.series[1].score is None  # no windows: no normalised score
     # the first 15% (4 rows) not scored: db's onset at row 5 still counts; the same score
-    assert nab_evaluate(labels, detections, step=60, start=T0, end=T0 + 1800, resolve_after=5,
-                        probation=0.15).profiles["standard"].raw == pytest.approx(raw)
+    assert nab_evaluate(
+        labels, detections, step=60, start=T0, end=T0 + 1800, resolve_after=5, probation=0.15
+    ).profiles["standard"].raw == pytest.approx(raw)
     # by default, the product's resolve_after: 7 normal rows between 720 and 1200 split or not
     default = nab_evaluate(labels, detections, step=60, start=T0, end=T0 + 1800)
     assert default.resolve_after == DEFAULT_RESOLVE_AFTER
@@ -194,7 +204,9 @@ def test_nab_evaluate_scores_onsets_on_a_step_grid():
 
 
 def test_nab_evaluate_clips_windows_to_the_range_and_checks_its_inputs():
-    labels = parse_labels_json([{"labels": {"job": "api"}, "start": T0 - 600, "end": T0 + 120}], "w.json")
+    labels = parse_labels_json(
+        [{"labels": {"job": "api"}, "start": T0 - 600, "end": T0 + 120}], "w.json"
+    )
     # the window reaches into the range: its rows 0..1 stay a window, found at row 1
     out = nab_evaluate(labels, [({"job": "api"}, T0 + 60)], step=60, start=T0, end=T0 + 600)
     assert out.profiles["standard"].raw == pytest.approx(math.tanh(1.25) / S_LEFT)
@@ -206,8 +218,13 @@ def test_nab_evaluate_clips_windows_to_the_range_and_checks_its_inputs():
         nab_evaluate(labels, [], step=60, probation=1.0)
     with pytest.raises(InvalidInput, match="shorter"):
         nab_evaluate(labels, [], step=1, start=0, end=2 * 10**9)
-    both = parse_labels_json([{"labels": {"job": "api"}, "start": T0, "end": T0 + 60},
-                              {"labels": {"env": "prod"}, "start": T0, "end": T0 + 60}], "b.json")
+    both = parse_labels_json(
+        [
+            {"labels": {"job": "api"}, "start": T0, "end": T0 + 60},
+            {"labels": {"env": "prod"}, "start": T0, "end": T0 + 60},
+        ],
+        "b.json",
+    )
     with pytest.raises(InvalidInput, match="matches both"):
         nab_evaluate(both, [({"job": "api", "env": "prod"}, T0)], step=60)
 
@@ -228,8 +245,17 @@ def test_sparse_rows_give_the_dense_scores():
     b = nab_score_rows(series, rows)
     for name in a:
         assert b[name].raw == pytest.approx(a[name].raw)
-        assert (b[name].detections, b[name].false_detections, b[name].detected_windows, b[name].windows) == (
-            a[name].detections, a[name].false_detections, a[name].detected_windows, a[name].windows)
+        assert (
+            b[name].detections,
+            b[name].false_detections,
+            b[name].detected_windows,
+            b[name].windows,
+        ) == (
+            a[name].detections,
+            a[name].false_detections,
+            a[name].detected_windows,
+            a[name].windows,
+        )
         assert (b[name].null, b[name].perfect) == (a[name].null, a[name].perfect)
     with pytest.raises(InvalidInput, match="within"):
         nab_score_rows([NabSeries(5, ())], [[7]])

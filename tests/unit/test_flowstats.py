@@ -18,9 +18,20 @@ DATASOURCE = {"a": "prometheus", "b": "loki", "c": "prometheus", "d": "prometheu
 
 
 def tick(duration: float, store_errors: int = 0) -> list:
-    summary = {"due": 4, "detectors": ROWS, "elsewhere": {"e": "claimed"}, "store_errors": store_errors}
-    return tick_updates(summary, datasource_of=DATASOURCE, collection_failed=["b"], duration_seconds=duration,
-                        lag_seconds=3.0, finished_at=1_700_000_000.0)
+    summary = {
+        "due": 4,
+        "detectors": ROWS,
+        "elsewhere": {"e": "claimed"},
+        "store_errors": store_errors,
+    }
+    return tick_updates(
+        summary,
+        datasource_of=DATASOURCE,
+        collection_failed=["b"],
+        duration_seconds=duration,
+        lag_seconds=3.0,
+        finished_at=1_700_000_000.0,
+    )
 
 
 def values(db: Store) -> dict[tuple, float]:
@@ -31,10 +42,15 @@ def test_runs_add_up_their_counters_and_the_newest_sets_the_gauges(tmp_path):
     with Store.open(f"sqlite:///{tmp_path / 'aiops.db'}") as db:
         db.record_flow_metrics(tick(2.0))
         db.record_flow_metrics(tick(5.0, store_errors=1))  # another worker's run
-        db.record_flow_metrics(log_job_updates("errors", failed=True) + [store_error_update("analyze-logs")])
+        db.record_flow_metrics(
+            log_job_updates("errors", failed=True) + [store_error_update("analyze-logs")]
+        )
         v = values(db)
     assert v[("aiops_flow_ticks", ())] == 2 and v[("aiops_flow_tick_seconds", ())] == 7.0
-    assert v[("aiops_flow_tick_duration_seconds", ())] == 5.0 and v[("aiops_flow_tick_lag_seconds", ())] == 3.0
+    assert (
+        v[("aiops_flow_tick_duration_seconds", ())] == 5.0
+        and v[("aiops_flow_tick_lag_seconds", ())] == 3.0
+    )
     assert v[("aiops_flow_detector_runs", (("outcome", "ok"),))] == 4
     assert v[("aiops_flow_detector_runs", (("outcome", "failed"),))] == 2
     assert v[("aiops_flow_tick_detectors", (("outcome", "due"),))] == 4
@@ -50,7 +66,9 @@ def test_runs_add_up_their_counters_and_the_newest_sets_the_gauges(tmp_path):
 
 def test_backfill_progress_counts_windows_of_unfinished_backfills(tmp_path):
     with Store.open(f"sqlite:///{tmp_path / 'aiops.db'}") as db:
-        db.create_detector({"id": "d", "kind": "zscore", "datasource": {"name": "prometheus", "query": "up"}})
+        db.create_detector(
+            {"id": "d", "kind": "zscore", "datasource": {"name": "prometheus", "query": "up"}}
+        )
         t = [datetime(2024, 1, 1, h, tzinfo=UTC) for h in range(4)]
         for bf in ("open", "finished"):
             db.plan_backfill(bf, ["d"], [(t[0], t[1]), (t[1], t[2]), (t[2], t[3])])

@@ -25,7 +25,11 @@ class Clock:
 def batch(*lines: str, ns: float | None = None) -> TailBatch:
     if ns is None:
         return TailBatch(lines=list(lines), labels={"file": "app.log"})
-    return TailBatch(lines=list(lines), timestamps_ns=[int(ns * 1e9)] * len(lines), labels=[{"app": "api"}] * len(lines))
+    return TailBatch(
+        lines=list(lines),
+        timestamps_ns=[int(ns * 1e9)] * len(lines),
+        labels=[{"app": "api"}] * len(lines),
+    )
 
 
 def test_windows_are_aligned_and_each_report_compares_with_the_previous():
@@ -35,7 +39,12 @@ def test_windows_are_aligned_and_each_report_compares_with_the_previous():
     live.add(batch("INFO heartbeat ok", "INFO heartbeat ok", ns=T0 + 11))
     clock.now = T0 + 60
     first = live.close_window()
-    assert (first.start.timestamp(), first.end.timestamp(), first.lines, first.partial) == (T0, T0 + 60, 2, False)
+    assert (first.start.timestamp(), first.end.timestamp(), first.lines, first.partial) == (
+        T0,
+        T0 + 60,
+        2,
+        False,
+    )
     assert live.window_end == T0 + 120
     live.add(batch("ERROR java.net.ConnectException: Connection refused to db-1:5432", ns=T0 + 70))
     live.add(batch("INFO heartbeat ok", ns=T0 + 71))
@@ -122,6 +131,8 @@ async def test_run_live_closes_windows_as_the_clock_passes_them():
         clock.now = T0 + 60.5  # the window's end passes after this batch
         await asyncio.Event().wait()
 
-    n = await asyncio.wait_for(run_live(source(), live, reports.append, stop=asyncio.Event(), max_windows=1), 10)
+    n = await asyncio.wait_for(
+        run_live(source(), live, reports.append, stop=asyncio.Event(), max_windows=1), 10
+    )
     assert n == 1 and reports[0].lines == 1 and not reports[0].partial
     assert reports[0].end.timestamp() == T0 + 60

@@ -57,8 +57,13 @@ def test_windows_stay_under_lokis_query_length():
 
 async def test_a_log_query_is_refused_by_the_range_collection(loki):
     with pytest.raises(BadQuery, match="log query"):
-        await loki.collect_range('{app="checkout"} |= "error"', lokidata.START, lokidata.START + 600, 60,
-                                 SampleBuffer(100, name="loki"))
+        await loki.collect_range(
+            '{app="checkout"} |= "error"',
+            lokidata.START,
+            lokidata.START + 600,
+            60,
+            SampleBuffer(100, name="loki"),
+        )
 
 
 def test_log_and_metric_queries_are_told_apart():
@@ -76,9 +81,11 @@ def test_a_detectors_file_with_a_log_query_on_loki_names_the_detector(tmp_path):
         "detectors:\n"
         "  - id: checkout-errors\n"
         "    kind: zscore\n"
-        "    datasource: {name: loki, query: '{app=\"checkout\"} |= \"error\"'}\n"
+        '    datasource: {name: loki, query: \'{app="checkout"} |= "error"\'}\n'
     )
-    configs = Settings(prometheus_url="http://127.0.0.1:9", loki_url="http://127.0.0.1:9").datasource_configs()
+    configs = Settings(
+        prometheus_url="http://127.0.0.1:9", loki_url="http://127.0.0.1:9"
+    ).datasource_configs()
     with pytest.raises(ConfigError) as caught:
         load_detectors_file(path, datasources=configs)
     assert "checkout-errors" in caught.value.message and "datasource.query" in caught.value.message
@@ -89,6 +96,12 @@ def test_the_examples_loki_detector_is_a_metric_query_and_runs():
     from pathlib import Path
 
     path = Path(__file__).resolve().parents[2] / "examples" / "detectors.yaml"
-    configs = Settings(prometheus_url="http://127.0.0.1:9", loki_url="http://127.0.0.1:9").datasource_configs()
-    (spec,) = [s for s in load_detectors_file(path, datasources=configs) if s.datasource and s.datasource.name == "loki"]
+    configs = Settings(
+        prometheus_url="http://127.0.0.1:9", loki_url="http://127.0.0.1:9"
+    ).datasource_configs()
+    (spec,) = [
+        s
+        for s in load_detectors_file(path, datasources=configs)
+        if s.datasource and s.datasource.name == "loki"
+    ]
     assert spec.status is None  # not paused: it starts training like the others

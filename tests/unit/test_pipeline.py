@@ -13,24 +13,43 @@ T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
 
 def test_first_window_reaches_back_the_lookback_and_ends_one_step_before_now():
-    w = collection_window(step_seconds=60, lookback_seconds=3600, checkpoint=None, now=T0 + timedelta(seconds=3630))
+    w = collection_window(
+        step_seconds=60, lookback_seconds=3600, checkpoint=None, now=T0 + timedelta(seconds=3630)
+    )
     assert w.end == T0 + timedelta(minutes=59)  # now=60:30 minus one step, floored to the minute
     assert w.start == T0 - timedelta(minutes=1) and w.points == 61
 
 
 def test_next_window_starts_one_step_after_the_checkpoint_so_downtime_leaves_no_gap():
     cp = T0 + timedelta(minutes=10)
-    w = collection_window(step_seconds=60, lookback_seconds=600, checkpoint=cp, now=T0 + timedelta(hours=5))
+    w = collection_window(
+        step_seconds=60, lookback_seconds=600, checkpoint=cp, now=T0 + timedelta(hours=5)
+    )
     assert w.start == T0 + timedelta(minutes=11) and w.end == T0 + timedelta(hours=4, minutes=59)
 
 
 def test_nothing_to_collect_until_a_full_step_has_passed():
     cp = T0 + timedelta(minutes=10)
-    assert collection_window(step_seconds=60, lookback_seconds=600, checkpoint=cp, now=T0 + timedelta(minutes=11, seconds=59)) is None
-    assert collection_window(step_seconds=60, lookback_seconds=600, checkpoint=cp, now=T0 + timedelta(minutes=12)) is not None
+    assert (
+        collection_window(
+            step_seconds=60,
+            lookback_seconds=600,
+            checkpoint=cp,
+            now=T0 + timedelta(minutes=11, seconds=59),
+        )
+        is None
+    )
+    assert (
+        collection_window(
+            step_seconds=60, lookback_seconds=600, checkpoint=cp, now=T0 + timedelta(minutes=12)
+        )
+        is not None
+    )
 
 
-def sample_frame(n: int, *, spike_at: int | None = None, instances=("a", "b"), start: int = 0) -> pd.DataFrame:
+def sample_frame(
+    n: int, *, spike_at: int | None = None, instances=("a", "b"), start: int = 0
+) -> pd.DataFrame:
     rng = np.random.default_rng(7)
     rows = []
     for inst in instances:
@@ -40,19 +59,32 @@ def sample_frame(n: int, *, spike_at: int | None = None, instances=("a", "b"), s
         for i in range(n):
             rows.append((T0 + timedelta(minutes=start + i), values[i], inst))
     ts, v, inst = zip(*rows)
-    return pd.DataFrame({"timestamp": pd.DatetimeIndex(ts), "value": v, "instance": pd.Categorical(inst)})
+    return pd.DataFrame(
+        {"timestamp": pd.DatetimeIndex(ts), "value": v, "instance": pd.Categorical(inst)}
+    )
 
 
 def run(frame, states, mode="running"):
     return run_detection(
-        detector_id="d1", kind="zscore", params={"window": 30}, threshold=1.0, mode=mode,
-        frame=frame, states=states, params_hash="h", flow_run_id="run-1",
+        detector_id="d1",
+        kind="zscore",
+        params={"window": 30},
+        threshold=1.0,
+        mode=mode,
+        frame=frame,
+        states=states,
+        params_hash="h",
+        flow_run_id="run-1",
     )
 
 
 def test_training_fits_every_series_and_emits_nothing():
     out = run(sample_frame(100), {}, mode="training")
-    assert out.events == [] and out.series == 2 and sorted(out.states) == ['instance="a"', 'instance="b"']
+    assert (
+        out.events == []
+        and out.series == 2
+        and sorted(out.states) == ['instance="a"', 'instance="b"']
+    )
     assert out.new_series == ['instance="a"', 'instance="b"']
 
 
@@ -63,7 +95,11 @@ def test_running_flags_the_spike_with_provenance_and_learns_per_series():
     spikes = [e for e in out.events if e["ts"] == T0 + timedelta(minutes=130)]
     assert len(spikes) == 1 and spikes[0]["labels"] == {"instance": "a"}
     assert spikes[0]["score"] > 1 and spikes[0]["expected"] < spikes[0]["value"]
-    assert spikes[0]["model_kind"] == "zscore" and spikes[0]["params_hash"] == "h" and spikes[0]["flow_run_id"] == "run-1"
+    assert (
+        spikes[0]["model_kind"] == "zscore"
+        and spikes[0]["params_hash"] == "h"
+        and spikes[0]["flow_run_id"] == "run-1"
+    )
     assert out.new_series == [] and out.scored == 120
     assert {e["labels"]["instance"] for e in out.events} <= {"a", "b"}
 
@@ -72,7 +108,9 @@ def test_rerunning_the_same_window_scores_nothing_twice():
     trained = run(sample_frame(100), {}, mode="training")
     states = {k: v[1] for k, v in trained.states.items()}
     first = run(sample_frame(60, spike_at=130, start=100), states)
-    again = run(sample_frame(60, spike_at=130, start=100), {k: v[1] for k, v in first.states.items()})
+    again = run(
+        sample_frame(60, spike_at=130, start=100), {k: v[1] for k, v in first.states.items()}
+    )
     assert again.events == [] and again.scored == 0 and again.skipped_points == 120
 
 
@@ -99,7 +137,9 @@ def test_empty_probes_double_up_to_the_buffer():
     whole = Window(t, t + timedelta(days=10), 60.0)
     sizes = [next_piece(whole, t, 0, 1000, empty_probes=k).points for k in range(9)]
     assert sizes == [10, 20, 40, 80, 160, 320, 640, 1000, 1000]
-    assert next_piece(whole, t, 4, 1000, empty_probes=5).points == 250  # series known: sized to the buffer
+    assert (
+        next_piece(whole, t, 4, 1000, empty_probes=5).points == 250
+    )  # series known: sized to the buffer
 
 
 def test_an_empty_buffer_drains_to_an_empty_sample_frame():

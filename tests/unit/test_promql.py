@@ -726,7 +726,13 @@ def test_rendered_queries_parse_with_promtool(tmp_path) -> None:
 
 # --------------------------------------------------------------------------- coarse steps
 
-from aiops.promql import find_selectors, presence_probe, query_for_step, read_every_sample, sampling_notes  # noqa: E402
+from aiops.promql import (
+    find_selectors,
+    presence_probe,
+    query_for_step,
+    read_every_sample,
+    sampling_notes,
+)  # noqa: E402
 
 
 @pytest.mark.parametrize(
@@ -739,11 +745,20 @@ from aiops.promql import find_selectors, presence_probe, query_for_step, read_ev
         ("sum(g) by (job)", "sum(last_over_time(g[1h])) by (job)"),
         ("g offset 5m", "last_over_time(g[1h] offset 5m)"),
         ("g @ end() offset -5m", "last_over_time(g[1h] @ end() offset -5m)"),
-        ("g / ignoring(x) group_left(y) h", "last_over_time(g[1h]) / ignoring(x) group_left(y) last_over_time(h[1h])"),
-        ("g > bool 3 and on(i) h", "last_over_time(g[1h]) > bool 3 and on(i) last_over_time(h[1h])"),
+        (
+            "g / ignoring(x) group_left(y) h",
+            "last_over_time(g[1h]) / ignoring(x) group_left(y) last_over_time(h[1h])",
+        ),
+        (
+            "g > bool 3 and on(i) h",
+            "last_over_time(g[1h]) > bool 3 and on(i) last_over_time(h[1h])",
+        ),
         ('topk(3, g{a="sum(x)"})', 'topk(3, last_over_time(g{a="sum(x)"}[1h]))'),
         ("rate(c[5m])", "rate(c[5m])"),  # a range selector reads its own range
-        ("max_over_time((g)[1h:1m])", "max_over_time((g)[1h:1m])"),  # inside a subquery: its resolution
+        (
+            "max_over_time((g)[1h:1m])",
+            "max_over_time((g)[1h:1m])",
+        ),  # inside a subquery: its resolution
         ("max_over_time(g[1h:1m])", "max_over_time(g[1h:1m])"),
         ("sum(", "sum("),  # unreadable: left as it is, Prometheus reports the error
     ],
@@ -761,7 +776,12 @@ def test_query_for_step_rewrites_only_steps_longer_than_the_lookback():
 
 def test_selectors_know_ranges_modifiers_and_subqueries():
     (a, b, c) = find_selectors('rate(x{a="1"}[5m] offset 1h) + y @ 100 + max_over_time((z)[1h:])')
-    assert (a.text, a.range_ms, a.modifiers.strip(), a.instant) == ('x{a="1"}', 300_000, "offset 1h", False)
+    assert (a.text, a.range_ms, a.modifiers.strip(), a.instant) == (
+        'x{a="1"}',
+        300_000,
+        "offset 1h",
+        False,
+    )
     assert (b.text, b.range_ms, b.modifiers.strip(), b.instant) == ("y", None, "@ 100", True)
     assert (c.text, c.in_subquery, c.instant) == ("z", True, False)
 
@@ -777,6 +797,9 @@ def test_sampling_notes_name_the_lost_samples():
     assert sampling_notes("g", 60, 300) == []
     assert sampling_notes("rate(c[5m])", 300, 300) == []
     (note,) = sampling_notes("sum(g)", 3600, 300)
-    assert "step 1h exceeds the datasource's lookback delta 5m" in note and "last_over_time(g[1h])" in note
+    assert (
+        "step 1h exceeds the datasource's lookback delta 5m" in note
+        and "last_over_time(g[1h])" in note
+    )
     (note,) = sampling_notes("rate(c[5m])", 3600, 300)
     assert note.startswith("c[5m] covers only part of each 1h step")

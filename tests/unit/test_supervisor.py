@@ -35,13 +35,17 @@ print(json.dumps({"codes": [child.returncode, polite.returncode]}), flush=True)
 
 
 def test_stop_leaves_no_child_nor_grandchild_behind():
-    done = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stderr
     first, second = (json.loads(line) for line in done.stdout.splitlines()[:2])
     pids = first["pids"]
     assert set(pids) <= set(first["before"])
     assert first["subreaper"]
-    assert second["codes"][0] == -9 and second["codes"][1] == -15  # SIGKILL after the timeout; SIGTERM
+    assert (
+        second["codes"][0] == -9 and second["codes"][1] == -15
+    )  # SIGKILL after the timeout; SIGTERM
     assert not [p for p in pids if process_alive(p)], pids
     assert all(process_start_time(p) is None or not process_alive(p) for p in pids)
 
@@ -101,17 +105,24 @@ print(json.dumps(out), flush=True)
 
 
 def test_a_crashed_child_is_restarted_with_backoff_while_the_others_keep_running():
-    done = subprocess.run([sys.executable, "-c", RESTART_SCRIPT], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", RESTART_SCRIPT], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout.splitlines()[-1])
     assert out["delays"] == [1, 2, 1, 2]
     assert all(out["api_alive"]) and out["api_alive_at_give_up"]
     assert out["restarts"] == 4 and len(set(out["pids"])) == 5
-    assert out["gave_up"] == "datasource keeps failing: 3 exits within 100s (last with code -9 (SIGKILL))"
+    assert (
+        out["gave_up"]
+        == "datasource keeps failing: 3 exits within 100s (last with code -9 (SIGKILL))"
+    )
     log = done.stderr
     first = out["pids"][0]
-    assert (f"WARNING datasource (pid {first}) exited with code -9 (SIGKILL): restarting it in 1s "
-            "(exit 1 within 100s; stopping everything at 3)") in log
+    assert (
+        f"WARNING datasource (pid {first}) exited with code -9 (SIGKILL): restarting it in 1s "
+        "(exit 1 within 100s; stopping everything at 3)"
+    ) in log
     assert f"WARNING restarted datasource (pid {out['pids'][1]})" in log
     assert "ERROR datasource" in log and "keeps failing, stopping everything" in log
     assert not [p for p in [out["api"], *out["pids"]] if process_alive(p)]
@@ -136,6 +147,10 @@ sup.stop()
 
 
 def test_an_adopted_child_without_a_restart_stops_everything_when_it_exits():
-    done = subprocess.run([sys.executable, "-c", ADOPTED_SCRIPT], capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", ADOPTED_SCRIPT], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout.splitlines()[-1]) == {"error": "fixed exited with code -15 (SIGTERM)"}
+    assert json.loads(done.stdout.splitlines()[-1]) == {
+        "error": "fixed exited with code -15 (SIGTERM)"
+    }

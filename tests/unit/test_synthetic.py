@@ -94,7 +94,10 @@ def test_openmetrics_and_labels_file_agree():
     written = write_openmetrics(families(data), out)
     assert written == data.samples
     text = out.getvalue()
-    assert text.endswith("# EOF\n") and 'aiops_synth{anomaly="spike",pattern="daily",series="s000"}' in text
+    assert (
+        text.endswith("# EOF\n")
+        and 'aiops_synth{anomaly="spike",pattern="daily",series="s000"}' in text
+    )
     doc = json.loads(json.dumps(labels_document(data)))
     labels = parse_labels_json(doc, "synthetic")
     assert len(labels.series) == SMALL.series
@@ -116,7 +119,11 @@ REAL = SyntheticConfig(days=8, step=300, series=24, seed=3, warmup_days=3, reali
 
 
 def by(data, shape=None, kind=None):
-    return [s for s in data.series if (shape is None or s.shape == shape) and (kind is None or s.kind == kind)]
+    return [
+        s
+        for s in data.series
+        if (shape is None or s.shape == shape) and (kind is None or s.kind == kind)
+    ]
 
 
 def test_realistic_is_deterministic_and_covers_every_shape_and_kind():
@@ -126,11 +133,22 @@ def test_realistic_is_deterministic_and_covers_every_shape_and_kind():
         assert x.anomalies == y.anomalies and x.gaps == y.gaps
     assert {s.shape for s in a.series} == set(SHAPES)
     assert {s.labels["shape"] for s in a.series} == set(SHAPES)
-    assert {a_.kind for s in a.series for a_ in s.anomalies} == set(REALISTIC_KINDS) == set(anomaly_kinds(REAL))
-    assert anomaly_kinds(SMALL) == ANOMALY_KINDS and not SMALL.realistic  # the classic set is the default
-    assert all(s.shape == "gauge" and not s.gaps and "shape" not in s.labels for s in generate(SMALL).series)
+    assert (
+        {a_.kind for s in a.series for a_ in s.anomalies}
+        == set(REALISTIC_KINDS)
+        == set(anomaly_kinds(REAL))
+    )
+    assert (
+        anomaly_kinds(SMALL) == ANOMALY_KINDS and not SMALL.realistic
+    )  # the classic set is the default
+    assert all(
+        s.shape == "gauge" and not s.gaps and "shape" not in s.labels
+        for s in generate(SMALL).series
+    )
     # every (shape, kind) pair appears: 3 shapes x 8 kinds cycle through 24 series
-    assert {(s.shape, s.kind) for s in a.series} == {(sh, k) for sh in SHAPES for k in (*REALISTIC_KINDS, "none")}
+    assert {(s.shape, s.kind) for s in a.series} == {
+        (sh, k) for sh in SHAPES for k in (*REALISTIC_KINDS, "none")
+    }
 
 
 def test_realistic_windows_lie_after_the_warm_up_on_the_grid_and_do_not_overlap():
@@ -176,7 +194,11 @@ def test_gauge_noise_is_heavy_tailed_and_bursty():
     gauges = by(generate(REAL), shape="gauge")
     assert all(s.tail_df > 2 and s.bursts_per_day > 0 for s in gauges)
     # step-to-step changes of the clean series: far heavier tails than a Gaussian's (excess 0)
-    excess = [kurtosis(np.diff(clean_values(s)[~np.isnan(clean_values(s))])) for s in gauges if not s.resolution]
+    excess = [
+        kurtosis(np.diff(clean_values(s)[~np.isnan(clean_values(s))]))
+        for s in gauges
+        if not s.resolution
+    ]
     assert excess and np.median(excess) > 1.0
     classic = [kurtosis(np.diff(s.values())) for s in generate(SMALL).series if s.kind == "none"]
     assert max(classic) < np.median(excess)

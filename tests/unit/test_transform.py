@@ -24,11 +24,18 @@ def frame(rows):
 
 
 def test_standardize_sorts_dedupes_aligns_and_drops_nan():
-    f = frame([(31, 3, "a"), (0, 1, "a"), (16, 2, "a"), (17, 9, "a"), (5, np.nan, "b"), (15, 4, "b")])
+    f = frame(
+        [(31, 3, "a"), (0, 1, "a"), (16, 2, "a"), (17, 9, "a"), (5, np.nan, "b"), (15, 4, "b")]
+    )
     out = transform.standardize(f, step="15s")
     assert out["instance"].tolist() == ["a", "a", "a", "b"]
     assert [int((t - T).total_seconds()) for t in out["timestamp"]] == [0, 15, 30, 15]
-    assert out["value"].tolist() == [1.0, 9.0, 3.0, 4.0]  # 16s and 17s both align to 15s: the last wins
+    assert out["value"].tolist() == [
+        1.0,
+        9.0,
+        3.0,
+        4.0,
+    ]  # 16s and 17s both align to 15s: the last wins
     assert out["gap_before"].tolist() == [False, False, False, False]
 
 
@@ -71,7 +78,10 @@ def test_rolling_window_is_causal_per_series():
 def test_split_series_gives_one_float_series_per_label_set():
     f = frame([(15, 2, "a"), (0, 1, "a"), (0, 3, "b")])
     parts = list(transform.split_series(f))
-    assert [(k, labels) for k, labels, _ in parts] == [('instance="a"', {"instance": "a"}), ('instance="b"', {"instance": "b"})]
+    assert [(k, labels) for k, labels, _ in parts] == [
+        ('instance="a"', {"instance": "a"}),
+        ('instance="b"', {"instance": "b"}),
+    ]
     s = parts[0][2]
     assert s.tolist() == [1.0, 2.0] and s.index.is_monotonic_increasing and str(s.index.tz) == "UTC"
 
@@ -93,16 +103,22 @@ def test_the_array_path_of_standardize_equals_the_pandas_path():
     rng = np.random.default_rng(5)
     for trial in range(40):
         n = int(rng.integers(0, 300))
-        frame = pd.DataFrame({
-            "timestamp": pd.to_datetime(1_767_225_600 + rng.integers(0, 40, n) * 7.5, unit="s", utc=True),
-            "value": np.where(rng.random(n) < 0.1, np.nan, rng.normal(size=n)),
-            "instance": pd.Series(rng.choice(["a", "b", "c", None], n), dtype=object),
-            "job": rng.choice(["x", "y"], n),
-        })
+        frame = pd.DataFrame(
+            {
+                "timestamp": pd.to_datetime(
+                    1_767_225_600 + rng.integers(0, 40, n) * 7.5, unit="s", utc=True
+                ),
+                "value": np.where(rng.random(n) < 0.1, np.nan, rng.normal(size=n)),
+                "instance": pd.Series(rng.choice(["a", "b", "c", None], n), dtype=object),
+                "job": rng.choice(["x", "y"], n),
+            }
+        )
         labels = ["instance", "job"] if trial % 3 else []
         if not labels:
             frame = frame[["timestamp", "value"]]
         for step, drop_nan, gap in ((15, True, None), (None, False, 30), (60, True, 45)):
             fast = _standardize_fast(frame, labels, step=step, drop_nan=drop_nan, gap=gap)
-            slow = _standardize_pandas(frame, labels, step=step, drop_nan=drop_nan, counter=False, gap=gap)
+            slow = _standardize_pandas(
+                frame, labels, step=step, drop_nan=drop_nan, counter=False, gap=gap
+            )
             pd.testing.assert_frame_equal(fast, slow, check_dtype=False)

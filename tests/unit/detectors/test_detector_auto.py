@@ -35,7 +35,9 @@ def decided(series: pd.Series, **params) -> dict:
 
 def assert_same_frames(got: pd.DataFrame, want: pd.DataFrame) -> None:
     assert got.index.equals(want.index)
-    np.testing.assert_allclose(got.to_numpy(), want.to_numpy(), rtol=1e-9, atol=1e-9, equal_nan=True)
+    np.testing.assert_allclose(
+        got.to_numpy(), want.to_numpy(), rtol=1e-9, atol=1e-9, equal_nan=True
+    )
 
 
 @pytest.mark.parametrize("params", [{}, SMALL])

@@ -26,9 +26,7 @@ def test_a_spike_is_outside_the_band_alone():
 
 
 def test_band_is_built_from_order_statistics():
-    det = detectors.create(
-        "quantile", window=100, q_low=0.1, q_high=0.9, margin=0.5, **PLAIN
-    ).fit(
+    det = detectors.create("quantile", window=100, q_low=0.1, q_high=0.9, margin=0.5, **PLAIN).fit(
         CLEAN.iloc[:300]
     )
     row = det.score(CLEAN.iloc[300:301]).iloc[0]

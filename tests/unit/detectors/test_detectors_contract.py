@@ -266,7 +266,10 @@ def test_a_single_point_is_warm_up_or_a_fixed_rule_and_round_trips(kind):
     if kind == "threshold":
         assert frame["score"].iloc[0] == 0 and frame["upper"].iloc[0] == 18.0
     else:
-        assert frame["score"].iloc[0] == 0 and frame[["expected", "lower", "upper"]].isna().all(axis=1).iloc[0]
+        assert (
+            frame["score"].iloc[0] == 0
+            and frame[["expected", "lower", "upper"]].isna().all(axis=1).iloc[0]
+        )
     again = detectors.from_state(json_round_trip(det.state()))
     assert_same_frames(again.score(SERIES.iloc[1:]), one_shot_of(kind).iloc[1:])
 

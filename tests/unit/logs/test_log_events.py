@@ -110,7 +110,9 @@ def test_a_continuation_at_the_start_of_a_stream_starts_its_own_event():
 
 
 def test_events_are_bounded_in_lines():
-    lines = ["2024-03-04 10:00:00 ERROR x: boom"] + [f"\tat a.B.m{i}(B.java:{i})" for i in range(450)]
+    lines = ["2024-03-04 10:00:00 ERROR x: boom"] + [
+        f"\tat a.B.m{i}(B.java:{i})" for i in range(450)
+    ]
     events = join_events(lines, max_lines=200)
     assert [t.count("\n") + 1 for t in events.texts] == [200, 200, 51]
     assert events.row_event.tolist() == [0] * 200 + [1] * 200 + [2] * 51
@@ -124,7 +126,10 @@ def test_events_are_bounded_in_bytes():
 
 
 def test_lines_without_the_header_continue_when_nearly_all_lines_have_it():
-    lines = [f"2024-03-04 10:{i // 60:02d}:{i % 60:02d},000 INFO app.db: query {i} ok" for i in range(100)]
+    lines = [
+        f"2024-03-04 10:{i // 60:02d}:{i % 60:02d},000 INFO app.db: query {i} ok"
+        for i in range(100)
+    ]
     lines[10:10] = ["SELECT id, name", "FROM users WHERE id = 7"]
     header = learn_headers(lines)
     events = join_events(lines, header=header)
@@ -140,7 +145,9 @@ def test_lines_without_a_header_are_not_joined_in_a_mixed_file():
 
 def test_exception_type_of_java_python_and_go_events():
     java = "boom\njava.lang.IllegalStateException: bad\n\tat a.B.c(B.java:1)\nCaused by: java.io.IOException: x"
-    python = "failed\nTraceback (most recent call last):\n  File \"x.py\", line 1, in f\nValueError: nope"
+    python = (
+        'failed\nTraceback (most recent call last):\n  File "x.py", line 1, in f\nValueError: nope'
+    )
     go = "worker died\npanic: runtime error: nil map\n\ngoroutine 1 [running]:\nmain.main()"
     assert exception_type(java) == "java.lang.IllegalStateException"
     assert exception_type(python) == "ValueError"

@@ -28,7 +28,9 @@ def _split(name: str, index: int):
 
 def test_syslog_header_gives_host_program_and_pid():
     got = _split("syslog_auth.log", 3)
-    assert got.message == "Failed password for invalid user admin from 185.220.101.7 port 40112 ssh2"
+    assert (
+        got.message == "Failed password for invalid user admin from 185.220.101.7 port 40112 ssh2"
+    )
     assert got.fields["component"] == "sshd"
     assert got.fields["pid"] == "2840"
     assert got.fields["host"] == "web-01"
@@ -131,9 +133,17 @@ def test_equal_events_with_different_headers_share_a_template():
 
 
 def test_different_events_with_one_component_stay_apart():
-    lines = [f"2024-03-04 10:00:0{i}.000 INFO [main] app.Server: {msg}" for i, msg in enumerate(
-        ["listening on port 8080", "shutting down now", "listening on port 9090", "reloading configuration"]
-    )]
+    lines = [
+        f"2024-03-04 10:00:0{i}.000 INFO [main] app.Server: {msg}"
+        for i, msg in enumerate(
+            [
+                "listening on port 8080",
+                "shutting down now",
+                "listening on port 9090",
+                "reloading configuration",
+            ]
+        )
+    ]
     ids = line_template_ids(from_lines(lines, default_time="2024-03-04"))
     assert ids[0] == ids[2]
     assert len({ids[0], ids[1], ids[3]}) == 3
@@ -157,7 +167,9 @@ def test_template_logql_of_a_header_line_allows_the_header():
 
 def test_template_logql_of_a_json_message_allows_the_fields_around_it():
     report = analyze(read_log_file(FIXTURES / "go_service.jsonl"), selector='{app="x"}')
-    assert report.templates[0]["logql"]["pattern_filter"] == '{app="x"} |> "<_>request completed<_>"'
+    assert (
+        report.templates[0]["logql"]["pattern_filter"] == '{app="x"} |> "<_>request completed<_>"'
+    )
 
 
 def test_explicit_format_overrides_learning():

@@ -158,7 +158,9 @@ def test_parameter_lists_of_any_length_share_a_template() -> None:
 
 def test_a_merge_leaves_a_constant_word() -> None:
     miner = TemplateMiner()
-    ids = miner.add_many([f"{w} job_{i}" for i, w in enumerate(["Launch", "Kill", "Start", "Stop", "Pause", "Wait"])])
+    ids = miner.add_many(
+        [f"{w} job_{i}" for i, w in enumerate(["Launch", "Kill", "Start", "Stop", "Pause", "Wait"])]
+    )
     assert len(set(ids)) == 6  # "<*> <*>" would say nothing
 
 

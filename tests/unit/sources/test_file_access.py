@@ -34,7 +34,9 @@ def test_a_file_inside_a_root_is_read(root: Path) -> None:
     assert len(loaded.frame) == 10 and not loaded.truncated and loaded.path == path.resolve()
 
 
-@pytest.mark.parametrize("target", ["/etc/passwd", "/proc/self/environ", "/dev/zero", "/proc/self/status"])
+@pytest.mark.parametrize(
+    "target", ["/etc/passwd", "/proc/self/environ", "/dev/zero", "/proc/self/status"]
+)
 def test_files_outside_the_roots_are_refused_naming_the_roots(root: Path, target: str) -> None:
     with pytest.raises(InvalidInput, match="outside the allowed log roots") as err:
         LogAccess(roots=(root,)).check(target)
@@ -88,7 +90,9 @@ def test_a_directory_and_a_missing_file_are_named(root: Path) -> None:
 
 def test_log_job_files_are_allowed_wherever_they_are(tmp_path: Path, root: Path) -> None:
     elsewhere = write_log(tmp_path / "job.log")
-    settings = Settings(log_roots=str(root), log_jobs=[LogJob(name="web", path=str(elsewhere))], config_file=None)
+    settings = Settings(
+        log_roots=str(root), log_jobs=[LogJob(name="web", path=str(elsewhere))], config_file=None
+    )
     access = LogAccess.from_settings(settings)
     assert access.check(str(elsewhere)) == elsewhere.resolve()
     with pytest.raises(InvalidInput):

@@ -37,8 +37,13 @@ async def test_every_attempt_is_reported_and_status_changes_are_written_at_once(
     client = client_for(refuse_p1, ["http://p1:9090", "http://p2:9090"], ledger)
     await client.query("vector(1)", 1700000000)
     by_url = {o.url: o for o in written}
-    assert by_url["http://p1:9090"].status == "down" and "ConnectError" in by_url["http://p1:9090"].last_error
-    assert by_url["http://p2:9090"].status == "up" and by_url["http://p2:9090"].observer == "flow@test"
+    assert (
+        by_url["http://p1:9090"].status == "down"
+        and "ConnectError" in by_url["http://p1:9090"].last_error
+    )
+    assert (
+        by_url["http://p2:9090"].status == "up" and by_url["http://p2:9090"].observer == "flow@test"
+    )
     # the same status again within min_interval is not written again; the ledger still knows it
     await client.query("vector(1)", 1700000000)
     assert len(written) == 2
@@ -49,7 +54,9 @@ async def test_a_failing_writer_never_fails_the_query():
     def broken(_):
         raise RuntimeError("store is gone")
 
-    client = client_for(refuse_p1, ["http://p1:9090", "http://p2:9090"], HealthLedger(writer=broken))
+    client = client_for(
+        refuse_p1, ["http://p1:9090", "http://p2:9090"], HealthLedger(writer=broken)
+    )
     result = await client.query("vector(1)", 1700000000)
     assert result.scalar == (1700000000.0, 1.0)
 
@@ -63,9 +70,15 @@ def test_the_store_keeps_the_newest_observation_per_url(tmp_path):
     with Store.open(f"sqlite:///{tmp_path / 'a.db'}") as db:
         record_datasource_health(db, [obs("up", t0, "api")])
         record_datasource_health(db, [obs("down", t0 + timedelta(seconds=5), "flow")])
-        record_datasource_health(db, [obs("up", t0 + timedelta(seconds=1), "late-api")])  # older: ignored
+        record_datasource_health(
+            db, [obs("up", t0 + timedelta(seconds=1), "late-api")]
+        )  # older: ignored
         (row,) = read_datasource_health(db)
-    assert (row.status, row.observer, row.observed_at) == ("down", "flow", t0 + timedelta(seconds=5))
+    assert (row.status, row.observer, row.observed_at) == (
+        "down",
+        "flow",
+        t0 + timedelta(seconds=5),
+    )
 
 
 async def test_a_client_adopts_newer_news_and_fails_over_past_a_url_another_process_found_down():
@@ -77,7 +90,9 @@ async def test_a_client_adopts_newer_news_and_fails_over_past_a_url_another_proc
 
     client = client_for(handler, ["http://p1:9090", "http://p2:9090"], HealthLedger())
     now = datetime.now(UTC)
-    assert client.http.adopt("http://p1:9090", "down", now, last_error="refused", observer="flow@w1")
+    assert client.http.adopt(
+        "http://p1:9090", "down", now, last_error="refused", observer="flow@w1"
+    )
     health = client.health()
     assert health.urls[0].status == "down" and health.urls[0].observer == "flow@w1"
     await client.query("vector(1)", 1700000000)

@@ -5,7 +5,13 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from aiops.errors import BadQuery, BadResponse, DatasourceError, DatasourceTimeout, DatasourceUnavailable
+from aiops.errors import (
+    BadQuery,
+    BadResponse,
+    DatasourceError,
+    DatasourceTimeout,
+    DatasourceUnavailable,
+)
 from aiops.sources.http import RetryPolicy
 from aiops.sources.prometheus import PrometheusClient
 
@@ -25,7 +31,9 @@ async def test_503_503_200_succeeds_on_third_attempt():
     def handler(request: httpx.Request) -> httpx.Response:
         code = next(answers)
         seen.append(code)
-        return httpx.Response(code, json=OK if code == 200 else {"status": "error", "error": "busy"})
+        return httpx.Response(
+            code, json=OK if code == 200 else {"status": "error", "error": "busy"}
+        )
 
     client = client_for(handler)
     result = await client.query("vector(1)", 1700000000)
@@ -40,7 +48,12 @@ async def test_429_is_retried_but_400_fails_at_once_with_prometheus_message():
     def handler(request):
         calls.append(request)
         return httpx.Response(
-            400, json={"status": "error", "errorType": "bad_data", "error": 'parse error: unexpected "}"'}
+            400,
+            json={
+                "status": "error",
+                "errorType": "bad_data",
+                "error": 'parse error: unexpected "}"',
+            },
         )
 
     client = client_for(handler)
@@ -121,7 +134,9 @@ async def test_invalid_json_and_missing_envelope_are_bad_responses():
     client = client_for(lambda r: httpx.Response(200, text="<html>proxy error</html>"))
     with pytest.raises(BadResponse):
         await client.query("up", 1700000000)
-    client = client_for(lambda r: httpx.Response(200, json={"status": "success", "data": {"resultType": "matrix"}}))
+    client = client_for(
+        lambda r: httpx.Response(200, json={"status": "success", "data": {"resultType": "matrix"}})
+    )
     with pytest.raises(BadResponse):
         await client.query("up", 1700000000)
 
@@ -132,7 +147,9 @@ async def test_past_queries_are_cached_and_future_windows_never_are():
     def handler(request):
         calls.append(request.url.path)
         if request.url.path.endswith("query_range"):
-            return httpx.Response(200, json={"status": "success", "data": {"resultType": "matrix", "result": []}})
+            return httpx.Response(
+                200, json={"status": "success", "data": {"resultType": "matrix", "result": []}}
+            )
         return httpx.Response(200, json=OK)
 
     client = client_for(handler)

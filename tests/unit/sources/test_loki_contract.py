@@ -44,7 +44,9 @@ async def test_metric_queries_decode_matrix_and_vector():
     fake = FakeLoki()
     fill(fake, 120)  # one line per second for two minutes
     client = make(fake)
-    matrix = await client.query_range('sum(count_over_time({app="api"}[1m]))', T0 + 60, T0 + 120, step="60s")
+    matrix = await client.query_range(
+        'sum(count_over_time({app="api"}[1m]))', T0 + 60, T0 + 120, step="60s"
+    )
     assert matrix.result_type == "matrix"
     assert matrix.series[0].values.tolist() == [60.0, 59.0]  # (t-1m, t]: lines 1..60, then 61..119
     vector = await client.query('sum by (level) (count_over_time({app="api"}[1m]))', T0 + 60)
@@ -73,7 +75,11 @@ async def test_a_large_window_is_paged_forward_without_loss_or_duplicates():
     assert len(result) == 12_000
     assert result.frame["line"].tolist() == [f"line {i}" for i in range(12_000)]
     assert result.pages == 3 and not result.truncated  # 5000 + 5000 + 2000
-    assert all(int(p["limit"]) <= 5000 and p["direction"] == "forward" for path, p in fake.requests if path.endswith("query_range"))
+    assert all(
+        int(p["limit"]) <= 5000 and p["direction"] == "forward"
+        for path, p in fake.requests
+        if path.endswith("query_range")
+    )
 
 
 async def test_lines_sharing_a_nanosecond_at_a_page_boundary_are_kept_exactly_once():
@@ -159,7 +165,12 @@ async def test_labels_values_series_stats_and_patterns():
     assert series == [{"app": "api", "level": "error"}, {"app": "api", "level": "info"}]
     assert fake.requests[-1][0] == "/loki/api/v1/series"
     stats = await client.index_stats('{app="api"}', T0, T0 + 60)
-    assert stats == {"streams": 2, "chunks": 2, "entries": 2, "bytes": len("request 17 failed") + len("request 18 ok")}
+    assert stats == {
+        "streams": 2,
+        "chunks": 2,
+        "entries": 2,
+        "bytes": len("request 17 failed") + len("request 18 ok"),
+    }
     patterns = await client.patterns('{app="api"}', T0, T0 + 60)
     assert {p.pattern for p in patterns} == {"request <_> failed", "request <_> ok"}
     assert sum(p.total for p in patterns) == 2
@@ -170,14 +181,18 @@ async def test_labels_values_series_stats_and_patterns():
 async def test_push_sends_nanosecond_strings_and_expects_204():
     fake = FakeLoki()
     client = make(fake)
-    pushed = await client.push({(("app", "demo"),): [(T0, "first"), ("2023-11-14T22:13:21Z", "second")]})
+    pushed = await client.push(
+        {(("app", "demo"),): [(T0, "first"), ("2023-11-14T22:13:21Z", "second")]}
+    )
     assert pushed == 2
     assert [(e.ns, e.line) for e in fake.entries] == [(T0 * NS, "first"), ((T0 + 1) * NS, "second")]
     assert await client.ready()
 
 
 def _mock(body, status=200):
-    return httpx.AsyncClient(transport=httpx.MockTransport(lambda r: httpx.Response(status, json=body)))
+    return httpx.AsyncClient(
+        transport=httpx.MockTransport(lambda r: httpx.Response(status, json=body))
+    )
 
 
 async def test_categorized_labels_and_warnings_are_decoded():
@@ -187,11 +202,27 @@ async def test_categorized_labels_and_warnings_are_decoded():
         "data": {
             "resultType": "streams",
             "encodingFlags": ["categorize-labels"],
-            "result": [{"stream": {"app": "api"}, "values": [["1700000000000000001", "x", {"structuredMetadata": {"trace_id": "abc"}, "parsed": {"level": "warn"}}]]}],
+            "result": [
+                {
+                    "stream": {"app": "api"},
+                    "values": [
+                        [
+                            "1700000000000000001",
+                            "x",
+                            {
+                                "structuredMetadata": {"trace_id": "abc"},
+                                "parsed": {"level": "warn"},
+                            },
+                        ]
+                    ],
+                }
+            ],
             "stats": {},
         },
     }
-    result = await LokiClient(_mock(body), "http://l:3100", retry=FAST).query_range('{app="api"}', T0, T0 + 1, limit=10)
+    result = await LokiClient(_mock(body), "http://l:3100", retry=FAST).query_range(
+        '{app="api"}', T0, T0 + 1, limit=10
+    )
     assert result.frame["labels"].iloc[0] == {"app": "api", "trace_id": "abc", "level": "warn"}
     assert result.warnings == ["query was slow"]
 
@@ -200,21 +231,33 @@ async def test_categorized_labels_and_warnings_are_decoded():
     "body",
     [
         {"status": "success", "data": {"result": []}},
-        {"status": "success", "data": {"resultType": "streams", "result": [{"stream": {}, "values": [["notanumber", "x"]]}]}},
+        {
+            "status": "success",
+            "data": {
+                "resultType": "streams",
+                "result": [{"stream": {}, "values": [["notanumber", "x"]]}],
+            },
+        },
         {"status": "error"},
     ],
 )
 async def test_malformed_answers_are_bad_responses(body):
     with pytest.raises(BadResponse):
-        await LokiClient(_mock(body), "http://l:3100", retry=FAST).query_range('{a="b"}', T0, T0 + 1, limit=10)
+        await LokiClient(_mock(body), "http://l:3100", retry=FAST).query_range(
+            '{a="b"}', T0, T0 + 1, limit=10
+        )
 
 
 async def test_index_stats_needs_its_bare_object():
     with pytest.raises(BadResponse):
-        await LokiClient(_mock({"status": "success", "data": {}}), "http://l:3100", retry=FAST).index_stats('{a="b"}')
+        await LokiClient(
+            _mock({"status": "success", "data": {}}), "http://l:3100", retry=FAST
+        ).index_stats('{a="b"}')
 
 
-@pytest.mark.parametrize("start,end,field", [(T0 + 10, T0, "end"), (T0, T0, "end"), ("garbage", T0, "start")])
+@pytest.mark.parametrize(
+    "start,end,field", [(T0 + 10, T0, "end"), (T0, T0, "end"), ("garbage", T0, "start")]
+)
 async def test_bad_windows_are_refused_before_any_request(start, end, field):
     fake = FakeLoki()
     with pytest.raises(InvalidInput) as err:

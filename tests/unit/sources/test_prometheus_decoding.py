@@ -18,18 +18,33 @@ FAST = RetryPolicy(attempts=1, initial_seconds=0, jitter_seconds=0)
 
 
 def answering(data):
-    http = httpx.AsyncClient(transport=httpx.MockTransport(lambda r: httpx.Response(200, json={"status": "success", "data": data})))
+    http = httpx.AsyncClient(
+        transport=httpx.MockTransport(
+            lambda r: httpx.Response(200, json={"status": "success", "data": data})
+        )
+    )
     return PrometheusClient(http, "http://p:9090", retry=FAST)
 
 
 async def test_vector_decodes_into_series_and_a_frame_with_label_columns():
-    client = answering({"resultType": "vector", "result": [
-        {"metric": {"__name__": "up", "job": "a"}, "value": [1700000000.5, "1"]},
-        {"metric": {"__name__": "up", "job": "b", "zone": "x"}, "value": [1700000000.5, "NaN"]},
-    ]})
+    client = answering(
+        {
+            "resultType": "vector",
+            "result": [
+                {"metric": {"__name__": "up", "job": "a"}, "value": [1700000000.5, "1"]},
+                {
+                    "metric": {"__name__": "up", "job": "b", "zone": "x"},
+                    "value": [1700000000.5, "NaN"],
+                },
+            ],
+        }
+    )
     result = await client.query("up", 1700000000)
     assert result.result_type == "vector"
-    assert [s.labels for s in result.series] == [{"__name__": "up", "job": "a"}, {"__name__": "up", "job": "b", "zone": "x"}]
+    assert [s.labels for s in result.series] == [
+        {"__name__": "up", "job": "a"},
+        {"__name__": "up", "job": "b", "zone": "x"},
+    ]
     frame = result.to_frame()
     assert list(frame.columns) == ["timestamp", "value", "__name__", "job", "zone"]
     assert frame["timestamp"].iloc[0] == pd.Timestamp("2023-11-14T22:13:20.5Z")
@@ -39,10 +54,15 @@ async def test_vector_decodes_into_series_and_a_frame_with_label_columns():
 
 
 async def test_matrix_decodes_one_row_per_sample_with_inf_values():
-    client = answering({"resultType": "matrix", "result": [
-        {"metric": {"i": "a"}, "values": [[1, "1.5"], [2, "+Inf"], [3, "-Inf"]]},
-        {"metric": {"i": "b"}, "values": [[1, "2"]]},
-    ]})
+    client = answering(
+        {
+            "resultType": "matrix",
+            "result": [
+                {"metric": {"i": "a"}, "values": [[1, "1.5"], [2, "+Inf"], [3, "-Inf"]]},
+                {"metric": {"i": "b"}, "values": [[1, "2"]]},
+            ],
+        }
+    )
     result = await client.query_range("x", 1, 3, 1)
     frame = result.to_frame()
     assert len(frame) == 4 and result.samples == 4
@@ -53,16 +73,25 @@ async def test_matrix_decodes_one_row_per_sample_with_inf_values():
 
 
 async def test_scalar_and_string_results():
-    scalar = await answering({"resultType": "scalar", "result": [1700000000, "42"]}).query("42", 1700000000)
+    scalar = await answering({"resultType": "scalar", "result": [1700000000, "42"]}).query(
+        "42", 1700000000
+    )
     assert scalar.scalar == (1700000000.0, 42.0)
     assert scalar.to_frame()["value"].tolist() == [42.0]
-    text = await answering({"resultType": "string", "result": [1700000000, "hello"]}).query('"hello"', 1700000000)
+    text = await answering({"resultType": "string", "result": [1700000000, "hello"]}).query(
+        '"hello"', 1700000000
+    )
     assert text.string == (1700000000.0, "hello")
     assert text.to_frame()["value"].tolist() == ["hello"]
 
 
 async def test_labels_named_like_frame_columns_are_renamed():
-    client = answering({"resultType": "vector", "result": [{"metric": {"value": "v", "timestamp": "t"}, "value": [1, "1"]}]})
+    client = answering(
+        {
+            "resultType": "vector",
+            "result": [{"metric": {"value": "v", "timestamp": "t"}, "value": [1, "1"]}],
+        }
+    )
     frame = (await client.query("x", 1)).to_frame()
     assert list(frame.columns) == ["timestamp", "value", "label_timestamp", "label_value"]
 
@@ -76,13 +105,16 @@ def test_range_windows_split_exactly_at_the_point_limit():
     assert client._windows("up", 0, 9, 1, 10) == [(0, 9, 1)]
 
 
-@pytest.mark.parametrize("start,end,step,field", [
-    ("yesterday-ish", "now", "1m", "start"),
-    (100, 50, "1m", "end"),
-    (0, 100, "0s", "step"),
-    (0, 100, "-5m", "step"),
-    (0, 100, "fast", "step"),
-])
+@pytest.mark.parametrize(
+    "start,end,step,field",
+    [
+        ("yesterday-ish", "now", "1m", "start"),
+        (100, 50, "1m", "end"),
+        (0, 100, "0s", "step"),
+        (0, 100, "-5m", "step"),
+        (0, 100, "fast", "step"),
+    ],
+)
 async def test_bad_ranges_are_invalid_input_naming_the_field(start, end, step, field):
     with pytest.raises(InvalidInput) as err:
         await answering({}).query_range("up", start, end, step)

@@ -116,7 +116,9 @@ async def test_the_tenant_header_is_sent(served_loki):
     fake, url = served_loki
     fake.require_tenant = "team-a"
     fake.add({"app": "api"}, time.time_ns(), "tenant line")
-    it = LokiTail([url], '{app="api"}', tenant="team-a", start_ns=time.time_ns() - NS, retry=FAST).batches()
+    it = LokiTail(
+        [url], '{app="api"}', tenant="team-a", start_ns=time.time_ns() - NS, retry=FAST
+    ).batches()
     assert (await _next(it)).lines == ["tenant line"]
     await it.aclose()
 

@@ -18,8 +18,12 @@ def make(store, make_spec, n: int = 6) -> list[str]:
 
 
 def commit(det_id: str, expected, checkpoint) -> BatchCommit:
-    return BatchCommit(detector_id=det_id, expected=expected, checkpoint=checkpoint,
-                       collection={"samples": 1, "series": 1, "at": NOW})
+    return BatchCommit(
+        detector_id=det_id,
+        expected=expected,
+        checkpoint=checkpoint,
+        collection={"samples": 1, "series": 1, "at": NOW},
+    )
 
 
 def test_two_runs_never_claim_the_same_detector(store, make_spec):
@@ -89,6 +93,9 @@ def test_failures_and_skips_are_recorded_and_release_their_claims(store, make_sp
     a, b = make(store, make_spec, 2)
     store.claim_detectors([a, b], "run", now=NOW, lease_seconds=60, limit=2)
     store.record_batch_outcomes("run", failed={a: "boom"}, skipped={b: "no complete step"}, at=NOW)
-    assert store.collector_status(a).state == "failed" and store.collector_status(a).consecutive_failures == 1
+    assert (
+        store.collector_status(a).state == "failed"
+        and store.collector_status(a).consecutive_failures == 1
+    )
     assert store.collector_status(b).skip_reason == "no complete step"
     assert store.claims([a, b]) == {}

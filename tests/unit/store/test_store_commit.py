@@ -14,7 +14,13 @@ LABELS = {"instance": "a"}
 
 
 def event(minute: int, score: float = 2.0) -> dict:
-    return {"detector_id": "api-errors", "labels": LABELS, "ts": T + timedelta(minutes=minute), "value": 1.0, "score": score}
+    return {
+        "detector_id": "api-errors",
+        "labels": LABELS,
+        "ts": T + timedelta(minutes=minute),
+        "value": 1.0,
+        "score": score,
+    }
 
 
 def test_a_run_commits_events_states_checkpoint_and_status_together(store, make_spec):
@@ -34,7 +40,12 @@ def test_a_run_commits_events_states_checkpoint_and_status_together(store, make_
     status = store.collector_status("api-errors")
     assert status.state == "ok" and status.samples == 5
     # the same run again adds nothing
-    assert store.commit_detection("api-errors", events=[event(1), event(2)], checkpoint=T + timedelta(minutes=5)) == []
+    assert (
+        store.commit_detection(
+            "api-errors", events=[event(1), event(2)], checkpoint=T + timedelta(minutes=5)
+        )
+        == []
+    )
 
 
 def test_a_failure_inside_the_run_leaves_nothing_behind(store, make_spec):
@@ -66,11 +77,19 @@ def test_an_unreachable_database_is_store_unavailable(tmp_path):
 def test_a_backfill_window_completes_with_its_events_and_its_own_model_states(store, make_spec):
     store.create_detector(make_spec())
     key = series_key(LABELS)
-    store.plan_backfill("bf-1", ["api-errors"], [(T, T + timedelta(hours=1)), (T + timedelta(hours=1), T + timedelta(hours=2))])
+    store.plan_backfill(
+        "bf-1",
+        ["api-errors"],
+        [(T, T + timedelta(hours=1)), (T + timedelta(hours=1), T + timedelta(hours=2))],
+    )
     assert store.load_backfill_states("bf-1", "api-errors") == {}
-    inserted = store.complete_backfill_window("bf-1", "api-errors", T, events=[event(1)], states={key: (LABELS, {"n": 1})})
+    inserted = store.complete_backfill_window(
+        "bf-1", "api-errors", T, events=[event(1)], states={key: (LABELS, {"n": 1})}
+    )
     assert len(inserted) == 1
-    assert store.load_backfill_states("bf-1", "api-errors") == {key: {"labels": LABELS, "state": {"n": 1}}}
+    assert store.load_backfill_states("bf-1", "api-errors") == {
+        key: {"labels": LABELS, "state": {"n": 1}}
+    }
     assert store.load_states("api-errors") == {}  # the live model is untouched
     assert store.backfill_progress("bf-1").done == 1
     # the same window again (a resumed run) adds no event

@@ -48,7 +48,8 @@ def test_resolve_after_is_read_from_the_file_with_the_default_when_absent(tmp_pa
     (default,) = load_detectors_file(write(tmp_path, GOOD), kind_validator=accept_any_kind)
     assert default.resolve_after == DEFAULT_RESOLVE_AFTER
     (spec,) = load_detectors_file(
-        write(tmp_path, GOOD.replace("interval: 1m", "interval: 1m\n    resolve_after: 3")), kind_validator=accept_any_kind
+        write(tmp_path, GOOD.replace("interval: 1m", "interval: 1m\n    resolve_after: 3")),
+        kind_validator=accept_any_kind,
     )
     assert spec.resolve_after == 3
 

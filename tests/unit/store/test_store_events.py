@@ -139,15 +139,24 @@ def test_latest_scores_hold_the_newest_score_of_every_series_normal_or_not(store
     a, b = {"instance": "a"}, {"instance": "b"}
 
     def score(labels, minute, value):
-        return {"series_key": series_key(labels), "labels": labels, "ts": T0 + timedelta(minutes=minute),
-                "value": 1.0, "score": value}
+        return {
+            "series_key": series_key(labels),
+            "labels": labels,
+            "ts": T0 + timedelta(minutes=minute),
+            "value": 1.0,
+            "score": value,
+        }
 
     store.commit_detection("api", latest=[score(a, 1, 0.2), score(b, 1, 3.0)])
     store.commit_detection("api", latest=[score(a, 2, 0.4)])
     store.commit_detection("api", latest=[score(b, 0, 9.0)])  # older than what is stored: ignored
     store.commit_detection("db", latest=[score(a, 1, float("nan"))])
     latest = {(s.detector_id, s.series_key): s.score for s in store.latest_scores()}
-    assert latest == {("api", 'instance="a"'): 0.4, ("api", 'instance="b"'): 3.0, ("db", 'instance="a"'): None}
+    assert latest == {
+        ("api", 'instance="a"'): 0.4,
+        ("api", 'instance="b"'): 3.0,
+        ("db", 'instance="a"'): None,
+    }
 
 
 def test_several_threads_writing_and_reading_never_see_database_is_locked(db_url):

@@ -23,31 +23,63 @@ def frame(values: list[float], start: int, labels: dict[str, str] = LABELS) -> p
     """One sample per minute from minute ``start``; None leaves the minute out (a gap)."""
     rows = [(T + timedelta(minutes=start + i), v) for i, v in enumerate(values) if v is not None]
     return pd.DataFrame(
-        {"timestamp": pd.DatetimeIndex([r[0] for r in rows]), "value": [r[1] for r in rows],
-         **{k: [v] * len(rows) for k, v in labels.items()}}
+        {
+            "timestamp": pd.DatetimeIndex([r[0] for r in rows]),
+            "value": [r[1] for r in rows],
+            **{k: [v] * len(rows) for k, v in labels.items()},
+        }
     )
 
 
 def spec(**overrides):
-    return {"id": "det", "kind": "threshold", "params": {"upper": 10.0}, "status": "running",
-            "resolve_after": 2, "datasource": {"query": "up", "step": "1m"}, **overrides}
+    return {
+        "id": "det",
+        "kind": "threshold",
+        "params": {"upper": 10.0},
+        "status": "running",
+        "resolve_after": 2,
+        "datasource": {"query": "up", "step": "1m"},
+        **overrides,
+    }
 
 
-def tick(store: Store, values: list[float], start: int, *, backfill: str | None = None, commit: bool = True):
+def tick(
+    store: Store,
+    values: list[float],
+    start: int,
+    *,
+    backfill: str | None = None,
+    commit: bool = True,
+):
     """Score minutes ``start ..`` as the detect-metrics flow does, continuing the stored states."""
     det = store.get_detector("det")
     states = store.load_states("det") if backfill is None else {}
     run = run_detection(
-        detector_id="det", kind=det.kind, params=det.params, threshold=det.threshold, mode="running",
-        frame=frame(values, start), states=states, params_hash=det.spec_hash, flow_run_id="run-1",
-        incident_states=store.load_incident_states("det", backfill), resolve_after=det.resolve_after,
-        step=60.0, until=T + timedelta(minutes=start + len(values) - 1),
+        detector_id="det",
+        kind=det.kind,
+        params=det.params,
+        threshold=det.threshold,
+        mode="running",
+        frame=frame(values, start),
+        states=states,
+        params_hash=det.spec_hash,
+        flow_run_id="run-1",
+        incident_states=store.load_incident_states("det", backfill),
+        resolve_after=det.resolve_after,
+        step=60.0,
+        until=T + timedelta(minutes=start + len(values) - 1),
     )
     if not commit:
         return run
     if backfill is None:
-        return store.commit_detection("det", events=run.events, states=run.states, incidents=run.incidents,
-                                      incident_states=run.incident_states, latest=run.latest)
+        return store.commit_detection(
+            "det",
+            events=run.events,
+            states=run.states,
+            incidents=run.incidents,
+            incident_states=run.incident_states,
+            latest=run.latest,
+        )
     return run
 
 
@@ -60,7 +92,11 @@ def test_an_incident_spanning_ticks_is_one_incident_opened_and_resolved_once(sto
     first = tick(store, [LOW, HIGH, HIGH], 0)
     assert types(first) == ["incident.opened"]
     (incident,) = store.list_incidents(detector="det")
-    assert incident.state == "open" and incident.opened_at == T + timedelta(minutes=1) and incident.points == 2
+    assert (
+        incident.state == "open"
+        and incident.opened_at == T + timedelta(minutes=1)
+        and incident.points == 2
+    )
     # one normal point, then anomalous again: within resolve_after=2, the same incident
     second = tick(store, [LOW, HIGH * 3, LOW], 3)
     assert types(second) == []
@@ -76,7 +112,9 @@ def test_an_incident_spanning_ticks_is_one_incident_opened_and_resolved_once(sto
     assert incident.model_kind == "threshold" and incident.flow_run_id == "run-1"
     events = store.events_after(0, types=["incident.opened", "incident.resolved"])
     assert [(e.type, e.payload["incident_id"]) for e in events] == [
-        ("incident.opened", incident.id), ("incident.resolved", incident.id)]
+        ("incident.opened", incident.id),
+        ("incident.resolved", incident.id),
+    ]
     points = store.incident_points(incident)
     assert [p.ts for p in points] == [T + timedelta(minutes=m) for m in (1, 2, 4)]
 
@@ -95,7 +133,12 @@ def test_an_open_incident_continues_after_a_restart(backend_url):
 def test_a_rerun_of_the_same_window_creates_no_duplicate(store):
     store.create_detector(spec())
     run = tick(store, [HIGH, HIGH, LOW, LOW, LOW, HIGH], 0, commit=False)
-    kwargs = dict(events=run.events, states=run.states, incidents=run.incidents, incident_states=run.incident_states)
+    kwargs = dict(
+        events=run.events,
+        states=run.states,
+        incidents=run.incidents,
+        incident_states=run.incident_states,
+    )
     first = store.commit_detection("det", **kwargs)
     assert types(first) == ["incident.opened", "incident.resolved", "incident.opened"]
     assert store.commit_detection("det", **kwargs) == []  # e.g. a retried task after a lost answer
@@ -109,11 +152,21 @@ def test_a_series_that_stops_reporting_resolves_once_its_missing_steps_pass(stor
     tick(store, [HIGH], 0)
     # the series sends nothing more: minutes 1..3 are missing, so normal
     run = run_detection(
-        detector_id="det", kind="threshold", params={"upper": 10.0}, threshold=1.0, mode="running",
-        frame=pd.DataFrame(), states=store.load_states("det"), incident_states=store.load_incident_states("det"),
-        resolve_after=2, step=60.0, until=T + timedelta(minutes=5),
+        detector_id="det",
+        kind="threshold",
+        params={"upper": 10.0},
+        threshold=1.0,
+        mode="running",
+        frame=pd.DataFrame(),
+        states=store.load_states("det"),
+        incident_states=store.load_incident_states("det"),
+        resolve_after=2,
+        step=60.0,
+        until=T + timedelta(minutes=5),
     )
-    inserted = store.commit_detection("det", incidents=run.incidents, incident_states=run.incident_states)
+    inserted = store.commit_detection(
+        "det", incidents=run.incidents, incident_states=run.incident_states
+    )
     assert types(inserted) == ["incident.resolved"]
     assert store.list_incidents()[0].resolved_at == T + timedelta(minutes=3)
 
@@ -124,20 +177,35 @@ def test_a_gap_counts_as_normal_steps(store):
     assert len(store.list_incidents()) == 1
     tick(store, [None, None, None, HIGH], 4)  # three missing minutes: resolved, a new one opens
     assert [(i.opened_at, i.resolved_at) for i in store.list_incidents()] == [
-        (T, T + timedelta(minutes=6)), (T + timedelta(minutes=7), None)]
+        (T, T + timedelta(minutes=6)),
+        (T + timedelta(minutes=7), None),
+    ]
 
 
 def backfill_window(store: Store, bf: str, start: int, pieces: list[list[float]]) -> list:
     """One backfill window scored in pieces (the flow's way), committed with its last piece."""
     window_start = T + timedelta(minutes=start)
-    states, incident_states, earlier, minute = {}, store.load_incident_states("det", bf), None, start
+    states, incident_states, earlier, minute = (
+        {},
+        store.load_incident_states("det", bf),
+        None,
+        start,
+    )
     stored = store.load_backfill_states(bf, "det")
     states = {k: v["state"] for k, v in stored.items()}
     for values in pieces:
         run = run_detection(
-            detector_id="det", kind="threshold", params={"upper": 10.0}, threshold=1.0, mode="running",
-            frame=frame(values, minute), states=states, incident_states=incident_states, resolve_after=2,
-            step=60.0, until=T + timedelta(minutes=minute + len(values) - 1),
+            detector_id="det",
+            kind="threshold",
+            params={"upper": 10.0},
+            threshold=1.0,
+            mode="running",
+            frame=frame(values, minute),
+            states=states,
+            incident_states=incident_states,
+            resolve_after=2,
+            step=60.0,
+            until=T + timedelta(minutes=minute + len(values) - 1),
         )
         if earlier is not None:
             run.absorb(earlier)
@@ -146,8 +214,13 @@ def backfill_window(store: Store, bf: str, start: int, pieces: list[list[float]]
         states.update({k: s for k, (_, s) in run.states.items()})
         minute += len(values)
     return store.complete_backfill_window(
-        bf, "det", window_start, events=earlier.events, states=earlier.states,
-        incidents=earlier.incidents, incident_states=earlier.incident_states,
+        bf,
+        "det",
+        window_start,
+        events=earlier.events,
+        states=earlier.states,
+        incidents=earlier.incidents,
+        incident_states=earlier.incident_states,
     )
 
 
@@ -160,7 +233,11 @@ def test_backfill_pieces_and_windows_make_one_incident_apart_from_live(store):
     second = backfill_window(store, "bf-1", 4, [[HIGH], [LOW, LOW, LOW]])
     assert types(second) == ["incident.resolved"]
     (incident,) = store.list_incidents(source="backfill")
-    assert incident.backfill_id == "bf-1" and incident.points == 3 and incident.resolved_at == T + timedelta(minutes=7)
+    assert (
+        incident.backfill_id == "bf-1"
+        and incident.points == 3
+        and incident.resolved_at == T + timedelta(minutes=7)
+    )
     assert store.list_incidents(source="live") == []
     assert store.list_incidents(backfill_id="bf-1") == [incident]
     assert store.load_incident_states("det") == {}  # live grouping untouched
@@ -180,15 +257,21 @@ def test_list_incidents_filters_and_refuses_bad_ones_naming_the_field(store):
     resolved, open_ = store.list_incidents()
     assert [i.id for i in store.list_incidents(state="open")] == [open_.id]
     assert [i.id for i in store.list_incidents(state="resolved")] == [resolved.id]
-    assert [i.id for i in store.list_incidents(since=T + timedelta(minutes=3, seconds=30))] == [open_.id]
+    assert [i.id for i in store.list_incidents(since=T + timedelta(minutes=3, seconds=30))] == [
+        open_.id
+    ]
     assert [i.id for i in store.list_incidents(until=T + timedelta(minutes=4))] == [resolved.id]
     assert [i.id for i in store.list_incidents(after_id=resolved.id)] == [open_.id]
     assert [i.id for i in store.list_incidents(newest_first=True, limit=1)] == [open_.id]
     assert store.get_incident(open_.id) == open_
     with pytest.raises(NotFound):
         store.get_incident(10**9)
-    for kwargs, field in (({"state": "closed"}, "state"), ({"source": "x"}, "source"),
-                          ({"since": T + timedelta(hours=1), "until": T}, "since"), ({"limit": 0}, "limit")):
+    for kwargs, field in (
+        ({"state": "closed"}, "state"),
+        ({"source": "x"}, "source"),
+        ({"since": T + timedelta(hours=1), "until": T}, "since"),
+        ({"limit": 0}, "limit"),
+    ):
         with pytest.raises(InvalidInput) as err:
             store.list_incidents(**kwargs)
         assert err.value.field == field
@@ -214,8 +297,13 @@ def test_deleting_a_detector_resolves_its_open_incidents(store):
 def test_resolve_after_is_a_detector_setting_with_a_default(store):
     from aiops.incidents import DEFAULT_RESOLVE_AFTER
 
-    assert store.create_detector(spec(id="d2", resolve_after=DEFAULT_RESOLVE_AFTER)).resolve_after == DEFAULT_RESOLVE_AFTER
-    created = store.create_detector({k: v for k, v in spec(id="d3").items() if k != "resolve_after"})
+    assert (
+        store.create_detector(spec(id="d2", resolve_after=DEFAULT_RESOLVE_AFTER)).resolve_after
+        == DEFAULT_RESOLVE_AFTER
+    )
+    created = store.create_detector(
+        {k: v for k, v in spec(id="d3").items() if k != "resolve_after"}
+    )
     assert created.resolve_after == DEFAULT_RESOLVE_AFTER
     assert store.update_detector("d3", resolve_after=0).resolve_after == 0
     with pytest.raises(InvalidInput) as err:
@@ -229,11 +317,13 @@ def test_migration_0005_adds_incidents_to_a_0004_database(backend_url):
         migrations.upgrade(engine, "0004")
         with engine.begin() as conn:
             now = "2024-01-01 00:00:00"
-            conn.execute(text(
-                "INSERT INTO detector (id, name, kind, params, status, threshold, interval_seconds, "
-                "spec_hash, status_changed_at, created_at, updated_at) VALUES "
-                f"('old', 'old', 'zscore', '{{}}', 'running', 1.0, 60, 'h', '{now}', '{now}', '{now}')"
-            ))
+            conn.execute(
+                text(
+                    "INSERT INTO detector (id, name, kind, params, status, threshold, interval_seconds, "
+                    "spec_hash, status_changed_at, created_at, updated_at) VALUES "
+                    f"('old', 'old', 'zscore', '{{}}', 'running', 1.0, 60, 'h', '{now}', '{now}', '{now}')"
+                )
+            )
         assert "incident" not in inspect(engine).get_table_names()
     finally:
         engine.dispose()

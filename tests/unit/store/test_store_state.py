@@ -133,9 +133,9 @@ def test_backfill_plan_is_idempotent_and_progress_is_tracked(store, detector, ma
     # the failed window used up its attempts: later windows are held back (models evolve in
     # time order, nothing may be scored past a gap); the other detector is not affected
     assert store.next_pending_windows("bf-1", detector_id="api", max_attempts=1) == []
-    assert [w.window_start for w in store.next_pending_windows("bf-1", detector_id="db", max_attempts=1)] == [
-        T0, T0 + H, T0 + 2 * H
-    ]
+    assert [
+        w.window_start for w in store.next_pending_windows("bf-1", detector_id="db", max_attempts=1)
+    ] == [T0, T0 + H, T0 + 2 * H]
 
 
 def test_backfill_errors(store, detector):

@@ -34,7 +34,12 @@ def upgrade() -> None:
             )
         )
     with op.batch_alter_table("detector") as batch:
-        batch.alter_column("resolve_after", server_default=None, existing_type=sa.Integer(), existing_nullable=False)
+        batch.alter_column(
+            "resolve_after",
+            server_default=None,
+            existing_type=sa.Integer(),
+            existing_nullable=False,
+        )
     op.create_table(
         "incident",
         sa.Column("id", BIG_ID, primary_key=True, autoincrement=True),
@@ -88,7 +93,9 @@ def upgrade() -> None:
             ondelete="CASCADE",
             name=op.f("fk_incident_state_detector_id_detector"),
         ),
-        sa.PrimaryKeyConstraint("detector_id", "scope", "series_key", name=op.f("pk_incident_state")),
+        sa.PrimaryKeyConstraint(
+            "detector_id", "scope", "series_key", name=op.f("pk_incident_state")
+        ),
     )
 
 

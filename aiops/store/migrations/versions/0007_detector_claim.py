@@ -28,7 +28,10 @@ def upgrade() -> None:
         sa.Column("claimed_at", TS, nullable=True),
         sa.Column("expires_at", TS, nullable=True),
         sa.ForeignKeyConstraint(
-            ["detector_id"], ["detector.id"], ondelete="CASCADE", name=op.f("fk_detector_claim_detector_id_detector")
+            ["detector_id"],
+            ["detector.id"],
+            ondelete="CASCADE",
+            name=op.f("fk_detector_claim_detector_id_detector"),
         ),
         sa.PrimaryKeyConstraint("detector_id", name=op.f("pk_detector_claim")),
     )

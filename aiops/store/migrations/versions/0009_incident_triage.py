@@ -37,7 +37,9 @@ def upgrade() -> None:
         sa.Column("flow_run_id", sa.String(64), nullable=True),
         sa.Column("created_at", TS, nullable=False),
         sa.Column("updated_at", TS, nullable=False),
-        sa.CheckConstraint("status IN ('running', 'done', 'failed')", name=op.f("ck_incident_triage_status")),
+        sa.CheckConstraint(
+            "status IN ('running', 'done', 'failed')", name=op.f("ck_incident_triage_status")
+        ),
         sa.PrimaryKeyConstraint("incident_id", name=op.f("pk_incident_triage")),
     )
 
