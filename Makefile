@@ -10,7 +10,7 @@ SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 UP_ARGS ?=
 
-.PHONY: up test install system-deps bench clean
+.PHONY: up test install system-deps bench clean lint fmt
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,8 +49,18 @@ prometheus-deps:
 up: $(STAMP) prometheus-deps
 	$(VENV)/bin/aiops up $(UP_ARGS)
 
-test: $(STAMP) system-deps
+test: $(STAMP) system-deps lint
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Style that is checked, not hoped for: ruff's format and lint (settings in pyproject.toml).
+# `make fmt` applies the formatter and the safe fixes.
+lint: $(STAMP)
+	$(VENV)/bin/ruff format --check --quiet .
+	$(VENV)/bin/ruff check --quiet .
+
+fmt: $(STAMP)
+	$(VENV)/bin/ruff format --quiet .
+	$(VENV)/bin/ruff check --quiet --fix .
 
 bench: $(STAMP) system-deps
 	$(PY) benchmarks/prometheus_fetch.py

@@ -148,7 +148,7 @@ def render_selector(template: str, labels: Mapping[str, str] | None) -> str:
     for m in matchers:
         regex = m.op in ("=~", "!~")
 
-        def value_of(match: re.Match[str]) -> str:
+        def value_of(match: re.Match[str], regex: bool = regex) -> str:
             name = match.group(1) or match.group(2)
             if labels is None:
                 return "x"

@@ -32,6 +32,7 @@ out unless a client asks. Progress is a Prefect progress artifact.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from datetime import datetime
 from typing import Any
@@ -304,7 +305,7 @@ def _dask_runner(address: str) -> Any:
     runner = DaskTaskRunner(address=address, client_kwargs={"timeout": DASK_CONNECT_TIMEOUT})
     runner.__enter__()
     try:
-        runner.client  # connects
+        _ = runner.client  # the property connects
     except Exception as exc:
         runner.__exit__(None, None, None)
         raise ConfigError(
@@ -374,7 +375,7 @@ async def _on_dask(
                 "emit_events": emit_events,
             }
             future = await to_thread.run_sync(
-                lambda: runner.submit(piece_task, parameters=parameters)
+                functools.partial(runner.submit, piece_task, parameters=parameters)
             )
             try:
                 out = await to_thread.run_sync(future.result)

@@ -263,7 +263,7 @@ async def run_detector_windows(
                 raise  # backfill-window's retries run the piece again
             message = exc.message if isinstance(exc, AiopsError) else f"{type(exc).__name__}: {exc}"
             await to_thread.run_sync(
-                lambda: db.mark_window(bf_id, det.id, w.window_start, "failed", message)
+                db.mark_window, bf_id, det.id, w.window_start, "failed", message
             )
             log.error(
                 "backfill %s: detector %s (datasource %s, query %r) failed at window %s: %s",

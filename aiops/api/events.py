@@ -453,7 +453,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
             and receiver.exception() is None
             and receiver.result()
         ):
-            return  # the client went away
+            return  # noqa: B012  the client went away: whatever the send side raised is moot
         if websocket.application_state == WebSocketState.CONNECTED:
             code, reason = sub.closing or (1000, f"closing: resume with ?since={sub.cursor}")
             with contextlib.suppress(Exception):

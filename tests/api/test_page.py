@@ -193,7 +193,7 @@ async def test_the_page_charts_detectors_and_shows_live_events(tmp_path, prometh
             )
             assert await card.locator(".status").inner_text() == "running"
             # the stored incident is a shaded span on its series' chart
-            await card.locator(f".chart[data-incidents='1']").wait_for()
+            await card.locator(".chart[data-incidents='1']").wait_for()
             [stored] = store.list_incidents()
 
             # the feed lists the stored incident, then incidents opened live, newest on top

@@ -16,6 +16,13 @@ from pydantic import ValidationError
 
 from aiops.errors import InvalidInput
 from aiops.promql import PromQLSpec, QueryBuilder, regex_escape_literal
+from aiops.promql import (
+    find_selectors,
+    presence_probe,
+    query_for_step,
+    read_every_sample,
+    sampling_notes,
+)
 from aiops.querylang import Matcher, format_duration, parse_duration, quote, unquote
 from tests.support.gostrings import reference_unquote, skeleton
 
@@ -725,14 +732,6 @@ def test_rendered_queries_parse_with_promtool(tmp_path) -> None:
 
 
 # --------------------------------------------------------------------------- coarse steps
-
-from aiops.promql import (
-    find_selectors,
-    presence_probe,
-    query_for_step,
-    read_every_sample,
-    sampling_notes,
-)  # noqa: E402
 
 
 @pytest.mark.parametrize(
