@@ -187,7 +187,8 @@ class TrainRule:
             if fraction is not None:
                 if not 0 < fraction < 1:
                     raise InvalidInput(
-                        f"train {text!r}: a fraction of the range must be between 0 and 1 (0%-100%)",
+                        f"train {text!r}: a fraction of the range must be between 0 and 1 "
+                        "(0%-100%)",
                         field=field,
                     )
                 return cls(text, fraction=fraction)
@@ -195,8 +196,8 @@ class TrainRule:
             return cls(str(text), seconds=parse_seconds(value, field=field))
         except InvalidInput:
             raise InvalidInput(
-                f"train {text!r} is not a duration (3d), a fraction of the range (0.2 or 20%) or a number "
-                "of points (500 points)",
+                f"train {text!r} is not a duration (3d), a fraction of the range (0.2 or 20%) or "
+                "a number of points (500 points)",
                 field=field,
             ) from None
 
@@ -266,12 +267,14 @@ class BackfillRequest:
                 raise InvalidInput(f"{name} must be longer than zero", field=f[name])
         if detectors and span / window_seconds > MAX_WINDOWS:
             raise InvalidInput(
-                f"{math.ceil(span / window_seconds)} windows per detector is more than {MAX_WINDOWS}: use a larger window",
+                f"{math.ceil(span / window_seconds)} windows per detector is more than "
+                f"{MAX_WINDOWS}: use a larger window",
                 field=f["window"],
             )
         if jobs and span / log_window_seconds > MAX_WINDOWS:
             raise InvalidInput(
-                f"{math.ceil(span / log_window_seconds)} log windows is more than {MAX_WINDOWS}: use a larger log_window",
+                f"{math.ceil(span / log_window_seconds)} log windows is more than {MAX_WINDOWS}: "
+                "use a larger log_window",
                 field=f["log_window"],
             )
         request = cls(
@@ -383,12 +386,14 @@ def resolve_backfill(
     for name in request.log_jobs:
         if name not in known_jobs:
             raise InvalidInput(
-                f"no log job named {name!r} (configured: {', '.join(sorted(known_jobs)) or 'none'})",
+                f"no log job named {name!r} (configured: "
+                f"{', '.join(sorted(known_jobs)) or 'none'})",
                 field=f["log_jobs"],
             )
     if backfill_id is not None and not BACKFILL_ID_PATTERN.match(backfill_id):
         raise InvalidInput(
-            f"backfill id {backfill_id!r} must be 1-64 letters, digits and _.:- (starting with a letter or digit)",
+            f"backfill id {backfill_id!r} must be 1-64 letters, digits and _.:- (starting with a "
+            "letter or digit)",
             field=f["backfill_id"],
         )
     bf_id = backfill_id or backfill_id_for(
@@ -625,6 +630,7 @@ def check_dask_scheduler(address: str, *, timeout: float = 5.0) -> None:
             pass
     except OSError as exc:
         raise ConfigError(
-            f"cannot reach the Dask scheduler at {address} (AIOPS_DASK_ADDRESS): {exc.strerror or exc}",
+            f"cannot reach the Dask scheduler at {address} (AIOPS_DASK_ADDRESS): "
+            f"{exc.strerror or exc}",
             setting="AIOPS_DASK_ADDRESS",
         ) from None

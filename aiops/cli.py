@@ -71,7 +71,8 @@ async def _run_query(args: argparse.Namespace) -> int:
     if config is None or config.type != "prometheus":
         names = sorted(n for n, c in configs.items() if c.type == "prometheus")
         raise ConfigError(
-            f"no Prometheus datasource named {args.datasource!r} (configured: {', '.join(names) or 'none'})",
+            f"no Prometheus datasource named {args.datasource!r} (configured: "
+            f"{', '.join(names) or 'none'})",
             setting="datasource",
         )
     async with httpx.AsyncClient() as http:
@@ -100,7 +101,8 @@ def _print_result(result: Any, limit: int) -> None:
     if result.result_type in ("scalar", "string"):
         ts, value = result.scalar or result.string
         print(
-            f"{result.result_type}: {value} @ {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(ts))}"
+            f"{result.result_type}: {value} @ "
+            f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(ts))}"
         )
         return
     frame = result.to_frame()
@@ -169,7 +171,8 @@ async def _analyze_logs(args: argparse.Namespace) -> int:
         config = settings.datasource_configs().get(args.datasource)
         if config is None or config.type != "loki":
             raise ConfigError(
-                f"no Loki datasource named {args.datasource!r}: set AIOPS_LOKI_URL or add it to the config file",
+                f"no Loki datasource named {args.datasource!r}: set AIOPS_LOKI_URL or add it to "
+                "the config file",
                 setting="AIOPS_LOKI_URL",
             )
         now = time.time()
@@ -195,8 +198,9 @@ def _print_report(report: dict[str, Any], top: int) -> None:
     joined = int((report.get("header") or {}).get("joined_lines") or 0)
     unit = f"events ({report['total_logs'] + joined} lines)" if joined else "lines"
     print(
-        f"{report['total_logs']} {unit}, {report['error_count']} errors ({report['error_rate']:.2%}), "
-        f"{report['anomaly_count']} anomalies ({report['anomaly_rate']:.2%})"
+        f"{report['total_logs']} {unit}, {report['error_count']} errors "
+        f"({report['error_rate']:.2%}), {report['anomaly_count']} anomalies "
+        f"({report['anomaly_rate']:.2%})"
     )
     for title, mapping in (
         ("levels", report.get("levels") or {}),
@@ -220,8 +224,9 @@ def _print_report(report: dict[str, Any], top: int) -> None:
     durations = (report.get("performance") or {}).get("duration_ms") or {}
     if durations.get("count"):
         print(
-            f"\ndurations: n={durations['count']} p50={durations.get('p50')}ms p95={durations.get('p95')}ms "
-            f"p99={durations.get('p99')}ms max={durations.get('max')}ms"
+            f"\ndurations: n={durations['count']} p50={durations.get('p50')}ms "
+            f"p95={durations.get('p95')}ms p99={durations.get('p99')}ms "
+            f"max={durations.get('max')}ms"
         )
 
 
@@ -263,7 +268,8 @@ def _tail_logs(args: argparse.Namespace) -> int:
         config = settings.datasource_configs().get(args.datasource)
         if config is None or config.type != "loki":
             raise ConfigError(
-                f"no Loki datasource named {args.datasource!r}: set AIOPS_LOKI_URL or add it to the config file",
+                f"no Loki datasource named {args.datasource!r}: set AIOPS_LOKI_URL or add it to "
+                "the config file",
                 setting="AIOPS_LOKI_URL",
             )
         since = parse_seconds(args.since, field="--since", allow_zero=True)
@@ -295,8 +301,8 @@ def _tail_logs(args: argparse.Namespace) -> int:
         for c in changes:
             kinds[c["type"]] = kinds.get(c["type"], 0) + 1
         print(
-            f"{w.start:%H:%M:%S}-{w.end:%H:%M:%S}{' (partial)' if w.partial else ''}  {w.lines} lines, "
-            f"{r['error_count']} errors, {r['anomaly_count']} anomalies"
+            f"{w.start:%H:%M:%S}-{w.end:%H:%M:%S}{' (partial)' if w.partial else ''}  {w.lines} "
+            f"lines, {r['error_count']} errors, {r['anomaly_count']} anomalies"
             + (f", dropped {w.dropped}" if w.dropped else "")
             + (
                 "; "
@@ -387,7 +393,8 @@ def _backfill(args: argparse.Namespace) -> int:
     from flows.backfill import backfill
 
     print(
-        f"aiops: backfill {bf_id}: {request.start:%Y-%m-%d %H:%M} .. {request.end:%Y-%m-%d %H:%M} UTC",
+        f"aiops: backfill {bf_id}: {request.start:%Y-%m-%d %H:%M} .. {request.end:%Y-%m-%d %H:%M} "
+        "UTC",
         file=sys.stderr,
     )
     tty = sys.stderr.isatty()
@@ -459,8 +466,8 @@ def _backfill(args: argparse.Namespace) -> int:
     p = result["progress"]
     print(
         f"backfill {bf_id}: {p['done']}/{p['total']} windows done, incidents: "
-        f"{result.get('incidents_opened', 0)} opened, {result.get('incidents_resolved', 0)} resolved "
-        f"({result['anomalies']} new anomalous points)"
+        f"{result.get('incidents_opened', 0)} opened, {result.get('incidents_resolved', 0)} "
+        f"resolved ({result['anomalies']} new anomalous points)"
         + (
             f"; {p['pending'] + p['failed'] + p['running']} left: resume with {again}"
             if p["done"] < p["total"]
@@ -690,12 +697,15 @@ def _not_found_hint(exc: NotFound) -> str:
         path = load_settings().detectors_file
         if path and any(spec.id == det_id for spec in load_detectors_file(path)):
             return (
-                f"; it is in the detectors file {path}, which only `aiops up`/`serve` load at start: "
-                f"load it now with `aiops detectors apply {path}`"
+                f"; it is in the detectors file {path}, which only `aiops up`/`serve` load at "
+                f"start: load it now with `aiops detectors apply {path}`"
             )
     except AiopsError:
         pass
-    return "; `aiops detectors list` shows the stored ones, `aiops detectors apply FILE` loads a detectors file"
+    return (
+        "; `aiops detectors list` shows the stored ones, `aiops detectors apply FILE` loads a "
+        "detectors file"
+    )
 
 
 # ---------------------------------------------------------------------------------- evaluate
@@ -864,8 +874,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         )
         skipped = f", the first {nab.probation:.0%} not scored" if nab.probation else ""
         print(
-            f"NAB score (0 = never fires, 100 = perfect): incident onsets as detections (resolve_after "
-            f"{nab.resolve_after}), on {nab.rows} steps of {step:g}s{skipped}"
+            "NAB score (0 = never fires, 100 = perfect): incident onsets as detections "
+            f"(resolve_after {nab.resolve_after}), on {nab.rows} steps of {step:g}s{skipped}"
         )
     return 0
 
@@ -957,8 +967,9 @@ def _build_parser() -> argparse.ArgumentParser:
     bf.add_argument("--window", default="1d", help="detector window size (default 1d)")
     bf.add_argument(
         "--train",
-        help="fit on this first part of the range without scoring it: a duration (2d), "
-        "a fraction of the range (0.2 or 20%%) or a number of points (500 points); one rule for every detector",
+        help="fit on this first part of the range without scoring it: a duration (2d), a "
+        "fraction of the range (0.2 or 20%%) or a number of points (500 points); one rule for "
+        "every detector",
     )
     bf.add_argument(
         "--log-window", default="1h", help="log window size: one report each (default 1h)"
@@ -1061,7 +1072,8 @@ def _build_parser() -> argparse.ArgumentParser:
         "--probation",
         type=float,
         default=0.0,
-        help="NAB score: leave this first fraction of the range unscored (default 0; NAB uses 0.15)",
+        help="NAB score: leave this first fraction of the range unscored (default 0; NAB uses "
+        "0.15)",
     )
     ev.add_argument("--json", action="store_true", help="print JSON for scripts")
     ev.set_defaults(handler=_evaluate)

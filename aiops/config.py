@@ -196,7 +196,8 @@ def read_config_file(path: Path) -> dict[str, Any]:
         data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
     except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
         raise ConfigError(
-            f"config file {path} is not valid {'TOML' if path.suffix == '.toml' else 'YAML'}: {exc}",
+            f"config file {path} is not valid {'TOML' if path.suffix == '.toml' else 'YAML'}: "
+            f"{exc}",
             setting="AIOPS_CONFIG_FILE",
         ) from None
     if data is None:

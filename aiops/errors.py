@@ -13,7 +13,8 @@
         │                           carries datasource, url, query and the upstream message
         ├── BadQuery                the datasource rejected the query (400 bad_data, parse error);
         │                           never retried (-> 400)
-        ├── DatasourceUnavailable   every URL refused, failed or answered 5xx/429 after retries (-> 503)
+        ├── DatasourceUnavailable   every URL refused, failed or answered 5xx/429 after
+        │                           retries (-> 503)
         ├── DatasourceTimeout       the datasource did not answer in time (-> 504)
         └── BadResponse             the datasource answered something we cannot decode (-> 502)
 

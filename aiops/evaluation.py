@@ -184,7 +184,8 @@ def _build(source: str, entries: list[tuple[dict[str, str], list[LabelWindow]]])
                     source,
                     b.where,
                     "start",
-                    f"window overlaps the window at {a.where} of the same series {series_key(labels) or '{}'}",
+                    f"window overlaps the window at {a.where} of the same series "
+                    f"{series_key(labels) or '{}'}",
                 )
         series.append(LabelledSeries(labels=labels, windows=tuple(windows)))
     for i, a in enumerate(series):
@@ -192,8 +193,9 @@ def _build(source: str, entries: list[tuple[dict[str, str], list[LabelWindow]]])
             small, big = (a, b) if len(a.labels) <= len(b.labels) else (b, a)
             if small.matches(big.labels):
                 raise InvalidInput(
-                    f"labels file {source}: label set {{{small.key}}} is contained in {{{big.key}}}, "
-                    "so a series could belong to both; make the label sets disjoint",
+                    f"labels file {source}: label set {{{small.key}}} is contained in "
+                    f"{{{big.key}}}, so a series could belong to both; make the label sets "
+                    "disjoint",
                     field="labels",
                     file=source,
                 )
@@ -326,7 +328,8 @@ def load_labels(path: str | Path) -> Labels:
     suffix = p.suffix.lower()
     if suffix not in (".json", ".csv"):
         raise InvalidInput(
-            f"labels file {source}: unknown format {suffix or '(no extension)'!r}; use .json or .csv",
+            f"labels file {source}: unknown format {suffix or '(no extension)'!r}; use .json or "
+            ".csv",
             field="labels",
             file=source,
         )
@@ -343,7 +346,8 @@ def load_labels(path: str | Path) -> Labels:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InvalidInput(
-            f"labels file {source} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}",
+            f"labels file {source} is not valid JSON: {exc.msg} at line {exc.lineno}, column "
+            f"{exc.colno}",
             field="labels",
             file=source,
         ) from None
@@ -512,8 +516,8 @@ def evaluate(
         if len(hits) > 1:
             names = " and ".join("{" + labelled[i].key + "}" for i in hits)
             raise InvalidInput(
-                f"labels file {labels.source}: series {{{series_key(det_labels)}}} matches both {names}; "
-                "make the label sets more specific",
+                f"labels file {labels.source}: series {{{series_key(det_labels)}}} matches both "
+                f"{names}; make the label sets more specific",
                 field="labels",
                 file=labels.source,
             )
@@ -948,7 +952,7 @@ def nab_score_rows(
     return out
 
 
-# --------------------------------------------------------------------------- NAB score of stored anomalies
+# -------------------------------------------------------------------- NAB score of stored anomalies
 
 MAX_NAB_ROWS = 1_000_000_000
 """At most this many grid rows (30 years at 1 s): beyond, the range or step is a mistake."""
@@ -1069,7 +1073,8 @@ def nab_evaluate(
         if len(hits) > 1:
             names = " and ".join("{" + labelled[i].key + "}" for i in hits)
             raise InvalidInput(
-                f"labels file {labels.source}: series {{{key}}} matches both {names}; make the label sets more specific",
+                f"labels file {labels.source}: series {{{key}}} matches both {names}; make the "
+                "label sets more specific",
                 field="labels",
                 file=labels.source,
             )
@@ -1092,7 +1097,8 @@ def nab_evaluate(
     n = max(0, math.ceil((last - g0) / step - 1e-9))
     if n > MAX_NAB_ROWS:
         raise InvalidInput(
-            f"the range holds {n:,} steps of {step:g}s, more than {MAX_NAB_ROWS:,}; pass a shorter --start/--end",
+            f"the range holds {n:,} steps of {step:g}s, more than {MAX_NAB_ROWS:,}; pass a "
+            "shorter --start/--end",
             field="start",
         )
     p_rows = nab_probation_rows(n, probation)

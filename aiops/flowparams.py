@@ -209,7 +209,8 @@ def validate_parameters(model: type[M], raw: dict[str, Any], *, flow: str) -> M:
 
 def check_analyze_logs_source(p: AnalyzeLogsParameters, settings: Settings) -> None:
     """What the model cannot check alone: the window's order, the log job is configured, the
-    datasource is a configured Loki, the path may be read (:class:`aiops.sources.files.LogAccess`)."""
+    datasource is a configured Loki, the path may be read
+    (:class:`aiops.sources.files.LogAccess`)."""
     if p.start is not None and p.end is not None and p.end <= p.start:
         raise InvalidInput("end must be after start", field="parameters.end")
     if p.job is not None:
@@ -223,7 +224,8 @@ def check_analyze_logs_source(p: AnalyzeLogsParameters, settings: Settings) -> N
         ds = settings.datasource_configs().get(p.datasource)
         if ds is None or ds.type != "loki":
             raise InvalidInput(
-                f"no Loki datasource named {p.datasource!r}: set AIOPS_LOKI_URL or add it to the config file",
+                f"no Loki datasource named {p.datasource!r}: set AIOPS_LOKI_URL or add it to the "
+                "config file",
                 field="parameters.datasource",
             )
     if p.path is not None:

@@ -38,7 +38,8 @@ FLOW_METRICS: dict[str, tuple[Kind, str]] = {
     ),
     "aiops_flow_tick_detectors": (
         "gauge",
-        "Detectors of the latest detect-metrics run, by outcome (due, ok, failed, skipped, taken_over, elsewhere)",
+        "Detectors of the latest detect-metrics run, by outcome (due, ok, failed, skipped, "
+        "taken_over, elsewhere)",
     ),
     "aiops_flow_detector_runs": (
         "counter",

@@ -46,7 +46,8 @@ def om_escape(value: str) -> str:
 
 @dataclass
 class Family:
-    """One metric family: ``samples`` yields ``(labels, [(unix_seconds, value), ...])`` per series."""
+    """One metric family: ``samples`` yields ``(labels, [(unix_seconds, value), ...])`` per
+    series."""
 
     metric: str
     type: str  # "gauge" or "counter"

@@ -85,7 +85,8 @@ def require_metric_query(query: str, *, field: str = "query") -> str:
     if is_log_query(query):
         raise InvalidInput(
             f"{field}: {query!r} is a LogQL log query (its answer is log lines); a detector on a "
-            'Loki datasource needs a metric query, e.g. sum(count_over_time({app="api"} |= "error" [1m]))',
+            'Loki datasource needs a metric query, e.g. sum(count_over_time({app="api"} |= '
+            '"error" [1m]))',
             field=field,
         )
     return query

@@ -1013,7 +1013,8 @@ _TOKEN_RE = re.compile(
     re.VERBOSE,
 )
 _AGGREGATORS = frozenset(
-    "sum avg count min max group stddev stdvar topk bottomk count_values quantile limitk limit_ratio".split()
+    "sum avg count min max group stddev stdvar topk bottomk count_values quantile limitk "
+    "limit_ratio".split()
 )
 _LABEL_LIST_KEYWORDS = frozenset("by without on ignoring group_left group_right".split())
 _BINARY_KEYWORDS = frozenset("and or unless bool atan2 inf nan".split())
@@ -1243,10 +1244,11 @@ def sampling_notes(query: str, step_seconds: float, lookback_seconds: float) -> 
     instant = [s.text for s in found if s.instant]
     if instant and step_seconds > lookback_seconds:
         notes.append(
-            f"the step {step} exceeds the datasource's lookback delta {lookback}: a plain selector "
-            f"finds no sample at a step whose series was last sampled more than {lookback} before it "
-            f"(an hourly series sampled off the step grid gets none at all), so the detector reads "
-            f"each step's latest sample instead: last_over_time({instant[0]}[{step}])"
+            f"the step {step} exceeds the datasource's lookback delta {lookback}: a plain "
+            "selector finds no sample at a step whose series was last sampled more than "
+            f"{lookback} before it (an hourly series sampled off the step grid gets none at all), "
+            "so the detector reads each step's latest sample instead: "
+            f"last_over_time({instant[0]}[{step}])"
         )
     for s in found:
         if s.range_ms is not None and not s.in_subquery and s.range_ms < step_seconds * 1000:

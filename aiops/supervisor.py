@@ -228,7 +228,8 @@ class Supervisor:
                 policy.window,
             )
             raise AiopsError(
-                f"{child.name} keeps failing: {failures} exits within {policy.window:.0f}s (last with {how})"
+                f"{child.name} keeps failing: {failures} exits within {policy.window:.0f}s (last "
+                f"with {how})"
             )
         delay = policy.delay(failures)
         child.restart_at = now + delay
@@ -345,7 +346,8 @@ def _kill(pid: int, sig: int) -> None:
 
 
 def prefect_home(settings: Settings) -> str:
-    """Where the local Prefect server of ``aiops up`` keeps its SQLite database: under the data dir."""
+    """Where the local Prefect server of ``aiops up`` keeps its SQLite database: under the data
+    dir."""
     home = (settings.data_dir / "prefect").resolve()
     home.mkdir(parents=True, exist_ok=True)
     return str(home)

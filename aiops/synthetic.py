@@ -13,8 +13,9 @@ Each series: ``level * (1 + daily + weekly + trend) + noise``, with
 - AR(1) noise (autocorrelation 0..0.6) of standard deviation ``sigma`` (1-4% of the level),
 
 labelled ``series`` (``s000``...), ``anomaly`` (its kind, or ``none``) and ``pattern``
-(``weekly`` when it has the weekend drop, else ``daily``), and one *kind* of anomaly, injected ``anomalies_per_series`` times after the warm-up (some
-series get none: they measure false positives). Kinds and their labelled window
+(``weekly`` when it has the weekend drop, else ``daily``), and one *kind* of anomaly,
+injected ``anomalies_per_series`` times after the warm-up (some series get none: they measure
+false positives). Kinds and their labelled window
 ``[start, end)`` (magnitudes in units of ``sigma``):
 
 ============== ==================================================================== =========
@@ -397,7 +398,8 @@ def _anomalies(
 def _realistic_anomaly(
     kind: str, rng: np.random.Generator, c: SyntheticConfig, shape: str, upward: bool
 ) -> tuple[float, float]:
-    """(duration, magnitude) of one anomaly of the realistic mix; magnitudes in the shape's scale."""
+    """(duration, magnitude) of one anomaly of the realistic mix; magnitudes in the shape's
+    scale."""
     sign = 1.0 if upward else float(rng.choice([-1, 1]))
     if kind == "spike":
         return int(rng.integers(1, 4)) * c.step, rng.uniform(8, 16)

@@ -83,7 +83,8 @@ def parse_seconds(value: Any, *, field: str = "duration", allow_zero: bool = Fal
                 pos = m.end()
             if pos != len(text) or not text:
                 raise InvalidInput(
-                    f"{field} {value!r} is not a duration (use e.g. 30s, 5m, 1h30m, 2d, or seconds)",
+                    f"{field} {value!r} is not a duration (use e.g. 30s, 5m, 1h30m, 2d, or "
+                    "seconds)",
                     field=field,
                 ) from None
     else:

@@ -420,12 +420,18 @@ def summarize(report: Mapping[str, Any]) -> str:
     """One line for alerts and feeds: what changed, or why nothing could be said."""
     lines = report["lines"]
     if not any(b["used"] for b in report["baselines"]):
-        return f"{lines['incident']} log lines in the incident window; no baseline lines to compare with"
+        return (
+            f"{lines['incident']} log lines in the incident window; no baseline lines to compare "
+            "with"
+        )
     counts: dict[str, int] = {}
     for f in report["findings"]:
         counts[f["kind"]] = counts.get(f["kind"], 0) + 1
     if not counts:
-        return f"no change in the logs ({lines['incident']} lines in the incident window, {lines['baseline']} in the baseline)"
+        return (
+            f"no change in the logs ({lines['incident']} lines in the incident window, "
+            f"{lines['baseline']} in the baseline)"
+        )
     parts = [
         f"{n} {_KIND_TEXT[k][n > 1]}"
         for k, n in sorted(counts.items(), key=lambda kv: list(_KIND_TEXT).index(kv[0]))
@@ -445,12 +451,13 @@ def triage_markdown(report: Mapping[str, Any], *, title: str) -> str:
         "",
         f"**{report['summary']}**",
         "",
-        f"- incident window: {window['start']} to {window['end']} ({report['lines']['incident']} lines, "
-        f"{report['errors']['incident']} errors)",
+        f"- incident window: {window['start']} to {window['end']} ({report['lines']['incident']} "
+        f"lines, {report['errors']['incident']} errors)",
     ]
     for b in report["baselines"]:
         md.append(
-            f"- baseline `{b['name']}`: {b['start']} to {b['end']} ({b['lines']} lines{'' if b['used'] else ', not used'})"
+            f"- baseline `{b['name']}`: {b['start']} to {b['end']} ({b['lines']} "
+            f"lines{'' if b['used'] else ', not used'})"
         )
     if report.get("selector"):
         md.append(f"- selector: `{report['selector']}`")

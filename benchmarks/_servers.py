@@ -62,7 +62,8 @@ def prefect_server(
                 pass
             if time.monotonic() > deadline:
                 raise RuntimeError(
-                    f"Prefect server not healthy after {timeout}s: {(home / 'server.log').read_text()[-2000:]}"
+                    f"Prefect server not healthy after {timeout}s: "
+                    f"{(home / 'server.log').read_text()[-2000:]}"
                 )
             try:
                 code = proc.wait(timeout=0.25)  # the pause between polls; notices a crash

@@ -84,8 +84,8 @@ def start_api(
 ) -> tuple[subprocess.Popen, str]:
     port = free_port()
     code = (
-        "import sys; sys.path.insert(0, %r); from benchmarks.api import serve; serve(%r, %r, %d, %r)"
-        % (str(ROOT), prometheus_url, db_url, port, tail_interval)
+        "import sys; sys.path.insert(0, %r); from benchmarks.api import serve; serve(%r, %r, %d, "
+        "%r)" % (str(ROOT), prometheus_url, db_url, port, tail_interval)
     )
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT)
     url = f"http://127.0.0.1:{port}"
@@ -325,15 +325,16 @@ def main() -> None:
             parser_ = "httptools" if importlib.util.find_spec("httptools") else "h11"
             loop_ = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
             print(
-                f"machine: {os.cpu_count()} cores, shared with other work; Python {sys.version.split()[0]}; "
-                f"uvicorn with {parser_} + {loop_}"
+                f"machine: {os.cpu_count()} cores, shared with other work; Python "
+                f"{sys.version.split()[0]}; uvicorn with {parser_} + {loop_}"
             )
             times = asyncio.run(query_overhead(api, prom.url, history.start + 600, args.requests))
             d50, d99 = pct(times["direct"], 50) * 1000, pct(times["direct"], 99) * 1000
             a50, a99 = pct(times["api"], 50) * 1000, pct(times["api"], 99) * 1000
             diffs = [(a - d) * 1000 for a, d in zip(times["api"], times["direct"], strict=True)]
             print(
-                f"\n1. instant query, cache miss, {args.requests} alternating requests, one at a time (ms)"
+                f"\n1. instant query, cache miss, {args.requests} alternating requests, one at a "
+                "time (ms)"
             )
             print(f"{'path':<46}{'p50':>8}{'p99':>8}")
             print(f"{'Prometheus directly (GET /api/v1/query)':<46}{d50:>8.3f}{d99:>8.3f}")
@@ -362,7 +363,8 @@ def main() -> None:
                 throughput(prom.url, prom_req, args.seconds, args.concurrency)
             )
             print(
-                f"\n2. the same past instant query, {args.concurrency} keep-alive connections, {args.seconds:.0f} s each"
+                f"\n2. the same past instant query, {args.concurrency} keep-alive connections, "
+                f"{args.seconds:.0f} s each"
             )
             print(
                 f"{'API, answered from its cache':<46}{hit_rps:>10,.0f} req/s ({hit_n:,} requests)"
@@ -371,7 +373,8 @@ def main() -> None:
 
             fan = fanout(api, db_url, args.clients, args.events, args.client_processes)
             print(
-                f"\n3. WebSocket fan-out: {args.clients} clients in {args.client_processes} processes x {args.events} events (ms)"
+                f"\n3. WebSocket fan-out: {args.clients} clients in {args.client_processes} "
+                f"processes x {args.events} events (ms)"
             )
             print(f"{'':<46}{'p50':>8}{'p99':>8}{'max':>8}")
             for key, label in (

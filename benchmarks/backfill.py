@@ -115,7 +115,8 @@ def main() -> None:
         t = time.perf_counter()
         written = load_history(families(args.series, points), work / "prom" / "data", work / "om")
         print(
-            f"loaded {written:,} samples ({args.series} series x {points:,} points) in {time.perf_counter() - t:.0f} s"
+            f"loaded {written:,} samples ({args.series} series x {points:,} points) in "
+            f"{time.perf_counter() - t:.0f} s"
         )
 
         with run_prometheus(
@@ -135,7 +136,8 @@ def main() -> None:
             detectors = [f"bench-{k}" for k in range(args.detectors)]
 
             def run(db_name: str) -> tuple[float, dict]:
-                """Create the detectors in a fresh store, warm up on one window, time the backfill."""
+                """Create the detectors in a fresh store, warm up on one window, time the
+                backfill."""
                 os.environ["AIOPS_DATABASE_URL"] = f"sqlite:///{work}/{db_name}"
                 db = store()
                 for k, det_id in enumerate(detectors):
@@ -200,8 +202,8 @@ def main() -> None:
     samples = sum(r["samples"] for r in result["detectors"])
     base = min(base_s, base2_s)
     print(
-        f"backfill: {args.series} series x {args.days:g} days at {STEP} s, {len(windows)} windows of {args.window}, "
-        f"{args.detectors} detector(s)"
+        f"backfill: {args.series} series x {args.days:g} days at {STEP} s, {len(windows)} windows "
+        f"of {args.window}, {args.detectors} detector(s)"
     )
     print(f"{'path':<46}{'seconds':>10}{'samples/s':>14}")
     print(
@@ -217,8 +219,8 @@ def main() -> None:
         dask_samples = sum(r["samples"] for r in dask_result["detectors"])
         print(f"{label:<46}{dask_s:>10.2f}{dask_samples / dask_s:>14,.0f}")
     print(
-        f"windows done {result['progress']['done']}/{result['progress']['total']}, samples {samples:,} "
-        f"(baseline {base_samples:,}), anomalies stored {result['anomalies']}, "
+        f"windows done {result['progress']['done']}/{result['progress']['total']}, samples "
+        f"{samples:,} (baseline {base_samples:,}), anomalies stored {result['anomalies']}, "
         f"largest piece {max(r['max_piece_samples'] for r in result['detectors']):,} samples"
     )
     print(f"ratio (backfill time / baseline time): {flow_s / base:.2f}x  (goal <= 1.5x)")
@@ -228,8 +230,10 @@ def main() -> None:
             result["progress"]["done"],
         )
         print(
-            f"Dask: windows done {dask_result['progress']['done']}/{dask_result['progress']['total']}, anomalies stored "
-            f"{dask_result['anomalies']} ({'same as' if same else 'DIFFERENT FROM'} in-process)"
+            "Dask: windows done "
+            f"{dask_result['progress']['done']}/{dask_result['progress']['total']}, anomalies "
+            f"stored {dask_result['anomalies']} ({'same as' if same else 'DIFFERENT FROM'} "
+            "in-process)"
         )
         print(f"ratio (Dask throughput / in-process throughput): {flow_s / dask_s:.2f}x")
     print(f"peak RSS of this process: {rss_mb:,.0f} MB")

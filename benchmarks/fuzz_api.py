@@ -146,7 +146,8 @@ def main() -> int:
     else:
         print(result["summary"])
         print(
-            f"{result['responses']} responses, {result['responses_500']} with status 500; statuses {result['statuses']}"
+            f"{result['responses']} responses, {result['responses_500']} with status 500; "
+            f"statuses {result['statuses']}"
         )
     return 0 if result["responses_500"] == 0 else 1
 

@@ -124,7 +124,8 @@ def main() -> None:
         check = time_path_difference(files, scores)
         if check is not None:
             timed.append(
-                f"{results.parent.name}/{results.name}: {check[0]} files, largest raw difference {check[1]:.1e}"
+                f"{results.parent.name}/{results.name}: {check[0]} files, largest raw difference "
+                f"{check[1]:.1e}"
             )
     print(f"\nprofiles {' / '.join(names)}; largest difference {worst:.4f} (NAB points)")
     print("time path (nab_evaluate, as aiops evaluate) vs rows, regularly sampled files:")

@@ -82,7 +82,8 @@ def main() -> None:
     base = statistics.median(times["baseline"])
     ours = statistics.median(times["client"])
     print(
-        f"range query: {args.series} series x {history.points} points = {samples:,} samples, median of {args.repeat}"
+        f"range query: {args.series} series x {history.points} points = {samples:,} samples, "
+        f"median of {args.repeat}"
     )
     print(f"{'path':<42}{'seconds':>10}{'samples/s':>14}")
     print(f"{'baseline: httpx + json.loads':<42}{base:>10.3f}{samples / base:>14,.0f}")

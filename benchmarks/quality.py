@@ -105,7 +105,8 @@ def via_backfill(
     t = time.perf_counter()
     samples = load_history(families(data), tmp / "prom" / "data", tmp / "om")
     print(
-        f"history: {samples:,} samples written and loaded by promtool in {time.perf_counter() - t:.1f}s",
+        f"history: {samples:,} samples written and loaded by promtool in "
+        f"{time.perf_counter() - t:.1f}s",
         file=sys.stderr,
     )
     results: dict[str, tuple[list[tuple[dict, float]], float]] = {}
@@ -246,10 +247,10 @@ def main() -> None:
         parse_seconds(args.gap, field="--gap"),
     )
     print(
-        f"synthetic ({'classic' if args.classic else 'realistic'}): {cfg.series} series x {cfg.points} points "
-        f"({cfg.days} days at {cfg.step}s, seed {cfg.seed}), {labels.windows} labelled windows; evaluated from day "
-        f"{cfg.warmup_days} (tolerance {args.tolerance}, gap {args.gap}); incident onsets as detections "
-        f"(resolve_after {args.resolve_after})",
+        f"synthetic ({'classic' if args.classic else 'realistic'}): {cfg.series} series x "
+        f"{cfg.points} points ({cfg.days} days at {cfg.step}s, seed {cfg.seed}), {labels.windows} "
+        f"labelled windows; evaluated from day {cfg.warmup_days} (tolerance {args.tolerance}, gap "
+        f"{args.gap}); incident onsets as detections (resolve_after {args.resolve_after})",
         file=sys.stderr,
     )
     if args.in_process:
@@ -298,8 +299,8 @@ def main() -> None:
         o = results[kind].overall
         print(
             f"{kind:<10}{fmt(o.recall, '.3f'):>8}{o.false_events:>11}{fmt(o.precision, '.3f'):>11}"
-            f"{fmt(o.f1, '.3f'):>7}{ttd(o.mean_ttd_seconds):>11}{fmt(nab[kind].profiles['standard'].normalized, '.1f'):>9}"
-            f"{runs[kind][1]:>9.1f}s"
+            f"{fmt(o.f1, '.3f'):>7}{ttd(o.mean_ttd_seconds):>11}"
+            f"{fmt(nab[kind].profiles['standard'].normalized, '.1f'):>9}{runs[kind][1]:>9.1f}s"
         )
     groups = ("gauge", "count", "flat") if cfg.realistic else ("daily", "weekly")
     group_label = "shape" if cfg.realistic else "pattern"

@@ -1,4 +1,4 @@
-"""Detection quality of every detector kind on real labelled series (NAB format), at defaults.
+r"""Detection quality of every detector kind on real labelled series (NAB format), at defaults.
 
 For each kind of ``aiops.detectors.KINDS`` (except ``threshold``, whose bounds are a metric's
 own) and each data file of a NAB-format folder, exactly as a backfill would run it:
@@ -29,8 +29,10 @@ Prints per kind, scored with :func:`aiops.evaluation.nab_score` (docs/evaluation
   before it), and the detection throughput (points learned and scored per second of ``fit`` +
   ``score``, one core).
 
-    .venv/bin/python benchmarks/quality_real.py --nab-root ../shared/data/nab-subset [--out DIR] [--kinds zscore,mad]
-    .venv/bin/python benchmarks/quality_real.py --nab-root ../shared/data/nab-subset --rescore DIR   # any NAB results folder
+    .venv/bin/python benchmarks/quality_real.py --nab-root ../shared/data/nab-subset \
+        [--out DIR] [--kinds zscore,mad]
+    # any NAB results folder:
+    .venv/bin/python benchmarks/quality_real.py --nab-root ../shared/data/nab-subset --rescore DIR
 
 ``--rescore DIR`` scores an existing results folder (one ``timestamp,anomaly_score`` CSV per data
 file, under ``<category>/``) at ``--threshold`` (default 0.5) and with the sweep, nothing else:
@@ -374,7 +376,8 @@ def main() -> None:
     n_rows = sum(len(f.ns) for f in files)
     n_windows = sum(len(f.nab.windows) for f in files)
     print(
-        f"{len(files)} files, {n_rows:,} rows, {n_windows} windows (loaded in {time.perf_counter() - t:.1f}s)",
+        f"{len(files)} files, {n_rows:,} rows, {n_windows} windows (loaded in "
+        f"{time.perf_counter() - t:.1f}s)",
         file=sys.stderr,
     )
     profiles = [p.name for p in NAB_PROFILES]
@@ -385,12 +388,14 @@ def main() -> None:
         fixed = nab_score(series, scores, threshold=args.threshold)
         swept = nab_score(series, scores, threshold=None)
         print(
-            f"{'profile':<20}{'at ' + format(args.threshold, 'g'):>10}{'swept':>10}{'sweep threshold':>17}"
+            f"{'profile':<20}{'at ' + format(args.threshold, 'g'):>10}{'swept':>10}"
+            f"{'sweep threshold':>17}"
         )
         for name in profiles:
             thr = swept[name].threshold
             print(
-                f"{name:<20}{_fmt(fixed[name].normalized, '.3f'):>10}{_fmt(swept[name].normalized, '.3f'):>10}{_fmt(thr, '.6g'):>17}"
+                f"{name:<20}{_fmt(fixed[name].normalized, '.3f'):>10}"
+                f"{_fmt(swept[name].normalized, '.3f'):>10}{_fmt(thr, '.6g'):>17}"
             )
         if args.json:
             args.json.write_text(
@@ -415,15 +420,18 @@ def main() -> None:
         results.append(evaluate_kind(kind, files, out, args.piece, args.resolve_after))
         print(f"{kind}: {time.perf_counter() - t:.1f}s", file=sys.stderr)
     print(
-        f"\nNAB scores (0 = never fires, 100 = perfect); outputs in {out if tmp is None else '(temporary)'}"
+        "\nNAB scores (0 = never fires, 100 = perfect); outputs in "
+        f"{out if tmp is None else '(temporary)'}"
     )
     print(
-        f"onsets: incident onsets (score > 1, resolve_after {DEFAULT_RESOLVE_AFTER if args.resolve_after is None else args.resolve_after}) as the detections; "
-        "sweep: best threshold per profile on the continuous score"
+        "onsets: incident onsets (score > 1, resolve_after "
+        f"{DEFAULT_RESOLVE_AFTER if args.resolve_after is None else args.resolve_after}) as the "
+        "detections; sweep: best threshold per profile on the continuous score"
     )
     head = (
-        f"{'kind':<10}{'std':>7}{'lowFP':>7}{'lowFN':>7} |{'std':>7}{'lowFP':>7}{'lowFN':>7}{'thr(std)':>10} |"
-        f"{'caught':>8}{'incid.':>8}{'FA/s-wk':>9}{'TTD start':>10}{'TTD label':>10}{'Mpts/s':>8}"
+        f"{'kind':<10}{'std':>7}{'lowFP':>7}{'lowFN':>7} "
+        f"|{'std':>7}{'lowFP':>7}{'lowFN':>7}{'thr(std)':>10} "
+        f"|{'caught':>8}{'incid.':>8}{'FA/s-wk':>9}{'TTD start':>10}{'TTD label':>10}{'Mpts/s':>8}"
     )
     print(f"{'':<10}{'-- onsets --':>21} |{'-- sweep --':>21}{'':>10} |")
     print(head)
@@ -443,8 +451,9 @@ def main() -> None:
         )
     total_weeks = results[0].series_weeks if results else 0.0
     print(
-        f"\n{total_weeks:.1f} series-weeks scored; FA/s-wk = false-alarm incidents (onsets outside every window) "
-        "per series-week; TTD = mean onset time of the caught windows minus the window start / the labelled point"
+        f"\n{total_weeks:.1f} series-weeks scored; FA/s-wk = false-alarm incidents (onsets "
+        "outside every window) per series-week; TTD = mean onset time of the caught windows "
+        "minus the window start / the labelled point"
     )
     if args.json:
         args.json.write_text(json.dumps([r.to_dict() for r in results], indent=1))

@@ -113,16 +113,19 @@ def main() -> None:
             results.append((workers_n, ok, wall, [len(o["rows"]) for o in outcomes], cpu))
             db.close()
     print(
-        f"detect-metrics, {args.detectors} detectors x 1 series x {h.points} points, store and Prefect server on PostgreSQL"
+        f"detect-metrics, {args.detectors} detectors x 1 series x {h.points} points, store and "
+        "Prefect server on PostgreSQL"
     )
     for n, ok, wall, shares, cpu in results:
         print(
-            f"{n} worker(s): {ok} ok in {wall:.1f} s = {ok / wall:.1f} detectors/s (per worker: {shares}); "
-            "CPU s during the tick: " + ", ".join(f"{k} {v:.1f}" for k, v in cpu.items())
+            f"{n} worker(s): {ok} ok in {wall:.1f} s = {ok / wall:.1f} detectors/s (per worker: "
+            f"{shares}); CPU s during the tick: "
+            + ", ".join(f"{k} {v:.1f}" for k, v in cpu.items())
         )
     if len(results) == 2:
         print(
-            f"ratio 2 workers / 1 worker: {results[1][1] / results[1][2] / (results[0][1] / results[0][2]):.2f}x"
+            "ratio 2 workers / 1 worker: "
+            f"{results[1][1] / results[1][2] / (results[0][1] / results[0][2]):.2f}x"
         )
 
 

@@ -181,9 +181,10 @@ def main() -> int:
         print(json.dumps(result))
     else:
         print(
-            f"{result['crud_requests']} concurrent CRUD requests ({result['server_errors']} 5xx) and "
-            f"{result['event_inserts']} event inserts from {args.writers} processes: {result['lost_writes']} lost "
-            f"writes, {result['duplicate_event_ids']} duplicate ids; statuses {result['statuses']}"
+            f"{result['crud_requests']} concurrent CRUD requests ({result['server_errors']} 5xx) "
+            f"and {result['event_inserts']} event inserts from {args.writers} processes: "
+            f"{result['lost_writes']} lost writes, {result['duplicate_event_ids']} duplicate ids; "
+            f"statuses {result['statuses']}"
         )
     return (
         0

@@ -201,10 +201,12 @@ def run(args: argparse.Namespace, tmp: Path, now: datetime) -> int:
         )
     store.close()
     print(
-        f"incident opened -> triage stored (runner poll {args.poll:g} s, {args.lines} baseline lines)"
+        f"incident opened -> triage stored (runner poll {args.poll:g} s, {args.lines} baseline "
+        "lines)"
     )
     print(
-        f"{'incident':>8} {'status':>7} {'total s':>8} {'->run s':>8} {'->start s':>9} {'->stored s':>10}  summary"
+        f"{'incident':>8} {'status':>7} {'total s':>8} {'->run s':>8} {'->start s':>9} "
+        f"{'->stored s':>10}  summary"
     )
     for r in rows:
         print(f"{r[0]:>8} {r[1]:>7} {r[2]:>8.1f} {r[3]:>8.1f} {r[4]:>9.1f} {r[5]:>10.1f}  {r[6]}")

@@ -252,10 +252,11 @@ def main() -> int:
         print(json.dumps(result))
     else:
         print(
-            f"{result['clients']} clients, {result['restarts']} API restarts ({', '.join(result['stops'])}): "
-            f"{result['events']} events, {result['deliveries']} deliveries, {result['missed']} missed, "
-            f"{result['doubled']} doubled, {result['clients_out_of_order']} clients out of order "
-            f"({result['connects']} connects)"
+            f"{result['clients']} clients, {result['restarts']} API restarts "
+            f"({', '.join(result['stops'])}): {result['events']} events, {result['deliveries']} "
+            f"deliveries, {result['missed']} missed, {result['doubled']} doubled, "
+            f"{result['clients_out_of_order']} clients out of order ({result['connects']} "
+            "connects)"
         )
     return 0 if result["missed"] == result["doubled"] == result["clients_out_of_order"] == 0 else 1
 

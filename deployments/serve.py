@@ -51,8 +51,8 @@ def build_deployments(settings: Settings) -> list[RunnerDeployment]:
     deployments.append(
         analyze_logs.to_deployment(
             DEPLOYMENT,
-            description="Batch log analysis over a Loki selector, a file or posted lines (on demand), "
-            "and the triage of incidents on detectors linked to logs (its automation).",
+            description="Batch log analysis over a Loki selector, a file or posted lines (on "
+            "demand), and the triage of incidents on detectors linked to logs (its automation).",
             tags=["aiops", "logs"],
             concurrency_limit=settings.log_run_limit,
             triggers=[triage_trigger()],
@@ -61,7 +61,8 @@ def build_deployments(settings: Settings) -> list[RunnerDeployment]:
     deployments.append(
         backfill.to_deployment(
             DEPLOYMENT,
-            description="Run detectors (and log jobs) over a historical range, idempotently and resumably.",
+            description="Run detectors (and log jobs) over a historical range, idempotently and "
+            "resumably.",
             tags=["aiops", "backfill"],
             concurrency_limit=settings.backfill_run_limit,
         )

@@ -158,8 +158,8 @@ async def backfill(
 
     before = await to_thread.run_sync(counts)
     log.info(
-        "backfill %s over %s .. %s: %d detector(s) x %d windows (%d newly planned), %d log job(s) x %d windows; "
-        "%d of %d windows already done%s",
+        "backfill %s over %s .. %s: %d detector(s) x %d windows (%d newly planned), %d log "
+        "job(s) x %d windows; %d of %d windows already done%s",
         bf_id,
         request.start,
         request.end,
@@ -235,8 +235,8 @@ async def backfill(
             )
         if row["windows_without_samples"] and row["error"] is None:
             row["warning"] = (
-                f"{row['windows_without_samples']} of {row['windows']} windows got no samples although "
-                f"the series has samples in them; first: {row['warning']}"
+                f"{row['windows_without_samples']} of {row['windows']} windows got no samples "
+                f"although the series has samples in them; first: {row['warning']}"
             )
             log.warning("backfill %s: detector %s: %s", bf_id, row["detector"], row["warning"])
     final = await to_thread.run_sync(counts)
@@ -309,7 +309,8 @@ def _dask_runner(address: str) -> Any:
     except Exception as exc:
         runner.__exit__(None, None, None)
         raise ConfigError(
-            f"cannot reach the Dask scheduler at {address} (AIOPS_DASK_ADDRESS): {type(exc).__name__}: {exc}",
+            f"cannot reach the Dask scheduler at {address} (AIOPS_DASK_ADDRESS): "
+            f"{type(exc).__name__}: {exc}",
             setting="AIOPS_DASK_ADDRESS",
         ) from None
     return runner

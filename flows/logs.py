@@ -249,7 +249,8 @@ async def _artifacts(source: str, report: dict[str, Any]) -> None:
         f"# Log analysis: `{source}`",
         "",
         f"- lines: **{report['total_logs']}**, errors: **{report['error_count']}** "
-        f"({report['error_rate']:.2%}), anomalies: **{report['anomaly_count']}** ({report['anomaly_rate']:.2%})",
+        f"({report['error_rate']:.2%}), anomalies: **{report['anomaly_count']}** "
+        f"({report['anomaly_rate']:.2%})",
         f"- templates: {len(report['templates'])}; error categories: "
         + (", ".join(f"{k} {v}" for k, v in report["error_categories"].items()) or "none"),
         "",

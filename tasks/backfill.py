@@ -296,7 +296,8 @@ async def run_detector_windows(
 
 
 def merge_rows(into: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
-    """A detector's row over several runs of :func:`run_detector_windows` (one per window on Dask)."""
+    """A detector's row over several runs of :func:`run_detector_windows` (one per window on
+    Dask)."""
     for key in (
         "windows",
         "samples",

@@ -42,7 +42,8 @@ async def load_loki_lines(
     ds = config.datasource_configs().get(datasource)
     if ds is None or ds.type != "loki":
         raise ConfigError(
-            f"no Loki datasource named {datasource!r}: set AIOPS_LOKI_URL or add it to the config file",
+            f"no Loki datasource named {datasource!r}: set AIOPS_LOKI_URL or add it to the config "
+            "file",
             setting="AIOPS_LOKI_URL",
         )
     async with http_client(config, ds) as http:
@@ -59,7 +60,8 @@ async def load_loki_lines(
 @task(name="load-file-lines", task_run_name="file {path}")
 def load_file_lines(path: str) -> dict[str, Any]:
     """The lines of a local file the settings allow (``AIOPS_LOG_ROOTS`` or a log job's file),
-    read within ``AIOPS_LOG_MAX_BYTES`` (its tail, and says so) and ``AIOPS_LOG_READ_TIMEOUT_SECONDS``."""
+    read within ``AIOPS_LOG_MAX_BYTES`` (its tail, and says so) and
+    ``AIOPS_LOG_READ_TIMEOUT_SECONDS``."""
     loaded = LogAccess.from_settings(settings()).read(path)
     if loaded.truncated:
         get_run_logger().warning("log file %s was cut: %s", path, loaded.reason)

@@ -87,8 +87,8 @@ async def plan_triage(incident_id: int, flow_run_id: str | None) -> dict[str, An
             jobs = {j.name: j for j in settings().log_jobs}
             if link.job not in jobs:
                 raise InvalidInput(
-                    f"detector {detector.id!r}: triage names log job {link.job!r}, which is not configured "
-                    f"(configured: {', '.join(sorted(jobs)) or 'none'})",
+                    f"detector {detector.id!r}: triage names log job {link.job!r}, which is not "
+                    f"configured (configured: {', '.join(sorted(jobs)) or 'none'})",
                     field="triage.job",
                 )
             job = jobs[link.job]
@@ -169,7 +169,6 @@ async def triage_artifact(incident_id: int, detector_id: str, report: dict[str, 
     await acreate_markdown_artifact(
         key=f"incident-{incident_id}-triage",
         markdown=triage_markdown(report, title=f"Triage of incident {incident_id} ({detector_id})"),
-        description=f"what changed in the logs when incident {incident_id} opened: {report['summary']}"[
-            :500
-        ],
+        description=f"what changed in the logs when incident {incident_id} opened: "
+        f"{report['summary']}"[:500],
     )

@@ -166,9 +166,9 @@ def operations() -> list[Operation]:
             responses={200: ReadinessResponse, 503: ReadinessResponse},
             errors=(),
             public=True,
-            description="200 `ready` once the API has started and its store answers, 503 `not ready` "
-            "otherwise. Says nothing else (no versions, settings or errors): safe without a token, "
-            "for `aiops up`, load balancers and orchestrators.",
+            description="200 `ready` once the API has started and its store answers, 503 `not "
+            "ready` otherwise. Says nothing else (no versions, settings or errors): safe without "
+            "a token, for `aiops up`, load balancers and orchestrators.",
         ),
         Operation(
             "GET",

@@ -222,7 +222,10 @@ async def loki_analyze(call: Call) -> Any:
     }
     options = state.options
     if end - start > options.analyze_sync_max_seconds:
-        reason = f"window of {end - start:.0f}s exceeds the synchronous limit of {options.analyze_sync_max_seconds:.0f}s"
+        reason = (
+            f"window of {end - start:.0f}s exceeds the synchronous limit of "
+            f"{options.analyze_sync_max_seconds:.0f}s"
+        )
         return await _analyze_async(state, body, window, reason)
     streams = await client.logs(
         body.selector, start, end, max_entries=options.analyze_sync_max_lines

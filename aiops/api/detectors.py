@@ -56,15 +56,16 @@ def check_triage(state: Any, link: TriageLink | None) -> None:
         jobs = {j.name for j in state.settings.log_jobs}
         if link.job not in jobs:
             raise InvalidInput(
-                f"triage.job: no log job named {link.job!r} (configured: {', '.join(sorted(jobs)) or 'none'})",
+                f"triage.job: no log job named {link.job!r} (configured: "
+                f"{', '.join(sorted(jobs)) or 'none'})",
                 field="triage.job",
             )
     if link.selector is not None:
         ds = state.configs.get(link.datasource)
         if ds is None or ds.type != "loki":
             raise InvalidInput(
-                f"triage.datasource: no Loki datasource named {link.datasource!r}: set AIOPS_LOKI_URL "
-                "or add it to the config file",
+                f"triage.datasource: no Loki datasource named {link.datasource!r}: set "
+                "AIOPS_LOKI_URL or add it to the config file",
                 field="triage.datasource",
             )
 

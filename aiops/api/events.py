@@ -309,9 +309,9 @@ class EventHub:
                         "op": "reset",
                         "since": since,
                         "last_id": reset,
-                        "reason": f"since={since} is above the newest event id {reset}: the event store was reset "
-                        "or is another one. Start over: forget the ids you kept; every event of this store "
-                        "follows from the first",
+                        "reason": f"since={since} is above the newest event id {reset}: the event "
+                        "store was reset or is another one. Start over: forget the ids you kept; "
+                        "every event of this store follows from the first",
                     }
                 ).decode()
             )

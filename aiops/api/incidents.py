@@ -93,11 +93,12 @@ OPERATIONS = [
         query=IncidentQuery,
         responses={200: IncidentPage},
         errors=(400, 422),
-        description="Filter by `detector`, `state` (`open` or `resolved`), `source` (`live`, `backfill` "
-        "or `all`; backfilled incidents carry their `backfill_id`) and time: `since` keeps incidents not "
-        "resolved before it, `until` those opened before it (together: the incidents overlapping "
-        "`[since, until)`). Pass the answer's `next_after_id` as `after_id` for the next page; it is null "
-        "on the last page. `order=desc` gives the newest first (one page).",
+        description="Filter by `detector`, `state` (`open` or `resolved`), `source` (`live`, "
+        "`backfill` or `all`; backfilled incidents carry their `backfill_id`) and time: `since` "
+        "keeps incidents not resolved before it, `until` those opened before it (together: the "
+        "incidents overlapping `[since, until)`). Pass the answer's `next_after_id` as "
+        "`after_id` for the next page; it is null on the last page. `order=desc` gives the "
+        "newest first (one page).",
     ),
     Operation(
         "GET",
@@ -109,8 +110,8 @@ OPERATIONS = [
         query=IncidentPointsQuery,
         responses={200: IncidentDetail},
         errors=(404, 422),
-        description="The points are the anomaly rows of the incident's series from its first to its "
-        "last anomalous point, oldest first (at most `points_limit`).",
+        description="The points are the anomaly rows of the incident's series from its first to "
+        "its last anomalous point, oldest first (at most `points_limit`).",
     ),
     Operation(
         "GET",
@@ -121,10 +122,11 @@ OPERATIONS = [
         path_params=IncidentPath,
         responses={200: IncidentTriage},
         errors=(404, 422),
-        description="Started by the Prefect Automation `aiops-incident-triage` when the incident opened on a "
-        "detector that names a log source (`triage`). `status` is `running`, `done` (with `report`: "
-        "`findings` such as `new_template`, `rate_jump`, `vanished`, `new_error_type` and `slower`, each with "
-        "examples and its LogQL, the windows compared, `top_templates`; and a one-line `summary`) or `failed` "
-        "(with `error`). 404 while there is none (no log source, or the run has not started yet).",
+        description="Started by the Prefect Automation `aiops-incident-triage` when the incident "
+        "opened on a detector that names a log source (`triage`). `status` is `running`, `done` "
+        "(with `report`: `findings` such as `new_template`, `rate_jump`, `vanished`, "
+        "`new_error_type` and `slower`, each with examples and its LogQL, the windows compared, "
+        "`top_templates`; and a one-line `summary`) or `failed` (with `error`). 404 while there "
+        "is none (no log source, or the run has not started yet).",
     ),
 ]

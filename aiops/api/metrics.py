@@ -123,7 +123,8 @@ class _DatasourceCollector(Collector):
         )
         reachable = GaugeMetricFamily(
             "aiops_datasource_up",
-            "1 when the URL answered at its latest check (background probe, a flow's or the API's request), 0 when down",
+            "1 when the URL answered at its latest check (background probe, a flow's or the "
+            "API's request), 0 when down",
             labels=["datasource", "url"],
         )
         for name, client in self._clients().items():
@@ -258,7 +259,8 @@ class _HubCollector(Collector):
         )
         yield GaugeMetricFamily(
             "aiops_api_websocket_fanout_seconds",
-            "From the tailer publishing the latest events to their write on the slowest client's socket",
+            "From the tailer publishing the latest events to their write on the slowest client's "
+            "socket",
             value=hub.fanout_seconds,
         )
         yield GaugeMetricFamily(

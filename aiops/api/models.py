@@ -155,7 +155,10 @@ _DATE = (
     r"(19[7-9][0-9]|2[01][0-9][0-9])-((0[13578]|1[02])-(0[1-9]|[12][0-9]|3[01])|(0[469]|11)-(0[1-9]|[12][0-9]|30)"
     r"|02-(0[1-9]|1[0-9]|2[0-8]))"
 )
-_CLOCK = r"([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,9})?)?(Z|z|[+-]([01][0-9]|2[0-3]):?[0-5][0-9])?"
+_CLOCK = (
+    r"([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,9})?)?"
+    r"(Z|z|[+-]([01][0-9]|2[0-3]):?[0-5][0-9])?"
+)
 # a relative time reaches at most ~46 years back or ahead (the server takes 1970-2200)
 _RELATIVE = r"([0-9]{1,7}(ms|s)|[0-9]{1,5}(m|h)|[0-9]{1,4}d|[0-9]{1,3}w){1,2}"
 TIME_PATTERN = (
@@ -164,7 +167,10 @@ TIME_PATTERN = (
 )
 _TIME_TEXT = re.compile(TIME_PATTERN)
 # whole seconds as text, at most ~5 years: the documented subset of what the server reads
-WHOLE_SECONDS_PATTERN = r"^\s*([1-9][0-9]{0,7}|([1-9][0-9]{0,6}s|[1-9][0-9]{0,4}m|[1-9][0-9]{0,3}h|[1-9][0-9]{0,2}d|[1-9][0-9]?w){1,2})\s*$"
+WHOLE_SECONDS_PATTERN = (
+    r"^\s*([1-9][0-9]{0,7}|([1-9][0-9]{0,6}s|[1-9][0-9]{0,4}m|[1-9][0-9]{0,3}h|[1-9][0-9]{0,2}d"
+    r"|[1-9][0-9]?w){1,2})\s*$"
+)
 # Unix seconds up to 2200, or the same instant in milliseconds, microseconds, nanoseconds
 _TIME_NUMBERS = [
     {"type": "number", "minimum": 0, "maximum": 7_258_118_400},
@@ -413,7 +419,8 @@ LogPatterns = Annotated[
                     "type": "string",
                     "minLength": 1,
                     "maxLength": MAX_PATTERN_LENGTH,
-                    "description": "a regular expression, RE2 syntax: no backreferences or lookaround",
+                    "description": "a regular expression, RE2 syntax: no backreferences or "
+                    "lookaround",
                 },
             },
         }
@@ -453,7 +460,8 @@ class LogAnalyzeRequest(ApiModel):
     top_templates: int = Field(100, ge=1, le=1000)
     patterns: LogPatterns | None = Field(
         None,
-        description="named anomaly patterns (RE2 syntax) replacing the defaults, as a log job's `patterns`",
+        description="named anomaly patterns (RE2 syntax) replacing the defaults, as a log job's "
+        "`patterns`",
     )
 
     @model_validator(mode="after")
@@ -494,7 +502,8 @@ class TriageRequest(ApiModel):
 
     selector: Annotated[str, StringConstraints(min_length=1, max_length=4096)] | None = Field(
         None,
-        description='LogQL stream selector; `$name` or `${name}` in a value is the series label `name`, e.g. `{app="$service"}`',
+        description="LogQL stream selector; `$name` or `${name}` in a value is the series label "
+        '`name`, e.g. `{app="$service"}`',
     )
     job: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")] | None = Field(
         None, description="a configured log job"
@@ -529,9 +538,10 @@ class TriageRequest(ApiModel):
 
 
 TRANSFORMS_DESCRIPTION = (
-    'transform steps after standardisation, in order: `{"op": "resample", "step": "5m", "how": "avg"}`, '
-    '`{"op": "rolling", "window": "10m", "how": "avg"}`, `{"op": "aggregate", "how": "sum", '
-    '"by": ["job"]}` (`how`: sum, avg, min, max, count, median); a bad step is a 400 naming '
+    'transform steps after standardisation, in order: `{"op": "resample", "step": "5m", '
+    '"how": "avg"}`, `{"op": "rolling", "window": "10m", "how": "avg"}`, `{"op": "aggregate", '
+    '"how": "sum", "by": ["job"]}` (`how`: sum, avg, min, max, count, median); a bad step is a '
+    "400 naming "
     "`transforms[i].<field>`"
 )
 
@@ -563,9 +573,9 @@ class DetectorCreateRequest(ApiModel):
     datasource: DatasourceAttachRequest | None = None
     triage: TriageRequest | None = Field(
         None,
-        description="the log source an opened incident's triage reads: exactly one of `selector` (LogQL "
-        "stream selector; `$label` in a value is the incident's series label), `job` or `path`; "
-        "`lead`, `max_window`, `baselines` (docs/triage.md)",
+        description="the log source an opened incident's triage reads: exactly one of `selector` "
+        "(LogQL stream selector; `$label` in a value is the incident's series label), `job` or "
+        "`path`; `lead`, `max_window`, `baselines` (docs/triage.md)",
     )
     transforms: list[dict[str, Any]] = Field(
         default_factory=list, max_length=10, description=TRANSFORMS_DESCRIPTION
@@ -573,7 +583,8 @@ class DetectorCreateRequest(ApiModel):
 
 
 def _patch_schema(schema: dict[str, Any]) -> None:
-    """At least one field; only ``training_window_seconds`` and ``triage`` may be null (to clear them)."""
+    """At least one field; only ``training_window_seconds`` and ``triage`` may be null (to clear
+    them)."""
     schema["minProperties"] = 1
     schema["allOf"] = [
         {
@@ -687,7 +698,7 @@ class BackfillStatus(BaseModel):
     anomalies: int = Field(description="anomalies stored with this backfill id")
 
 
-# --------------------------------------------------------------------------- query strings and paths
+# -------------------------------------------------------------------------- query strings and paths
 
 
 class HealthQuery(ApiModel):
@@ -731,7 +742,8 @@ class IncidentQuery(ApiModel):
     limit: int = Field(100, ge=1, le=1000)
     order: Literal["asc", "desc"] = Field(
         "asc",
-        description="asc: oldest first, paginated with after_id; desc: newest first (one page, for feeds)",
+        description="asc: oldest first, paginated with after_id; desc: newest first (one page, "
+        "for feeds)",
     )
 
 
@@ -896,8 +908,8 @@ class DatasourceAttached(BaseModel):
     datasource: DetectorDatasource
     warnings: list[str] = Field(
         default_factory=list,
-        description="how the query reads samples at this step, when some would be lost (e.g. a step "
-        "longer than the datasource's lookback delta)",
+        description="how the query reads samples at this step, when some would be lost (e.g. a "
+        "step longer than the datasource's lookback delta)",
     )
 
 

@@ -193,16 +193,18 @@ WEBSOCKET_DOC = {
         "since": "event id: replay every event after it, then go live (no gap, no duplicate)",
         "detector": "only events of this detector (repeatable)",
         "type": "only events of this type, e.g. incident.opened (repeatable)",
-        "anomalies": "true to also receive per-point anomaly events (the default stream speaks incidents: "
-        "incident.opened, incident.resolved, log.*)",
-        "include_backfill": "true to also receive incidents and anomalies found by backfills (history, left out by default)",
+        "anomalies": "true to also receive per-point anomaly events (the default stream speaks "
+        "incidents: incident.opened, incident.resolved, log.*)",
+        "include_backfill": "true to also receive incidents and anomalies found by backfills "
+        "(history, left out by default)",
         "token": "the bearer token, when the client cannot send an Authorization header",
     },
     "messages": {
         "hello": '{"op": "hello", "since": <id|null>, "last_id": <id>, "heartbeat_seconds": <s>}',
         "event": '{"op": "event", "id": <id>, "published_at": <unix s>, "event": {...}}',
-        "reset": '{"op": "reset", "since": <id>, "last_id": <id>, "reason": "..."} (since is above the '
-        "newest event id: the store was reset; forget kept ids, every event of this store follows)",
+        "reset": '{"op": "reset", "since": <id>, "last_id": <id>, "reason": "..."} (since is '
+        "above the newest event id: the store was reset; forget kept ids, every event of this "
+        "store follows)",
         "live": '{"op": "live", "last_id": <id>} (the replay is over)',
         "heartbeat": '{"op": "heartbeat", "last_id": <id>, "server_time": <unix s>}',
     },
@@ -210,7 +212,8 @@ WEBSOCKET_DOC = {
         "1001/1012": "server shutting down or restarting: reconnect with ?since=<last id received>",
         "4008": "slow consumer: resume with ?since=<last id>",
         "1011": "internal error: resume with ?since=<last id>",
-        "HTTP 401 / 400": "the handshake is refused for a missing/wrong token or bad query parameters",
+        "HTTP 401 / 400": "the handshake is refused for a missing/wrong token or bad query "
+        "parameters",
     },
 }
 
@@ -354,15 +357,20 @@ def docs_html(document: Mapping[str, Any]) -> str:
     for path, methods in document["paths"].items():
         for method, op in methods.items():
             params = "".join(
-                f"<tr><td><code>{esc(p['name'])}</code></td><td>{esc(p['in'])}</td>"
-                f"<td>{'yes' if p.get('required') else ''}</td><td>{esc(p.get('description', ''))}</td></tr>"
+                f"<tr><td><code>{esc(p['name'])}</code></td><td>{esc(p['in'])}</td><td>"
+                f"{'yes' if p.get('required') else ''}</td><td>{esc(p.get('description', ''))}"
+                "</td></tr>"
                 for p in op.get("parameters", [])
             )
             body = ""
             if "requestBody" in op:
                 ref = op["requestBody"]["content"]["application/json"]["schema"].get("$ref", "")
                 name = ref.rsplit("/", 1)[-1]
-                body = f"<p>Body <code>{esc(name)}</code>:</p><pre>{esc(_pretty(schemas.get(name, {})))}</pre>"
+                body = (
+                    "<p>Body "
+                    f"<code>{esc(name)}</code>:</p><pre>{esc(_pretty(schemas.get(name, {})))}"
+                    "</pre>"
+                )
             responses = ", ".join(esc(code) for code in op["responses"])
             public = ' <span class="pub">(no token)</span>' if op.get("security") == [] else ""
             by_tag.setdefault(op["tags"][0], []).append(

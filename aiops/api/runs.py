@@ -98,8 +98,8 @@ class PrefectRunTrigger:
         if not url:
             # Without it Prefect would boot a temporary server inside this process per call.
             raise RunnerUnavailable(
-                "no Prefect server configured: set PREFECT_API_URL (e.g. http://127.0.0.1:4200/api); "
-                "`aiops up` sets it for you"
+                "no Prefect server configured: set PREFECT_API_URL (e.g. "
+                "http://127.0.0.1:4200/api); `aiops up` sets it for you"
             )
         return str(url)
 
@@ -316,17 +316,17 @@ OPERATIONS = [
         body=RunRequest,
         responses={201: RunResponse},
         errors=(400, 404, 409, 413, 422, 503),
-        description="Runs the deployment `<flow>/default` on the Prefect server and returns at once "
-        "with the run id, its state and the Prefect UI link. A missing deployment is a 404; an "
-        "unreachable Prefect server a 503. Every flow's parameters are checked first with the "
-        "model the flow uses (a 422 names the bad parameter, a 400 or 404 what the settings or the "
-        "store refuse; at most 64 KiB of JSON, else 413): `detect-metrics` (`detector_ids`, `now`); "
-        "`analyze-logs` (one of `selector`, `path`, `lines`, `job`; `datasource`, `since`, `start`, "
-        "`end`, `bucket`, `patterns` in RE2 syntax, `max_entries`; a `path` must be a regular file "
-        "under `AIOPS_LOG_ROOTS` or a log job's file); `backfill` (`detector_ids`, `log_jobs`, "
-        "`start`, `end`, `window`, `train`, `log_window`, `backfill_id`, `max_windows`, "
-        "`emit_events`), whose answer's `parameters.backfill_id` names the backfill for "
-        "`GET /api/backfills/{id}`.",
+        description="Runs the deployment `<flow>/default` on the Prefect server and returns at "
+        "once with the run id, its state and the Prefect UI link. A missing deployment is a 404; "
+        "an unreachable Prefect server a 503. Every flow's parameters are checked first with the "
+        "model the flow uses (a 422 names the bad parameter, a 400 or 404 what the settings or "
+        "the store refuse; at most 64 KiB of JSON, else 413): `detect-metrics` (`detector_ids`, "
+        "`now`); `analyze-logs` (one of `selector`, `path`, `lines`, `job`; `datasource`, "
+        "`since`, `start`, `end`, `bucket`, `patterns` in RE2 syntax, `max_entries`; a `path` "
+        "must be a regular file under `AIOPS_LOG_ROOTS` or a log job's file); `backfill` "
+        "(`detector_ids`, `log_jobs`, `start`, `end`, `window`, `train`, `log_window`, "
+        "`backfill_id`, `max_windows`, `emit_events`), whose answer's `parameters.backfill_id` "
+        "names the backfill for `GET /api/backfills/{id}`.",
     ),
     Operation(
         "GET",

@@ -1,6 +1,7 @@
-"""``python -m aiops.demo``: the demo workload process, and its incident schedule.
+r"""``python -m aiops.demo``: the demo workload process, and its incident schedule.
 
-python -m aiops.demo serve --state .aiops/demo/workload.json --port 9191 --log-file .aiops/logs/demo-app.log
+python -m aiops.demo serve --state .aiops/demo/workload.json --port 9191 \
+    --log-file .aiops/logs/demo-app.log
 python -m aiops.demo incidents --state .aiops/demo/workload.json --since 2h --until 1h
 """
 
@@ -59,8 +60,8 @@ def _incidents(args: argparse.Namespace) -> int:
     for inc in workload.incidents(start, end):
         when = "now" if inc.start <= now < inc.end else ("past" if inc.end <= now else "next")
         print(
-            f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(inc.start))}  {inc.end - inc.start:4.0f}s  "
-            f"{inc.kind:<14} {inc.target:<9} {when}"
+            f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(inc.start))}  "
+            f"{inc.end - inc.start:4.0f}s  {inc.kind:<14} {inc.target:<9} {when}"
         )
     return 0
 

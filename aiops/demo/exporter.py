@@ -1,4 +1,5 @@
-"""The demo workload process: a Prometheus exporter and a log writer (``python -m aiops.demo serve``).
+"""The demo workload process: a Prometheus exporter and a log writer
+(``python -m aiops.demo serve``).
 
 The exporter serves the workload's metrics at ``http://<host>:<port>/metrics`` (Prometheus
 text format, ``prometheus_client`` on its own registry), computed at scrape time from the
@@ -94,7 +95,8 @@ class LogWriter:
         path.parent.mkdir(parents=True, exist_ok=True)
 
     def tick(self, now: float | None = None) -> int:
-        """Write the lines since the previous tick; trim the file every 10 s. Returns lines written."""
+        """Write the lines since the previous tick; trim the file every 10 s. Returns lines
+        written."""
         now = time.time() if now is None else now
         if now <= self.last:
             return 0

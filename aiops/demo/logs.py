@@ -44,7 +44,8 @@ def _checkout(rng: random.Random, t: float, error: bool, inc: Incident | None) -
             msg = (
                 "ERROR",
                 "c.e.shop.InventoryClient",
-                "Inventory call failed: java.net.ConnectException: Connection refused (Connection refused)",
+                "Inventory call failed: java.net.ConnectException: Connection refused "
+                "(Connection refused)",
             )
         else:
             msg = (
@@ -113,14 +114,24 @@ def _search(rng: random.Random, t: float, error: bool, inc: Incident | None) -> 
 def _payments(rng: random.Random, t: float, error: bool, inc: Incident | None) -> str:
     if error:
         if inc is not None and inc.kind == "error_burst":
-            text = 'level=error logger=payments.api msg="charge failed" status=502 error="psp read timed out"'
+            text = (
+                'level=error logger=payments.api msg="charge failed" status=502 error="psp read '
+                'timed out"'
+            )
         else:
-            text = 'level=error logger=payments.api msg="charge failed" status=500 error="card declined by issuer"'
+            text = (
+                'level=error logger=payments.api msg="charge failed" status=500 error="card '
+                'declined by issuer"'
+            )
     elif inc is not None and inc.kind == "latency_spike" and rng.random() < 0.5:
-        text = f'level=warn logger=payments.psp msg="slow psp response" duration={rng.uniform(0.8, 4.0):.3f}s'
+        text = (
+            'level=warn logger=payments.psp msg="slow psp response" '
+            f"duration={rng.uniform(0.8, 4.0):.3f}s"
+        )
     else:
         text = (
-            f'level=info logger=payments.api msg="charge succeeded" amount={rng.uniform(5, 300):.2f} '
+            'level=info logger=payments.api msg="charge succeeded" '
+            f"amount={rng.uniform(5, 300):.2f} "
             f"duration={rng.lognormvariate(math.log(0.12), 0.5):.3f}s"
         )
     return f"ts={_iso(t)} {text}"
@@ -129,7 +140,10 @@ def _payments(rng: random.Random, t: float, error: bool, inc: Incident | None) -
 def _worker(rng: random.Random, t: float, queue: str, depth: float, inc: Incident | None) -> str:
     if inc is not None and inc.kind == "queue_backlog" and inc.target == queue:
         if rng.random() < 0.5:
-            text = f'level=warn logger=worker.{queue} msg="queue backlog growing" queue={queue} depth={int(depth)}'
+            text = (
+                f'level=warn logger=worker.{queue} msg="queue backlog growing" queue={queue} '
+                f"depth={int(depth)}"
+            )
         else:
             text = (
                 f'level=error logger=worker.{queue} msg="task failed" queue={queue} '

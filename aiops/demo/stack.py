@@ -236,7 +236,8 @@ def render_config(
     for name, raw in (demo.get("datasources") or {}).items():
         if name in datasources:
             raise ConfigError(
-                f"the demo needs the datasource name {name!r}, which your configuration already uses",
+                f"the demo needs the datasource name {name!r}, which your configuration already "
+                "uses",
                 setting="datasources",
             )
         datasources[name] = raw
@@ -245,7 +246,8 @@ def render_config(
     for job in demo.get("log_jobs") or []:
         if job["name"] in taken:
             raise ConfigError(
-                f"the demo needs the log job name {job['name']!r}, which your configuration already uses",
+                f"the demo needs the log job name {job['name']!r}, which your configuration "
+                "already uses",
                 setting="log_jobs",
             )
         jobs.append(job)

@@ -2,8 +2,9 @@
 
 From the first points of the stream (at least ``decide_after``, and until they span
 ``period_search_seconds``, two days by default, so a daily cycle is seen twice, or
-:data:`MAX_LOOK_POINTS`) it measures the sampling step, and looks for a period: the highest autocorrelation peak after the first zero crossing (lags up to half
-the points seen), corrected for the shorter overlap at long lags. A peak of at least
+:data:`MAX_LOOK_POINTS`) it measures the sampling step, and looks for a period: the highest
+autocorrelation peak after the first zero crossing (lags up to half the points seen),
+corrected for the shorter overlap at long lags. A peak of at least
 ``min_autocorrelation`` means the series repeats itself (a daily cycle, a batch job every
 hour, ...); then each value is compared with the median of the values 1, 2 and 3 periods
 earlier (the nearest sample within half a step of each; those that exist; none means the point
@@ -102,7 +103,8 @@ def find_period(values: np.ndarray, min_autocorrelation: float) -> tuple[int, fl
 
 class AutoDetector(Detector):
     """Picks a model from the series itself. Params: window=120, k=5.0, decide_after=600,
-    period_search_seconds=172800, min_autocorrelation=0.6, min_scale=0.0; spread_floor=0 (and the shared calibration params)."""
+    period_search_seconds=172800, min_autocorrelation=0.6, min_scale=0.0; spread_floor=0 (and
+    the shared calibration params)."""
 
     kind = "auto"
     version = 1

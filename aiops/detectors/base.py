@@ -40,8 +40,9 @@ What every model kind shares (not ``threshold``, which is a fixed rule):
 * **Calibrated score** (``calibration="likelihood"``, the default). The band distance ``z``
   (1 at the band edge) is capped at :data:`CALIBRATION_CAP` and scaled into ``a`` in [0, 1],
   distances up to :data:`CALIBRATION_DEAD_ZONE` counting as 0 (the wiggle of a flat, quantised
-  series is nothing); the score compares the average of the last ``short_window`` values of ``a`` with their long-run
-  mean and spread (exponentially weighted over about ``long_window`` points), as Numenta's
+  series is nothing); the score compares the average of the last ``short_window`` values of
+  ``a`` with their long-run mean and spread (exponentially weighted over about
+  ``long_window`` points), as Numenta's
   anomaly likelihood does: ``tail = P(N(0, 1) > (avg - mean) / spread)`` and
   ``score = log(2 tail) / log(2 alert_probability)`` above the mean (0 at or below it), so the
   score is 1 when the recent behaviour is

@@ -259,7 +259,7 @@ async def test_shutdown_closes_clients_with_a_resume_hint(tmp_path, prometheus):
     store.close()
 
 
-# --------------------------------------------------------------------------- slow consumers (hub level)
+# ----------------------------------------------------------------------- slow consumers (hub level)
 
 
 class ListStore:

@@ -50,7 +50,8 @@ REPORT = {
             "previous_count": 0,
             "examples": ["ERROR java.net.SocketTimeoutException: Read timed out payments-1"],
             "logql": {
-                "pattern_filter": '{app="checkout"} |> "<_> java.net.SocketTimeoutException: Read timed out <_>"',
+                "pattern_filter": '{app="checkout"} |> "<_> java.net.SocketTimeoutException: '
+                'Read timed out <_>"',
                 "metric_query": "...",
             },
         },

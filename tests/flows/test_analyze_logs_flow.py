@@ -133,7 +133,7 @@ async def test_a_backreference_pattern_is_refused_by_the_flows_parameter_model(a
         await analyze_logs(lines=["a a"], patterns={"twice": r"(a) \1"})
 
 
-# --------------------------------------------------------------------------- one transaction per window
+# ----------------------------------------------------------------------- one transaction per window
 
 
 def _two_windows(fake_loki):

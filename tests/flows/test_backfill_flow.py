@@ -160,7 +160,7 @@ async def test_an_incident_across_windows_is_one_incident(aiops_env, prometheus)
     assert again["incidents_opened"] == 0 and db.list_incidents(detector="bf") == [found]
 
 
-# --------------------------------------------------------------------------- training prefix, order, memory
+# ------------------------------------------------------------------- training prefix, order, memory
 
 
 async def test_a_training_prefix_fits_without_scoring_and_starts_a_window_at_its_end(
@@ -246,7 +246,8 @@ def test_a_backfill_killed_mid_run_resumes_without_redoing_or_duplicating(aiops_
     script = (
         "import asyncio, datetime as d\n"
         "from flows.backfill import backfill\n"
-        f"s = d.datetime.fromtimestamp({h.start}, d.UTC); e = d.datetime.fromtimestamp({h.end + h.step}, d.UTC)\n"
+        f"s = d.datetime.fromtimestamp({h.start}, d.UTC); e = "
+        f"d.datetime.fromtimestamp({h.end + h.step}, d.UTC)\n"
         "asyncio.run(backfill(['bf'], s, e, window='5m'))\n"
     )
     env = {
@@ -291,7 +292,8 @@ def write_log_job(tmp_path, monkeypatch):
     for i in range(36):  # one line every 5 minutes
         ts = (t0 + timedelta(minutes=5 * i)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
         lines.append(
-            f'ts={ts} level=info msg="task succeeded" task=send_email task_id={1000 + i} duration=0.{i % 9 + 1}s'
+            f'ts={ts} level=info msg="task succeeded" task=send_email task_id={1000 + i} '
+            f"duration=0.{i % 9 + 1}s"
         )
         if i >= 24:
             lines.append(

@@ -105,8 +105,8 @@ async def test_a_datasource_cut_for_150s_is_caught_up_with_no_difference(
     assert [e for e in direct if e[0] == "anomaly"], "the spike was found"
     assert differences(direct, caught_up) == 0
     print(
-        f"datasource cut {CUT} s ({failed} failed ticks): {len(direct) - 2} events on the direct path, "
-        f"{differences(direct, caught_up)} differences after the catch-up"
+        f"datasource cut {CUT} s ({failed} failed ticks): {len(direct) - 2} events on the direct "
+        f"path, {differences(direct, caught_up)} differences after the catch-up"
     )
 
 
@@ -169,6 +169,7 @@ def test_a_tick_killed_half_way_resumes_with_no_duplicate_and_the_same_result(
     assert len(keys) == len(set(keys)) and keys, "no duplicate anomaly"
     assert differences(killed, whole) == 0
     print(
-        f"kill -9 of a tick at {killed_at:%H:%M:%S} ({(killed_at.timestamp() - h.start) / (h.end - h.start):.0%} "
-        f"done): {len(killed) - 2} events after the resume, 0 duplicates, {differences(killed, whole)} differences"
+        f"kill -9 of a tick at {killed_at:%H:%M:%S} "
+        f"({(killed_at.timestamp() - h.start) / (h.end - h.start):.0%} done): {len(killed) - 2} "
+        f"events after the resume, 0 duplicates, {differences(killed, whole)} differences"
     )

@@ -188,7 +188,7 @@ async def test_a_file_source_is_cut_into_the_incident_window_and_its_baseline(ai
     assert slower["logql"] is None  # a file has no LogQL
 
 
-async def test_a_failing_log_source_leaves_its_error_on_the_triage_and_the_run_and_the_incident_unharmed(
+async def test_a_failing_log_source_leaves_its_error_on_the_triage_and_the_run_and_the_incident_unharmed(  # noqa: E501
     fake_loki,
 ):
     opened = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=30)

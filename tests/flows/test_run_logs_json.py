@@ -74,7 +74,8 @@ def test_prefect_loads_the_json_logging_config_as_the_cli_sets_it(tmp_path):
         "from aiops.cli import _settings\n"
         "_settings()\n"
         "import prefect  # sets up its logging from PREFECT_LOGGING_SETTINGS_PATH\n"
-        "logging.getLogger('prefect.flow_runs').warning('run says', extra={'flow_run_id': 'f-1', 'detector': 'd'})\n"
+        "logging.getLogger('prefect.flow_runs').warning('run says', extra={'flow_run_id': 'f-1', "
+        "'detector': 'd'})\n"
         "logging.getLogger('aiops.tasks').info('core says', extra={'datasource': 'loki'})\n"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_LOGGING", "AIOPS_"))}

@@ -202,7 +202,8 @@ async def test_every_dashboard_query_runs_on_prometheus_and_names_only_exported_
 
 def test_the_metric_name_extraction_sees_metrics_only():
     expr = (
-        'histogram_quantile(0.95, sum by (route, le) (rate(aiops_x_bucket{job=~"$job", a="b c"}[5m]))) '
+        "histogram_quantile(0.95, sum by (route, le) "
+        '(rate(aiops_x_bucket{job=~"$job", a="b c"}[5m]))) '
         "/ on (route) group_left count_over_time((aiops_y > 1)[1h:1m]) or vector(0)"
     )
     assert _metric_names(expr) == {"aiops_x_bucket", "aiops_y"}

@@ -191,7 +191,8 @@ def test_up_demo_delivers_an_anomaly_on_the_websocket_then_leaves_nothing_runnin
         )  # bounded from "aiops is up"
         first_after = time.monotonic() - started
         print(
-            f"aiops up: ready after {up_after:.0f} s, first anomaly on the WebSocket after {first_after:.0f} s"
+            f"aiops up: ready after {up_after:.0f} s, first anomaly on the WebSocket after "
+            f"{first_after:.0f} s"
         )
         assert event["type"] == "anomaly" and event["detector_id"].startswith("demo-"), event
         assert event["score"] > 1

@@ -47,7 +47,8 @@ class RunningAlertmanager:
 def run_alertmanager(
     workdir: Path, *, port: int | None = None, ready_timeout: float = 30.0
 ) -> Iterator[RunningAlertmanager]:
-    """Alertmanager on 127.0.0.1 (a free port unless given), no clustering, until the block exits."""
+    """Alertmanager on 127.0.0.1 (a free port unless given), no clustering, until the block
+    exits."""
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "alertmanager.yml"
     config.write_text(CONFIG)
@@ -78,7 +79,8 @@ def run_alertmanager(
             try:  # waiting on the process is the pause between polls; it also notices a crash
                 code = proc.wait(timeout=0.1)
                 raise RuntimeError(
-                    f"alertmanager exited with {code}: {(workdir / 'alertmanager.log').read_text()[-2000:]}"
+                    f"alertmanager exited with {code}: "
+                    f"{(workdir / 'alertmanager.log').read_text()[-2000:]}"
                 )
             except subprocess.TimeoutExpired:
                 pass

@@ -116,7 +116,8 @@ class FakeLoki:
                 _parse_log(q)  # raises a parse error for nonsense
                 raise LokiError(
                     400,
-                    "log queries are not supported as an instant query type, please change your query to a range query type",
+                    "log queries are not supported as an instant query type, please change your "
+                    "query to a range query type",
                 )
             vec = self._count(metric, at - _dur(metric["range"]), at)
             result = [{"metric": k, "value": [at / 1e9, str(v)]} for k, v in vec]
@@ -136,7 +137,8 @@ class FakeLoki:
                 hours = (end - start) // (3600 * 10**9)
                 raise LokiError(
                     400,
-                    f"the query time range exceeds the limit (query length: {hours}h0m0s, limit: {MAX_QUERY_HOURS}h0m0s)",
+                    f"the query time range exceeds the limit (query length: {hours}h0m0s, limit: "
+                    f"{MAX_QUERY_HOURS}h0m0s)",
                 )
             direction = p.get("direction", "backward")
             if direction not in ("forward", "backward"):
@@ -147,7 +149,8 @@ class FakeLoki:
                 if (end - start) // step + 1 > MAX_POINTS:
                     raise LokiError(
                         400,
-                        "exceeded maximum resolution of 11,000 points per time series. Try increasing the value of the step parameter",
+                        "exceeded maximum resolution of 11,000 points per time series. Try "
+                        "increasing the value of the step parameter",
                     )
                 series: dict[tuple, list] = defaultdict(list)
                 t = start
@@ -163,7 +166,8 @@ class FakeLoki:
             if limit > MAX_ENTRIES:
                 raise LokiError(
                     400,
-                    f"max entries limit per query exceeded, limit > max_entries_limit_per_query ({limit} > {MAX_ENTRIES})",
+                    "max entries limit per query exceeded, limit > max_entries_limit_per_query "
+                    f"({limit} > {MAX_ENTRIES})",
                 )
             matched = [e for e in self._select(q) if start <= e.ns < end]
             matched.sort(key=lambda e: e.ns, reverse=direction == "backward")
@@ -408,7 +412,8 @@ def _step(text: str | None, start: int, end: int) -> int:
     if seconds <= 0:
         raise LokiError(
             400,
-            "zero or negative query resolution step widths are not accepted. Try a positive integer",
+            "zero or negative query resolution step widths are not accepted. Try a positive "
+            "integer",
         )
     return int(seconds * 1e9)
 
@@ -440,7 +445,8 @@ def _parse_log(query: str) -> tuple[tuple, list[tuple[str, str]]]:
             if rest[pos:].strip():
                 raise LokiError(
                     400,
-                    f"parse error at line 1, col {depth_end + 2 + pos}: syntax error: unexpected IDENTIFIER",
+                    f"parse error at line 1, col {depth_end + 2 + pos}: syntax error: unexpected "
+                    "IDENTIFIER",
                 )
             break
         filters.append((m[1], unquote(m[2])))

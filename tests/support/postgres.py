@@ -19,7 +19,8 @@ def binaries() -> Path:
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
     if not found:
         raise RuntimeError(
-            "PostgreSQL server binaries not found: run `make test` (it installs Debian's postgresql)"
+            "PostgreSQL server binaries not found: run `make test` (it installs Debian's "
+            "postgresql)"
         )
     return Path(found[-1]).parent
 

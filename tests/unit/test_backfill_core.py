@@ -78,6 +78,7 @@ def test_the_scheduler_check_passes_when_something_listens_and_names_the_setting
             closed = probe.getsockname()[1]
             with pytest.raises(
                 ConfigError,
-                match=r"cannot reach the Dask scheduler at tcp://127\.0\.0\.1:\d+ \(AIOPS_DASK_ADDRESS\)",
+                match=r"cannot reach the Dask scheduler at tcp://127\.0\.0\.1:\d+ "
+                r"\(AIOPS_DASK_ADDRESS\)",
             ):
                 check_dask_scheduler(f"tcp://127.0.0.1:{closed}", timeout=5)

@@ -200,12 +200,14 @@ def test_json_list_and_csv_forms_give_the_same_labels(tmp_path):
         ),
         (
             "bad.json",
-            '{"series": [{"labels": {"a": "1"}, "windows": [{"start": 1, "end": 10}, {"start": 5, "end": 20}]}]}',
+            '{"series": [{"labels": {"a": "1"}, "windows": [{"start": 1, "end": 10}, {"start": '
+            '5, "end": 20}]}]}',
             r"series 0 window 1, field 'start': window overlaps the window at series 0 window 0",
         ),
         (
             "bad.json",
-            '[{"labels": {"a": "1"}, "start": 1, "end": 5}, {"labels": {"a": "1", "b": "2"}, "start": 1, "end": 5}]',
+            '[{"labels": {"a": "1"}, "start": 1, "end": 5}, {"labels": {"a": "1", "b": "2"}, '
+            '"start": 1, "end": 5}]',
             r"is contained in",
         ),
         ("bad.csv", "start,job\n1,api\n", r"bad.csv, header, field 'end': column is missing"),

@@ -87,7 +87,8 @@ def test_probation_rows_are_not_scored():
     assert s.probation == 3
     out = std([s], [flags(20, 1, 2)])  # detections in the probation period are ignored
     assert (out.raw, out.detections) == (-1.0, 0)
-    # a window inside the probation period is never scored: no miss, yet it counts in perfect (as NAB)
+    # a window inside the probation period is never scored: no miss, yet it counts in perfect
+    # (as NAB)
     early = NabSeries(20, ((0, 1), (10, 12)), probation=3)
     out = std([early], [flags(20, 10)])
     assert (out.windows, out.null, out.perfect, out.raw) == (1, -1.0, 2.0, pytest.approx(1.0))
@@ -146,7 +147,7 @@ def test_bad_inputs_are_invalid_input():
     assert out.normalized is None and out.raw == pytest.approx(-0.11)
 
 
-# ----------------------------------------------------------------- stored anomalies -> incident onsets
+# -------------------------------------------------------------- stored anomalies -> incident onsets
 
 T0 = 1_700_000_040  # a multiple of 60
 

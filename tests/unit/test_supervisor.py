@@ -19,16 +19,23 @@ sup = Supervisor(stop_timeout=5)
 # a child that starts a grandchild in a new session and then ignores SIGTERM (both just wait)
 code = (
     "import signal, subprocess, sys\n"
-    "g = subprocess.Popen([sys.executable, '-c', 'import signal; signal.pause()'], start_new_session=True)\n"
+    "g = subprocess.Popen([sys.executable, '-c', 'import signal; signal.pause()'],"
+    " start_new_session=True)\n"
     "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
     "print(g.pid, flush=True)\n"
     "while True: signal.pause()\n"
 )
 child = sup.start("stubborn", [sys.executable, "-c", code], {}, stdout=subprocess.PIPE, text=True)
 grandchild = int(child.stdout.readline())
-polite = sup.start("polite", [sys.executable, "-c", "import signal; signal.pause()"], {})  # waits for a signal
+# waits for a signal
+polite = sup.start("polite", [sys.executable, "-c", "import signal; signal.pause()"], {})
 before = descendants(__import__("os").getpid())
-print(json.dumps({"pids": [child.pid, grandchild, polite.pid], "before": before, "subreaper": sup.subreaper}), flush=True)
+print(
+    json.dumps(
+        {"pids": [child.pid, grandchild, polite.pid], "before": before, "subreaper": sup.subreaper}
+    ),
+    flush=True,
+)
 sup.stop()
 print(json.dumps({"codes": [child.returncode, polite.returncode]}), flush=True)
 """
@@ -58,8 +65,11 @@ from aiops.errors import AiopsError
 from aiops.supervisor import RestartPolicy, Supervisor
 logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(message)s")
 now = [0.0]  # the supervisor's clock: the test moves it, nothing sleeps
-sup = Supervisor(stop_timeout=5, clock=lambda: now[0],
-                 policy=RestartPolicy(initial=1, factor=2, max_delay=60, max_failures=3, window=100))
+sup = Supervisor(
+    stop_timeout=5,
+    clock=lambda: now[0],
+    policy=RestartPolicy(initial=1, factor=2, max_delay=60, max_failures=3, window=100),
+)
 wait = [sys.executable, "-c", "import signal; signal.pause()"]  # stand-ins that wait for a signal
 api = sup.start("api", wait, {})
 sup.start("datasource", wait, {})

@@ -1,4 +1,5 @@
-"""The synthetic labelled benchmark: deterministic, every kind present, windows where the changes are."""
+"""The synthetic labelled benchmark: deterministic, every kind present, windows where the
+changes are."""
 
 from __future__ import annotations
 
@@ -214,7 +215,8 @@ def test_lasting_shifts_stay_after_their_window():
             nxt = s.anomalies[k + 1].start if k + 1 < len(s.anomalies) else ts[-1] + 1
             after = (ts >= a.end) & (ts < nxt) & ~np.isnan(diff)  # after the labelled hour
             got = np.median(diff[after])
-            # a gauge or flat series moves by exactly that (up to its resolution); a count's rate does
+            # a gauge or flat series moves by exactly that (up to its resolution); a count's rate
+            # does
             tol = 0.35 * abs(a.magnitude * s.sigma) if s.shape == "count" else s.resolution + 1e-9
             if s.shape == "count" or s.zero_based:
                 assert level >= -1e-9  # up, then back down to where it was: never below

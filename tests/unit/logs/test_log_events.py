@@ -144,7 +144,10 @@ def test_lines_without_a_header_are_not_joined_in_a_mixed_file():
 
 
 def test_exception_type_of_java_python_and_go_events():
-    java = "boom\njava.lang.IllegalStateException: bad\n\tat a.B.c(B.java:1)\nCaused by: java.io.IOException: x"
+    java = (
+        "boom\njava.lang.IllegalStateException: bad\n\tat a.B.c(B.java:1)\nCaused by: "
+        "java.io.IOException: x"
+    )
     python = (
         'failed\nTraceback (most recent call last):\n  File "x.py", line 1, in f\nValueError: nope'
     )

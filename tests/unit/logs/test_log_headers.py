@@ -1,4 +1,5 @@
-"""Headers learned from the lines themselves, explicit formats, and what the report does with them."""
+"""Headers learned from the lines themselves, explicit formats, and what the report does with
+them."""
 
 from __future__ import annotations
 
@@ -227,7 +228,8 @@ LAYOUTS = {
     "logcat": (
         [
             "03-17 16:13:38.811  1702  2395 D WindowManager: freezing display for token 41",
-            "03-17 16:13:39.002  1702  1820 I ActivityManager: Start proc 8812 for activity com.x/.Main",
+            "03-17 16:13:39.002  1702  1820 I ActivityManager: Start proc 8812 for activity "
+            "com.x/.Main",
         ],
         "freezing display for token 41",
         "debug",
@@ -235,8 +237,11 @@ LAYOUTS = {
     ),
     "zookeeper": (
         [
-            "2015-07-29 17:41:44,747 - INFO  [QuorumPeer[myid=1]/0.0.0.0:2181:Leader@358] - LEADING - LEADER ELECTION TOOK - 210",
-            "2015-07-29 17:41:45,001 - WARN  [SendWorker:188978561024:QuorumCnxManager$SendWorker@679] - Interrupted while waiting",
+            "2015-07-29 17:41:44,747 - INFO  [QuorumPeer[myid=1]/0.0.0.0:2181:Leader@358] - "
+            "LEADING - LEADER ELECTION TOOK - 210",
+            "2015-07-29 17:41:45,001 - WARN  "
+            "[SendWorker:188978561024:QuorumCnxManager$SendWorker@679] - Interrupted while "
+            "waiting",
         ],
         "LEADING - LEADER ELECTION TOOK - 210",
         "info",
@@ -253,7 +258,8 @@ LAYOUTS = {
     ),
     "apache_error": (
         [
-            "[Sun Dec 04 04:47:44 2005] [notice] workerEnv.init() ok /etc/httpd/conf/workers2.properties",
+            "[Sun Dec 04 04:47:44 2005] [notice] workerEnv.init() ok "
+            "/etc/httpd/conf/workers2.properties",
             "[Sun Dec 04 04:47:46 2005] [error] mod_jk child workerEnv in error state 6",
         ],
         "workerEnv.init() ok /etc/httpd/conf/workers2.properties",
@@ -295,7 +301,8 @@ def test_other_common_layouts_are_learned_without_a_format(name: str):
 def test_json_after_a_text_prefix_gives_its_message_field():
     # a container runtime's prefix (CRI: time, stream, tag) in front of a JSON log line
     lines = [
-        f'2024-03-04T10:00:0{i % 10}.123456789Z stdout F {{"level":"info","msg":"order {i} paid","logger":"shop"}}'
+        f'2024-03-04T10:00:0{i % 10}.123456789Z stdout F {{"level":"info","msg":"order {i} '
+        f'paid","logger":"shop"}}'
         for i in range(30)
     ]
     got = learn_headers(lines).split(lines[0])

@@ -319,9 +319,10 @@ def test_migration_0005_adds_incidents_to_a_0004_database(backend_url):
             now = "2024-01-01 00:00:00"
             conn.execute(
                 text(
-                    "INSERT INTO detector (id, name, kind, params, status, threshold, interval_seconds, "
-                    "spec_hash, status_changed_at, created_at, updated_at) VALUES "
-                    f"('old', 'old', 'zscore', '{{}}', 'running', 1.0, 60, 'h', '{now}', '{now}', '{now}')"
+                    "INSERT INTO detector (id, name, kind, params, status, threshold, "
+                    "interval_seconds, spec_hash, status_changed_at, created_at, updated_at) "
+                    f"VALUES ('old', 'old', 'zscore', '{{}}', 'running', 1.0, 60, 'h', '{now}', "
+                    f"'{now}', '{now}')"
                 )
             )
         assert "incident" not in inspect(engine).get_table_names()
