@@ -837,7 +837,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         rows,
     )
     span = f"{args.start or 'all'} .. {args.end or 'all'}"
-    for det, step, gap, detections, result, nab, left_out in results:
+    for det, _, gap, detections, _, _, left_out in results:
         print(
             f"detector {det.id} ({det.kind}), {len(detections)} detections in {span}; "
             f"tolerance {tolerance:g}s, events merge detections <= {gap:g}s apart"
