@@ -10,6 +10,8 @@ function                       returns
                                grammar: units ``y w d h m s ms`` largest first)
 :func:`format_promql_duration` int milliseconds as Prometheus prints them
 :func:`datetime_from_seconds`  float Unix seconds as an aware UTC ``datetime``
+:func:`to_unix_seconds`        a ``datetime`` as float Unix seconds (naive means UTC)
+:func:`utc_datetime`           a ``datetime`` as the same instant in aware UTC (naive means UTC)
 =============================  =============================================================
 
 Where time lives: the API, the CLI and the sources speak float Unix seconds; the store and the
@@ -40,6 +42,8 @@ __all__ = [
     "parse_seconds",
     "parse_unix_seconds",
     "parse_whole_seconds",
+    "to_unix_seconds",
+    "utc_datetime",
     "parse_duration",
     "parse_time",
     "to_datetime",
@@ -105,8 +109,7 @@ def parse_unix_seconds(value: Any, *, field: str = "time", now: float | None = N
     if isinstance(value, bool) or value is None:
         raise InvalidInput(f"{field} is missing or not a time", field=field)
     if isinstance(value, datetime):
-        dt = value if value.tzinfo else value.replace(tzinfo=UTC)
-        return dt.timestamp()
+        return to_unix_seconds(value)
     if isinstance(value, int | float):
         return _from_number(float(value), field)
     if not isinstance(value, str):
@@ -162,6 +165,20 @@ def datetime_from_seconds(seconds: float, *, field: str = "time") -> datetime:
         raise InvalidInput(
             f"{field} {seconds!r} is outside the range of dates", field=field
         ) from None
+
+
+def utc_datetime(value: datetime) -> datetime:
+    """The same instant as an aware UTC datetime; a naive one is taken as UTC."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def to_unix_seconds(value: datetime) -> float:
+    """A datetime as float Unix seconds; a naive one is taken as UTC (not local time).
+
+    >>> to_unix_seconds(datetime(2026, 1, 1, tzinfo=UTC))
+    1767225600.0
+    """
+    return (value.replace(tzinfo=UTC) if value.tzinfo is None else value).timestamp()
 
 
 # ----------------------------------------------------------- whole seconds (stored settings)
