@@ -14,13 +14,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
-import pandas as pd
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
     StringConstraints,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -28,7 +28,7 @@ from pydantic import (
 from aiops.errors import InvalidInput
 from aiops.logs.patterns import MAX_PATTERN_LENGTH, MAX_PATTERNS, compile_patterns
 from aiops.store.models import DATASOURCE_NAME_PATTERN, DETECTOR_ID_PATTERN
-from aiops.timeutil import parse_duration
+from aiops.timeutil import parse_seconds
 
 if TYPE_CHECKING:
     from aiops.config import Settings
@@ -138,21 +138,12 @@ class AnalyzeLogsParameters(_Parameters):
     ) = Field(None, max_length=MAX_PATTERNS)
     max_entries: int | None = Field(1_000_000, ge=1, le=10_000_000)
 
-    @field_validator("since")
+    @field_validator("since", "bucket")
     @classmethod
-    def _since(cls, value: str) -> str:
-        parse_duration(value, field="since")  # InvalidInput is a ValueError: pydantic reports it
-        return value
-
-    @field_validator("bucket")
-    @classmethod
-    def _bucket(cls, value: str) -> str:
-        try:
-            delta = pd.Timedelta(value.replace("d", "D"))  # pandas wants D for days
-        except (TypeError, ValueError):
-            raise ValueError(f"invalid bucket {value!r} (a duration such as 1m, 1h)") from None
-        if delta <= pd.Timedelta(0):
-            raise ValueError("bucket must be positive")
+    def _duration(cls, value: str, info: ValidationInfo) -> str:
+        # the pattern already holds a positive duration in ms, s, m, h, d; this reads it the
+        # one way (InvalidInput is a ValueError: pydantic reports it)
+        parse_seconds(value, field=info.field_name or "duration")
         return value
 
     @field_validator("patterns")

@@ -42,7 +42,7 @@ from pydantic import (
 from aiops.errors import InvalidInput
 from aiops.logql import LogQLBuilder
 from aiops.querylang import parse_selector
-from aiops.timeutil import parse_duration
+from aiops.timeutil import parse_seconds
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -70,14 +70,17 @@ MAX_FINDINGS = 50
 EXAMPLES = 3
 
 
-def _seconds(field: str, low: int, high: int) -> Any:
+def _whole_seconds(field: str, low_s: int, high_s: int) -> Any:
+    """A duration (int seconds, or text such as ``"5m"``) as int seconds, fractions dropped,
+    in ``[low_s, high_s]``."""
+
     def check(value: Any) -> int:
         if isinstance(value, int) and not isinstance(value, bool):
             seconds = value
         else:
-            seconds = int(parse_duration(value, field=field))
-        if not low <= seconds <= high:
-            raise ValueError(f"must be between {low} and {high} seconds, got {seconds}")
+            seconds = int(parse_seconds(value, field=field))
+        if not low_s <= seconds <= high_s:
+            raise ValueError(f"must be between {low_s} and {high_s} seconds, got {seconds}")
         return seconds
 
     return BeforeValidator(check)
@@ -98,8 +101,8 @@ class TriageLink(BaseModel):
     datasource: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")] = (
         "loki"
     )
-    lead_seconds: Annotated[int, _seconds("lead", 0, 86400)] = Field(300, alias="lead")
-    max_window_seconds: Annotated[int, _seconds("max_window", 60, 86400)] = Field(
+    lead_seconds: Annotated[int, _whole_seconds("lead", 0, 86400)] = Field(300, alias="lead")
+    max_window_seconds: Annotated[int, _whole_seconds("max_window", 60, 86400)] = Field(
         3600, alias="max_window"
     )
     baselines: tuple[Literal["previous", "day", "week"], ...] = Field(
