@@ -13,6 +13,7 @@ the incident (``GET /api/incidents/{id}/triage``) and left as a markdown artifac
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,7 +26,7 @@ from prefect.runtime import flow_run
 from aiops.errors import InvalidInput
 from aiops.flowparams import AnalyzeLogsParameters, check_analyze_logs_source, validate_parameters
 from aiops.logs import from_lines
-from aiops.timeutil import parse_duration
+from aiops.timeutil import datetime_from_seconds, parse_seconds, utc_datetime
 from tasks._runtime import settings, store
 from tasks.flowstats import log_job_failed, log_job_finished
 from tasks.logs import analyze_window, load_file_lines, load_loki_lines, store_log_report
@@ -117,20 +118,21 @@ async def analyze_logs(
     if incident is not None:
         return await _triage(incident, max_entries)
     log_format = None
+    since_s = parse_seconds(since, field="since")
     if job is not None:
         spec = {j.name: j for j in config.log_jobs}[job]
         selector, path, datasource, bucket = spec.selector, spec.path, spec.datasource, spec.bucket
         log_format = spec.log_format
         patterns = spec.patterns if patterns is None else patterns
-        since = f"{spec.window_seconds}s"
+        since_s = spec.window_seconds
         if (
             start is None and end is None
         ):  # scheduled: windows on the job's grid, so a rerun is the same window
-            now = datetime.now(UTC).timestamp()
-            end = datetime.fromtimestamp(now - now % spec.interval_seconds, UTC)
+            now_s = time.time()
+            end = datetime_from_seconds(now_s - now_s % spec.interval_seconds)
     source = source_name(job=job, selector=selector, path=path, datasource=datasource)
     end = end or datetime.now(UTC)
-    start = start or end - timedelta(seconds=parse_duration(since, field="since"))
+    start = start or end - timedelta(seconds=since_s)
     if end <= start:
         raise InvalidInput("end must be after start", field="end")
 
@@ -235,12 +237,9 @@ async def _triage(incident_id: int, max_entries: int | None) -> dict[str, Any]:
     return {"incident": incident_id, "triage": "done", "summary": report["summary"]}
 
 
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 def _same_window(report: Any, start: datetime, end: datetime) -> bool:
-    return _utc(report.window_start) == _utc(start) and _utc(report.window_end) == _utc(end)
+    same_start = utc_datetime(report.window_start) == utc_datetime(start)
+    return same_start and utc_datetime(report.window_end) == utc_datetime(end)
 
 
 async def _artifacts(source: str, report: dict[str, Any]) -> None:

@@ -15,6 +15,7 @@ from aiops.errors import ConfigError
 from aiops.logs import LogAnalyzer, TemplateMiner, change_events
 from aiops.sources import SINGLE_ATTEMPT, build_loki, http_client
 from aiops.sources.files import LogAccess
+from aiops.timeutil import to_unix_seconds
 from tasks._runtime import settings, store, TRANSIENT_RETRIES
 
 __all__ = [
@@ -49,7 +50,7 @@ async def load_loki_lines(
     async with http_client(config, ds) as http:
         client = build_loki(ds, config, http, retry=SINGLE_ATTEMPT)  # Prefect's retries back off
         result = await client.logs(
-            selector, start.timestamp(), end.timestamp(), max_entries=max_entries
+            selector, to_unix_seconds(start), to_unix_seconds(end), max_entries=max_entries
         )
     if result.truncated:
         log.warning("log query %s was cut: %s", selector, result.reason)

@@ -37,6 +37,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
 from aiops.incidents import DEFAULT_RESOLVE_AFTER
+from aiops.timeutil import utc_datetime
 
 __all__ = [
     "Base",
@@ -97,11 +98,7 @@ class UTCDateTime(TypeDecorator[datetime]):
         return plain if dialect.name == "sqlite" else plain.replace(tzinfo=UTC)
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
+        return None if value is None else utc_datetime(value)
 
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")
