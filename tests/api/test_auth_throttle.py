@@ -6,9 +6,12 @@ from __future__ import annotations
 import logging
 
 import httpx
+import pytest
 
 from aiops.api.auth import AuthMiddleware, FailureLimit
 from tests.api.support import TOKEN
+
+pytestmark = pytest.mark.no_prometheus
 
 WRONG = {"Authorization": "Bearer wrong-token-0123456789"}
 RIGHT = {"Authorization": f"Bearer {TOKEN}"}
@@ -104,7 +107,6 @@ def test_the_client_table_is_bounded():
 
 
 async def test_a_throttled_client_is_refused_on_the_websocket_too(make_api):
-    import pytest
     from websockets.asyncio.client import connect
     from websockets.exceptions import InvalidStatus
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-pytestmark = pytest.mark.prometheus
+pytestmark = pytest.mark.no_prometheus
 
 DS = "/api/datasources/detectors/{}/datasources"
 

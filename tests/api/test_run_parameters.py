@@ -9,6 +9,8 @@ import pytest
 
 from tests.api.support import make_detector
 
+pytestmark = pytest.mark.no_prometheus
+
 
 async def post_run(api, flow, parameters):
     return await api.client.post("/api/runs", json={"flow": flow, "parameters": parameters})

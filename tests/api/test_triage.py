@@ -7,7 +7,7 @@ import pytest
 
 from tests.api.test_incidents import A, change
 
-pytestmark = pytest.mark.prometheus
+pytestmark = pytest.mark.no_prometheus
 
 
 async def test_a_detector_keeps_its_triage_link_and_a_patch_changes_or_clears_it(api):
