@@ -12,7 +12,7 @@ from aiops.api import PrefectRunTrigger
 from tests.api.support import make_detector
 from tests.support.prometheus import free_port
 
-pytestmark = [pytest.mark.prometheus, pytest.mark.prefect]
+pytestmark = [pytest.mark.no_prometheus, pytest.mark.prefect]
 
 
 @flow(name="detect-metrics")
