@@ -12,7 +12,16 @@ import pytest
 
 from aiops.api import ApiOptions, create_app
 from aiops.store import Store
-from tests.api.support import AUTH, LOKI_URL, TOKEN, Api, FakeRuns, make_settings, running
+from tests.api.support import (
+    AUTH,
+    LOKI_URL,
+    NO_PROMETHEUS_URL,
+    TOKEN,
+    Api,
+    FakeRuns,
+    make_settings,
+    running,
+)
 from tests.support.fakeloki import FakeLoki
 
 
@@ -26,11 +35,6 @@ def store(tmp_path) -> Any:
 @pytest.fixture
 def fake_loki() -> FakeLoki:
     return FakeLoki()
-
-
-#: Where the apps of tests marked ``no_prometheus`` look for Prometheus: nothing listens there
-#: (the discard port), so a test that does query it fails at once instead of passing by luck.
-NO_PROMETHEUS_URL = "http://127.0.0.1:9"
 
 
 @pytest.fixture

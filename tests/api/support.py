@@ -26,6 +26,9 @@ TOKEN = "test-token-0123456789abcdef"
 # read-only: schemathesis adds its default headers to a headers dict passed to it
 AUTH = MappingProxyType({"Authorization": f"Bearer {TOKEN}"})
 LOKI_URL = "http://loki.test"
+#: Where the apps of tests marked ``no_prometheus`` look for Prometheus: nothing listens there
+#: (the discard port), so a test that does query it fails at once instead of passing by luck.
+NO_PROMETHEUS_URL = "http://127.0.0.1:9"
 
 
 @dataclass

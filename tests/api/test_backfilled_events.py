@@ -10,10 +10,10 @@ import pytest
 from websockets.asyncio.client import connect
 
 from aiops.store import Store
-from tests.api.support import AUTH, event, make_detector, serve
+from tests.api.support import AUTH, NO_PROMETHEUS_URL, event, make_detector, serve
 from tests.api.test_events import app_over, ws_url
 
-pytestmark = pytest.mark.prometheus
+pytestmark = pytest.mark.no_prometheus
 
 
 async def test_anomalies_filter_by_source_and_backfill(api):
@@ -38,12 +38,12 @@ async def test_anomalies_filter_by_source_and_backfill(api):
     assert bad.status_code in (400, 422) and "source" in bad.text
 
 
-async def test_the_live_feed_leaves_backfilled_anomalies_out_unless_asked(tmp_path, prometheus):
+async def test_the_live_feed_leaves_backfilled_anomalies_out_unless_asked(tmp_path):
     db = f"sqlite:///{tmp_path / 'aiops.db'}"
     store = Store.open(db)
     make_detector(store, "det-a")
     replayed = store.insert_events([event("det-a", ts=0), event("det-a", ts=1, backfill_id="bf-1")])
-    async with serve(app_over(db, prometheus.url)) as hostport:
+    async with serve(app_over(db, NO_PROMETHEUS_URL)) as hostport:
         async with (
             connect(ws_url(hostport, since=0, anomalies="true"), additional_headers=AUTH) as plain,
             connect(

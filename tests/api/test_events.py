@@ -19,9 +19,17 @@ from aiops.api import ApiOptions, create_app
 from aiops.api import events as events_module
 from aiops.api.events import EventHub, EventStreamQuery
 from aiops.store import Store
-from tests.api.support import AUTH, FakeRuns, event, make_detector, make_settings, serve
+from tests.api.support import (
+    AUTH,
+    NO_PROMETHEUS_URL,
+    FakeRuns,
+    event,
+    make_detector,
+    make_settings,
+    serve,
+)
 
-pytestmark = pytest.mark.prometheus
+pytestmark = pytest.mark.no_prometheus
 
 TIMEOUT = 20
 
@@ -80,12 +88,12 @@ def insert(store: Store, detector: str, start: int, count: int, **extra: Any) ->
     ]
 
 
-async def test_since_replays_what_was_missed_then_goes_live(tmp_path, prometheus):
+async def test_since_replays_what_was_missed_then_goes_live(tmp_path):
     db = f"sqlite:///{tmp_path / 'aiops.db'}"
     store = Store.open(db)
     make_detector(store, "det-a")
     before = insert(store, "det-a", 0, 5)
-    async with serve(app_over(db, prometheus.url)) as hostport:
+    async with serve(app_over(db, NO_PROMETHEUS_URL)) as hostport:
         async with connect(ws_url(hostport, since=before[1]), additional_headers=AUTH) as ws:
             c = Client(ws)
             hello = await c.next()
@@ -102,7 +110,7 @@ async def test_since_replays_what_was_missed_then_goes_live(tmp_path, prometheus
     store.close()
 
 
-async def test_resume_across_an_api_restart_loses_and_repeats_nothing(tmp_path, prometheus):
+async def test_resume_across_an_api_restart_loses_and_repeats_nothing(tmp_path):
     """Two app instances over one SQLite file: events written while the API is down are
     delivered after the restart with ?since=<last id received>."""
     db = f"sqlite:///{tmp_path / 'aiops.db'}"
@@ -110,14 +118,14 @@ async def test_resume_across_an_api_restart_loses_and_repeats_nothing(tmp_path, 
     make_detector(store, "det-a")
     expected = insert(store, "det-a", 0, 4)
     received: list[int] = []
-    async with serve(app_over(db, prometheus.url)) as hostport:
+    async with serve(app_over(db, NO_PROMETHEUS_URL)) as hostport:
         async with connect(ws_url(hostport, since=0), additional_headers=AUTH) as ws:
             c = Client(ws)
             await c.until(lambda m: m["op"] == "live")
             expected += insert(store, "det-a", 10, 3)
             received += await c.events_until(expected[-1])
     expected += insert(store, "det-a", 20, 5)  # the API is down: a flow keeps writing
-    async with serve(app_over(db, prometheus.url)) as hostport:
+    async with serve(app_over(db, NO_PROMETHEUS_URL)) as hostport:
         async with connect(ws_url(hostport, since=received[-1]), additional_headers=AUTH) as ws:
             c = Client(ws)
             await c.until(lambda m: m["op"] == "live")
@@ -128,9 +136,7 @@ async def test_resume_across_an_api_restart_loses_and_repeats_nothing(tmp_path, 
     store.close()
 
 
-async def test_a_replay_racing_live_inserts_has_no_gap_and_no_duplicate(
-    tmp_path, prometheus, monkeypatch
-):
+async def test_a_replay_racing_live_inserts_has_no_gap_and_no_duplicate(tmp_path, monkeypatch):
     """Small replay pages and a small ring force every path: store replay, ring eviction,
     switch to live, while a writer inserts concurrently."""
     monkeypatch.setattr(events_module, "REPLAY_PAGE", 7)
@@ -139,7 +145,7 @@ async def test_a_replay_racing_live_inserts_has_no_gap_and_no_duplicate(
     make_detector(store, "det-a")
     expected = insert(store, "det-a", 0, 60)
     async with serve(
-        app_over(db, prometheus.url, tail_batch=8, ws_buffer=16, tail_interval=0.01)
+        app_over(db, NO_PROMETHEUS_URL, tail_batch=8, ws_buffer=16, tail_interval=0.01)
     ) as hostport:
 
         async def writer() -> list[int]:
@@ -156,7 +162,7 @@ async def test_a_replay_racing_live_inserts_has_no_gap_and_no_duplicate(
     store.close()
 
 
-async def test_filters_by_detector_and_type(tmp_path, prometheus):
+async def test_filters_by_detector_and_type(tmp_path):
     db = f"sqlite:///{tmp_path / 'aiops.db'}"
     store = Store.open(db)
     for d in ("det-a", "det-b", "det-c"):
@@ -171,7 +177,7 @@ async def test_filters_by_detector_and_type(tmp_path, prometheus):
         ]
     )
     a_anomaly, b_anomaly, _, a_log, b_log = (e.id for e in rows)
-    async with serve(app_over(db, prometheus.url)) as hostport:
+    async with serve(app_over(db, NO_PROMETHEUS_URL)) as hostport:
         async with connect(
             ws_url(hostport, since=0, detector="det-a"), additional_headers=AUTH
         ) as ws:
@@ -190,8 +196,8 @@ async def test_filters_by_detector_and_type(tmp_path, prometheus):
     store.close()
 
 
-async def test_bad_query_parameters_refuse_the_handshake(tmp_path, prometheus):
-    async with serve(app_over(f"sqlite:///{tmp_path / 'aiops.db'}", prometheus.url)) as hostport:
+async def test_bad_query_parameters_refuse_the_handshake(tmp_path):
+    async with serve(app_over(f"sqlite:///{tmp_path / 'aiops.db'}", NO_PROMETHEUS_URL)) as hostport:
         for params in (
             {"since": "yesterday"},
             {"since": -1},
@@ -204,9 +210,9 @@ async def test_bad_query_parameters_refuse_the_handshake(tmp_path, prometheus):
             assert info.value.response.status_code == 400
 
 
-async def test_heartbeats_keep_a_quiet_connection_alive(tmp_path, prometheus):
+async def test_heartbeats_keep_a_quiet_connection_alive(tmp_path):
     async with serve(
-        app_over(f"sqlite:///{tmp_path / 'aiops.db'}", prometheus.url, ws_heartbeat_seconds=0.2)
+        app_over(f"sqlite:///{tmp_path / 'aiops.db'}", NO_PROMETHEUS_URL, ws_heartbeat_seconds=0.2)
     ) as hostport:
         async with connect(ws_url(hostport), additional_headers=AUTH) as ws:
             c = Client(ws)
@@ -215,11 +221,11 @@ async def test_heartbeats_keep_a_quiet_connection_alive(tmp_path, prometheus):
             await c.until(lambda m: m["op"] == "heartbeat")
 
 
-async def test_200_concurrent_clients_each_receive_every_event(tmp_path, prometheus):
+async def test_200_concurrent_clients_each_receive_every_event(tmp_path):
     db = f"sqlite:///{tmp_path / 'aiops.db'}"
     store = Store.open(db)
     make_detector(store, "det-a")
-    async with serve(app_over(db, prometheus.url)) as hostport:
+    async with serve(app_over(db, NO_PROMETHEUS_URL)) as hostport:
         url = ws_url(hostport)
         clients: list[Client] = []
         sockets = []
@@ -241,12 +247,12 @@ async def test_200_concurrent_clients_each_receive_every_event(tmp_path, prometh
     store.close()
 
 
-async def test_shutdown_closes_clients_with_a_resume_hint(tmp_path, prometheus):
+async def test_shutdown_closes_clients_with_a_resume_hint(tmp_path):
     db = f"sqlite:///{tmp_path / 'aiops.db'}"
     store = Store.open(db)
     make_detector(store, "det-a")
     ids = insert(store, "det-a", 0, 2)
-    async with serve(app_over(db, prometheus.url)) as hostport:
+    async with serve(app_over(db, NO_PROMETHEUS_URL)) as hostport:
         ws = await connect(ws_url(hostport, since=0), additional_headers=AUTH)
         c = Client(ws)
         await c.until(lambda m: m["op"] == "live")
@@ -370,16 +376,14 @@ async def test_a_client_behind_the_ring_but_holding_the_batch_is_not_kicked():
     assert sub.closing is not None and sub.closing[0] == 4008
 
 
-async def test_since_above_the_newest_id_gets_a_reset_then_every_event_of_this_store(
-    tmp_path, prometheus
-):
+async def test_since_above_the_newest_id_gets_a_reset_then_every_event_of_this_store(tmp_path):
     """A client resuming against a reset store (its ids are from the old one) is told to start
     over, then gets this store's events from the first: nothing missed, nothing silent."""
     db = f"sqlite:///{tmp_path / 'aiops.db'}"
     store = Store.open(db)
     make_detector(store, "det-a")
     existing = insert(store, "det-a", 0, 3)
-    async with serve(app_over(db, prometheus.url)) as hostport:
+    async with serve(app_over(db, NO_PROMETHEUS_URL)) as hostport:
         async with connect(
             ws_url(hostport, since=existing[-1] + 1000), additional_headers=AUTH
         ) as ws:
@@ -395,14 +399,12 @@ async def test_since_above_the_newest_id_gets_a_reset_then_every_event_of_this_s
     store.close()
 
 
-async def test_since_at_the_newest_id_or_ahead_of_a_lagging_tailer_is_no_reset(
-    tmp_path, prometheus
-):
+async def test_since_at_the_newest_id_or_ahead_of_a_lagging_tailer_is_no_reset(tmp_path):
     db = f"sqlite:///{tmp_path / 'aiops.db'}"
     store = Store.open(db)
     make_detector(store, "det-a")
     insert(store, "det-a", 0, 2)
-    async with serve(app_over(db, prometheus.url, tail_interval=3600)) as hostport:
+    async with serve(app_over(db, NO_PROMETHEUS_URL, tail_interval=3600)) as hostport:
         written_later = insert(store, "det-a", 10, 2)  # committed, not yet tailed by this replica
         for since in (written_later[0], written_later[-1]):
             async with connect(ws_url(hostport, since=since), additional_headers=AUTH) as ws:

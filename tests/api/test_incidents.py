@@ -13,10 +13,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import connect
 
 from aiops.store import Store, series_key
-from tests.api.support import AUTH, event, make_detector, serve
+from tests.api.support import AUTH, NO_PROMETHEUS_URL, event, make_detector, serve
 from tests.api.test_events import app_over, ws_url
 
-pytestmark = pytest.mark.prometheus
+pytestmark = pytest.mark.no_prometheus
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 A = {"instance": "a"}
@@ -221,11 +221,11 @@ async def _events_until(ws, last_id: int) -> list[dict[str, Any]]:
     return seen
 
 
-async def test_the_websocket_speaks_incidents_and_points_only_when_asked(tmp_path, prometheus):
+async def test_the_websocket_speaks_incidents_and_points_only_when_asked(tmp_path):
     db = f"sqlite:///{tmp_path / 'aiops.db'}"
     store = Store.open(db)
     seed(store)
-    async with serve(app_over(db, prometheus.url)) as hostport:
+    async with serve(app_over(db, NO_PROMETHEUS_URL)) as hostport:
         async with (
             connect(ws_url(hostport, since=0, anomalies=None), additional_headers=AUTH) as default,
             connect(ws_url(hostport, since=0, anomalies="true"), additional_headers=AUTH) as points,
