@@ -9,7 +9,7 @@ import pytest
 
 from benchmarks.store_writers import run
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.timeout(300), pytest.mark.no_prometheus]
 
 
 def test_concurrent_crud_and_event_writers_lose_no_acknowledged_write(tmp_path):

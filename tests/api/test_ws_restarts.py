@@ -9,7 +9,7 @@ import pytest
 
 from benchmarks.ws_restarts import run
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.timeout(300), pytest.mark.no_prometheus]
 
 
 def test_clients_resuming_across_sigterm_and_sigkill_restarts_miss_and_double_nothing(tmp_path):
