@@ -252,6 +252,9 @@ class Settings(BaseSettings):
     # while the run lives, after which a dead run's detectors are taken by the next tick
     batch_size: int = Field(default=100, ge=1, le=10_000)
     claim_lease_seconds: float = Field(default=20.0, ge=1, le=3600)
+    # detect-metrics scores a batch of at least 16 pieces in this many worker processes (0: in
+    # the tick's own process); unset: the CPUs this process may use, at most 4 (0 on one CPU)
+    score_processes: int | None = Field(default=None, ge=0, le=64)
 
     # storage
     data_dir: Path = Path(".aiops")

@@ -26,7 +26,8 @@ from prefect.cache_policies import NO_CACHE
 from aiops.errors import ConfigError
 from aiops.sources import build_client, http_client
 from aiops.store.batch import BatchResult
-from aiops.tick import Batch, collect_pieces, detect_pieces, error_message
+from aiops.scoring import auto_processes, score_pieces
+from aiops.tick import Batch, collect_pieces, error_message
 from tasks._runtime import TRANSIENT_RETRIES, settings, store
 from tasks.publish import count_events, emit_incidents
 
@@ -72,7 +73,9 @@ async def detect_batch(batch: Batch, label: str, flow_run_id: str | None) -> int
     (sets ``work.run``, or fails the detector). Returns the points scored."""
     log = get_run_logger()
     works = [w for w in batch.active() if w.collected is not None]
-    runs = await to_thread.run_sync(detect_pieces, works, flow_run_id)
+    config = settings()
+    processes = config.score_processes if config.score_processes is not None else auto_processes()
+    runs = await to_thread.run_sync(score_pieces, works, flow_run_id, processes)
     scored = 0
     for work in works:
         run = runs[work.id]
@@ -128,8 +131,8 @@ async def publish_batch(batch: Batch, label: str, owner: str) -> dict[str, int]:
             "%d detector(s) done: %s",
             len(done),
             ", ".join(
-                f"{w.id} ({w.detector.status}, {w.row['series']} series, {w.row['samples']} samples, "
-                f"{w.row['anomalies']} anomalies)"
+                f"{w.id} ({w.detector.status}, {w.row['series']} series, "
+                f"{w.row['samples']} samples, {w.row['anomalies']} anomalies)"
                 for w in done
             ),
         )
@@ -154,8 +157,8 @@ def _log_incidents(log: Any, detector_id: str, inserted: list[Any]) -> None:
             _listed(
                 opened,
                 lambda e: (
-                    f"{e.payload.get('incident_id')} on {e.series_key or '(no labels)'} at {e.ts.isoformat()} "
-                    f"(severity {e.severity}, peak score {e.score})"
+                    f"{e.payload.get('incident_id')} on {e.series_key or '(no labels)'} "
+                    f"at {e.ts.isoformat()} (severity {e.severity}, peak score {e.score})"
                 ),
             ),
         )
@@ -167,8 +170,8 @@ def _log_incidents(log: Any, detector_id: str, inserted: list[Any]) -> None:
             _listed(
                 resolved,
                 lambda e: (
-                    f"{e.payload.get('incident_id')} on {e.series_key or '(no labels)'} at {e.ts.isoformat()} "
-                    f"({e.payload.get('points')} points)"
+                    f"{e.payload.get('incident_id')} on {e.series_key or '(no labels)'} "
+                    f"at {e.ts.isoformat()} ({e.payload.get('points')} points)"
                 ),
             ),
         )
