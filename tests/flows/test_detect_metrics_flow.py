@@ -265,3 +265,34 @@ async def test_parameters_are_checked_by_the_same_model_as_the_api(aiops_env):
 
     with pytest.raises(InvalidInput, match="parameters.detector_ids"):
         await detect_metrics(detector_ids=["Not A Slug"])
+
+
+@pytest.mark.parametrize("processes", [0, 2])
+async def test_a_big_batch_scored_in_worker_processes_stores_what_in_process_scoring_does(
+    aiops_env, prometheus, monkeypatch, processes
+):
+    from aiops import scoring
+
+    monkeypatch.setenv("AIOPS_SCORE_PROCESSES", str(processes))
+    h = prometheus.history
+    db = store()
+    n = scoring.MIN_PIECES + 4
+    for k in range(n):
+        make_detector(db, f"d{k:02d}", query=f"aiops_test_anomaly + {k % 3}")
+    try:
+        summary = await detect_metrics(now=at(h.end + h.step))
+        assert (scoring._pool is not None) == (processes > 0)
+    finally:
+        scoring.shutdown()
+
+    assert summary["ok"] == n and summary["failed"] == 0
+    spike = at(h.timestamp(SPIKE_INDEX))
+    for k in range(n):
+        det = f"d{k:02d}"
+        assert [(a.ts, a.labels["instance"]) for a in db.list_anomalies(detector=det)] == [
+            (spike, "a")
+        ], det
+        (incident,) = db.list_incidents(detector=det)
+        assert incident.opened_at == spike and incident.resolved_at is not None
+        assert db.get_checkpoint(det) == at(h.end)
+        assert len(db.load_states(det)) == 2
