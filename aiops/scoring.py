@@ -40,13 +40,16 @@ _lock = threading.Lock()
 
 
 def auto_processes() -> int:
-    """Worker processes when ``AIOPS_SCORE_PROCESSES`` is unset: the CPUs this process may use,
-    at most 4; none on a single CPU (the tick's own process needs it)."""
+    """Worker processes when ``AIOPS_SCORE_PROCESSES`` is unset: the CPUs this process may use
+    less the one its own work needs (collecting, committing), at most 4; none on one CPU.
+
+    On 2 CPUs that is one worker: a tick of 1,000 detectors took as long with two (11.5 s
+    against 11.6 s) and the second worker's ~250 MiB took the process tree over 1 GiB."""
     try:
         cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         cpus = os.cpu_count() or 1
-    return 0 if cpus < 2 else min(cpus, 4)
+    return 0 if cpus < 2 else min(cpus - 1, 4)
 
 
 def _shared_pool(processes: int) -> ProcessPoolExecutor:
@@ -69,6 +72,20 @@ def _drop_pool(broken: ProcessPoolExecutor) -> None:
         if _pool is broken:
             _pool = None
     broken.shutdown(wait=False, cancel_futures=True)
+
+
+def worker_pids() -> list[int]:
+    """The pool's processes: its workers and the fork server they come from (for figures
+    such as peak memory); empty without a pool."""
+    from multiprocessing import forkserver
+
+    with _lock:
+        pool = _pool
+    if pool is None:
+        return []
+    pids = list(getattr(pool, "_processes", None) or {})
+    server = getattr(forkserver._forkserver, "_forkserver_pid", None)
+    return [*pids, *([server] if server else [])]
 
 
 def shutdown() -> None:

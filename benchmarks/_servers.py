@@ -88,3 +88,17 @@ def rss_mb() -> float:
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def peak_rss_mb(pids: list[int]) -> float:
+    """Sum of the peak resident set sizes (VmHWM) of ``pids`` that are still alive, MiB."""
+    total = 0.0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        total += int(line.split()[1]) / 1024
+        except OSError:
+            continue
+    return total

@@ -69,7 +69,7 @@ def main() -> None:
             stack.enter_context(prefect_test_harness(server_startup_timeout=120))
         from prefect import flow
 
-        from benchmarks._servers import rss_mb
+        from benchmarks._servers import peak_rss_mb, rss_mb
         from flows.metrics import detect_metrics
         from tasks._runtime import store
 
@@ -105,14 +105,19 @@ def main() -> None:
         summary = asyncio.run(detect_metrics(now=now))
         tick = time.perf_counter() - t
         rss_after = rss_mb()
+        from aiops import scoring
+
+        pool_pids = scoring.worker_pids()
+        pool_rss = peak_rss_mb(pool_pids)
         anomalies = db.list_anomalies(limit=10_000)
         stored = len(anomalies)
         last = max((a.created_at for a in anomalies), default=None)
     empty_s = statistics.median(empties)
     points = summary["ok"] * prom.history.points * args.series
+    server = "own process" if args.server == "own" else "in-process test harness"
     print(
-        f"detect-metrics tick: {args.detectors} detectors x {args.series} series x {prom.history.points} points"
-        f" (Prefect server: {'own process' if args.server == 'own' else 'in-process test harness'})"
+        f"detect-metrics tick: {args.detectors} detectors x {args.series} series x "
+        f"{prom.history.points} points (Prefect server: {server})"
     )
     print(f"{'run':<40}{'seconds':>10}")
     print(f"{'empty Prefect flow run (median of 5)':<40}{empty_s:>10.3f}")
@@ -124,10 +129,15 @@ def main() -> None:
         else ""
     )
     print(
-        f"per detector: {tick / max(1, args.detectors) * 1000:.1f} ms; points scored/s: {points / tick:,.0f}"
+        f"per detector: {tick / max(1, args.detectors) * 1000:.1f} ms; "
+        f"points scored/s: {points / tick:,.0f}"
     )
     print(f"ratio tick / empty flow run: {tick / empty_s:.1f}x")
     print(f"peak RSS of this process: {rss_after:.0f} MiB (before the tick: {rss_before:.0f} MiB)")
+    print(
+        f"scoring pool: {max(0, len(pool_pids) - 1)} workers and their fork server, peak RSS "
+        f"{pool_rss:.0f} MiB together; with this process {rss_after + pool_rss:.0f} MiB"
+    )
 
 
 if __name__ == "__main__":

@@ -161,6 +161,9 @@ def test_workers_killed_before_their_jobs_leave_the_pieces_scored_in_process(
     assert scoring._pool is not None and scoring._pool is not pool
 
 
-def test_auto_processes_uses_the_cpus_this_process_may_use_at_most_four():
-    cpus = len(os.sched_getaffinity(0))
-    assert scoring.auto_processes() == (0 if cpus < 2 else min(cpus, 4))
+def test_auto_processes_leaves_one_of_the_usable_cpus_to_the_tick_and_takes_at_most_four(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    for cpus, expected in ((1, 0), (2, 1), (3, 2), (5, 4), (64, 4)):
+        monkeypatch.setattr(os, "sched_getaffinity", lambda _pid, n=cpus: set(range(n)))
+        assert scoring.auto_processes() == expected
