@@ -244,8 +244,8 @@ async def collect_piece(
     if probe is not None and (await client.query(probe, end.timestamp())).series:
         warning = (
             f"no samples at any step of {start:%Y-%m-%d %H:%M:%S} .. {end:%H:%M:%S} although the "
-            f"series has samples in that window: the query {effective!r} at step {step:g}s reads none "
-            f"of them (lookback delta {ds.lookback_delta_seconds:g}s)"
+            f"series has samples in that window: the query {effective!r} at step {step:g}s reads "
+            f"none of them (lookback delta {ds.lookback_delta_seconds:g}s)"
         )
     frame = buffer.drain()
     label_cols = [c for c in frame.columns if c not in ("timestamp", "value")]

@@ -377,7 +377,8 @@ def validate_steps(
                 and (item[key] < step or abs(item[key] / step - round(item[key] / step)) > 1e-9)
             ):
                 raise InvalidInput(
-                    f"{where}.step: {item[key]:g}s is not a multiple of the detector's step ({step:g}s)",
+                    f"{where}.step: {item[key]:g}s is not a multiple of the detector's step "
+                    f"({step:g}s)",
                     field=f"{where}.step",
                 )
         else:

@@ -94,8 +94,9 @@ def main() -> None:
             wall = time.perf_counter() - wall
             process, main_thread = time.process_time() - process, time.thread_time() - main_thread
             print(
-                f"stages: wall {wall:.2f} s; CPU: this process {process:.2f} s, its main thread {main_thread:.2f} s, "
-                f"garbage collector {collector['seconds']:.2f} s in {collector['count']} collections"
+                f"stages: wall {wall:.2f} s; CPU: this process {process:.2f} s, "
+                f"its main thread {main_thread:.2f} s, garbage collector "
+                f"{collector['seconds']:.2f} s in {collector['count']} collections"
             )
             for name, seconds in cpu.items():
                 print(f"stages: {name}: {seconds:.2f} s")

@@ -185,9 +185,11 @@ async def detect_metrics(
                 "reason": "; ".join(f"{k}: {v}" for k, v in not_due.items()) or "no detectors",
             }
         ],
-        description=f"detect-metrics at {now:%Y-%m-%d %H:%M:%S}Z: {summary['ok']} ok, {summary['failed']} failed, "
-        f"{summary['skipped']} skipped, {len(summary['elsewhere'])} run elsewhere; incidents: "
-        f"{summary['incidents_opened']} opened, {summary['incidents_resolved']} resolved ({summary['anomalies']} anomalous points)",
+        description=f"detect-metrics at {now:%Y-%m-%d %H:%M:%S}Z: {summary['ok']} ok, "
+        f"{summary['failed']} failed, {summary['skipped']} skipped, "
+        f"{len(summary['elsewhere'])} run elsewhere; incidents: "
+        f"{summary['incidents_opened']} opened, {summary['incidents_resolved']} resolved "
+        f"({summary['anomalies']} anomalous points)",
     )
     if summary["incidents_opened"] or summary["incidents_resolved"]:
         log.info(
@@ -265,7 +267,8 @@ async def _process_batch(
     skipped: dict[str, str] = {}
     failed: dict[str, str] = {}
     if datasource not in config.datasource_configs():
-        reason = f"datasource {datasource!r} is not configured (configured: {', '.join(config.datasource_configs())})"
+        configured = ", ".join(config.datasource_configs())
+        reason = f"datasource {datasource!r} is not configured (configured: {configured})"
         for det in detectors:
             log.error("detector %s skipped: %s", det.id, reason)
             skipped[det.id] = reason
@@ -297,7 +300,9 @@ async def _process_batch(
         active = batch.active()
         for work in active:
             work.next_piece(config.buffer_size)
-        label = f"{datasource}: {batch.label()} [{min(w.piece.start for w in active):%H:%M}-{max(w.piece.end for w in active):%H:%M}]"
+        first = min(w.piece.start for w in active)
+        last = max(w.piece.end for w in active)
+        label = f"{datasource}: {batch.label()} [{first:%H:%M}-{last:%H:%M}]"
         try:
             await collect_batch(batch, label)
             await detect_batch(batch, label, run_id)

@@ -155,8 +155,8 @@ def _raw_lines(path: Path, chunk_lines: int, bounds: _Bounds | None = None) -> I
     if skip and not gz:
         bounds.truncated = True
         bounds.reason = (
-            f"the file is {skip + bounds.max_bytes} bytes: only its last {bounds.max_bytes} were read "
-            "(AIOPS_LOG_MAX_BYTES)"
+            f"the file is {skip + bounds.max_bytes} bytes: only its last {bounds.max_bytes} "
+            "were read (AIOPS_LOG_MAX_BYTES)"
         )
     rest = b""
     first = True
@@ -172,7 +172,8 @@ def _raw_lines(path: Path, chunk_lines: int, bounds: _Bounds | None = None) -> I
                     if stream.read(1):
                         bounds.truncated = True
                         bounds.reason = bounds.reason or (
-                            f"only the first {bounds.max_bytes} bytes were read (AIOPS_LOG_MAX_BYTES)"
+                            f"only the first {bounds.max_bytes} bytes were read "
+                            "(AIOPS_LOG_MAX_BYTES)"
                         )
                     break
                 try:
@@ -393,7 +394,8 @@ class LogAccess:
 
     def check(self, path: str | os.PathLike[str]) -> Path:
         """The real path of ``path`` when it may be read; :class:`InvalidInput` naming the
-        problem otherwise (outside the roots, a symlink leading out, missing, not a regular file)."""
+        problem otherwise (outside the roots, a symlink leading out, missing, not a regular
+        file)."""
         text = os.fspath(path)
         if not text or "\x00" in text:
             raise InvalidInput("log path is empty or contains a NUL byte", field="path")
@@ -403,8 +405,8 @@ class LogAccess:
             hint = "add its folder to AIOPS_LOG_ROOTS or configure a log job for it"
             if real != given and self._allowed(given):
                 raise InvalidInput(
-                    f"log path {text} is a symlink to {real}, which is outside the allowed log roots "
-                    f"({self._where()})",
+                    f"log path {text} is a symlink to {real}, which is outside the allowed log "
+                    f"roots ({self._where()})",
                     field="path",
                     path=text,
                 )

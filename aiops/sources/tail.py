@@ -188,7 +188,8 @@ class LokiTail:
                     )
                 except (OSError, TimeoutError, InvalidHandshake) as exc:
                     last_error = DatasourceUnavailable(
-                        f"cannot reach datasource {self.name!r} at {url}: {type(exc).__name__}: {exc}",
+                        f"cannot reach datasource {self.name!r} at {url}: "
+                        f"{type(exc).__name__}: {exc}",
                         datasource=self.name,
                         url=url,
                         query=self.query,
