@@ -253,7 +253,7 @@ class Settings(BaseSettings):
     batch_size: int = Field(default=100, ge=1, le=10_000)
     claim_lease_seconds: float = Field(default=20.0, ge=1, le=3600)
     # detect-metrics scores a batch of at least 16 pieces in this many worker processes (0: in
-    # the tick's own process); unset: the usable CPUs less one, at most 4 (0 on one CPU)
+    # the tick's own process); unset: the usable CPUs less two, at most 4 (0 on 2 CPUs)
     score_processes: int | None = Field(default=None, ge=0, le=64)
 
     # storage

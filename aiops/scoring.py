@@ -41,15 +41,21 @@ _lock = threading.Lock()
 
 def auto_processes() -> int:
     """Worker processes when ``AIOPS_SCORE_PROCESSES`` is unset: the CPUs this process may use
-    less the one its own work needs (collecting, committing), at most 4; none on one CPU.
+    less two, at most 4; none on 2 CPUs or fewer.
 
-    On 2 CPUs that is one worker: a tick of 1,000 detectors took as long with two (11.5 s
-    against 11.6 s) and the second worker's ~250 MiB took the process tree over 1 GiB."""
+    Two are left: one for the tick's own process (collecting, committing) and one for what it
+    talks to (the Prefect server, the datasource), which share the machine under ``aiops up``.
+    Measured on 2 CPUs (``benchmarks/pipeline.py --detectors 1000``, docs/benchmarks.md):
+    scoring in a worker halves the tick process' own CPU (10-11 s to 5-6 s) but the tick took
+    as long (11.5-13.2 s either way), both cores being busy anyway, and the pool's memory
+    (~250 MiB a process) took the tree from ~525 MiB to ~955 MiB. With CPUs to spare the tick's
+    process is the limit instead (0.87 of a core without workers), which is what they relieve.
+    """
     try:
         cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         cpus = os.cpu_count() or 1
-    return 0 if cpus < 2 else min(cpus - 1, 4)
+    return max(0, min(cpus - 2, 4))
 
 
 def _shared_pool(processes: int) -> ProcessPoolExecutor:

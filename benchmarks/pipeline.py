@@ -101,9 +101,11 @@ def main() -> None:
             empties.append(time.perf_counter() - t)
         now = datetime.fromtimestamp(prom.history.end + prom.history.step, UTC)
         rss_before = rss_mb()
+        cpu_before = time.process_time()
         t = time.perf_counter()
         summary = asyncio.run(detect_metrics(now=now))
         tick = time.perf_counter() - t
+        cpu_tick = time.process_time() - cpu_before
         rss_after = rss_mb()
         from aiops import scoring
 
@@ -133,6 +135,10 @@ def main() -> None:
         f"points scored/s: {points / tick:,.0f}"
     )
     print(f"ratio tick / empty flow run: {tick / empty_s:.1f}x")
+    print(
+        f"CPU of this process during the tick: {cpu_tick:.2f} s ({cpu_tick / tick:.2f} of one "
+        "core; the Prefect server, Prometheus and scoring workers are other processes)"
+    )
     print(f"peak RSS of this process: {rss_after:.0f} MiB (before the tick: {rss_before:.0f} MiB)")
     print(
         f"scoring pool: {max(0, len(pool_pids) - 1)} workers and their fork server, peak RSS "

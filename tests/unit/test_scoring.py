@@ -161,9 +161,9 @@ def test_workers_killed_before_their_jobs_leave_the_pieces_scored_in_process(
     assert scoring._pool is not None and scoring._pool is not pool
 
 
-def test_auto_processes_leaves_one_of_the_usable_cpus_to_the_tick_and_takes_at_most_four(
+def test_auto_processes_leaves_two_of_the_usable_cpus_and_takes_at_most_four(
     monkeypatch: pytest.MonkeyPatch,
 ):
-    for cpus, expected in ((1, 0), (2, 1), (3, 2), (5, 4), (64, 4)):
+    for cpus, expected in ((1, 0), (2, 0), (3, 1), (4, 2), (6, 4), (64, 4)):
         monkeypatch.setattr(os, "sched_getaffinity", lambda _pid, n=cpus: set(range(n)))
         assert scoring.auto_processes() == expected
