@@ -41,6 +41,7 @@ from aiops.logs.patterns import PatternSet, compile_patterns
 from aiops.logs.shapes import encode_lines, line_bytes, line_starts_of, shape_scan
 from aiops.logs.templates import MAX_LINE_CHARS, Cluster, TemplateMiner, template_logql
 from aiops.logs.values import slot_values, value_slots
+from aiops.timeutil import parse_seconds
 
 __all__ = [
     "LogReport",
@@ -177,6 +178,22 @@ class _ShapeFeatures:
         self.catmask = mask
 
 
+def _bucket_ns(bucket: Any) -> int:
+    """A bucket width in nanoseconds: our durations (``"5m"``, ``"1h"``, ``"1d"``, seconds) as
+    everywhere else, or a pandas frequency such as ``"5min"``; positive, else InvalidInput."""
+    try:
+        return int(round(parse_seconds(bucket, field="bucket") * 1e9))
+    except InvalidInput:
+        pass
+    try:
+        delta = pd.Timedelta(bucket)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"invalid bucket {bucket!r}", field="bucket") from exc
+    if delta <= pd.Timedelta(0):
+        raise InvalidInput("bucket must be positive", field="bucket")
+    return int(delta.value)
+
+
 @dataclass
 class _Tpl:
     id: str
@@ -273,14 +290,8 @@ class LogAnalyzer:
         self._common: frozenset[str] | None = None
         self._shape_info: dict[bytes, _ShapeFeatures] = {}
         self._splits: dict[bytes, Split] = {}
-        try:
-            delta = pd.Timedelta(bucket)
-        except (TypeError, ValueError) as exc:
-            raise InvalidInput(f"invalid bucket {bucket!r}", field="bucket") from exc
-        if delta <= pd.Timedelta(0):
-            raise InvalidInput("bucket must be positive", field="bucket")
         self.bucket = bucket
-        self._bucket_ns = int(delta.value)
+        self._bucket_ns = _bucket_ns(bucket)
         self.miner = miner if miner is not None else TemplateMiner()
         if not isinstance(self.miner, TemplateMiner):
             raise InvalidInput("miner must be a TemplateMiner", field="miner")

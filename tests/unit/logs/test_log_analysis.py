@@ -76,6 +76,21 @@ def test_window_sets_rates_and_lists_empty_buckets() -> None:
     assert list(report.time_distribution.values()) == [0, 0, 3, 3, 0]
 
 
+@pytest.mark.parametrize(
+    ("bucket", "seconds"),
+    [("1d", 86_400), ("15m", 900), ("1h30m", 5_400), (60, 60), ("30min", 1_800), ("2h", 7_200)],
+)
+def test_a_bucket_is_read_as_our_durations_are_or_as_a_pandas_frequency(bucket, seconds) -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "1d" through pandas warns that "d" goes away
+        assert LogAnalyzer(bucket=bucket)._bucket_ns == seconds * 10**9
+    for bad in ("-1h", "0s", 0):
+        with pytest.raises(InvalidInput, match="bucket must be positive"):
+            LogAnalyzer(bucket=bad)
+
+
 def test_bad_arguments_are_invalid_input() -> None:
     with pytest.raises(InvalidInput, match="bucket"):
         analyze(_frame(["x"]), bucket="soon")
