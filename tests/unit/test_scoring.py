@@ -7,6 +7,7 @@ import logging
 import math
 import os
 import signal
+import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -167,3 +168,15 @@ def test_auto_processes_leaves_two_of_the_usable_cpus_and_takes_at_most_four(
     for cpus, expected in ((1, 0), (2, 0), (3, 1), (4, 2), (6, 4), (64, 4)):
         monkeypatch.setattr(os, "sched_getaffinity", lambda _pid, n=cpus: set(range(n)))
         assert scoring.auto_processes() == expected
+
+
+def test_a_piece_the_pool_cannot_ship_is_scored_in_process(
+    db: Store, caplog: pytest.LogCaptureFixture
+):
+    works = _works(db, scoring.MIN_PIECES)
+    alone = copy.deepcopy(works)
+    works[0].row["unpicklable"] = threading.Lock()  # cannot cross to a worker
+    with caplog.at_level(logging.WARNING, logger="aiops.scoring"):
+        results = scoring.score_pieces(works, None, 2)
+    assert "scored in-process" in caplog.text
+    assert _outcome(results) == _outcome(detect_pieces(alone, None))
