@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiops.errors import ConfigError, InvalidInput, NotFound
 from aiops.pipeline import Window, next_piece
-from aiops.timeutil import parse_seconds
+from aiops.timeutil import datetime_from_seconds, parse_seconds
 
 if TYPE_CHECKING:
     from aiops.config import LogJob, Settings
@@ -149,7 +149,7 @@ def step_span(
     last = math.ceil(window_end.timestamp() / step) * step - step
     if last < first:
         return None
-    return datetime.fromtimestamp(first, UTC), datetime.fromtimestamp(last, UTC)
+    return datetime_from_seconds(first), datetime_from_seconds(last)
 
 
 _TRAIN_POINTS = re.compile(r"^(\d{1,9})\s*(?:p|pts|points?)$", re.IGNORECASE)

@@ -347,19 +347,20 @@ def _tail_logs(args: argparse.Namespace) -> int:
 def _backfill(args: argparse.Namespace) -> int:
     """Run the backfill flow from this process, with a progress bar on stderr."""
     import os
-    from datetime import UTC, datetime
 
     from aiops.backfill import CLI_FIELDS, ProgressWatcher, check_dask_scheduler, resolve_backfill
     from aiops.store import Store
     from aiops.supervisor import use_local_prefect
-    from aiops.timeutil import parse_unix_seconds
+    from aiops.timeutil import datetime_from_seconds, parse_unix_seconds
 
     settings = _settings()
     # relative times ("now", "now-30d") are cut to the minute, so the same command run again
     # within a minute names the same backfill; the resume hint gives the exact times
     now = math.floor(time.time() / 60) * 60
-    start = datetime.fromtimestamp(parse_unix_seconds(args.start, field="--start", now=now), UTC)
-    end = datetime.fromtimestamp(parse_unix_seconds(args.end, field="--end", now=now), UTC)
+    start = datetime_from_seconds(
+        parse_unix_seconds(args.start, field="--start", now=now), field="--start"
+    )
+    end = datetime_from_seconds(parse_unix_seconds(args.end, field="--end", now=now), field="--end")
     again = f"aiops backfill ... --start {start:%Y-%m-%dT%H:%M:%SZ} --end {end:%Y-%m-%dT%H:%M:%SZ}"
     url = settings.resolved_database_url()
     with contextlib.ExitStack() as opened:  # the store is opened only for detectors to look up

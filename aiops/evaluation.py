@@ -24,7 +24,7 @@ import math
 from bisect import bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ import numpy as np
 from aiops.errors import InvalidInput
 from aiops.incidents import DEFAULT_RESOLVE_AFTER, check_resolve_after, onsets
 from aiops.labels import series_key
-from aiops.timeutil import parse_unix_seconds
+from aiops.timeutil import datetime_from_seconds, parse_unix_seconds
 
 __all__ = [
     "DEFAULT_GAP_SECONDS",
@@ -373,7 +373,7 @@ def dump_labels_json(
 
 
 def _rfc3339(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+    return datetime_from_seconds(ts).isoformat().replace("+00:00", "Z")
 
 
 # --------------------------------------------------------------------------- scoring

@@ -37,6 +37,7 @@ from aiops.flowparams import (
     DetectMetricsParameters,
     check_analyze_logs_source,
 )
+from aiops.timeutil import datetime_from_seconds
 
 __all__ = [
     "RunInfo",
@@ -230,7 +231,6 @@ async def backfill_parameters(state: Any, raw: Mapping[str, Any]) -> dict[str, A
     times, windows, detectors with a configured datasource, configured log jobs), so bad ones
     are a 4xx naming ``parameters.<field>`` now rather than a failed run later; returns them
     with the backfill id filled in."""
-    from datetime import UTC, datetime
 
     from aiops.backfill import API_FIELDS, resolve_backfill
 
@@ -242,8 +242,8 @@ async def backfill_parameters(state: Any, raw: Mapping[str, Any]) -> dict[str, A
         lambda: resolve_backfill(
             detector_ids=p.detector_ids,
             log_jobs=p.log_jobs,
-            start=datetime.fromtimestamp(p.start, UTC),
-            end=datetime.fromtimestamp(p.end, UTC),
+            start=datetime_from_seconds(p.start, field="start"),
+            end=datetime_from_seconds(p.end, field="end"),
             window=p.window,
             train=p.train,
             log_window=p.log_window,

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 import time
-from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
@@ -35,6 +34,7 @@ from aiops.detectors.auto import MAX_LOOK_POINTS
 from aiops.api.models import MAX_SECONDS, ApiModel, DetectorPath, Duration, Time
 from aiops.api.openapi import Call, Operation
 from aiops.errors import InvalidInput
+from aiops.timeutil import datetime_from_seconds
 from aiops.transform import apply_steps, history_seconds, output_step, split_series, standardize
 
 __all__ = ["OPERATIONS", "SeriesQuery", "SeriesResponse", "warmup_points", "replay"]
@@ -260,8 +260,8 @@ async def detector_series(call: Call) -> Any:
         partial(
             state.store.list_anomalies,
             detector.id,
-            datetime.fromtimestamp(start, UTC),
-            datetime.fromtimestamp(end + step, UTC),
+            datetime_from_seconds(start, field="start"),
+            datetime_from_seconds(end + step, field="end"),
             limit=MAX_MARKERS + 1,
             newest_first=True,
         )
