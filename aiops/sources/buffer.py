@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from collections.abc import AsyncIterable
+from typing import Any
 
 import pandas as pd
 
@@ -30,6 +32,16 @@ class SampleBuffer:
 
     def __len__(self) -> int:
         return self._size
+
+    async def fill(self, chunks: AsyncIterable[Any]) -> int:
+        """Put the frame of every chunk a range query streams (each has ``to_frame()``), in
+        order; returns the samples fetched (dropped ones included)."""
+        total = 0
+        async for chunk in chunks:
+            frame = chunk.to_frame()
+            total += len(frame)
+            self.put(frame)
+        return total
 
     def put(self, frame: pd.DataFrame) -> int:
         """Add samples; return how many old samples were dropped to make room."""

@@ -268,12 +268,7 @@ class LokiClient:
         max_points: int = MAX_POINTS_PER_SERIES,
     ) -> int:
         """Stream a metric range query into a bounded buffer; returns samples fetched."""
-        total = 0
-        async for chunk in self.iter_range(query, start, end, step, max_points=max_points):
-            frame = chunk.to_frame()
-            total += len(frame)
-            buffer.put(frame)
-        return total
+        return await buffer.fill(self.iter_range(query, start, end, step, max_points=max_points))
 
     # pulling whole windows of lines ------------------------------------------------------------
 

@@ -268,12 +268,7 @@ class PrometheusClient:
         max_points: int = MAX_POINTS_PER_SERIES,
     ) -> int:
         """Stream a range query into a bounded buffer; returns samples fetched."""
-        total = 0
-        async for chunk in self.iter_range(query, start, end, step, max_points=max_points):
-            frame = chunk.to_frame()
-            total += len(frame)
-            buffer.put(frame)
-        return total
+        return await buffer.fill(self.iter_range(query, start, end, step, max_points=max_points))
 
     async def query_many(
         self, queries: Iterable[str], time: Any = None
