@@ -298,6 +298,30 @@
     entry.el.querySelector(".more").textContent = "";
   }
 
+  // A series with its band (low..high, filled), its expected value dashed, incident spans and
+  // anomaly markers: the options both charts (detector and incident view) draw with.
+  function bandChartOptions(chart, data, width, height) {
+    const accent = cssVar("--accent"), band = cssVar("--band"), muted = cssVar("--muted");
+    const line = cssVar("--line"), expected = cssVar("--expected");
+    const axis = { stroke: muted, grid: { stroke: line, width: 1 }, ticks: { stroke: line, width: 1 } };
+    const hidden = { stroke: "transparent", width: 0, points: { show: false }, value: (u, v) => fmt(v) };
+    return {
+      width,
+      height,
+      scales: { x: { time: true, min: data.start, max: data.end } },
+      series: [
+        { value: legendTime },
+        { label: "value", stroke: accent, width: 1.5, value: (u, v) => fmt(v) },
+        Object.assign({ label: "low" }, hidden),
+        Object.assign({ label: "high" }, hidden),
+        { label: "expected", stroke: expected, width: 1, dash: [4, 4], points: { show: false }, value: (u, v) => fmt(v) },
+      ],
+      bands: [{ series: [3, 2], fill: band }],
+      axes: [Object.assign({ values: axisTimes }, axis), Object.assign({ size: 56, values: (u, splits) => splits.map(fmt) }, axis)],
+      plugins: [spanPlugin(chart), markerPlugin(chart)],
+    };
+  }
+
   function columns(series, step) {
     // uPlot columns; a null row where samples are missing, so gaps show as gaps
     const xs = [], v = [], lo = [], hi = [], ex = [];
@@ -411,8 +435,6 @@
           : ""
       );
     }
-    const accent = cssVar("--accent"), band = cssVar("--band"), muted = cssVar("--muted");
-    const line = cssVar("--line"), expected = cssVar("--expected");
     for (const series of shown) {
       const wrap = el("div", "chart");
       wrap.dataset.series = series.key;
@@ -420,23 +442,8 @@
       box.appendChild(wrap);
       const chart = { markers: byKey.get(series.key) || [], spans: spans.get(series.key) || [], plot: null, wrap };
       wrap.dataset.incidents = String(chart.spans.length);
-      const axis = { stroke: muted, grid: { stroke: line, width: 1 }, ticks: { stroke: line, width: 1 } };
-      const opts = {
-        width: chartWidth(entry),
-        height: 170,
-        cursor: { drag: { x: true, y: false } },
-        scales: { x: { time: true, min: data.start, max: data.end } },
-        series: [
-          { value: legendTime },
-          { label: "value", stroke: accent, width: 1.5, value: (u, v) => fmt(v) },
-          { label: "low", stroke: "transparent", width: 0, points: { show: false }, value: (u, v) => fmt(v) },
-          { label: "high", stroke: "transparent", width: 0, points: { show: false }, value: (u, v) => fmt(v) },
-          { label: "expected", stroke: expected, width: 1, dash: [4, 4], points: { show: false }, value: (u, v) => fmt(v) },
-        ],
-        bands: [{ series: [3, 2], fill: band }],
-        axes: [Object.assign({ values: axisTimes }, axis), Object.assign({ size: 56, values: (u, splits) => splits.map(fmt) }, axis)],
-        plugins: [spanPlugin(chart), markerPlugin(chart)],
-      };
+      const opts = bandChartOptions(chart, data, chartWidth(entry), 170);
+      opts.cursor = { drag: { x: true, y: false } };
       chart.plot = new uPlot(opts, columns(series, data.step), wrap);
       entry.charts.set(series.key, chart);
     }
@@ -754,24 +761,7 @@
       spans: [spanOf(inc)],
       plot: null,
     };
-    const accent = cssVar("--accent"), band = cssVar("--band"), muted = cssVar("--muted");
-    const line = cssVar("--line"), expected = cssVar("--expected");
-    const axis = { stroke: muted, grid: { stroke: line, width: 1 }, ticks: { stroke: line, width: 1 } };
-    const opts = {
-      width: Math.max(280, box.clientWidth || 600),
-      height: 240,
-      scales: { x: { time: true, min: data.start, max: data.end } },
-      series: [
-        { value: legendTime },
-        { label: "value", stroke: accent, width: 1.5, value: (u, v) => fmt(v) },
-        { label: "low", stroke: "transparent", width: 0, points: { show: false }, value: (u, v) => fmt(v) },
-        { label: "high", stroke: "transparent", width: 0, points: { show: false }, value: (u, v) => fmt(v) },
-        { label: "expected", stroke: expected, width: 1, dash: [4, 4], points: { show: false }, value: (u, v) => fmt(v) },
-      ],
-      bands: [{ series: [3, 2], fill: band }],
-      axes: [Object.assign({ values: axisTimes }, axis), Object.assign({ size: 56, values: (u, splits) => splits.map(fmt) }, axis)],
-      plugins: [spanPlugin(chart), markerPlugin(chart)],
-    };
+    const opts = bandChartOptions(chart, data, Math.max(280, box.clientWidth || 600), 240);
     view.plot = new uPlot(opts, columns(series, data.step), box);
     box.dataset.spans = "1";
   }
