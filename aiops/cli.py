@@ -781,6 +781,18 @@ def _evaluate(args: argparse.Namespace) -> int:
     def ttd(v: float | None) -> str:
         return "n/a" if v is None else f"{v:.0f}s"
 
+    def figures(q: Any) -> list[str]:
+        return [
+            str(q.windows),
+            str(q.detected_windows),
+            num(q.recall),
+            str(q.events),
+            str(q.false_events),
+            num(q.precision),
+            num(q.f1),
+            ttd(q.mean_ttd_seconds),
+        ]
+
     several = len(results) > 1
     rows = []
     for det, _, _, _, result, _, _ in results:
@@ -792,36 +804,9 @@ def _evaluate(args: argparse.Namespace) -> int:
             )
             if q.labels is not None and not q.labelled:
                 name += " (unlabelled)"
-            rows.append(
-                ([det.id] if several else [])
-                + [
-                    name,
-                    str(q.windows),
-                    str(q.detected_windows),
-                    num(q.recall),
-                    str(q.events),
-                    str(q.false_events),
-                    num(q.precision),
-                    num(q.f1),
-                    ttd(q.mean_ttd_seconds),
-                ]
-            )
+            rows.append(([det.id] if several else []) + [name, *figures(q)])
     if several:
-        q = overall
-        rows.append(
-            [
-                "all",
-                "overall",
-                str(q.windows),
-                str(q.detected_windows),
-                num(q.recall),
-                str(q.events),
-                str(q.false_events),
-                num(q.precision),
-                num(q.f1),
-                ttd(q.mean_ttd_seconds),
-            ]
-        )
+        rows.append(["all", "overall", *figures(overall)])
     _print_table(
         (["detector"] if several else [])
         + [
