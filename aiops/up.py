@@ -82,6 +82,11 @@ def pause_demo_detectors(store: Store, settings: Settings) -> list[str]:
     return paused
 
 
+def prefect_server_command(python: str, port: int) -> list[str]:
+    """The local Prefect server on 127.0.0.1:``port``, as ``aiops up`` runs it."""
+    return [python, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+
+
 def wait_http(url: str, proc: subprocess.Popen, timeout: float, what: str) -> None:
     """Wait until ``url`` answers 200; AiopsError when ``proc`` exits first or time runs out."""
     import httpx
@@ -146,17 +151,7 @@ def run_up(
             port = settings.prefect_port
             prefect_server = sup.start(  # booting takes a while: the demo starts meanwhile
                 "prefect server",
-                [
-                    python,
-                    "-m",
-                    "prefect",
-                    "server",
-                    "start",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(port),
-                ],
+                prefect_server_command(python, port),
                 env,
             )
         if plan.demo is not None:

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from aiops.up import prefect_server_command
 from tests.support.prometheus import free_port
 
 
@@ -34,17 +35,7 @@ def prefect_server(
         env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = database_url
     log = open(home / "server.log", "w")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "prefect",
-            "server",
-            "start",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
+        prefect_server_command(sys.executable, port),
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
