@@ -120,9 +120,10 @@ def run(args: argparse.Namespace, tmp: Path, now: datetime) -> int:
     from prefect.events.worker import EventsWorker
 
     from aiops.errors import NotFound
-    from aiops.store import Store, series_key
+    from aiops.store import Store
     from flows.logs import TRIAGE_TRIGGER
     from tasks.publish import emit_incidents
+    from tests.support.incidents import inject_incident
 
     async def automation_ready() -> bool:
         async with get_client() as client:
@@ -148,21 +149,7 @@ def run(args: argparse.Namespace, tmp: Path, now: datetime) -> int:
     for n in range(args.incidents):
         labels = {"service": "checkout", "instance": f"i{n}"}
         opened = now - timedelta(seconds=60)
-        inserted = store.commit_detection(
-            detector.id,
-            incidents=[
-                {
-                    "series_key": series_key(labels),
-                    "labels": labels,
-                    "opened_at": opened,
-                    "opened": True,
-                    "last_anomalous_at": opened,
-                    "resolved_at": None,
-                    "points": 1,
-                    "peak": {"ts": opened, "score": 5.0, "value": 1.0, "expected": 0.1},
-                }
-            ],
-        )
+        inserted = inject_incident(store, detector.id, labels, opened, value=1.0, expected=0.1)
         incident = next(e.payload["incident_id"] for e in inserted if e.type == "incident.opened")
         t0 = time.monotonic()
         emit_incidents(detector, inserted)

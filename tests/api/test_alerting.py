@@ -19,6 +19,7 @@ from aiops.sources.http import RetryPolicy
 from aiops.store import Store, series_key
 from tests.api.support import make_settings, serve
 from tests.support.alertmanager import run_alertmanager
+from tests.support.incidents import until as poll_until
 
 pytestmark = pytest.mark.prometheus
 
@@ -67,10 +68,7 @@ def resolve(store: Store, detector: str, at: datetime, resolved: datetime) -> No
 
 async def until(condition, what: str):
     """Poll ``condition()`` (sync, in a thread) until it returns something truthy, bounded."""
-    async with asyncio.timeout(TIMEOUT):
-        while not (value := await asyncio.to_thread(condition)):
-            await asyncio.sleep(0.2)  # polling a real server for a condition, bounded by TIMEOUT
-    return value
+    return await poll_until(lambda: asyncio.to_thread(condition), timeout=TIMEOUT)
 
 
 def test_the_shipped_rules_file_is_clean_under_promtool():

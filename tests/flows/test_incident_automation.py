@@ -4,7 +4,6 @@ resource) makes the real Prefect server schedule an ``analyze-logs`` run."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,9 +14,10 @@ from prefect import get_client
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId, FlowRunFilter
 from prefect.events import DeploymentEventTrigger
 
-from aiops.store import Store, series_key
+from aiops.store import Store
 from flows.logs import analyze_logs
 from tasks.publish import emit_incidents
+from tests.support.incidents import inject_incident, until
 
 pytestmark = pytest.mark.prefect
 
@@ -48,20 +48,8 @@ async def test_the_documented_automation_starts_a_log_triage_when_an_incident_op
         )
         labels = {"app": "api", "instance": "a"}
         opened = datetime.now(UTC).replace(microsecond=0)
-        inserted = store.commit_detection(
-            "api-latency",
-            incidents=[
-                {
-                    "series_key": series_key(labels),
-                    "labels": labels,
-                    "opened_at": opened,
-                    "opened": True,
-                    "last_anomalous_at": opened,
-                    "resolved_at": None,
-                    "points": 1,
-                    "peak": {"ts": opened, "score": 4.0, "value": 900.0, "expected": 120.0},
-                }
-            ],
+        inserted = inject_incident(
+            store, "api-latency", labels, opened, score=4.0, value=900.0, expected=120.0
         )
     finally:
         store.close()
@@ -71,15 +59,12 @@ async def test_the_documented_automation_starts_a_log_triage_when_an_incident_op
     ]  # waits for the worker
     assert sent.resource.id == "aiops.detector.api-latency"
 
-    runs = []
     flow_runs = FlowRunFilter()
     only_this = DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id]))
-    async with get_client() as client, asyncio.timeout(TIMEOUT):
-        while not runs:  # the server's trigger service acts within about a second
-            runs = await client.read_flow_runs(
-                flow_run_filter=flow_runs, deployment_filter=only_this
-            )
-            if not runs:
-                await asyncio.sleep(0.2)  # polling the server for a condition, bounded by TIMEOUT
+    async with get_client() as client:  # the server's trigger service acts within about a second
+        runs = await until(
+            lambda: client.read_flow_runs(flow_run_filter=flow_runs, deployment_filter=only_this),
+            timeout=TIMEOUT,
+        )
     (run,) = runs
     assert run.parameters == {"selector": '{app="api"}', "since": "30m"}

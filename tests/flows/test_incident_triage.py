@@ -4,7 +4,6 @@ opened on a detector linked to logs, and the run stores what changed in the logs
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -13,33 +12,15 @@ from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId,
 from prefect.flow_engine import run_flow_async
 
 from aiops.errors import BadQuery
-from aiops.store import series_key
 from flows.logs import analyze_logs, triage_trigger
 from tasks._runtime import store
 from tasks.publish import emit_incidents
+from tests.support.incidents import inject_incident, until
 
 pytestmark = pytest.mark.prefect
 
 TIMEOUT = 60
 NS = 10**9
-
-
-def inject_incident(db, detector_id: str, labels: dict[str, str], opened: datetime):
-    return db.commit_detection(
-        detector_id,
-        incidents=[
-            {
-                "series_key": series_key(labels),
-                "labels": labels,
-                "opened_at": opened,
-                "opened": True,
-                "last_anomalous_at": opened,
-                "resolved_at": None,
-                "points": 1,
-                "peak": {"ts": opened, "score": 5.0, "value": 2.5, "expected": 0.3},
-            }
-        ],
-    )
 
 
 def spread(start: datetime, end: datetime, n: int) -> list[int]:
@@ -109,9 +90,7 @@ async def test_an_opened_incident_on_a_linked_detector_gets_one_triage_naming_wh
     prefect_events()  # both reached the server, the unlinked one first
 
     async with get_client() as client:
-        async with asyncio.timeout(TIMEOUT):
-            while not (runs := await runs_of(client, triage_deployment)):
-                await asyncio.sleep(0.2)  # polling the server for a condition, bounded by TIMEOUT
+        runs = await until(lambda: runs_of(client, triage_deployment), timeout=TIMEOUT)
         (run,) = runs  # one run, for the linked detector's incident only
         assert run.parameters == {
             "incident": incident_id
