@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiops.errors import InvalidInput
+from aiops.logs.levels import LEVEL_WORDS
 
 __all__ = [
     "FIELDS",
@@ -56,28 +57,14 @@ __all__ = [
 
 FIELDS = ("timestamp", "level", "component", "thread", "pid", "host")
 
-_LEVEL_WORDS = {
-    "trace": "trace",
-    "finest": "trace",
-    "finer": "trace",
-    "verbose": "trace",
-    "debug": "debug",
-    "dbg": "debug",
-    "fine": "debug",
-    "info": "info",
-    "notice": "info",
-    "warn": "warn",
-    "warning": "warn",
-    "error": "error",
-    "err": "error",
-    "severe": "error",
-    "fatal": "fatal",
-    "crit": "fatal",
-    "critical": "fatal",
-    "panic": "fatal",
-    "emerg": "fatal",
-    "alert": "fatal",
-}
+# A header's level field takes the level words less those a message word could be: short
+# abbreviations (single letters, inf, wrn, eror), and words common in free text (fail,
+# failure, note, config, information, ...), so a header is never learned from a message.
+_NOT_A_HEADER_LEVEL = frozenset(
+    "t d i w e f dbug inf wrn wrng eror config information informational note fail failure "
+    "emergency dpanic".split()
+)
+_LEVEL_WORDS = {w: lv for w, lv in LEVEL_WORDS.items() if w not in _NOT_A_HEADER_LEVEL}
 _GLOG_LEVEL = {"I": "info", "W": "warn", "E": "error", "F": "fatal", "D": "debug"}
 _MONTHS = "Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec"
 

@@ -9,14 +9,22 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["ERROR_LEVELS", "LEVELS", "LEVEL_CODE", "NUMERIC_LEVELS", "UNKNOWN", "detect_level"]
+__all__ = [
+    "ERROR_LEVELS",
+    "LEVELS",
+    "LEVEL_CODE",
+    "LEVEL_WORDS",
+    "NUMERIC_LEVELS",
+    "UNKNOWN",
+    "detect_level",
+]
 
 LEVELS = ("trace", "debug", "info", "warn", "error", "fatal", "unknown")
 LEVEL_CODE = {name: i for i, name in enumerate(LEVELS)}
 ERROR_LEVELS = ("error", "fatal")
 UNKNOWN = LEVEL_CODE["unknown"]
 
-_LEVEL_WORDS = {
+LEVEL_WORDS = {
     "trace": "trace",
     "finest": "trace",
     "finer": "trace",
@@ -90,16 +98,16 @@ def detect_level(line: str) -> tuple[str, bool]:
             if level:
                 return level, True
         else:
-            level = _LEVEL_WORDS.get(value.lower())
+            level = LEVEL_WORDS.get(value.lower())
             if level:
                 return level, False
     m = _GLOG.match(line)
     if m:
-        return _LEVEL_WORDS[m.group(1).lower()], False
+        return LEVEL_WORDS[m.group(1).lower()], False
     m = _KEYWORD_LEVEL.search(line)
     if m:
         word = m.group(m.lastindex or 0)
-        return _LEVEL_WORDS[word.lower()], False
+        return LEVEL_WORDS[word.lower()], False
     m = _PREFIX_LEVEL.match(line)
     if m:
         return ("fatal" if m.group(0).lstrip().startswith(("panic", "fatal")) else "error"), False
